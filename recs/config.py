@@ -1,0 +1,183 @@
+"""Typed, frozen configuration of the library's models, training and index.
+
+Configs travel to TFX `run_fn`s as JSON inside `custom_config` and come back with `from_dict`.
+Every field is validated in `__post_init__`, so a bad value fails where it is written, not
+three components later.
+"""
+
+import dataclasses
+import json
+import typing
+from typing import Any, TypeVar
+
+_C = TypeVar("_C", bound="Config")
+
+
+class Config:
+    """Mixin: dict/JSON round-trip for frozen dataclasses, nested ones included."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the config as plain JSON-compatible values."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls: type[_C], values: dict[str, Any]) -> _C:
+        """Builds the config from `to_dict()` output.
+
+        Raises:
+            ValueError: `values` has a key that is not a field of this config.
+        """
+        fields = {field.name: field for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__} got unknown keys {unknown}; expected a subset of "
+                f"{sorted(fields)}. Check the spelling in custom_config.")
+        hints = typing.get_type_hints(cls)
+        kwargs = {name: _coerce(hints[name], value) for name, value in values.items()}
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls: type[_C], text: str) -> _C:
+        return cls.from_dict(json.loads(text))
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    if isinstance(hint, type) and issubclass(hint, Config) and isinstance(value, dict):
+        return hint.from_dict(value)
+    if typing.get_origin(hint) is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _require(condition: bool, name: str, expected: str, received: object) -> None:
+    if not condition:
+        raise ValueError(f"{name} must be {expected}; received {received!r}.")
+
+
+def _positive_layers(name: str, layers: tuple[int, ...]) -> None:
+    _require(len(layers) > 0 and all(isinstance(n, int) and n > 0 for n in layers), name,
+             "a non-empty tuple of positive ints such as (128, 64)", layers)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig(Config):
+    """How a model is fitted.
+
+    Attributes:
+        batch_size: examples per step.
+        epochs: passes over the training split (the TFX Trainer's num_steps is derived from it).
+        learning_rate: optimizer step size.
+        optimizer: "adam", "adagrad" or "sgd".
+        seed: seeds TensorFlow, NumPy and dataset shuffling.
+    """
+
+    batch_size: int = 256
+    epochs: int = 3
+    learning_rate: float = 0.01
+    optimizer: str = "adam"
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size > 0, "batch_size", "> 0", self.batch_size)
+        _require(self.epochs > 0, "epochs", "> 0", self.epochs)
+        _require(self.learning_rate > 0, "learning_rate", "> 0", self.learning_rate)
+        _require(self.optimizer in ("adam", "adagrad", "sgd"), "optimizer",
+                 "one of 'adam', 'adagrad', 'sgd'", self.optimizer)
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalConfig(Config):
+    """The two-tower retrieval model.
+
+    Attributes:
+        embedding_dim: width of every id and token embedding inside the towers.
+        tower_layers: Dense widths of each tower; the last one is the output embedding size.
+        temperature: softmax temperature of the in-batch retrieval loss; embeddings are
+            L2-normalized, so scores are cosines divided by this.
+        eval_k: K of the Recall@K reported after training.
+        training: optimizer settings.
+    """
+
+    embedding_dim: int = 32
+    tower_layers: tuple[int, ...] = (64, 32)
+    temperature: float = 0.1
+    eval_k: int = 100
+    training: TrainingConfig = TrainingConfig(batch_size=512, epochs=5, learning_rate=0.05,
+                                              optimizer="adagrad")
+
+    def __post_init__(self) -> None:
+        _require(self.embedding_dim > 0, "embedding_dim", "> 0", self.embedding_dim)
+        _positive_layers("tower_layers", self.tower_layers)
+        _require(self.temperature > 0, "temperature", "> 0", self.temperature)
+        _require(self.eval_k > 0, "eval_k", "> 0", self.eval_k)
+
+    @property
+    def output_dim(self) -> int:
+        return self.tower_layers[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class RankerConfig(Config):
+    """The deep sigmoid ranker: ReLU layers, one sigmoid unit, binary cross-entropy.
+
+    Attributes:
+        embedding_dim: width of every id and token embedding.
+        hidden_layers: ReLU Dense widths, default 128 -> 64 (then 1 sigmoid).
+        dropout: dropout rate after each hidden layer.
+        training: optimizer settings.
+    """
+
+    embedding_dim: int = 16
+    hidden_layers: tuple[int, ...] = (128, 64)
+    dropout: float = 0.1
+    training: TrainingConfig = TrainingConfig(batch_size=256, epochs=3, learning_rate=0.003,
+                                              optimizer="adam")
+
+    def __post_init__(self) -> None:
+        _require(self.embedding_dim > 0, "embedding_dim", "> 0", self.embedding_dim)
+        _positive_layers("hidden_layers", self.hidden_layers)
+        _require(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexConfig(Config):
+    """The ScaNN index over candidate embeddings.
+
+    Attributes:
+        k: how many candidates a retrieval request returns.
+        num_leaves: partitions; 0 picks about sqrt(catalogue size).
+        num_leaves_to_search: partitions probed per query; 0 picks a quarter of num_leaves.
+        num_reordering_candidates: exact re-scoring depth; 0 picks 4 * k.
+        min_recall: recall@k against brute force, on held-out queries, that blesses an index.
+        eval_queries: held-out queries used to measure that recall.
+    """
+
+    k: int = 100
+    num_leaves: int = 0
+    num_leaves_to_search: int = 0
+    num_reordering_candidates: int = 0
+    min_recall: float = 0.95
+    eval_queries: int = 500
+
+    def __post_init__(self) -> None:
+        _require(self.k > 0, "k", "> 0", self.k)
+        for name in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
+            _require(getattr(self, name) >= 0, name, ">= 0 (0 = automatic)", getattr(self, name))
+        _require(0.0 <= self.min_recall <= 1.0, "min_recall", "in [0, 1]", self.min_recall)
+        _require(self.eval_queries > 0, "eval_queries", "> 0", self.eval_queries)
+
+    def resolved(self, num_candidates: int) -> "IndexConfig":
+        """Returns a copy with every automatic (0) setting sized for `num_candidates`."""
+        _require(num_candidates > 0, "num_candidates", "> 0", num_candidates)
+        leaves = self.num_leaves or max(1, min(num_candidates, round(num_candidates ** 0.5)))
+        return dataclasses.replace(
+            self,
+            k=min(self.k, num_candidates),
+            num_leaves=leaves,
+            num_leaves_to_search=min(leaves, self.num_leaves_to_search or max(1, leaves // 4)),
+            num_reordering_candidates=self.num_reordering_candidates or 4 * self.k,
+        )

@@ -1,0 +1,110 @@
+"""The feature contract: every feature key of the project is named here and only here.
+
+A feature travels: raw log field -> interaction record (transforms/ingestion) -> tf.Example
+key (the names below) -> tf.Transform output `transformed_name(key)` -> model input. Serving
+signatures take the raw keys, so a client never sees transformed names.
+"""
+
+import tensorflow as tf
+
+# Identifiers.
+USER_ID = "user_id"
+TITLE_ID = "title_id"
+
+# User profile.
+AGE = "age"
+COUNTRY = "country"
+SUBSCRIPTION_TIER = "subscription_tier"
+PREFERRED_GENRES = "preferred_genres"  # "|"-joined genre names.
+
+# Context of the play.
+DEVICE_TYPE = "device_type"
+HOUR = "hour"  # Hour of day, 0..23, UTC.
+TIMESTAMP = "timestamp"  # Unix seconds of the session start.
+
+# Content metadata.
+GENRE = "genre"
+RELEASE_YEAR = "release_year"
+POPULARITY = "popularity"  # Plays per day over the catalogue's history; long-tailed.
+DESCRIPTION = "description"
+DURATION_SECONDS = "duration_seconds"
+
+# Outcomes of the play: known only after it happened, never model inputs.
+WATCH_SECONDS = "watch_seconds"
+WATCH_RATIO = "watch_ratio"
+LIKED = "liked"
+SKIPPED = "skipped"
+COMPLETED = "completed"
+LABEL = "engaged"
+
+ENGAGED_WATCH_RATIO = 0.5
+"""The labelling rule: a play is engaged when watch_ratio >= this, or the title was liked."""
+
+COMPLETED_WATCH_RATIO = 0.9
+"""A play this far through the title counts as finished; finished titles are not recommended."""
+
+DEVICE_TYPES = ("tv", "mobile", "tablet", "web")
+"""Known device types; anything else is one-hot encoded into a trailing "other" slot."""
+
+MAX_PREFERRED_GENRES = 3
+MAX_DESCRIPTION_TOKENS = 16
+DESCRIPTION_VOCAB_SIZE = 2000
+AGE_BUCKETS = 6
+HOURS_PER_DAY = 24
+
+GENRE_VOCABULARY = "genre"
+DESCRIPTION_VOCABULARY = "description_tokens"
+
+QUERY_FEATURES = (USER_ID, AGE, COUNTRY, SUBSCRIPTION_TIER, PREFERRED_GENRES, DEVICE_TYPE, HOUR)
+"""Raw features the query tower reads: who asks, and in which context."""
+
+CANDIDATE_FEATURES = (TITLE_ID, GENRE, RELEASE_YEAR, POPULARITY, DESCRIPTION)
+"""Raw features the candidate tower reads: what a title is."""
+
+RANKER_FEATURES = QUERY_FEATURES + CANDIDATE_FEATURES
+"""Raw features the ranker reads for one (user, title, context) triple."""
+
+OUTCOME_FEATURES = (WATCH_SECONDS, WATCH_RATIO, LIKED, SKIPPED, COMPLETED, LABEL)
+
+RAW_FEATURE_DTYPES: dict[str, tf.dtypes.DType] = {
+    USER_ID: tf.string,
+    AGE: tf.int64,
+    COUNTRY: tf.string,
+    SUBSCRIPTION_TIER: tf.string,
+    PREFERRED_GENRES: tf.string,
+    DEVICE_TYPE: tf.string,
+    HOUR: tf.int64,
+    TIMESTAMP: tf.int64,
+    TITLE_ID: tf.string,
+    GENRE: tf.string,
+    RELEASE_YEAR: tf.int64,
+    POPULARITY: tf.float32,
+    DESCRIPTION: tf.string,
+    DURATION_SECONDS: tf.int64,
+    WATCH_SECONDS: tf.float32,
+    WATCH_RATIO: tf.float32,
+    LIKED: tf.int64,
+    SKIPPED: tf.int64,
+    COMPLETED: tf.int64,
+    LABEL: tf.int64,
+}
+"""Every key of an interaction tf.Example, with its dtype. Each holds exactly one value."""
+
+
+def raw_feature_spec() -> dict[str, tf.io.FixedLenFeature]:
+    """Returns the `tf.io.parse_example` spec of an interaction record."""
+    return {key: tf.io.FixedLenFeature([], dtype) for key, dtype in RAW_FEATURE_DTYPES.items()}
+
+
+def serving_input_signature(keys: tuple[str, ...]) -> dict[str, tf.TensorSpec]:
+    """Returns the raw-feature input signature of a served model: `[batch_size]` per key."""
+    return {key: tf.TensorSpec([None], RAW_FEATURE_DTYPES[key], name=key) for key in keys}
+
+
+def transformed_name(key: str) -> str:
+    """Returns the name tf.Transform gives the transformed form of raw feature `key`."""
+    return f"{key}_xf"
+
+
+WATCH_TIME_Z = transformed_name(WATCH_SECONDS)
+"""z-score of log1p(watch seconds): a training weight for retrieval, never a model input."""
