@@ -7,6 +7,7 @@ three components later.
 
 import dataclasses
 import json
+import math
 import typing
 from typing import Any, TypeVar
 
@@ -174,10 +175,13 @@ class IndexConfig(Config):
         """Returns a copy with every automatic (0) setting sized for `num_candidates`."""
         _require(num_candidates > 0, "num_candidates", "> 0", num_candidates)
         leaves = self.num_leaves or max(1, min(num_candidates, round(num_candidates ** 0.5)))
+        # Probe enough partitions to expect at least 2k candidates before re-ordering.
+        enough = math.ceil(2 * self.k * leaves / num_candidates)
         return dataclasses.replace(
             self,
             k=min(self.k, num_candidates),
             num_leaves=leaves,
-            num_leaves_to_search=min(leaves, self.num_leaves_to_search or max(1, leaves // 4)),
+            num_leaves_to_search=min(leaves, self.num_leaves_to_search or max(enough,
+                                                                              leaves // 4)),
             num_reordering_candidates=self.num_reordering_candidates or 4 * self.k,
         )

@@ -106,5 +106,11 @@ def transformed_name(key: str) -> str:
     return f"{key}_xf"
 
 
+GENRE_MATCH = "genre_match"
+"""Derived in tf.Transform: 1.0 when the title's genre is among the user's preferred genres."""
+
+DERIVED_FEATURES = (GENRE_MATCH,)
+"""Model inputs computed from several raw features; they have no raw key of their own."""
+
 WATCH_TIME_Z = transformed_name(WATCH_SECONDS)
 """z-score of log1p(watch seconds): a training weight for retrieval, never a model input."""

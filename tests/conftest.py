@@ -1,6 +1,13 @@
-"""Shared fixtures. Importing recs first selects Keras 2 before TensorFlow loads."""
+"""Shared fixtures. Importing recs first selects Keras 2 before TensorFlow loads.
 
+The session fixtures build a real, tiny version of the product without TFX: generated logs ->
+Beam ingestion -> tf.Transform on the DirectRunner -> trained towers and ranker -> SavedModels
+in TF Serving's layout. Library, export, index and serving tests share them.
+"""
+
+import dataclasses
 import pathlib
+import tempfile
 
 import pytest
 
@@ -15,3 +22,88 @@ def shared_data() -> pathlib.Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@dataclasses.dataclass
+class TinyWorld:
+    root: pathlib.Path
+    raw: pathlib.Path
+    examples_glob: str
+    transform_dir: str
+    serving_dir: pathlib.Path
+    records: list
+
+
+@pytest.fixture(scope="session")
+def tiny_world() -> TinyWorld:
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+    from recs import features as F
+    from recs.config import IndexConfig, RankerConfig, RetrievalConfig, TrainingConfig
+    from recs.data.catalogue import read_jsonl, to_columns
+    from recs.data.synthetic import GeneratorConfig, generate
+    from recs.export import RankerExport, RetrievalExport
+    from recs.index import build_indexes, catalogue_lines
+    from recs.training import train_ranker, train_retrieval
+    from tfx_pipeline.trainer import feature_sizes
+    from transforms.ingestion import IngestionConfig, run_ingestion
+    from transforms.preprocessing import preprocessing_fn
+
+    root = pathlib.Path(tempfile.mkdtemp(prefix="recs-tiny-"))
+    data = generate(GeneratorConfig(num_users=120, num_titles=40, days=2, seed=3), root / "raw")
+    run_ingestion(IngestionConfig(events_glob=str(data.events_dir / "*" / "*.jsonl"),
+                                  users_path=str(data.users_path),
+                                  titles_path=str(data.titles_path),
+                                  output_dir=str(root / "ingested")))
+    examples_glob = str(root / "ingested" / "examples" / "*.tfrecord.gz")
+    spec = F.raw_feature_spec()
+    dataset = tf.data.TFRecordDataset(tf.io.gfile.glob(examples_glob), compression_type="GZIP")
+    records = [{k: v.numpy() for k, v in tf.io.parse_single_example(x, spec).items()}
+               for x in dataset]
+    records = [{k: (v.decode() if isinstance(v, bytes) else v) for k, v in r.items()}
+               for r in records]
+
+    transform_dir = str(root / "transform")
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    with tft_beam.Context(temp_dir=str(root / "tft_tmp")):
+        (transformed, transformed_metadata), transform_fn = (
+            (records, metadata) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
+        _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
+    output = tft.TFTransformOutput(transform_dir)
+    sizes = feature_sizes(output)
+
+    keys = list(transformed[0])
+    columns = {k: np.stack([row[k] for row in transformed]) for k in keys}
+    full = tf.data.Dataset.from_tensor_slices(columns)
+    train = full.take(int(0.8 * len(transformed))).batch(64)
+    evaluation = full.skip(int(0.8 * len(transformed))).batch(64)
+    quick = TrainingConfig(batch_size=64, epochs=2, learning_rate=0.05, optimizer="adagrad")
+    retrieval = train_retrieval(train, evaluation, sizes,
+                                RetrievalConfig(embedding_dim=8, tower_layers=(16,),
+                                                training=quick))
+    ranker = train_ranker(train, evaluation, sizes,
+                          RankerConfig(embedding_dim=4, hidden_layers=(16, 8),
+                                       training=dataclasses.replace(quick, optimizer="adam",
+                                                                    learning_rate=0.01)))
+    serving_dir = root / "serving"
+    raw_shapes = {k: list(s.shape) for k, s in output.raw_feature_spec().items()}
+    towers_path = str(serving_dir / "towers" / "1")
+    RetrievalExport(output.transform_features_layer(), raw_shapes,
+                    retrieval.model.query_tower, retrieval.model.candidate_tower
+                    ).save(towers_path)
+    RankerExport(output.transform_features_layer(), output.raw_feature_spec(),
+                 ranker.model).save(str(serving_dir / "ranker" / "1"))
+    towers = tf.saved_model.load(towers_path)
+    catalogue = to_columns(read_jsonl(str(data.titles_path)), F.CANDIDATE_FEATURES)
+    queries = to_columns(records, F.QUERY_FEATURES)
+    scann, exact, _ = build_indexes(towers, catalogue, queries,
+                                    IndexConfig(k=10, min_recall=0.0, eval_queries=50))
+    lines = catalogue_lines(catalogue)
+    scann.save(str(serving_dir / "retrieval" / "1"), lines, scann=True)
+    exact.save(str(serving_dir / "retrieval_exact" / "1"), lines, scann=False)
+    return TinyWorld(root=root, raw=root / "raw", examples_glob=examples_glob,
+                     transform_dir=transform_dir, serving_dir=serving_dir, records=records)

@@ -29,7 +29,7 @@ ROWS = [
          "Space robots, space!", 1),
     _row("a", "t2", "comedy", "comedy", "mobile", 40, np.e ** 3 - 1, np.e ** 3 - 1, 2010,
          "robots in love", 0),
-    _row("b", "t1", "drama", "unknowngenre|drama", "fridge", 60, np.e ** 2 - 1,
+    _row("b", "t1", "drama", "unknowngenre|comedy", "fridge", 60, np.e ** 2 - 1,
          np.e ** 2 - 1, 2020, "love", 1),
 ]
 
@@ -66,7 +66,7 @@ def test_device_one_hot_has_other_slot(transformed):
 def test_preferred_genres_are_padded_genre_ids(transformed):
     prefs = [list(row[F.transformed_name(F.PREFERRED_GENRES)]) for row in transformed]
     # Genre vocabulary by frequency: drama (2) -> 0, comedy (1) -> 1; ids are shifted by one.
-    assert prefs == [[1, 2, 0], [2, 0, 0], [0, 1, 0]]  # unknown genre -> 0, like padding.
+    assert prefs == [[1, 2, 0], [2, 0, 0], [0, 2, 0]]  # unknown genre -> 0, like padding.
 
 
 def test_description_tokens_are_lowercased_and_padded(transformed):
@@ -80,3 +80,9 @@ def test_description_tokens_are_lowercased_and_padded(transformed):
 
 def test_label_passes_through(transformed):
     assert [row[F.transformed_name(F.LABEL)] for row in transformed] == [1, 0, 1]
+
+
+def test_genre_match_compares_genre_with_preferences(transformed):
+    # drama in drama|comedy; comedy in comedy; drama not in unknowngenre|comedy.
+    matches = [row[F.transformed_name(F.GENRE_MATCH)] for row in transformed]
+    assert matches == [1.0, 1.0, 0.0]

@@ -9,6 +9,7 @@ the training-time transformation to raw features.
 | user_id, title_id, country, | vocabulary index, one out-of-vocabulary bucket           |
 | subscription_tier, genre    |                                                          |
 | preferred_genres ("a|b")    | genre-vocabulary ids + 1, padded with 0 to 3             |
+| genre + preferred_genres    | genre_match: 1.0 if the genre is a preferred one         |
 | description                 | lower-cased word ids (top 2000) + 1, padded with 0 to 16 |
 | age                         | quantile bucket, 6 buckets                               |
 | hour                        | clipped to 0..23                                         |
@@ -76,8 +77,11 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     genres = tft.vocabulary(raw[F.GENRE], vocab_filename=F.GENRE_VOCABULARY)
     out[F.transformed_name(F.GENRE)] = tft.apply_vocabulary(raw[F.GENRE], genres,
                                                             num_oov_buckets=1)
-    out[F.transformed_name(F.PREFERRED_GENRES)] = _padded_ids(
-        tf.strings.split(raw[F.PREFERRED_GENRES], sep="|"), genres, F.MAX_PREFERRED_GENRES)
+    preferred = tf.strings.split(raw[F.PREFERRED_GENRES], sep="|")
+    out[F.transformed_name(F.PREFERRED_GENRES)] = _padded_ids(preferred, genres,
+                                                              F.MAX_PREFERRED_GENRES)
+    out[F.transformed_name(F.GENRE_MATCH)] = tf.cast(
+        tf.reduce_any(tf.equal(preferred, raw[F.GENRE][:, tf.newaxis]), axis=1), tf.float32)
 
     tokens = _tokenize(raw[F.DESCRIPTION])
     words = tft.vocabulary(tokens, top_k=F.DESCRIPTION_VOCAB_SIZE,

@@ -50,6 +50,7 @@ _FILLER_WORDS = ("a", "the", "story", "of", "young", "woman", "man", "city", "wo
                  "old", "night", "finds", "must", "when", "their", "small", "town", "life")
 _LATENT_DIM = 8
 _SECONDS_PER_DAY = 86_400
+_DEVICE_EFFECT = {"tv": 0.4, "tablet": 0.0, "web": -0.1, "mobile": -0.4}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,7 +204,10 @@ def _sessions_of_day(world: _World, config: GeneratorConfig, day_start: int
                 title_index = min(title_index, len(world.titles) - 1)
                 title = world.titles[title_index]
                 affinity = world.affinity[user_index, title_index]
-                engaged = rng.random() < _sigmoid(4.0 * affinity - 0.5)
+                # Observable parts of the truth: a preferred genre and a big screen help.
+                genre_match = title[F.GENRE] in user[F.PREFERRED_GENRES].split("|")
+                logit = 4.0 * affinity - 1.0 + 1.2 * genre_match + _DEVICE_EFFECT[device]
+                engaged = rng.random() < _sigmoid(logit)
                 ratio = rng.beta(6, 2) if engaged else rng.beta(0.6, 5)
                 watched = round(float(ratio * title[F.DURATION_SECONDS]), 1)
                 base = {F.USER_ID: user[F.USER_ID], F.TITLE_ID: title[F.TITLE_ID],

@@ -1,0 +1,24 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both create .venv first.
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-fast lock clean
+
+venv:
+	@scripts/venv.sh
+
+demo: venv
+	$(VENV)/bin/recs demo --workdir demo_output
+
+test: venv
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lock: venv
+	$(VENV)/bin/uv pip compile requirements/requirements.in --python-version 3.10 -o requirements/lock.txt
+
+clean:
+	rm -rf demo_output .pytest_cache

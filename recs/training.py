@@ -1,0 +1,140 @@
+"""Fitting and evaluating the retrieval model and the ranker on transformed-feature datasets.
+
+Datasets are `tf.data.Dataset`s of batched dicts of transformed features, label included, as
+TFX's `data_accessor.tf_dataset_factory` yields them; the functions here never read files.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from recs import features as F
+from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
+from recs.models.encoders import FeatureSizes
+from recs.models.ranker import DeepRanker
+from recs.models.retrieval import TwoTowerModel
+
+_LABEL = F.transformed_name(F.LABEL)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingResult:
+    """A fitted model, its per-epoch history and its held-out metrics."""
+
+    model: tf.keras.Model
+    history: dict[str, list[float]]
+    metrics: dict[str, float]
+
+
+def make_optimizer(config: TrainingConfig) -> tf.keras.optimizers.Optimizer:
+    optimizers = {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad,
+                  "sgd": tf.keras.optimizers.SGD}
+    return optimizers[config.optimizer](learning_rate=config.learning_rate)
+
+
+def engaged_only(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Keeps the rows of a batch whose label is 1: the positive pairs of retrieval."""
+    keep = tf.equal(tf.reshape(batch[_LABEL], [-1]), 1)
+    return {key: tf.boolean_mask(value, keep) for key, value in batch.items()}
+
+
+def features_and_label(batch: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """Splits a batch into (features, `[batch_size, 1]` float label) for Keras `fit`."""
+    features = {key: value for key, value in batch.items() if key != _LABEL}
+    return features, tf.cast(tf.reshape(batch[_LABEL], [-1, 1]), tf.float32)
+
+
+def _history(history: tf.keras.callbacks.History) -> dict[str, list[float]]:
+    return {name: [float(v) for v in values] for name, values in history.history.items()}
+
+
+def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: FeatureSizes,
+                    config: RetrievalConfig) -> TrainingResult:
+    """Fits the two-tower model on engaged interactions and measures Recall@K.
+
+    Args:
+        train: batches of transformed features, label included.
+        evaluation: held-out batches of the same form.
+        sizes: vocabulary sizes from tf.Transform.
+        config: model and optimizer settings.
+
+    Returns:
+        The fitted `TwoTowerModel`; metrics hold `recall_at_{k}` over the catalogue seen in
+        `train` and `evaluation` (exact brute-force search, training items not excluded).
+    """
+    tf.keras.utils.set_random_seed(config.training.seed)
+    model = TwoTowerModel(sizes, config)
+    model.compile(optimizer=make_optimizer(config.training))
+    history = model.fit(train.map(engaged_only), epochs=config.training.epochs,
+                        validation_data=evaluation.map(engaged_only), verbose=2)
+    recall = retrieval_recall(model, train.concatenate(evaluation), evaluation, config.eval_k)
+    return TrainingResult(model=model, history=_history(history),
+                          metrics={f"recall_at_{config.eval_k}": recall})
+
+
+def _to_numpy(dataset: tf.data.Dataset, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    columns: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    for batch in dataset:
+        for key in keys:
+            columns[key].append(batch[key].numpy())
+    return {key: np.concatenate(parts) for key, parts in columns.items()}
+
+
+def retrieval_recall(model: TwoTowerModel, catalogue: tf.data.Dataset,
+                     queries: tf.data.Dataset, k: int) -> float:
+    """Share of engaged (query, title) pairs whose title ranks in the exact top k.
+
+    Args:
+        model: a fitted two-tower model.
+        catalogue: batches whose distinct titles form the candidate set.
+        queries: batches whose engaged rows are the test pairs.
+        k: cut-off.
+
+    Returns:
+        Recall@k in [0, 1], computed by brute force over the whole candidate set.
+    """
+    title_key = F.transformed_name(F.TITLE_ID)
+    candidate_keys = tuple(F.transformed_name(key) for key in F.CANDIDATE_FEATURES)
+    rows = _to_numpy(catalogue, candidate_keys)
+    _, first = np.unique(rows[title_key], return_index=True)
+    candidates = {key: value[first] for key, value in rows.items()}
+    candidate_embeddings = model.candidate_tower(candidates)
+
+    query_keys = tuple(F.transformed_name(key) for key in F.QUERY_FEATURES) + (title_key,)
+    tests = _to_numpy(queries.map(engaged_only), query_keys)
+    if len(tests[title_key]) == 0:
+        raise ValueError("queries holds no engaged rows; Recall@K needs at least one positive.")
+    query_embeddings = model.query_tower(tests)
+    k = min(k, len(first))
+    _, top = tf.math.top_k(tf.matmul(query_embeddings, candidate_embeddings, transpose_b=True), k)
+    top_titles = candidates[title_key][top.numpy()]  # [num_queries, k]
+    hits = (top_titles == tests[title_key][:, None]).any(axis=1)
+    return float(hits.mean())
+
+
+def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: FeatureSizes,
+                 config: RankerConfig) -> TrainingResult:
+    """Fits the deep sigmoid ranker with binary cross-entropy and early stopping.
+
+    Validation runs after each epoch; training stops when validation AUC has not improved
+    for two epochs, and the best epoch's weights are kept.
+
+    Returns:
+        The fitted `DeepRanker`; metrics hold held-out `auc` and `log_loss`.
+    """
+    tf.keras.utils.set_random_seed(config.training.seed)
+    model = DeepRanker(sizes, config)
+    model.compile(optimizer=make_optimizer(config.training),
+                  loss=tf.keras.losses.BinaryCrossentropy(),
+                  metrics=[tf.keras.metrics.AUC(name="auc"),
+                           tf.keras.metrics.BinaryCrossentropy(name="log_loss")])
+    stop = tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2,
+                                            restore_best_weights=True)
+    history = model.fit(train.map(features_and_label), epochs=config.training.epochs,
+                        validation_data=evaluation.map(features_and_label), callbacks=[stop],
+                        verbose=2)
+    values = model.evaluate(evaluation.map(features_and_label), return_dict=True, verbose=0)
+    return TrainingResult(model=model, history=_history(history),
+                          metrics={"auc": float(values["auc"]),
+                                   "log_loss": float(values["log_loss"])})

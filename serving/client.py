@@ -1,0 +1,125 @@
+"""Clients of TF Serving's REST and gRPC APIs; the same code talks to the local model server
+and to a real `tensorflow/serving` deployment.
+"""
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any, Mapping, Protocol
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+Inputs = Mapping[str, np.ndarray | list]
+
+
+class ModelServerError(RuntimeError):
+    """The model server refused or failed a request; `status` is HTTP or a gRPC code name."""
+
+    def __init__(self, status: int | str, message: str) -> None:
+        super().__init__(f"model server answered {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class PredictClient(Protocol):
+    """What the recommendation service needs from a model server."""
+
+    def predict(self, model: str, inputs: Inputs, signature: str = "",
+                version: int | None = None) -> dict[str, np.ndarray]:
+        ...
+
+
+class RestClient:
+    """TF Serving's RESTful API, columnar ("inputs") format.
+
+    Args:
+        base_url: e.g. `http://localhost:8501`.
+        timeout: seconds per request.
+    """
+
+    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _model_url(self, model: str, version: int | None) -> str:
+        url = f"{self.base_url}/v1/models/{model}"
+        return f"{url}/versions/{version}" if version is not None else url
+
+    def _call(self, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            text = error.read().decode(errors="replace")
+            try:
+                message = json.loads(text).get("error", text)
+            except ValueError:
+                message = text
+            raise ModelServerError(error.code, message) from error
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            raise ModelServerError("UNAVAILABLE", str(error)) from error
+
+    def predict(self, model: str, inputs: Inputs, signature: str = "",
+                version: int | None = None) -> dict[str, np.ndarray]:
+        body: dict[str, Any] = {"inputs": {key: np.asarray(value).tolist()
+                                           for key, value in inputs.items()}}
+        if signature:
+            body["signature_name"] = signature
+        outputs = self._call(f"{self._model_url(model, version)}:predict", body)["outputs"]
+        if not isinstance(outputs, dict):
+            outputs = {"output": outputs}
+        return {key: np.asarray(value) for key, value in outputs.items()}
+
+    def status(self, model: str, version: int | None = None) -> dict[str, Any]:
+        return self._call(self._model_url(model, version))
+
+    def metadata(self, model: str, version: int | None = None) -> dict[str, Any]:
+        return self._call(f"{self._model_url(model, version)}/metadata")
+
+
+class GrpcClient:
+    """TF Serving's gRPC `PredictionService` and `ModelService`.
+
+    Args:
+        target: `host:port`, e.g. `localhost:8500`.
+        timeout: seconds per call.
+    """
+
+    def __init__(self, target: str, timeout: float = 5.0) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self.timeout = timeout
+
+    def predict(self, model: str, inputs: Inputs, signature: str = "",
+                version: int | None = None) -> dict[str, np.ndarray]:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        request.model_spec.signature_name = signature
+        if version is not None:
+            request.model_spec.version.value = version
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+        try:
+            response = self._predictions.Predict(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise ModelServerError(error.code().name, error.details()) from error
+        return {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
+
+    def status(self, model: str) -> get_model_status_pb2.GetModelStatusResponse:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model
+        try:
+            return self._models.GetModelStatus(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise ModelServerError(error.code().name, error.details()) from error
+
+    def close(self) -> None:
+        self._channel.close()

@@ -1,0 +1,51 @@
+"""Distribution of recs: the library, its Beam transforms, TFX wiring and serving."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+
+# Direct requirements with the ranges the TFX 1.16 stack supports; the exact, tested set is
+# requirements/lock.txt (install with it as constraints).
+INSTALL_REQUIRES = [
+    "tensorflow==2.16.2",
+    "tf-keras~=2.16.0",
+    "tensorflow-recommenders==0.7.3",
+    "tensorflow-transform==1.16.0",
+    "tfx-bsl==1.16.1",
+    "apache-beam[gcp]>=2.70,<2.80",
+    "dill==0.3.1.1",
+    "scann==1.3.2",
+    "numpy>=1.26,<2",
+    "protobuf>=3.20,<4",
+    "matplotlib>=3.7",
+]
+EXTRAS = {
+    "pipeline": [
+        "tfx[kfp]==1.16.0",
+        "tensorflow-data-validation==1.16.1",
+        "tensorflow-model-analysis~=0.47.0",
+        "ml-metadata==1.16.0",
+        "kfp>=2.0,<3",
+    ],
+    "serving": ["tensorflow-serving-api==2.16.1", "grpcio>=1.60", "redis>=5"],
+    "test": ["pytest>=8", "pytest-timeout>=2"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+
+setup(
+    name="recs",
+    version="0.1.0",
+    description="Two-tower retrieval and deep ranking on TensorFlow, TFX and TF Serving.",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.11",
+    packages=find_packages(include=["recs", "recs.*", "transforms", "transforms.*",
+                                    "tfx_pipeline", "tfx_pipeline.*", "serving", "serving.*",
+                                    "recs_cli", "recs_cli.*"]),
+    package_data={"serving": ["openapi.yaml", "deploy/*"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["recs=recs_cli.main:main"]},
+)

@@ -1,0 +1,5 @@
+"""Custom TFX components."""
+
+from tfx_pipeline.components.index_builder import IndexBuilder
+
+__all__ = ["IndexBuilder"]

@@ -1,0 +1,57 @@
+"""The one config object `create_pipeline` takes."""
+
+import dataclasses
+import os
+
+from recs.config import Config, IndexConfig, RankerConfig, RetrievalConfig, _require
+
+RANKER = "ranker"
+RETRIEVAL = "retrieval"
+RETRIEVAL_EXACT = "retrieval_exact"
+TOWERS = "towers"
+SERVED_MODELS = (RANKER, RETRIEVAL, RETRIEVAL_EXACT, TOWERS)
+"""Model names under the serving base directory: `<base>/<name>/<version>/saved_model.pb`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig(Config):
+    """Everything the TFX pipeline needs, local or on Kubeflow.
+
+    Attributes:
+        pipeline_root: where TFX writes artifacts (local path or object storage).
+        examples_dir: ingestion's tf.Example output (TFRecord.gz files).
+        catalogue_path: the content catalogue (JSON lines) the index is built over.
+        serving_base_dir: Pushers write `<serving_base_dir>/<model_name>/<version>/`.
+        metadata_path: SQLite ML-Metadata file for local runs; empty for Kubeflow.
+        pipeline_name: the pipeline's name in ML-Metadata and Kubeflow.
+        min_ranker_auc: the Evaluator blesses a ranker whose eval AUC reaches this.
+        eval_buckets: ExampleGen's hash-bucket split, (train, eval).
+        beam_args: Beam options of every Beam-based component.
+        retrieval: two-tower model settings.
+        ranker: ranker settings.
+        index: ScaNN settings and the recall gate.
+    """
+
+    pipeline_root: str
+    examples_dir: str
+    catalogue_path: str
+    serving_base_dir: str
+    metadata_path: str = ""
+    pipeline_name: str = "recs"
+    min_ranker_auc: float = 0.6
+    eval_buckets: tuple[int, ...] = (4, 1)
+    beam_args: tuple[str, ...] = ("--direct_num_workers=1",)
+    retrieval: RetrievalConfig = RetrievalConfig()
+    ranker: RankerConfig = RankerConfig()
+    index: IndexConfig = IndexConfig()
+
+    def __post_init__(self) -> None:
+        for name in ("pipeline_root", "examples_dir", "catalogue_path", "serving_base_dir"):
+            _require(bool(getattr(self, name)), name, "a non-empty path", getattr(self, name))
+        _require(0.0 <= self.min_ranker_auc <= 1.0, "min_ranker_auc", "in [0, 1]",
+                 self.min_ranker_auc)
+        _require(len(self.eval_buckets) == 2 and min(self.eval_buckets) > 0, "eval_buckets",
+                 "two positive ints (train, eval)", self.eval_buckets)
+
+    def serving_dir(self, model_name: str) -> str:
+        return os.path.join(self.serving_base_dir, model_name)

@@ -1,0 +1,106 @@
+"""The TFX pipeline, components in data-flow order.
+
+    ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
+                     -> Transform -> RetrievalTrainer -> IndexBuilder -> Pushers (retrieval,
+                                                                         retrieval_exact, towers)
+                              \\-> RankerTrainer -> Evaluator (AUC gate) -> Pusher (ranker)
+"""
+
+import recs  # noqa: F401  (selects Keras 2 before TFX imports TensorFlow)
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from ml_metadata.proto import metadata_store_pb2
+
+from recs import features as F
+from tfx_pipeline import config as C
+from tfx_pipeline import trainer
+from tfx_pipeline.components import IndexBuilder
+
+PREPROCESSING_FN = "transforms.preprocessing.preprocessing_fn"
+
+
+def _eval_config(config: C.PipelineConfig) -> tfma.EvalConfig:
+    auc_gate = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+        lower_bound={"value": config.min_ranker_auc}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_tf_example", label_key=F.LABEL,
+                                    prediction_key="probability")],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[F.DEVICE_TYPE])],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="AUC", threshold=auc_gate),
+            tfma.MetricConfig(class_name="BinaryCrossentropy"),
+            tfma.MetricConfig(class_name="MeanLabel"),
+            tfma.MetricConfig(class_name="MeanPrediction"),
+            tfma.MetricConfig(class_name="CalibrationPlot"),
+        ])])
+
+
+def _pusher(model: tfx.dsl.Channel, blessing: tfx.dsl.Channel, config: C.PipelineConfig,
+            name: str) -> tfx.components.Pusher:
+    destination = tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
+        base_directory=config.serving_dir(name)))
+    return tfx.components.Pusher(model=model, model_blessing=blessing,
+                                 push_destination=destination).with_id(f"Pusher_{name}")
+
+
+def create_pipeline(config: C.PipelineConfig) -> tfx.dsl.Pipeline:
+    """Builds the pipeline; the same object runs locally or compiles for Kubeflow v2."""
+    train_buckets, eval_buckets = config.eval_buckets
+    example_gen = tfx.components.ImportExampleGen(
+        input_base=config.examples_dir,
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+            tfx.proto.SplitConfig.Split(name="train", hash_buckets=train_buckets),
+            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=eval_buckets)])))
+    examples = example_gen.outputs["examples"]
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
+                                          infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    transform = tfx.components.Transform(examples=examples, schema=schema_gen.outputs["schema"],
+                                         preprocessing_fn=PREPROCESSING_FN)
+
+    def trainer_component(run_fn: str, key: str, settings: dict) -> tfx.components.Trainer:
+        return tfx.components.Trainer(
+            run_fn=run_fn, examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"], custom_config={key: settings})
+
+    retrieval_trainer = trainer_component(
+        "tfx_pipeline.trainer.run_retrieval", trainer.RETRIEVAL_CONFIG_KEY,
+        config.retrieval.to_dict()).with_id("RetrievalTrainer")
+    ranker_trainer = trainer_component(
+        "tfx_pipeline.trainer.run_ranker", trainer.RANKER_CONFIG_KEY,
+        config.ranker.to_dict()).with_id("RankerTrainer")
+    evaluator = tfx.components.Evaluator(examples=examples,
+                                         model=ranker_trainer.outputs["model"],
+                                         eval_config=_eval_config(config))
+    index_builder = IndexBuilder(model=retrieval_trainer.outputs["model"], examples=examples,
+                                 catalogue_uri=config.catalogue_path,
+                                 index_config=config.index.to_json())
+    index_blessing = index_builder.outputs["blessing"]
+    pushers = [
+        _pusher(ranker_trainer.outputs["model"], evaluator.outputs["blessing"], config,
+                C.RANKER),
+        _pusher(index_builder.outputs["scann_model"], index_blessing, config, C.RETRIEVAL),
+        _pusher(index_builder.outputs["exact_model"], index_blessing, config,
+                C.RETRIEVAL_EXACT),
+        _pusher(index_builder.outputs["towers_model"], index_blessing, config, C.TOWERS),
+    ]
+    metadata = None
+    if config.metadata_path:
+        metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_path)
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
+                    retrieval_trainer, ranker_trainer, evaluator, index_builder, *pushers],
+        metadata_connection_config=metadata, beam_pipeline_args=list(config.beam_args),
+        enable_cache=False)
+
+
+def metadata_store_config(path: str) -> metadata_store_pb2.ConnectionConfig:
+    """The SQLite ML-Metadata connection of a local run (for reading results back)."""
+    return tfx.orchestration.metadata.sqlite_metadata_connection_config(path)

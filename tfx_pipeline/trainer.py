@@ -1,0 +1,77 @@
+"""Thin `run_fn` adapters: TFX FnArgs in, recs training and export, artifacts out."""
+
+import json
+import os
+
+import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from recs import features as F
+from recs.config import RankerConfig, RetrievalConfig
+from recs.export import RankerExport, RetrievalExport
+from recs.models.encoders import FeatureSizes
+from recs.plots import plot_training_curves
+from recs.training import TrainingResult, train_ranker, train_retrieval
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+RETRIEVAL_CONFIG_KEY = "retrieval"
+RANKER_CONFIG_KEY = "ranker"
+METRICS_FILE = "metrics.json"
+
+
+def feature_sizes(transform_output: tft.TFTransformOutput) -> FeatureSizes:
+    """Reads vocabulary sizes from tf.Transform's output, adding the OOV/padding slot."""
+    size = transform_output.vocabulary_size_by_name
+    return FeatureSizes(
+        users=size(F.USER_ID) + 1, titles=size(F.TITLE_ID) + 1,
+        countries=size(F.COUNTRY) + 1, subscription_tiers=size(F.SUBSCRIPTION_TIER) + 1,
+        genres=size(F.GENRE_VOCABULARY) + 1,
+        description_tokens=size(F.DESCRIPTION_VOCABULARY) + 1)
+
+
+def _datasets(fn_args: tfx.components.FnArgs, transform_output: tft.TFTransformOutput,
+              batch_size: int, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    def dataset(files: list[str], shuffle: bool) -> tf.data.Dataset:
+        options = tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1,
+                                                 shuffle=shuffle, shuffle_seed=seed)
+        return fn_args.data_accessor.tf_dataset_factory(
+            files, options, transform_output.transformed_metadata.schema)
+    return dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
+
+
+def _write_run_outputs(fn_args: tfx.components.FnArgs, result: TrainingResult, title: str
+                       ) -> None:
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, METRICS_FILE), "w") as handle:
+        json.dump({"metrics": result.metrics, "history": result.history}, handle, indent=2)
+    plot_training_curves(result.history, title,
+                         os.path.join(fn_args.model_run_dir, "training_curves.png"))
+
+
+def run_retrieval(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point of the two-tower retrieval model."""
+    config = RetrievalConfig.from_dict(fn_args.custom_config[RETRIEVAL_CONFIG_KEY])
+    transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    train, evaluation = _datasets(fn_args, transform_output, config.training.batch_size,
+                                  config.training.seed)
+    result = train_retrieval(train, evaluation, feature_sizes(transform_output), config)
+    raw_shapes = {k: list(s.shape) for k, s in transform_output.raw_feature_spec().items()}
+    RetrievalExport(transform_output.transform_features_layer(), raw_shapes,
+                    result.model.query_tower, result.model.candidate_tower
+                    ).save(fn_args.serving_model_dir)
+    _write_run_outputs(fn_args, result, "two-tower retrieval")
+
+
+def run_ranker(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point of the deep sigmoid ranker."""
+    config = RankerConfig.from_dict(fn_args.custom_config[RANKER_CONFIG_KEY])
+    transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    train, evaluation = _datasets(fn_args, transform_output, config.training.batch_size,
+                                  config.training.seed)
+    result = train_ranker(train, evaluation, feature_sizes(transform_output), config)
+    RankerExport(transform_output.transform_features_layer(),
+                 transform_output.raw_feature_spec(), result.model
+                 ).save(fn_args.serving_model_dir)
+    _write_run_outputs(fn_args, result, "deep sigmoid ranker")
