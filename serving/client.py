@@ -44,6 +44,7 @@ class RestClient:
     def __init__(self, base_url: str, timeout: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._output_names: dict[tuple[str, int | None, str], str] = {}
 
     def _model_url(self, model: str, version: int | None) -> str:
         url = f"{self.base_url}/v1/models/{model}"
@@ -74,8 +75,18 @@ class RestClient:
             body["signature_name"] = signature
         outputs = self._call(f"{self._model_url(model, version)}:predict", body)["outputs"]
         if not isinstance(outputs, dict):
-            outputs = {"output": outputs}
+            # TF Serving drops the name of a signature's only output; recover it from metadata
+            # so that REST and gRPC callers see the same keys.
+            outputs = {self._only_output_name(model, version, signature): outputs}
         return {key: np.asarray(value) for key, value in outputs.items()}
+
+    def _only_output_name(self, model: str, version: int | None, signature: str) -> str:
+        key = (model, version, signature or "serving_default")
+        if key not in self._output_names:
+            signatures = self.metadata(model, version)["metadata"]["signature_def"][
+                "signature_def"]
+            (self._output_names[key],) = signatures[key[2]]["outputs"]
+        return self._output_names[key]
 
     def status(self, model: str, version: int | None = None) -> dict[str, Any]:
         return self._call(self._model_url(model, version))

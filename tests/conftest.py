@@ -40,7 +40,7 @@ def tiny_world() -> TinyWorld:
     import tensorflow as tf
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
     from recs import features as F
     from recs.config import IndexConfig, RankerConfig, RetrievalConfig, TrainingConfig
@@ -73,6 +73,8 @@ def tiny_world() -> TinyWorld:
         (transformed, transformed_metadata), transform_fn = (
             (records, metadata) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
         _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
+    # TFX's Transform also records the raw schema; raw_feature_spec() reads it from here.
+    metadata_io.write_metadata(metadata, str(pathlib.Path(transform_dir) / "metadata"))
     output = tft.TFTransformOutput(transform_dir)
     sizes = feature_sizes(output)
 

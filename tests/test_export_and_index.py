@@ -1,0 +1,112 @@
+"""Exported SavedModels (raw features in) and the ScaNN / brute-force retrieval models."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from recs import features as F
+from recs.config import IndexConfig
+from recs.index import brute_force_layer, recall_against_exact, scann_layer
+
+
+def _query_batch(records: list[dict], n: int) -> dict[str, tf.Tensor]:
+    return {key: tf.constant([r[key] for r in records[:n]], dtype=F.RAW_FEATURE_DTYPES[key])
+            for key in F.QUERY_FEATURES}
+
+
+def test_towers_signatures_take_the_raw_query_and_candidate_features(tiny_world):
+    towers = tf.saved_model.load(str(tiny_world.serving_dir / "towers" / "1"))
+    for name, keys in (("query_embedding", F.QUERY_FEATURES),
+                       ("candidate_embedding", F.CANDIDATE_FEATURES)):
+        inputs = towers.signatures[name].structured_input_signature[1]
+        assert {k: v.dtype for k, v in inputs.items()} == {
+            k: F.RAW_FEATURE_DTYPES[k] for k in keys}
+        assert all(spec.shape.as_list() == [None] for spec in inputs.values())
+    out = towers.signatures["serving_default"](**_query_batch(tiny_world.records, 3))
+    assert out["embedding"].shape == (3, 16)
+
+
+def test_ranker_signatures_take_raw_features_or_tf_examples(tiny_world):
+    ranker = tf.saved_model.load(str(tiny_world.serving_dir / "ranker" / "1"))
+    raw = ranker.signatures["serving_default"].structured_input_signature[1]
+    assert set(raw) == set(F.RANKER_FEATURES)
+    records = tiny_world.records[:4]
+    from transforms.ingestion import to_example
+
+    serialized = tf.constant([to_example(r) for r in records])
+    by_example = ranker.signatures["serving_tf_example"](examples=serialized)["probability"]
+    by_features = ranker.signatures["serving_default"](**{
+        key: tf.constant([r[key] for r in records], dtype=F.RAW_FEATURE_DTYPES[key])
+        for key in F.RANKER_FEATURES})["probability"]
+    np.testing.assert_allclose(by_example.numpy(), by_features.numpy(), rtol=1e-5)
+    assert ((by_features.numpy() > 0) & (by_features.numpy() < 1)).all()
+
+
+def test_exported_query_embedding_is_stable_across_reloads(tiny_world):
+    path = str(tiny_world.serving_dir / "towers" / "1")
+    batch = _query_batch(tiny_world.records, 5)
+    first = tf.saved_model.load(path).signatures["query_embedding"](**batch)["embedding"]
+    second = tf.saved_model.load(path).signatures["query_embedding"](**batch)["embedding"]
+    np.testing.assert_allclose(first.numpy(), second.numpy(), rtol=1e-6)
+
+
+def test_recall_against_exact_is_the_overlap_share():
+    approximate = np.array([[b"a", b"b"], [b"c", b"x"]], dtype=object)
+    exact = np.array([[b"b", b"a"], [b"c", b"d"]], dtype=object)
+    assert recall_against_exact(approximate, exact) == 0.75  # (2 + 1) / 4
+    with pytest.raises(ValueError, match="same shape"):
+        recall_against_exact(approximate[:1], exact)
+
+
+def test_scann_recall_against_numpy_brute_force_oracle():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(20, 16))
+    candidates = (centers[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 16)))
+    candidates = (candidates / np.linalg.norm(candidates, axis=1, keepdims=True)).astype("f4")
+    queries = rng.normal(size=(100, 16)).astype("f4")
+    ids = np.array([f"t{i}" for i in range(3000)], dtype=object)
+    oracle = ids[np.argsort(-queries @ candidates.T, axis=1)[:, :10]]
+    layer = scann_layer(ids, candidates, IndexConfig(k=10))
+    _, found = layer(tf.constant(queries), k=10)
+    assert recall_against_exact(found.numpy(), oracle.astype(bytes)) >= 0.9
+    _, exact = brute_force_layer(ids, candidates, 10)(tf.constant(queries), k=10)
+    assert recall_against_exact(exact.numpy(), oracle.astype(bytes)) == 1.0
+
+
+def test_retrieval_models_return_known_titles_and_agree(tiny_world):
+    batch = _query_batch(tiny_world.records, 8)
+    scann = tf.saved_model.load(str(tiny_world.serving_dir / "retrieval" / "1"))
+    exact = tf.saved_model.load(str(tiny_world.serving_dir / "retrieval_exact" / "1"))
+    approximate = scann.signatures["serving_default"](**batch)
+    truth = exact.signatures["serving_default"](**batch)
+    catalogue = (tiny_world.serving_dir / "retrieval" / "1" / "assets.extra" /
+                 "catalogue.jsonl").read_text().splitlines()
+    known = {json.loads(line)[F.TITLE_ID].encode() for line in catalogue}
+    assert truth["title_ids"].shape == (8, 10)
+    assert set(truth["title_ids"].numpy().ravel()) <= known
+    scores = truth["scores"].numpy()
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # Best first.
+    assert recall_against_exact(approximate["title_ids"].numpy(),
+                                truth["title_ids"].numpy()) >= 0.5
+
+
+def _load_in_fresh_process(path: str, imports: str) -> subprocess.CompletedProcess:
+    code = (f"import os; os.environ['TF_USE_LEGACY_KERAS'] = '1'\n{imports}\n"
+            f"import tensorflow as tf\ntf.saved_model.load({path!r})\nprint('loaded')")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_exact_model_loads_without_scann_and_scann_model_needs_it(tiny_world):
+    # Stock TF Serving has no ScaNN ops: the exact model must load with plain TensorFlow.
+    exact = _load_in_fresh_process(str(tiny_world.serving_dir / "retrieval_exact" / "1"), "")
+    assert "loaded" in exact.stdout, exact.stderr[-2000:]
+    scann_plain = _load_in_fresh_process(str(tiny_world.serving_dir / "retrieval" / "1"), "")
+    assert scann_plain.returncode != 0 and "Scann" in scann_plain.stderr
+    scann = _load_in_fresh_process(str(tiny_world.serving_dir / "retrieval" / "1"),
+                                   "import scann")
+    assert "loaded" in scann.stdout, scann.stderr[-2000:]
