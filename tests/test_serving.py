@@ -1,0 +1,175 @@
+"""The local model server against TF Serving's documented REST and gRPC behaviour, and the
+recommender on top of it."""
+
+import json
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+from recs import features as F
+from serving.client import GrpcClient, ModelServerError, RestClient
+from serving.model_server import (ModelRegistry, ModelServer, parse_predict_body,
+                                  write_models_config, ServingError)
+from serving.recommender import Recommender, UnknownUserError, load_catalogue
+from serving.store import ProfileStore, load_store
+
+MODELS = ("ranker", "retrieval", "retrieval_exact", "towers")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_world):
+    registry = ModelRegistry(str(tiny_world.serving_dir), MODELS)
+    registry.load()
+    with ModelServer(registry) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def store(tiny_world):
+    profiles = ProfileStore(":memory:")
+    load_store(profiles, str(tiny_world.raw / "users.jsonl"), tiny_world.examples_glob)
+    yield profiles
+    profiles.close()
+
+
+def _http(url: str, body: object | None = None) -> tuple[int, dict]:
+    data = None if body is None else (body if isinstance(body, bytes) else
+                                       json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data)) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _query_row(record: dict) -> dict:
+    """One request row as plain JSON values."""
+    return {key: getattr(record[key], "item", lambda: record[key])()
+            for key in F.QUERY_FEATURES}
+
+
+def test_status_and_metadata_follow_tf_serving(server):
+    status, body = _http(f"{server.rest_url}/v1/models/towers")
+    assert status == 200
+    assert body["model_version_status"] == [{"version": "1", "state": "AVAILABLE",
+                                              "status": {"error_code": "OK",
+                                                         "error_message": ""}}]
+    status, body = _http(f"{server.rest_url}/v1/models/towers/versions/1/metadata")
+    signatures = body["metadata"]["signature_def"]["signature_def"]
+    assert status == 200 and body["model_spec"]["version"] == "1"
+    assert signatures["query_embedding"]["inputs"][F.USER_ID]["dtype"] == "DT_STRING"
+    assert signatures["query_embedding"]["inputs"][F.AGE]["dtype"] == "DT_INT64"
+
+
+def test_row_and_columnar_predict_agree(server, tiny_world):
+    rows = [_query_row(r) for r in tiny_world.records[:3]]
+    status, by_rows = _http(f"{server.rest_url}/v1/models/towers:predict", {"instances": rows})
+    assert status == 200 and np.array(by_rows["predictions"]).shape == (3, 16)
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    status, by_columns = _http(f"{server.rest_url}/v1/models/towers/versions/1:predict",
+                               {"inputs": columns, "signature_name": "query_embedding"})
+    assert status == 200
+    np.testing.assert_allclose(by_rows["predictions"], by_columns["outputs"], rtol=1e-5)
+
+
+def test_multi_output_rows_are_objects(server, tiny_world):
+    rows = [_query_row(r) for r in tiny_world.records[:2]]
+    status, body = _http(f"{server.rest_url}/v1/models/retrieval:predict", {"instances": rows})
+    assert status == 200
+    assert set(body["predictions"][0]) == {"scores", "title_ids"}
+    assert len(body["predictions"][0]["title_ids"]) == 10
+
+
+@pytest.mark.parametrize("path, body, status, message", [
+    ("/v1/models/nope:predict", {"instances": [1]}, 404, "Servable not found"),
+    ("/v1/models/towers/versions/9:predict", {"instances": [1]}, 404, "Specific(towers, 9)"),
+    ("/v1/models/towers:predict", b"{not json", 400, "JSON Parse error"),
+    ("/v1/models/towers:predict", {"inputs": {}, "instances": []}, 400, "exactly one of"),
+    ("/v1/models/towers:predict", {"inputs": {"user_id": ["u"]}}, 400, "missing"),
+    ("/v1/models/towers:predict", {"instances": [{"user_id": "u"}],
+                                   "signature_name": "bogus"}, 400, "bogus"),
+    ("/v1/models/towers:explain", {"instances": [1]}, 404, "Malformed request"),
+])
+def test_rest_errors_use_tf_serving_codes(server, path, body, status, message):
+    code, answer = _http(f"{server.rest_url}{path}", body)
+    assert code == status
+    assert message in answer["error"]
+
+
+def test_wrong_dtype_is_a_400_naming_the_input(server, tiny_world):
+    row = _query_row(tiny_world.records[0])
+    columns = {key: [value] for key, value in row.items()}
+    columns[F.AGE] = ["thirty"]
+    code, answer = _http(f"{server.rest_url}/v1/models/towers:predict", {"inputs": columns})
+    assert code == 400 and "'age'" in answer["error"]
+
+
+def test_grpc_predict_matches_rest(server, tiny_world):
+    rows = [_query_row(r) for r in tiny_world.records[:2]]
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    via_grpc = GrpcClient(server.grpc_target).predict("towers", columns)
+    via_rest = RestClient(server.rest_url).predict("towers", columns)
+    np.testing.assert_allclose(via_grpc["embedding"], via_rest["embedding"], rtol=1e-5)
+
+
+def test_raw_grpc_metadata_and_errors(server):
+    channel = grpc.insecure_channel(server.grpc_target)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "ranker"
+    response = stub.GetModelMetadata(request, timeout=10)
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    assert {"serving_default", "serving_tf_example"} <= set(signatures.signature_def)
+    bad = predict_pb2.PredictRequest()
+    bad.model_spec.name = "ranker"
+    bad.inputs["user_id"].CopyFrom(tf.make_tensor_proto(np.array([b"u1"])))
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Predict(bad, timeout=10)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(ModelServerError, match="NOT_FOUND"):
+        GrpcClient(server.grpc_target).status("nope")
+
+
+def test_parse_predict_body_rejects_ragged_instances():
+    with pytest.raises(ServingError, match="same keys"):
+        parse_predict_body({"instances": [{"a": 1}, {"b": 2}]}, ["a", "b"])
+
+
+def test_models_config_names_every_model(tmp_path):
+    path = write_models_config("/models", MODELS, str(tmp_path / "models.config"))
+    text = (tmp_path / "models.config").read_text()
+    assert path.endswith("models.config")
+    for name in MODELS:
+        assert f'name: "{name}"' in text and f'base_path: "/models/{name}"' in text
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_recommender_retrieves_ranks_and_filters(server, store, tiny_world, protocol):
+    client = (RestClient(server.rest_url) if protocol == "rest"
+              else GrpcClient(server.grpc_target))
+    catalogue = load_catalogue(str(tiny_world.serving_dir), "retrieval")
+    recommender = Recommender(client, store, catalogue)
+    user = next(r[F.USER_ID] for r in tiny_world.records if r[F.COMPLETED] == 1)
+    finished = store.finished(user)
+    items = recommender.recommend(user, k=5)
+    assert 1 <= len(items) <= 5
+    assert not finished & {item.title_id for item in items}
+    scores = [item.score for item in items]
+    assert scores == sorted(scores, reverse=True)
+    assert all(item.title_id in catalogue for item in items)
+
+
+def test_recommender_rejects_bad_requests(server, store, tiny_world):
+    recommender = Recommender(RestClient(server.rest_url), store,
+                              load_catalogue(str(tiny_world.serving_dir), "retrieval"))
+    with pytest.raises(UnknownUserError, match="unknown user_id 'ghost'"):
+        recommender.recommend("ghost")
+    with pytest.raises(ValueError, match="k must be between 1 and 100; received 0"):
+        recommender.recommend("u000001", k=0)
