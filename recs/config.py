@@ -54,13 +54,13 @@ def _coerce(hint: Any, value: Any) -> Any:
     return value
 
 
-def _require(condition: bool, name: str, expected: str, received: object) -> None:
+def require(condition: bool, name: str, expected: str, received: object) -> None:
     if not condition:
         raise ValueError(f"{name} must be {expected}; received {received!r}.")
 
 
 def _positive_layers(name: str, layers: tuple[int, ...]) -> None:
-    _require(len(layers) > 0 and all(isinstance(n, int) and n > 0 for n in layers), name,
+    require(len(layers) > 0 and all(isinstance(n, int) and n > 0 for n in layers), name,
              "a non-empty tuple of positive ints such as (128, 64)", layers)
 
 
@@ -83,10 +83,10 @@ class TrainingConfig(Config):
     seed: int = 42
 
     def __post_init__(self) -> None:
-        _require(self.batch_size > 0, "batch_size", "> 0", self.batch_size)
-        _require(self.epochs > 0, "epochs", "> 0", self.epochs)
-        _require(self.learning_rate > 0, "learning_rate", "> 0", self.learning_rate)
-        _require(self.optimizer in ("adam", "adagrad", "sgd"), "optimizer",
+        require(self.batch_size > 0, "batch_size", "> 0", self.batch_size)
+        require(self.epochs > 0, "epochs", "> 0", self.epochs)
+        require(self.learning_rate > 0, "learning_rate", "> 0", self.learning_rate)
+        require(self.optimizer in ("adam", "adagrad", "sgd"), "optimizer",
                  "one of 'adam', 'adagrad', 'sgd'", self.optimizer)
 
 
@@ -111,10 +111,10 @@ class RetrievalConfig(Config):
                                               optimizer="adagrad")
 
     def __post_init__(self) -> None:
-        _require(self.embedding_dim > 0, "embedding_dim", "> 0", self.embedding_dim)
+        require(self.embedding_dim > 0, "embedding_dim", "> 0", self.embedding_dim)
         _positive_layers("tower_layers", self.tower_layers)
-        _require(self.temperature > 0, "temperature", "> 0", self.temperature)
-        _require(self.eval_k > 0, "eval_k", "> 0", self.eval_k)
+        require(self.temperature > 0, "temperature", "> 0", self.temperature)
+        require(self.eval_k > 0, "eval_k", "> 0", self.eval_k)
 
     @property
     def output_dim(self) -> int:
@@ -139,9 +139,9 @@ class RankerConfig(Config):
                                               optimizer="adam")
 
     def __post_init__(self) -> None:
-        _require(self.embedding_dim > 0, "embedding_dim", "> 0", self.embedding_dim)
+        require(self.embedding_dim > 0, "embedding_dim", "> 0", self.embedding_dim)
         _positive_layers("hidden_layers", self.hidden_layers)
-        _require(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
+        require(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,15 +165,15 @@ class IndexConfig(Config):
     eval_queries: int = 500
 
     def __post_init__(self) -> None:
-        _require(self.k > 0, "k", "> 0", self.k)
+        require(self.k > 0, "k", "> 0", self.k)
         for name in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
-            _require(getattr(self, name) >= 0, name, ">= 0 (0 = automatic)", getattr(self, name))
-        _require(0.0 <= self.min_recall <= 1.0, "min_recall", "in [0, 1]", self.min_recall)
-        _require(self.eval_queries > 0, "eval_queries", "> 0", self.eval_queries)
+            require(getattr(self, name) >= 0, name, ">= 0 (0 = automatic)", getattr(self, name))
+        require(0.0 <= self.min_recall <= 1.0, "min_recall", "in [0, 1]", self.min_recall)
+        require(self.eval_queries > 0, "eval_queries", "> 0", self.eval_queries)
 
     def resolved(self, num_candidates: int) -> "IndexConfig":
         """Returns a copy with every automatic (0) setting sized for `num_candidates`."""
-        _require(num_candidates > 0, "num_candidates", "> 0", num_candidates)
+        require(num_candidates > 0, "num_candidates", "> 0", num_candidates)
         leaves = self.num_leaves or max(1, min(num_candidates, round(num_candidates ** 0.5)))
         # Probe enough partitions to expect at least 2k candidates before re-ordering.
         enough = math.ceil(2 * self.k * leaves / num_candidates)

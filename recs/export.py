@@ -40,18 +40,19 @@ class RetrievalExport(tf.Module):
 
     Args:
         transform_layer: `tft.TFTransformOutput.transform_features_layer()`.
-        raw_shapes: raw feature key -> shape in the transform graph's feature spec.
+        raw_feature_spec: the transform graph's raw feature spec (for input shapes).
         query_tower: maps transformed features to query embeddings.
         candidate_tower: maps transformed features to candidate embeddings.
     """
 
-    def __init__(self, transform_layer: tf.keras.layers.Layer, raw_shapes: dict[str, list[int]],
+    def __init__(self, transform_layer: tf.keras.layers.Layer,
+                 raw_feature_spec: dict[str, tf.io.FixedLenFeature],
                  query_tower: tf.keras.Model, candidate_tower: tf.keras.Model) -> None:
         super().__init__()
         self.transform_layer = transform_layer
         self.query_tower = query_tower
         self.candidate_tower = candidate_tower
-        self._raw_shapes = dict(raw_shapes)
+        self._raw_shapes = {key: list(spec.shape) for key, spec in raw_feature_spec.items()}
         self.query_embedding = tf.function(
             self._query, input_signature=[F.serving_input_signature(F.QUERY_FEATURES)])
         self.candidate_embedding = tf.function(

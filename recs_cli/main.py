@@ -79,8 +79,12 @@ class _ComponentProgress(logging.Handler):
 
 
 def show_pipeline_progress() -> None:
+    from absl import logging as absl_logging
+
+    # Through absl's verbosity flag, not Logger.setLevel: components re-apply that flag's value
+    # to the logger while they run, which would silence a level set only on the logger.
+    absl_logging.set_verbosity(absl_logging.INFO)
     absl_logger = logging.getLogger("absl")
-    absl_logger.setLevel(logging.INFO)
     absl_logger.addHandler(_ComponentProgress())
     absl_logger.propagate = False
 

@@ -336,6 +336,16 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
 # ----------------------------------------------------------------------------- gRPC
 
 
+def _requested_model(registry: ModelRegistry, spec: Any, context: grpc.ServicerContext
+                     ) -> LoadedModel:
+    """The model a gRPC request's ModelSpec names; aborts the call with TF Serving's code."""
+    version = spec.version.value if spec.HasField("version") else None
+    try:
+        return registry.get(spec.name, version)
+    except ServingError as error:
+        context.abort(error.code, error.message)
+
+
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
@@ -366,12 +376,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           "Metadata field signature_def is the only one supported; received "
                           f"{list(request.metadata_field)}")
-        version = request.model_spec.version.value if request.model_spec.HasField(
-            "version") else None
-        try:
-            model = self.registry.get(request.model_spec.name, version)
-        except ServingError as error:
-            context.abort(error.code, error.message)
+        model = _requested_model(self.registry, request.model_spec, context)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         for key, value in model.signature_defs.items():
             signature_map.signature_def[key].CopyFrom(value)
@@ -389,12 +394,7 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
                        context: grpc.ServicerContext
                        ) -> get_model_status_pb2.GetModelStatusResponse:  # noqa: N802
-        version = request.model_spec.version.value if request.model_spec.HasField(
-            "version") else None
-        try:
-            model = self.registry.get(request.model_spec.name, version)
-        except ServingError as error:
-            context.abort(error.code, error.message)
+        model = _requested_model(self.registry, request.model_spec, context)
         response = get_model_status_pb2.GetModelStatusResponse()
         status = response.model_version_status.add()
         status.version = model.version

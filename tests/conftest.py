@@ -92,9 +92,8 @@ def tiny_world() -> TinyWorld:
                                        training=dataclasses.replace(quick, optimizer="adam",
                                                                     learning_rate=0.01)))
     serving_dir = root / "serving"
-    raw_shapes = {k: list(s.shape) for k, s in output.raw_feature_spec().items()}
     towers_path = str(serving_dir / "towers" / "1")
-    RetrievalExport(output.transform_features_layer(), raw_shapes,
+    RetrievalExport(output.transform_features_layer(), output.raw_feature_spec(),
                     retrieval.model.query_tower, retrieval.model.candidate_tower
                     ).save(towers_path)
     RankerExport(output.transform_features_layer(), output.raw_feature_spec(),

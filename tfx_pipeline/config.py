@@ -3,7 +3,7 @@
 import dataclasses
 import os
 
-from recs.config import Config, IndexConfig, RankerConfig, RetrievalConfig, _require
+from recs.config import Config, IndexConfig, RankerConfig, RetrievalConfig, require
 
 RANKER = "ranker"
 RETRIEVAL = "retrieval"
@@ -47,10 +47,10 @@ class PipelineConfig(Config):
 
     def __post_init__(self) -> None:
         for name in ("pipeline_root", "examples_dir", "catalogue_path", "serving_base_dir"):
-            _require(bool(getattr(self, name)), name, "a non-empty path", getattr(self, name))
-        _require(0.0 <= self.min_ranker_auc <= 1.0, "min_ranker_auc", "in [0, 1]",
+            require(bool(getattr(self, name)), name, "a non-empty path", getattr(self, name))
+        require(0.0 <= self.min_ranker_auc <= 1.0, "min_ranker_auc", "in [0, 1]",
                  self.min_ranker_auc)
-        _require(len(self.eval_buckets) == 2 and min(self.eval_buckets) > 0, "eval_buckets",
+        require(len(self.eval_buckets) == 2 and min(self.eval_buckets) > 0, "eval_buckets",
                  "two positive ints (train, eval)", self.eval_buckets)
 
     def serving_dir(self, model_name: str) -> str:

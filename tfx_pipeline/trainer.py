@@ -57,8 +57,8 @@ def run_retrieval(fn_args: tfx.components.FnArgs) -> None:
     train, evaluation = _datasets(fn_args, transform_output, config.training.batch_size,
                                   config.training.seed)
     result = train_retrieval(train, evaluation, feature_sizes(transform_output), config)
-    raw_shapes = {k: list(s.shape) for k, s in transform_output.raw_feature_spec().items()}
-    RetrievalExport(transform_output.transform_features_layer(), raw_shapes,
+    RetrievalExport(transform_output.transform_features_layer(),
+                    transform_output.raw_feature_spec(),
                     result.model.query_tower, result.model.candidate_tower
                     ).save(fn_args.serving_model_dir)
     _write_run_outputs(fn_args, result, "two-tower retrieval")

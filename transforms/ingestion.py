@@ -22,7 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
-from recs.config import Config, _require
+from recs.config import Config, require
 
 import tensorflow as tf
 
@@ -75,9 +75,9 @@ class IngestionConfig(Config):
     num_shards: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.session_gap_seconds > 0, "session_gap_seconds", "> 0",
+        require(self.session_gap_seconds > 0, "session_gap_seconds", "> 0",
                  self.session_gap_seconds)
-        _require(self.num_shards >= 0, "num_shards", ">= 0", self.num_shards)
+        require(self.num_shards >= 0, "num_shards", ">= 0", self.num_shards)
 
     @property
     def examples_dir(self) -> str:

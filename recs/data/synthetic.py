@@ -3,7 +3,8 @@
 Every user and title has a latent taste vector; a user's taste starts from the centroids of
 the genres they say they prefer, a title's from its genre. Which titles a user starts is drawn
 from softmax(affinity / temperature + log popularity); how far they watch, whether they like or
-skip it, follows the same affinity. A model that recovers the affinity from ids, profile,
+skip it, follows the same affinity. Titles also differ in a hidden quality that
+raises engagement for everyone. A model that recovers affinity and quality from ids, profile,
 genre and description beats popularity, which is what the tests and benchmarks check.
 
 Layout written by `generate()`:
@@ -26,7 +27,7 @@ from typing import Iterator, TextIO
 import numpy as np
 
 from recs import features as F
-from recs.config import Config, _require
+from recs.config import Config, require
 
 GENRES = ("drama", "comedy", "action", "thriller", "documentary", "animation", "romance",
           "scifi", "horror", "family")
@@ -81,15 +82,15 @@ class GeneratorConfig(Config):
     duplicate_rate: float = 0.002
 
     def __post_init__(self) -> None:
-        _require(self.num_users > 0, "num_users", "> 0", self.num_users)
-        _require(self.num_titles > 0, "num_titles", "> 0", self.num_titles)
-        _require(self.days > 0, "days", "> 0", self.days)
-        _require(self.sessions_per_user_day > 0, "sessions_per_user_day", "> 0",
+        require(self.num_users > 0, "num_users", "> 0", self.num_users)
+        require(self.num_titles > 0, "num_titles", "> 0", self.num_titles)
+        require(self.days > 0, "days", "> 0", self.days)
+        require(self.sessions_per_user_day > 0, "sessions_per_user_day", "> 0",
                  self.sessions_per_user_day)
-        _require(self.affinity_temperature > 0, "affinity_temperature", "> 0",
+        require(self.affinity_temperature > 0, "affinity_temperature", "> 0",
                  self.affinity_temperature)
         for name in ("malformed_rate", "duplicate_rate"):
-            _require(0.0 <= getattr(self, name) < 1.0, name, "in [0, 1)", getattr(self, name))
+            require(0.0 <= getattr(self, name) < 1.0, name, "in [0, 1)", getattr(self, name))
         try:
             dt.date.fromisoformat(self.start_date)
         except ValueError as error:
@@ -120,8 +121,8 @@ class _World:
         self.centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
         self.titles = self._make_titles(config, rng)
         self.users = self._make_users(config, rng)
-        title_vectors = np.stack([t.pop("_latent") for t in self.titles])
-        user_vectors = np.stack([u.pop("_latent") for u in self.users])
+        title_vectors = np.stack([t["_latent"] for t in self.titles])
+        user_vectors = np.stack([u["_latent"] for u in self.users])
         self.affinity = user_vectors @ title_vectors.T  # [num_users, num_titles]
         log_popularity = np.log([t[F.POPULARITY] for t in self.titles])
         logits = self.affinity / config.affinity_temperature + log_popularity
@@ -153,6 +154,8 @@ class _World:
                 F.DURATION_SECONDS: int(rng.normal(6300, 900) if is_movie
                                         else rng.normal(2700, 400)),
                 "_latent": latent,
+                # Some titles are simply better made: they hold every audience longer.
+                "_quality": float(rng.normal(0.0, 0.8)),
             })
         return titles
 
@@ -206,7 +209,8 @@ def _sessions_of_day(world: _World, config: GeneratorConfig, day_start: int
                 affinity = world.affinity[user_index, title_index]
                 # Observable parts of the truth: a preferred genre and a big screen help.
                 genre_match = title[F.GENRE] in user[F.PREFERRED_GENRES].split("|")
-                logit = 4.0 * affinity - 1.0 + 1.2 * genre_match + _DEVICE_EFFECT[device]
+                logit = (4.0 * affinity - 1.0 + 1.2 * genre_match + _DEVICE_EFFECT[device]
+                         + title["_quality"])
                 engaged = rng.random() < _sigmoid(logit)
                 ratio = rng.beta(6, 2) if engaged else rng.beta(0.6, 5)
                 watched = round(float(ratio * title[F.DURATION_SECONDS]), 1)

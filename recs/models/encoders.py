@@ -5,7 +5,7 @@ import dataclasses
 import tensorflow as tf
 
 from recs import features as F
-from recs.config import Config, _require
+from recs.config import Config, require
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,7 @@ class FeatureSizes(Config):
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            _require(isinstance(value, int) and value > 0, field.name, "a positive int", value)
+            require(isinstance(value, int) and value > 0, field.name, "a positive int", value)
 
     def vocabulary_size(self, key: str) -> int:
         """Returns the embedding table size of categorical raw feature `key`."""
