@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import pathlib
 import re
+import shutil
 import sys
 import time
 
@@ -53,6 +54,13 @@ class Workdir:
     @property
     def store(self) -> pathlib.Path:
         return self.root / "profiles.db"
+
+    def clean(self) -> None:
+        """Removes the outputs of an earlier run, so that runs never mix."""
+        for directory in (self.raw, self.ingested, self.pipeline_root, self.serving):
+            shutil.rmtree(directory, ignore_errors=True)
+        for path in (self.metadata, self.store):
+            path.unlink(missing_ok=True)
 
 
 class _ComponentProgress(logging.Handler):
@@ -171,6 +179,7 @@ def demo(workdir: Workdir, users: int, titles: int, days: int, seed: int, k: int
     from tfx_pipeline import run_local
 
     started = time.perf_counter()
+    workdir.clean()
 
     def stage(number: int, text: str) -> None:
         print(f"[{number}/5] {text}  (t={time.perf_counter() - started:.0f}s)", flush=True)

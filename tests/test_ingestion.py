@@ -158,3 +158,9 @@ def test_generated_engagement_follows_taste(tmp_path):
              if r[F.GENRE] not in r[F.PREFERRED_GENRES].split(b"|")]
     assert len(match) > 100 and len(other) > 100
     assert sum(match) / len(match) > sum(other) / len(other) + 0.1
+
+
+def test_refuses_to_mix_runs_in_one_output_dir(ingested):
+    config, _ = ingested
+    with pytest.raises(ValueError, match=r"already holds \d+ example files"):
+        run_ingestion(config)

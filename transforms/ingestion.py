@@ -291,7 +291,15 @@ def run_ingestion(config: IngestionConfig, beam_args: list[str] | None = None
 
     Returns:
         The run's counters; `report.balanced` is the accounting invariant.
+
+    Raises:
+        ValueError: `config.output_dir` already holds examples (runs never mix).
     """
+    existing = tf.io.gfile.glob(str(pathlib.Path(config.examples_dir) / "*"))
+    if existing:
+        raise ValueError(
+            f"output_dir {config.output_dir!r} already holds {len(existing)} example files; "
+            "ingestion writes a fresh span, so give it an empty or new output_dir.")
     options = PipelineOptions(beam_args or [])
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, config)
