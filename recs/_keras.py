@@ -17,7 +17,8 @@ def select_legacy_keras() -> None:
     """Sets `TF_USE_LEGACY_KERAS=1`, or fails if TensorFlow already chose Keras 3.
 
     Raises:
-        ImportError: TensorFlow was imported before `recs` without the variable set.
+        ImportError: `tf.keras` was already used, and so resolved to Keras 3, before `recs`
+            was imported (importing TensorFlow alone is fine: `tf.keras` resolves lazily).
     """
     already_imported = "tensorflow" in sys.modules
     os.environ[_VARIABLE] = "1"

@@ -15,9 +15,11 @@ from tfx_pipeline import PipelineConfig, run_local
 
 
 def test_importing_recs_after_keras_3_was_chosen_fails_loudly():
+    # tf.keras resolves lazily: only touching it before recs commits the process to Keras 3.
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    result = subprocess.run([sys.executable, "-c", "import tensorflow; import recs"],
-                            capture_output=True, text=True, env=env, timeout=300)
+    code = "import tensorflow as tf; tf.keras.layers.Dense; import recs"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=300)
     assert result.returncode != 0
     assert "TensorFlow Recommenders needs Keras 2" in result.stderr
 
