@@ -175,8 +175,8 @@ class IndexConfig(Config):
         """Returns a copy with every automatic (0) setting sized for `num_candidates`."""
         require(num_candidates > 0, "num_candidates", "> 0", num_candidates)
         leaves = self.num_leaves or max(1, min(num_candidates, round(num_candidates ** 0.5)))
-        # Probe enough partitions to expect at least 2k candidates before re-ordering.
-        enough = math.ceil(2 * self.k * leaves / num_candidates)
+        # Probe enough partitions to expect as many candidates as the re-ordering depth (4k).
+        enough = math.ceil(4 * self.k * leaves / num_candidates)
         return dataclasses.replace(
             self,
             k=min(self.k, num_candidates),

@@ -50,10 +50,10 @@ def test_bad_values_raise_value_error_naming_the_field(build, message):
 
 
 def test_index_settings_scale_with_catalogue_size():
-    # 10,000 candidates: sqrt -> 100 leaves; a quarter of them probed (>= 2k * 100 / 10,000).
+    # 10,000 candidates: sqrt -> 100 leaves; a quarter of them probed (> 4k * 100 / 10,000).
     resolved = IndexConfig(k=100).resolved(10_000)
     assert (resolved.num_leaves, resolved.num_leaves_to_search,
             resolved.num_reordering_candidates) == (100, 25, 400)
-    # 40 candidates, k=10: 6 leaves; probe ceil(2 * 10 * 6 / 40) = 3 of them.
-    small = IndexConfig(k=10).resolved(40)
-    assert (small.k, small.num_leaves, small.num_leaves_to_search) == (10, 6, 3)
+    # 400 candidates, k=100: 20 leaves; probe ceil(4 * 100 * 20 / 400) = 20, i.e. all of them.
+    small = IndexConfig(k=100).resolved(400)
+    assert (small.k, small.num_leaves, small.num_leaves_to_search) == (100, 20, 20)
