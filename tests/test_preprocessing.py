@@ -72,10 +72,11 @@ def test_preferred_genres_are_padded_genre_ids(transformed):
 def test_description_tokens_are_lowercased_and_padded(transformed):
     tokens = [list(row[F.transformed_name(F.DESCRIPTION)]) for row in transformed]
     # Counts: space 2, robots 2, love 2, in 1. Ties break by reverse token order, so
-    # space=0, robots=1, love=2, in=3 (+1 each).
-    assert tokens[0][:3] == [1, 1, 2] or tokens[0][:3] == [1, 2, 1]
+    # space=0, robots=1, love=2, in=3; ids are shifted by one, 0 pads.
+    assert tokens[0][:4] == [1, 2, 1, 0]  # "Space robots, space!"
+    assert tokens[1][:4] == [2, 4, 3, 0]  # "robots in love"
+    assert tokens[2] == [3] + [0] * (F.MAX_DESCRIPTION_TOKENS - 1)  # "love"
     assert all(len(row) == F.MAX_DESCRIPTION_TOKENS for row in tokens)
-    assert tokens[2][1:] == [0] * (F.MAX_DESCRIPTION_TOKENS - 1)
 
 
 def test_label_passes_through(transformed):

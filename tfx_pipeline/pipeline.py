@@ -95,8 +95,7 @@ def create_pipeline(config: C.PipelineConfig) -> tfx.dsl.Pipeline:
     ]
     metadata = None
     if config.metadata_path:
-        metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_path)
+        metadata = metadata_store_config(config.metadata_path)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
@@ -106,5 +105,5 @@ def create_pipeline(config: C.PipelineConfig) -> tfx.dsl.Pipeline:
 
 
 def metadata_store_config(path: str) -> metadata_store_pb2.ConnectionConfig:
-    """The SQLite ML-Metadata connection of a local run (for reading results back)."""
+    """The SQLite ML-Metadata connection of a local run (the runner's and for reading back)."""
     return tfx.orchestration.metadata.sqlite_metadata_connection_config(path)

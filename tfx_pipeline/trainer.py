@@ -5,7 +5,7 @@ import os
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
-from recs.config import RankerConfig, RetrievalConfig
+from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
 from recs.export import RankerExport, RetrievalExport
 from recs.models.encoders import FeatureSizes
 from recs.plots import plot_training_curves
@@ -31,14 +31,18 @@ def feature_sizes(transform_output: tft.TFTransformOutput) -> FeatureSizes:
         description_tokens=size(F.DESCRIPTION_VOCABULARY) + 1)
 
 
-def _datasets(fn_args: tfx.components.FnArgs, transform_output: tft.TFTransformOutput,
-              batch_size: int, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+def _inputs(fn_args: tfx.components.FnArgs, training: TrainingConfig
+            ) -> tuple[tft.TFTransformOutput, tf.data.Dataset, tf.data.Dataset]:
+    """The transform output and one pass each over the (shuffled) train and eval splits."""
+    transform_output = tft.TFTransformOutput(fn_args.transform_output)
+
     def dataset(files: list[str], shuffle: bool) -> tf.data.Dataset:
-        options = tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1,
-                                                 shuffle=shuffle, shuffle_seed=seed)
+        options = tfxio.TensorFlowDatasetOptions(batch_size=training.batch_size, num_epochs=1,
+                                                 shuffle=shuffle, shuffle_seed=training.seed)
         return fn_args.data_accessor.tf_dataset_factory(
             files, options, transform_output.transformed_metadata.schema)
-    return dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
+    return (transform_output, dataset(fn_args.train_files, True),
+            dataset(fn_args.eval_files, False))
 
 
 def _write_run_outputs(fn_args: tfx.components.FnArgs, result: TrainingResult, title: str
@@ -53,9 +57,7 @@ def _write_run_outputs(fn_args: tfx.components.FnArgs, result: TrainingResult, t
 def run_retrieval(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point of the two-tower retrieval model."""
     config = RetrievalConfig.from_dict(fn_args.custom_config[RETRIEVAL_CONFIG_KEY])
-    transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train, evaluation = _datasets(fn_args, transform_output, config.training.batch_size,
-                                  config.training.seed)
+    transform_output, train, evaluation = _inputs(fn_args, config.training)
     result = train_retrieval(train, evaluation, feature_sizes(transform_output), config)
     RetrievalExport(transform_output.transform_features_layer(),
                     transform_output.raw_feature_spec(),
@@ -67,9 +69,7 @@ def run_retrieval(fn_args: tfx.components.FnArgs) -> None:
 def run_ranker(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point of the deep sigmoid ranker."""
     config = RankerConfig.from_dict(fn_args.custom_config[RANKER_CONFIG_KEY])
-    transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train, evaluation = _datasets(fn_args, transform_output, config.training.batch_size,
-                                  config.training.seed)
+    transform_output, train, evaluation = _inputs(fn_args, config.training)
     result = train_ranker(train, evaluation, feature_sizes(transform_output), config)
     RankerExport(transform_output.transform_features_layer(),
                  transform_output.raw_feature_spec(), result.model

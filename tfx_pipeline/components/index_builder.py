@@ -22,6 +22,7 @@ import scann  # noqa: F401  (registers ScaNN's TF ops for saving and loading the
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
+from tfx.utils import io_utils
 
 REPORT_FILE = "index_report.json"
 
@@ -61,7 +62,7 @@ def IndexBuilder(  # noqa: N802  (TFX names components like classes)
     lines = catalogue_lines(catalogue)
     scann_retrieval.save(serving_model_dir(scann_model.uri), lines, scann=True)
     exact_retrieval.save(serving_model_dir(exact_model.uri), lines, scann=False)
-    _copy_tree(towers_dir, serving_model_dir(towers_model.uri))
+    io_utils.copy_dir(towers_dir, serving_model_dir(towers_model.uri))
 
     with tf.io.gfile.GFile(os.path.join(blessing.uri, REPORT_FILE), "w") as handle:
         json.dump(report.to_dict(), handle, indent=2)
@@ -73,11 +74,3 @@ def IndexBuilder(  # noqa: N802  (TFX names components like classes)
     blessing.set_int_custom_property("k", report.k)
     blessing.set_string_custom_property("current_model", model.uri)
 
-
-def _copy_tree(source: str, destination: str) -> None:
-    for directory, _, files in tf.io.gfile.walk(source):
-        target = os.path.join(destination, os.path.relpath(directory, source))
-        tf.io.gfile.makedirs(target)
-        for name in files:
-            tf.io.gfile.copy(os.path.join(directory, name), os.path.join(target, name),
-                             overwrite=True)
