@@ -151,37 +151,59 @@ class IndexConfig(Config):
     Attributes:
         k: how many candidates a retrieval request returns.
         num_leaves: partitions; 0 picks about sqrt(catalogue size).
-        num_leaves_to_search: partitions probed per query; 0 picks a quarter of num_leaves.
+        num_leaves_to_search: partitions probed per query; 0 picks enough to expect 4k
+            candidates, at least a quarter of num_leaves.
         num_reordering_candidates: exact re-scoring depth; 0 picks 4 * k.
+        dimensions_per_block: asymmetric-hashing block size; more compresses harder, scores
+            faster and recalls less.
         min_recall: recall@k against brute force, on held-out queries, that blesses an index.
         eval_queries: held-out queries used to measure that recall.
+        tune: search the settings for the fastest that reaches `min_recall + tuning_margin`
+            on half of the held-out queries (the other half validates); explicit settings
+            above are then ignored.
+        tuning_margin: recall the tuner asks for beyond `min_recall`, so that the validation
+            half clears the gate too.
     """
 
     k: int = 100
     num_leaves: int = 0
     num_leaves_to_search: int = 0
     num_reordering_candidates: int = 0
+    dimensions_per_block: int = 2
     min_recall: float = 0.95
     eval_queries: int = 500
+    tune: bool = True
+    tuning_margin: float = 0.01
 
     def __post_init__(self) -> None:
         require(self.k > 0, "k", "> 0", self.k)
         for name in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
             require(getattr(self, name) >= 0, name, ">= 0 (0 = automatic)", getattr(self, name))
+        require(self.dimensions_per_block in (1, 2, 4), "dimensions_per_block", "1, 2 or 4",
+                self.dimensions_per_block)
         require(0.0 <= self.min_recall <= 1.0, "min_recall", "in [0, 1]", self.min_recall)
         require(self.eval_queries > 0, "eval_queries", "> 0", self.eval_queries)
+        require(0.0 <= self.tuning_margin < 1.0, "tuning_margin", "in [0, 1)",
+                self.tuning_margin)
+
+    @property
+    def tuning_target(self) -> float:
+        """The recall the tuner must reach on its half of the held-out queries."""
+        return min(1.0, self.min_recall + self.tuning_margin)
 
     def resolved(self, num_candidates: int) -> "IndexConfig":
         """Returns a copy with every automatic (0) setting sized for `num_candidates`."""
         require(num_candidates > 0, "num_candidates", "> 0", num_candidates)
         leaves = self.num_leaves or max(1, min(num_candidates, round(num_candidates ** 0.5)))
-        # Probe enough partitions to expect as many candidates as the re-ordering depth (4k).
-        enough = math.ceil(4 * self.k * leaves / num_candidates)
+        k = min(self.k, num_candidates)
+        reorder = self.num_reordering_candidates or 4 * k
+        # Probe enough partitions to expect as many candidates as the re-ordering depth.
+        enough = math.ceil(reorder * leaves / num_candidates)
         return dataclasses.replace(
             self,
-            k=min(self.k, num_candidates),
+            k=k,
             num_leaves=leaves,
             num_leaves_to_search=min(leaves, self.num_leaves_to_search or max(enough,
                                                                               leaves // 4)),
-            num_reordering_candidates=self.num_reordering_candidates or 4 * self.k,
+            num_reordering_candidates=reorder,
         )

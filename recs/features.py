@@ -17,6 +17,11 @@ COUNTRY = "country"
 SUBSCRIPTION_TIER = "subscription_tier"
 PREFERRED_GENRES = "preferred_genres"  # "|"-joined genre names.
 
+# What the user watched before: "|"-joined title ids played in earlier sessions, most recent
+# first, at most MAX_HISTORY. Built from earlier sessions only, so it never holds the play's own
+# title or outcome.
+HISTORY = "history"
+
 # Context of the play.
 DEVICE_TYPE = "device_type"
 HOUR = "hour"  # Hour of day, 0..23, UTC.
@@ -47,6 +52,7 @@ DEVICE_TYPES = ("tv", "mobile", "tablet", "web")
 """Known device types; anything else is one-hot encoded into a trailing "other" slot."""
 
 MAX_PREFERRED_GENRES = 3
+MAX_HISTORY = 30
 MAX_DESCRIPTION_TOKENS = 16
 DESCRIPTION_VOCAB_SIZE = 2000
 AGE_BUCKETS = 6
@@ -55,8 +61,9 @@ HOURS_PER_DAY = 24
 GENRE_VOCABULARY = "genre"
 DESCRIPTION_VOCABULARY = "description_tokens"
 
-QUERY_FEATURES = (USER_ID, AGE, COUNTRY, SUBSCRIPTION_TIER, PREFERRED_GENRES, DEVICE_TYPE, HOUR)
-"""Raw features the query tower reads: who asks, and in which context."""
+QUERY_FEATURES = (USER_ID, AGE, COUNTRY, SUBSCRIPTION_TIER, PREFERRED_GENRES, HISTORY,
+                  DEVICE_TYPE, HOUR)
+"""Raw features the query tower reads: who asks, what they watched, and in which context."""
 
 CANDIDATE_FEATURES = (TITLE_ID, GENRE, RELEASE_YEAR, POPULARITY, DESCRIPTION)
 """Raw features the candidate tower reads: what a title is."""
@@ -72,6 +79,7 @@ RAW_FEATURE_DTYPES: dict[str, tf.dtypes.DType] = {
     COUNTRY: tf.string,
     SUBSCRIPTION_TIER: tf.string,
     PREFERRED_GENRES: tf.string,
+    HISTORY: tf.string,
     DEVICE_TYPE: tf.string,
     HOUR: tf.int64,
     TIMESTAMP: tf.int64,

@@ -21,6 +21,7 @@ import time
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
+from scann.scann_ops.py import scann_ops_pybind
 
 from recs import features as F
 from recs.config import IndexConfig
@@ -43,6 +44,7 @@ class IndexReport:
     exact_ms_per_query: float
     blessed: bool
     config: dict
+    tuning: list[dict] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -72,8 +74,124 @@ def scann_layer(ids: np.ndarray, embeddings: np.ndarray, config: IndexConfig
         k=resolved.k, num_leaves=resolved.num_leaves,
         num_leaves_to_search=resolved.num_leaves_to_search,
         num_reordering_candidates=resolved.num_reordering_candidates,
-        dimensions_per_block=2)
+        dimensions_per_block=resolved.dimensions_per_block)
     return layer.index(tf.constant(embeddings), identifiers=tf.constant(ids))
+
+
+def exact_top_k(candidates: np.ndarray, queries: np.ndarray, k: int, chunk: int = 256
+                ) -> np.ndarray:
+    """The NumPy brute-force oracle: row indices of the k best dot products, best first.
+
+    Args:
+        candidates: `[num_candidates, dim]`.
+        queries: `[num_queries, dim]`.
+        k: neighbours per query (at most num_candidates).
+
+    Returns:
+        `[num_queries, k]` int64 indices into `candidates`.
+    """
+    k = min(k, len(candidates))
+    found = []
+    for start in range(0, len(queries), chunk):
+        scores = queries[start:start + chunk] @ candidates.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+        found.append(np.take_along_axis(top, order, axis=1))
+    return np.concatenate(found)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One ScaNN setting the tuner measured."""
+
+    num_leaves: int
+    num_leaves_to_search: int
+    num_reordering_candidates: int
+    recall: float
+    ms_per_query: float | None
+    """Median single-query latency; measured only for settings that reach the target."""
+
+
+def _leaf_options(num_candidates: int) -> list[int]:
+    root = num_candidates ** 0.5
+    return sorted({max(1, min(num_candidates, round(root * f))) for f in (0.5, 1.0, 2.0)})
+
+
+def _probe_options(num_leaves: int) -> list[int]:
+    options, value = [], 1
+    while value < num_leaves:
+        options.append(value)
+        value = max(value + 1, round(value * 1.5))
+    return options + [num_leaves]
+
+
+def _median_ms(search, queries: np.ndarray) -> float:
+    search(queries[0])  # Warm up.
+    times = []
+    for query in queries:
+        start = time.perf_counter()
+        search(query)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(times))
+
+
+def tune_scann(candidates: np.ndarray, queries: np.ndarray, config: IndexConfig,
+               latency_queries: int = 200) -> tuple[IndexConfig, list[Trial]]:
+    """Finds the fastest ScaNN setting whose recall@k reaches `config.tuning_target`.
+
+    Partitions are tried at 0.5x, 1x and 2x sqrt(catalogue size); for each partitioning and
+    re-ordering depth (k, 2k, 4k, 8k) the probed partitions grow until the target recall is
+    reached, and that setting's median single-query latency is measured. The search runs on
+    ScaNN's own searcher with the same tree and asymmetric-hashing settings the TFRS layer uses.
+
+    Args:
+        candidates: `[num_candidates, dim]` float32 candidate embeddings.
+        queries: `[num_queries, dim]` float32 query embeddings held out from validation.
+        config: the index config; its k, dimensions_per_block and tuning target are used.
+        latency_queries: queries timed per setting that reaches the target.
+
+    Returns:
+        (the config with the chosen explicit settings and `tune=False`, every trial). When no
+        setting reaches the target, the most accurate one is returned; the validation gate then
+        decides.
+
+    Raises:
+        ValueError: `candidates` and `queries` differ in dimension.
+    """
+    if candidates.shape[1] != queries.shape[1]:
+        raise ValueError(f"candidates and queries must have the same dimension; received "
+                         f"{candidates.shape[1]} and {queries.shape[1]}.")
+    candidates = np.ascontiguousarray(candidates, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    num = len(candidates)
+    k = min(config.k, num)
+    truth = exact_top_k(candidates, queries, k)
+    depths = sorted({min(num, k * factor) for factor in (1, 2, 4, 8)})
+    trials: list[Trial] = []
+    for leaves in _leaf_options(num):
+        searcher = (scann_ops_pybind.builder(candidates, k, "dot_product")
+                    .tree(num_leaves=leaves, num_leaves_to_search=leaves,
+                          training_iterations=12)
+                    .score_ah(config.dimensions_per_block)
+                    .reorder(depths[-1]).build())
+        for depth in depths:
+            for probes in _probe_options(leaves):
+                found, _ = searcher.search_batched(queries, k, depth, probes)
+                recall = float(np.mean([len(set(f) & set(t)) for f, t in zip(found, truth)]) / k)
+                reached = recall >= config.tuning_target
+                latency = (_median_ms(lambda q: searcher.search(q, k, depth, probes),
+                                      queries[:latency_queries]) if reached else None)
+                trials.append(Trial(leaves, probes, depth, recall, latency))
+                if reached:
+                    break
+    timed = [trial for trial in trials if trial.ms_per_query is not None]
+    best = (min(timed, key=lambda t: t.ms_per_query) if timed
+            else max(trials, key=lambda t: t.recall))
+    chosen = dataclasses.replace(config, k=k, num_leaves=best.num_leaves,
+                                 num_leaves_to_search=best.num_leaves_to_search,
+                                 num_reordering_candidates=best.num_reordering_candidates,
+                                 tune=False)
+    return chosen, trials
 
 
 def brute_force_layer(ids: np.ndarray, embeddings: np.ndarray, k: int
@@ -85,6 +203,9 @@ def brute_force_layer(ids: np.ndarray, embeddings: np.ndarray, k: int
 
 class IndexedRetrieval(tf.Module):
     """Raw query features -> query embedding -> top-k titles from an index.
+
+    The `serving_default` signature returns `title_ids` and `scores` `[batch_size, k]`, best
+    first, and the `query_embedding` `[batch_size, dim]` they were searched with.
 
     Args:
         towers: a loaded retrieval SavedModel (`recs.export.RetrievalExport`).
@@ -103,7 +224,8 @@ class IndexedRetrieval(tf.Module):
     def _recommend(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         embedding = self.towers.query_embedding(features)["embedding"]
         scores, ids = self.index(embedding, k=self._k)
-        return {"scores": scores, "title_ids": ids}
+        # The query embedding lets the service score fresh titles the index does not hold yet.
+        return {"scores": scores, "title_ids": ids, "query_embedding": embedding}
 
     def save(self, path: str, catalogue_lines: list[str], scann: bool) -> None:
         """Writes the SavedModel and its catalogue snapshot to `path`."""
@@ -161,9 +283,15 @@ def build_indexes(towers: tf.Module, catalogue: ArrayDict, queries: ArrayDict,
     ids = np.asarray(catalogue[F.TITLE_ID])
     if len(np.unique(ids)) != len(ids):
         raise ValueError("catalogue title_id values must be unique; deduplicate the catalogue.")
-    resolved = config.resolved(len(ids))
     candidate_embeddings = embed(towers.candidate_embedding, catalogue)
     query_embeddings = embed(towers.query_embedding, queries)[:config.eval_queries]
+    trials: list[Trial] = []
+    if config.tune and len(query_embeddings) >= 2:
+        # Tune on one half of the held-out queries, validate on the other.
+        half = len(query_embeddings) // 2
+        config, trials = tune_scann(candidate_embeddings, query_embeddings[:half], config)
+        query_embeddings = query_embeddings[half:]
+    resolved = config.resolved(len(ids))
     scann = scann_layer(ids, candidate_embeddings, resolved)
     exact = brute_force_layer(ids, candidate_embeddings, resolved.k)
     approximate_ids, scann_ms = _ms_per_query(scann, query_embeddings, resolved.k)
@@ -172,7 +300,8 @@ def build_indexes(towers: tf.Module, catalogue: ArrayDict, queries: ArrayDict,
     report = IndexReport(num_candidates=len(ids), num_queries=len(query_embeddings),
                          k=resolved.k, recall_at_k=recall, scann_ms_per_query=scann_ms,
                          exact_ms_per_query=exact_ms, blessed=recall >= config.min_recall,
-                         config=resolved.to_dict())
+                         config=resolved.to_dict(),
+                         tuning=[dataclasses.asdict(trial) for trial in trials])
     return (IndexedRetrieval(towers, scann, resolved.k),
             IndexedRetrieval(towers, exact, resolved.k), report)
 
@@ -190,3 +319,26 @@ def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def merge_top_k(first: list[tuple[str, float]], second: list[tuple[str, float]], k: int,
+                exclude: frozenset[str] | set[str] = frozenset()) -> list[tuple[str, float]]:
+    """Merges two scored candidate lists by score, best first, without duplicates.
+
+    Both lists must hold dot-product scores of the same query embedding (e.g. ScaNN's results
+    and an exact side index of fresh titles), so their scores are comparable.
+
+    Args:
+        first: (title_id, score) pairs.
+        second: (title_id, score) pairs.
+        k: length of the merged list.
+        exclude: title ids to leave out (e.g. titles taken down).
+
+    Returns:
+        At most k (title_id, score) pairs; a title in both lists keeps its higher score.
+    """
+    best: dict[str, float] = {}
+    for title, score in [*first, *second]:
+        if title not in exclude and score > best.get(title, -np.inf):
+            best[title] = score
+    return sorted(best.items(), key=lambda item: -item[1])[:k]

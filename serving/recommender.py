@@ -1,7 +1,8 @@
 """Retrieve, rank, filter: one recommendation list from the served models.
 
     profile store -> query features -> retrieval model (ScaNN top-k candidates)
-                  -> drop finished titles -> ranker (P(engaged)) -> top k by probability
+                  -> merge fresh titles (exact side index) -> drop finished and taken-down
+                  titles -> ranker (P(engaged)) -> top k by probability
 """
 
 import dataclasses
@@ -11,9 +12,10 @@ import numpy as np
 
 from recs import features as F
 from recs.data.catalogue import read_jsonl
-from recs.index import CATALOGUE_ASSET
+from recs.index import CATALOGUE_ASSET, merge_top_k
 from recs.types import JsonDict
 from serving.client import PredictClient
+from serving.fresh import FreshTitles
 from serving.model_server import versions_on_disk
 from serving.store import ProfileStore
 
@@ -62,16 +64,57 @@ class Recommender:
         catalogue: title_id -> catalogue row (the raw candidate features).
         retrieval_model: served name of the retrieval model.
         ranker_model: served name of the ranker.
+        fresh: titles published since the index was built, and titles taken down.
     """
 
     def __init__(self, client: PredictClient, store: ProfileStore,
                  catalogue: dict[str, JsonDict], retrieval_model: str = "retrieval",
-                 ranker_model: str = "ranker") -> None:
+                 ranker_model: str = "ranker", fresh: FreshTitles | None = None) -> None:
         self.client = client
         self.store = store
         self.catalogue = catalogue
         self.retrieval_model = retrieval_model
         self.ranker_model = ranker_model
+        self.fresh = fresh
+
+    def _title_row(self, title: str) -> JsonDict | None:
+        row = self.fresh.row(title) if self.fresh is not None else None
+        return row if row is not None else self.catalogue.get(title)
+
+    def _candidates(self, retrieved: dict[str, np.ndarray]) -> list[tuple[str, float]]:
+        indexed = [(_text(title), float(score))
+                   for title, score in zip(retrieved["title_ids"][0], retrieved["scores"][0])]
+        if self.fresh is None:
+            return indexed
+        fresh = self.fresh.search(retrieved["query_embedding"][0], len(indexed))
+        return merge_top_k(indexed, fresh, len(indexed), exclude=self.fresh.taken_down)
+
+    def _query(self, user_id: str, device_type: str, hour: int) -> dict[str, list]:
+        if not 0 <= hour < F.HOURS_PER_DAY:
+            raise ValueError(f"hour must be between 0 and 23; received {hour}.")
+        profile = self.store.profile(user_id)
+        if profile is None:
+            raise UnknownUserError(f"unknown user_id {user_id!r}: no profile in the store.")
+        return {F.USER_ID: [user_id], F.AGE: [int(profile[F.AGE])],
+                F.COUNTRY: [profile[F.COUNTRY]],
+                F.SUBSCRIPTION_TIER: [profile[F.SUBSCRIPTION_TIER]],
+                F.PREFERRED_GENRES: [profile[F.PREFERRED_GENRES]],
+                F.HISTORY: ["|".join(self.store.history(user_id))],
+                F.DEVICE_TYPE: [device_type], F.HOUR: [hour]}
+
+    def retrieve(self, user_id: str, device_type: str = "tv", hour: int = 20
+                 ) -> list[tuple[str, float]]:
+        """Returns the retrieval stage's (title_id, score) candidates, best first.
+
+        Indexed and fresh titles are merged by score; taken-down titles are left out. Finished
+        titles are still in (the ranking stage drops them).
+
+        Raises:
+            ValueError: `hour` out of range.
+            UnknownUserError: `user_id` has no profile.
+        """
+        return self._candidates(self.client.predict(self.retrieval_model,
+                                                    self._query(user_id, device_type, hour)))
 
     def recommend(self, user_id: str, k: int = 10, device_type: str = "tv", hour: int = 20
                   ) -> list[Recommendation]:
@@ -83,30 +126,20 @@ class Recommender:
         """
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k must be between 1 and {MAX_K}; received {k}.")
-        if not 0 <= hour < F.HOURS_PER_DAY:
-            raise ValueError(f"hour must be between 0 and 23; received {hour}.")
-        profile = self.store.profile(user_id)
-        if profile is None:
-            raise UnknownUserError(f"unknown user_id {user_id!r}: no profile in the store.")
-        query = {F.USER_ID: [user_id], F.AGE: [int(profile[F.AGE])],
-                 F.COUNTRY: [profile[F.COUNTRY]],
-                 F.SUBSCRIPTION_TIER: [profile[F.SUBSCRIPTION_TIER]],
-                 F.PREFERRED_GENRES: [profile[F.PREFERRED_GENRES]],
-                 F.DEVICE_TYPE: [device_type], F.HOUR: [hour]}
+        query = self._query(user_id, device_type, hour)
         retrieved = self.client.predict(self.retrieval_model, query)
         finished = self.store.finished(user_id)
-        candidates = [(_text(title), float(score))
-                      for title, score in zip(retrieved["title_ids"][0], retrieved["scores"][0])]
-        candidates = [(title, score) for title, score in candidates
-                      if title in self.catalogue and title not in finished]
+        candidates = [(title, score, self._title_row(title))
+                      for title, score in self._candidates(retrieved) if title not in finished]
+        candidates = [(title, score, row) for title, score, row in candidates if row is not None]
         if not candidates:
             return []
-        rows = [self.catalogue[title] for title, _ in candidates]
+        rows = [row for _, _, row in candidates]
         batch = {key: np.repeat(values, len(rows)).tolist() for key, values in query.items()}
         for key in F.CANDIDATE_FEATURES:
             batch[key] = [row[key] for row in rows]
         probabilities = self.client.predict(self.ranker_model, batch)["probability"]
-        ranked = sorted(zip(candidates, probabilities, rows), key=lambda item: -item[1])
+        ranked = sorted(zip(candidates, probabilities), key=lambda item: -item[1])
         return [Recommendation(title_id=title, score=float(probability),
                                retrieval_score=score, genre=str(row[F.GENRE]))
-                for (title, score), probability, row in ranked[:k]]
+                for (title, score, row), probability in ranked[:k]]

@@ -1,4 +1,4 @@
-"""The online profile store: user profiles and the titles each user has finished.
+"""The online profile store: user profiles, the titles each user played and finished.
 
 SQLite is the embedded default (one file, no server); the event-queue consumer and the
 recommendation service share it through this class.
@@ -21,6 +21,9 @@ CREATE TABLE IF NOT EXISTS profiles (
     subscription_tier TEXT NOT NULL, preferred_genres TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS finished (
     user_id TEXT NOT NULL, title_id TEXT NOT NULL, PRIMARY KEY (user_id, title_id));
+CREATE TABLE IF NOT EXISTS plays (
+    user_id TEXT NOT NULL, title_id TEXT NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (user_id, title_id));
 """
 
 
@@ -58,6 +61,21 @@ class ProfileStore:
         with self._lock, self._connection:
             self._connection.executemany("INSERT OR IGNORE INTO finished VALUES (?, ?)", pairs)
 
+    def record_plays(self, plays: list[tuple[str, str, int]]) -> None:
+        """Records (user_id, title_id, unix seconds) plays; a title keeps its latest time."""
+        with self._lock, self._connection:
+            self._connection.executemany(
+                "INSERT INTO plays VALUES (?, ?, ?) ON CONFLICT (user_id, title_id) "
+                "DO UPDATE SET ts = MAX(ts, excluded.ts)", plays)
+
+    def history(self, user_id: str, limit: int = F.MAX_HISTORY) -> list[str]:
+        """The user's played titles, most recent first (the query tower's `history`)."""
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT title_id FROM plays WHERE user_id = ? ORDER BY ts DESC, title_id "
+                "LIMIT ?", (user_id, limit)).fetchall()
+        return [title for (title,) in rows]
+
     def profile(self, user_id: str) -> JsonDict | None:
         with self._lock:
             row = self._connection.execute(
@@ -76,7 +94,8 @@ class ProfileStore:
 
 
 def load_store(store: ProfileStore, users_path: str, examples_glob: str) -> tuple[int, int]:
-    """Bulk-loads profiles from JSON lines and finished titles from interaction tf.Examples.
+    """Bulk-loads profiles from JSON lines, and plays and finished titles from interaction
+    tf.Examples.
 
     Returns:
         (profiles loaded, finished pairs loaded).
@@ -84,12 +103,14 @@ def load_store(store: ProfileStore, users_path: str, examples_glob: str) -> tupl
     profiles = read_jsonl(users_path)
     store.upsert_profiles(profiles)
     spec = {key: tf.io.FixedLenFeature([], F.RAW_FEATURE_DTYPES[key])
-            for key in (F.USER_ID, F.TITLE_ID, F.COMPLETED)}
+            for key in (F.USER_ID, F.TITLE_ID, F.COMPLETED, F.TIMESTAMP)}
     files = tf.io.gfile.glob(examples_glob)
     dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
                .map(lambda x: tf.io.parse_example(x, spec)))
     pairs: list[tuple[str, str]] = []
     for batch in dataset:
+        store.record_plays([(u.decode(), t.decode(), int(ts)) for u, t, ts in zip(
+            batch[F.USER_ID].numpy(), batch[F.TITLE_ID].numpy(), batch[F.TIMESTAMP].numpy())])
         done = batch[F.COMPLETED].numpy() == 1
         users = batch[F.USER_ID].numpy()[done]
         titles = batch[F.TITLE_ID].numpy()[done]

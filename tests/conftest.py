@@ -102,7 +102,7 @@ def tiny_world() -> TinyWorld:
     catalogue = to_columns(read_jsonl(str(data.titles_path)), F.CANDIDATE_FEATURES)
     queries = to_columns(records, F.QUERY_FEATURES)
     scann, exact, _ = build_indexes(towers, catalogue, queries,
-                                    IndexConfig(k=10, min_recall=0.0, eval_queries=50))
+                                    IndexConfig(k=10, min_recall=0.9, eval_queries=50))
     lines = catalogue_lines(catalogue)
     scann.save(str(serving_dir / "retrieval" / "1"), lines, scann=True)
     exact.save(str(serving_dir / "retrieval_exact" / "1"), lines, scann=False)

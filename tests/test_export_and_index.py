@@ -10,7 +10,15 @@ import tensorflow as tf
 
 from recs import features as F
 from recs.config import IndexConfig
-from recs.index import brute_force_layer, recall_against_exact, scann_layer
+from recs.index import (brute_force_layer, exact_top_k, merge_top_k, recall_against_exact,
+                        scann_layer, tune_scann)
+
+
+def _clustered(rng: np.random.Generator, count: int, dim: int = 16, clusters: int = 20
+               ) -> np.ndarray:
+    centers = rng.normal(size=(clusters, dim))
+    points = centers[rng.integers(0, clusters, count)] + 0.3 * rng.normal(size=(count, dim))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype("f4")
 
 
 def _query_batch(records: list[dict], n: int) -> dict[str, tf.Tensor]:
@@ -64,9 +72,7 @@ def test_recall_against_exact_is_the_overlap_share():
 
 def test_scann_recall_against_numpy_brute_force_oracle():
     rng = np.random.default_rng(0)
-    centers = rng.normal(size=(20, 16))
-    candidates = (centers[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 16)))
-    candidates = (candidates / np.linalg.norm(candidates, axis=1, keepdims=True)).astype("f4")
+    candidates = _clustered(rng, 3000)
     queries = rng.normal(size=(100, 16)).astype("f4")
     ids = np.array([f"t{i}" for i in range(3000)], dtype=object)
     oracle = ids[np.argsort(-queries @ candidates.T, axis=1)[:, :10]]
@@ -75,6 +81,53 @@ def test_scann_recall_against_numpy_brute_force_oracle():
     assert recall_against_exact(found.numpy(), oracle.astype(bytes)) >= 0.9
     _, exact = brute_force_layer(ids, candidates, 10)(tf.constant(queries), k=10)
     assert recall_against_exact(exact.numpy(), oracle.astype(bytes)) == 1.0
+
+
+def test_exact_top_k_matches_a_full_sort():
+    candidates = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [-1.0, 0.0]], dtype="f4")
+    queries = np.array([[1.0, 0.1], [0.0, -1.0]], dtype="f4")
+    # Scores: q0 -> [1.0, 0.1, 0.77, -1.0]; q1 -> [0.0, -1.0, -0.7, 0.0] (ties keep either).
+    top = exact_top_k(candidates, queries, k=2, chunk=1)
+    assert top[0].tolist() == [0, 2]
+    assert set(top[1].tolist()) == {0, 3}
+    assert exact_top_k(candidates, queries, k=10).shape == (2, 4)  # k capped at the catalogue.
+
+
+def test_tuner_picks_the_fastest_setting_that_reaches_the_target_and_it_holds_out():
+    rng = np.random.default_rng(1)
+    candidates = _clustered(rng, 5000)
+    tuning, held_out = _clustered(rng, 200), _clustered(rng, 200)
+    config = IndexConfig(k=20, min_recall=0.95, tuning_margin=0.02)
+    chosen, trials = tune_scann(candidates, tuning, config, latency_queries=50)
+    timed = [t for t in trials if t.ms_per_query is not None]
+    assert timed and all(t.recall >= 0.97 for t in timed)
+    assert all(t.ms_per_query is None and t.recall < 0.97
+               for t in trials if t not in timed)
+    fastest = min(timed, key=lambda t: t.ms_per_query)
+    assert (chosen.num_leaves, chosen.num_leaves_to_search,
+            chosen.num_reordering_candidates) == (fastest.num_leaves,
+                                                  fastest.num_leaves_to_search,
+                                                  fastest.num_reordering_candidates)
+    assert not chosen.tune
+    # The chosen setting, served through the TFRS layer, holds on queries it never saw.
+    ids = np.array([f"t{i}" for i in range(5000)], dtype=object)
+    _, found = scann_layer(ids, candidates, chosen)(tf.constant(held_out), k=20)
+    oracle = ids[exact_top_k(candidates, held_out, 20)].astype(bytes)
+    assert recall_against_exact(found.numpy(), oracle) >= 0.93
+
+
+def test_tuner_rejects_mismatched_dimensions():
+    with pytest.raises(ValueError, match="same dimension; received 16 and 8"):
+        tune_scann(np.zeros((10, 16), "f4"), np.zeros((2, 8), "f4"), IndexConfig(k=5))
+
+
+def test_merge_top_k_orders_by_score_dedupes_and_excludes():
+    indexed = [("a", 0.9), ("b", 0.5), ("c", 0.1)]
+    fresh = [("n", 0.7), ("b", 0.6), ("x", 0.95)]
+    # x is taken down; b keeps its higher score.
+    assert merge_top_k(indexed, fresh, 3, exclude={"x"}) == [("a", 0.9), ("n", 0.7),
+                                                              ("b", 0.6)]
+    assert merge_top_k([], [], 3) == []
 
 
 def test_retrieval_models_return_known_titles_and_agree(tiny_world):
@@ -110,3 +163,9 @@ def test_exact_model_loads_without_scann_and_scann_model_needs_it(tiny_world):
     scann = _load_in_fresh_process(str(tiny_world.serving_dir / "retrieval" / "1"),
                                    "import scann")
     assert "loaded" in scann.stdout, scann.stderr[-2000:]
+
+
+@pytest.mark.parametrize("model", ["towers", "ranker"])
+def test_towers_and_ranker_load_with_plain_tensorflow(tiny_world, model):
+    loaded = _load_in_fresh_process(str(tiny_world.serving_dir / model / "1"), "")
+    assert "loaded" in loaded.stdout, loaded.stderr[-2000:]

@@ -108,6 +108,8 @@ def test_sessions_are_aggregated_labelled_and_joined(ingested):
     assert skipped[F.WATCH_RATIO] == pytest.approx(30 / 2000)
     assert (liked[F.LIKED], liked[F.LABEL], liked[F.COMPLETED]) == (1, 1, 0)
     assert liked[F.WATCH_RATIO] == pytest.approx(0.1)
+    # History holds earlier sessions only, most recent first.
+    assert (first[F.HISTORY], skipped[F.HISTORY], liked[F.HISTORY]) == (b"", b"", b"t2|t1")
 
 
 def test_multi_process_runner_gives_the_same_records(ingested, tmp_path):

@@ -81,6 +81,9 @@ def test_local_pipeline_end_to_end_serves_recommendations(tmp_path):
     assert all(b.custom_properties["blessed"].int_value == 1 for b in blessings)
     index_blessing = next(b for b in blessings if "recall_at_k" in b.custom_properties)
     assert index_blessing.custom_properties["recall_at_k"].double_value >= 0.7
+    # The tuner chose the settings; they and its recall-vs-latency plot are on record.
+    assert index_blessing.custom_properties["num_leaves_to_search"].int_value >= 1
+    assert (pathlib.Path(index_blessing.uri) / "index_tuning.png").stat().st_size > 0
 
     for name in SERVED_MODELS:
         versions = list((tmp_path / "serving" / name).iterdir())

@@ -13,10 +13,11 @@ from transforms.preprocessing import preprocessing_fn
 
 
 def _row(user: str, title: str, genre: str, prefs: str, device: str, age: int,
-         watch: float, popularity: float, year: int, description: str, label: int) -> dict:
+         watch: float, popularity: float, year: int, description: str, label: int,
+         history: str = "") -> dict:
     return {
         F.USER_ID: user, F.AGE: age, F.COUNTRY: "us", F.SUBSCRIPTION_TIER: "basic",
-        F.PREFERRED_GENRES: prefs, F.DEVICE_TYPE: device, F.HOUR: 21, F.TIMESTAMP: 0,
+        F.PREFERRED_GENRES: prefs, F.HISTORY: history, F.DEVICE_TYPE: device, F.HOUR: 21, F.TIMESTAMP: 0,
         F.TITLE_ID: title, F.GENRE: genre, F.RELEASE_YEAR: year, F.POPULARITY: popularity,
         F.DESCRIPTION: description, F.DURATION_SECONDS: 3600, F.WATCH_SECONDS: watch,
         F.WATCH_RATIO: watch / 3600, F.LIKED: 0, F.SKIPPED: 0, F.COMPLETED: 0, F.LABEL: label,
@@ -28,9 +29,9 @@ ROWS = [
     _row("a", "t1", "drama", "drama|comedy", "tv", 20, np.e - 1, np.e - 1, 2000,
          "Space robots, space!", 1),
     _row("a", "t2", "comedy", "comedy", "mobile", 40, np.e ** 3 - 1, np.e ** 3 - 1, 2010,
-         "robots in love", 0),
+         "robots in love", 0, history="t1"),
     _row("b", "t1", "drama", "unknowngenre|comedy", "fridge", 60, np.e ** 2 - 1,
-         np.e ** 2 - 1, 2020, "love", 1),
+         np.e ** 2 - 1, 2020, "love", 1, history="t2|t9|t1"),
 ]
 
 
@@ -49,6 +50,15 @@ def test_vocabulary_ids_follow_frequency(transformed):
     assert users == [0, 0, 1]  # "a" twice -> 0, "b" -> 1.
     titles = [row[F.transformed_name(F.TITLE_ID)] for row in transformed]
     assert titles == [0, 1, 0]  # "t1" twice -> 0.
+
+
+def test_history_is_padded_title_ids(transformed):
+    history = [list(row[F.transformed_name(F.HISTORY)]) for row in transformed]
+    # Title vocabulary: t1 -> 0, t2 -> 1; ids are shifted by one; unknown t9 -> 0 (padding).
+    assert history[0] == [0] * F.MAX_HISTORY
+    assert history[1][:2] == [1, 0]
+    assert history[2][:4] == [2, 0, 1, 0]
+    assert all(len(row) == F.MAX_HISTORY for row in history)
 
 
 def test_watch_time_is_z_scored_log(transformed):

@@ -13,9 +13,11 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 
 from recs import features as F
+from recs.index import exact_top_k
 from serving.client import GrpcClient, ModelServerError, RestClient
 from serving.model_server import (ModelRegistry, ModelServer, parse_predict_body,
                                   write_models_config, ServingError)
+from serving.fresh import FreshTitles
 from serving.recommender import Recommender, UnknownUserError, load_catalogue
 from serving.store import ProfileStore, load_store
 
@@ -82,7 +84,7 @@ def test_multi_output_rows_are_objects(server, tiny_world):
     rows = [_query_row(r) for r in tiny_world.records[:2]]
     status, body = _http(f"{server.rest_url}/v1/models/retrieval:predict", {"instances": rows})
     assert status == 200
-    assert set(body["predictions"][0]) == {"scores", "title_ids"}
+    assert set(body["predictions"][0]) == {"scores", "title_ids", "query_embedding"}
     assert len(body["predictions"][0]["title_ids"]) == 10
 
 
@@ -173,3 +175,60 @@ def test_recommender_rejects_bad_requests(server, store, tiny_world):
         recommender.recommend("ghost")
     with pytest.raises(ValueError, match="k must be between 1 and 100; received 0"):
         recommender.recommend("u000001", k=0)
+
+
+def _fresh_copies(catalogue: dict) -> list[dict]:
+    """Every catalogue title again under a new id (the towers never saw these ids)."""
+    return [{**row, F.TITLE_ID: f"new-{title}"} for title, row in catalogue.items()]
+
+
+@pytest.fixture
+def with_fresh(server, store, tiny_world) -> tuple[Recommender, FreshTitles, dict]:
+    """A recommender over the exact index with an empty fresh-title side index."""
+    client = RestClient(server.rest_url)
+    catalogue = load_catalogue(str(tiny_world.serving_dir), "retrieval_exact")
+    fresh = FreshTitles(client)
+    return (Recommender(client, store, catalogue, retrieval_model="retrieval_exact",
+                        fresh=fresh), fresh, catalogue)
+
+
+def test_fresh_titles_are_searchable_at_once_and_merged_by_score(with_fresh, tiny_world):
+    recommender, fresh, catalogue = with_fresh
+    client = recommender.client
+    user = tiny_world.records[0][F.USER_ID]
+    before = recommender.retrieve(user)
+    fresh.publish(_fresh_copies(catalogue))
+    assert len(fresh) == len(catalogue)
+    merged = recommender.retrieve(user)
+
+    # Oracle: exact search over indexed + fresh embeddings from the served towers.
+    rows = list(catalogue.values()) + _fresh_copies(catalogue)
+    columns = {key: [row[key] for row in rows] for key in F.CANDIDATE_FEATURES}
+    embeddings = client.predict("towers", columns, signature="candidate_embedding")["embedding"]
+    query = client.predict("retrieval_exact", recommender._query(user, "tv", 20))
+    top = exact_top_k(embeddings.astype("f4"), query["query_embedding"].astype("f4"),
+                      len(before))[0]
+    assert [title for title, _ in merged] == [rows[i][F.TITLE_ID] for i in top]
+    assert [title for title, _ in merged if title.startswith("new-")]
+
+    recommendations = recommender.recommend(user, k=len(before))
+    assert {item.title_id for item in recommendations} <= {title for title, _ in merged}
+
+
+def test_taken_down_titles_leave_both_indexes(with_fresh, tiny_world):
+    recommender, fresh, catalogue = with_fresh
+    user = tiny_world.records[0][F.USER_ID]
+    fresh.publish(_fresh_copies(catalogue)[:5])
+    candidates = [title for title, _ in recommender.retrieve(user)]
+    indexed = next(title for title in candidates if not title.startswith("new-"))
+    fresh.take_down(indexed)
+    fresh.take_down("new-" + next(iter(catalogue)))
+    after = [title for title, _ in recommender.retrieve(user)]
+    assert indexed not in after and "new-" + next(iter(catalogue)) not in after
+    fresh.forget_indexed({f"new-{title}" for title in catalogue})
+    assert len(fresh) == 0
+
+
+def test_publishing_a_title_without_its_features_is_refused(server):
+    with pytest.raises(ValueError, match="lacks candidate features"):
+        FreshTitles(RestClient(server.rest_url)).publish([{F.TITLE_ID: "t-new"}])

@@ -163,22 +163,39 @@ def _first_of_duplicates(element: tuple[str, Iterable[dict[str, Any]]]) -> Itera
 
 
 def _sessionize(element: tuple[str, Iterable[dict[str, Any]]], gap_seconds: int
-                ) -> Iterator[list[dict[str, Any]]]:
-    """Splits one user's events into sessions at inactivity gaps longer than `gap_seconds`."""
+                ) -> Iterator[tuple[list[dict[str, Any]], str]]:
+    """Splits one user's events into sessions at inactivity gaps longer than `gap_seconds`.
+
+    Yields:
+        (session events, history): the history is the titles played in earlier sessions,
+        most recent first, "|"-joined, at most `MAX_HISTORY`.
+    """
     _, events = element
+    history: list[str] = []
+
+    def close(session: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+        earlier = "|".join(history[:F.MAX_HISTORY])
+        for event in session:  # The latest event ends up first.
+            title = event[F.TITLE_ID]
+            if title in history:
+                history.remove(title)
+            history.insert(0, title)
+        return session, earlier
+
     session: list[dict[str, Any]] = []
     for event in sorted(events, key=lambda e: (e["ts"], e["event_id"])):
         if session and event["ts"] - session[-1]["ts"] > gap_seconds:
-            yield session
+            yield close(session)
             session = []
         session.append(event)
     if session:
-        yield session
+        yield close(session)
 
 
-def _aggregate(session: list[dict[str, Any]], profiles: dict[str, dict[str, Any]],
+def _aggregate(element: tuple[list[dict[str, Any]], str], profiles: dict[str, dict[str, Any]],
                catalogue: dict[str, dict[str, Any]]) -> Iterator[Any]:
     """One session -> one interaction record per title, joined with profile and catalogue."""
+    session, history = element
     user_id = session[0][F.USER_ID]
     profile = profiles.get(user_id)
     if profile is None:
@@ -206,6 +223,7 @@ def _aggregate(session: list[dict[str, Any]], profiles: dict[str, dict[str, Any]
             F.COUNTRY: str(profile[F.COUNTRY]),
             F.SUBSCRIPTION_TIER: str(profile[F.SUBSCRIPTION_TIER]),
             F.PREFERRED_GENRES: str(profile[F.PREFERRED_GENRES]),
+            F.HISTORY: history,
             F.DEVICE_TYPE: events[0][F.DEVICE_TYPE],
             F.HOUR: (start // 3600) % F.HOURS_PER_DAY,
             F.TIMESTAMP: start,

@@ -9,6 +9,7 @@ the training-time transformation to raw features.
 | user_id, title_id, country, | vocabulary index, one out-of-vocabulary bucket           |
 | subscription_tier, genre    |                                                          |
 | preferred_genres ("a|b")    | genre-vocabulary ids + 1, padded with 0 to 3             |
+| history ("t1|t2")           | title-vocabulary ids + 1, padded with 0 to 30            |
 | genre + preferred_genres    | genre_match: 1.0 if the genre is a preferred one         |
 | description                 | lower-cased word ids (top 2000) + 1, padded with 0 to 16 |
 | age                         | quantile bucket, 6 buckets                               |
@@ -26,7 +27,7 @@ from recs import features as F
 import tensorflow as tf
 import tensorflow_transform as tft
 
-_ID_FEATURES = (F.USER_ID, F.TITLE_ID, F.COUNTRY, F.SUBSCRIPTION_TIER)
+_ID_FEATURES = (F.USER_ID, F.COUNTRY, F.SUBSCRIPTION_TIER)
 
 
 def _flat(tensor: tf.Tensor) -> tf.Tensor:
@@ -73,6 +74,12 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     for key in _ID_FEATURES:
         out[F.transformed_name(key)] = tft.compute_and_apply_vocabulary(
             raw[key], num_oov_buckets=1, vocab_filename=key)
+
+    titles = tft.vocabulary(raw[F.TITLE_ID], vocab_filename=F.TITLE_ID)
+    out[F.transformed_name(F.TITLE_ID)] = tft.apply_vocabulary(raw[F.TITLE_ID], titles,
+                                                               num_oov_buckets=1)
+    history = tf.strings.split(raw[F.HISTORY], sep="|")
+    out[F.transformed_name(F.HISTORY)] = _padded_ids(history, titles, F.MAX_HISTORY)
 
     genres = tft.vocabulary(raw[F.GENRE], vocab_filename=F.GENRE_VOCABULARY)
     out[F.transformed_name(F.GENRE)] = tft.apply_vocabulary(raw[F.GENRE], genres,

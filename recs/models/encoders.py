@@ -40,12 +40,14 @@ class FeatureSizes(Config):
             F.USER_ID: self.users, F.TITLE_ID: self.titles, F.COUNTRY: self.countries,
             F.SUBSCRIPTION_TIER: self.subscription_tiers, F.GENRE: self.genres,
             F.PREFERRED_GENRES: self.genres, F.DESCRIPTION: self.description_tokens,
+            # Title-vocabulary ids + 1 with 0 as padding: the same range as title ids + OOV.
+            F.HISTORY: self.titles,
             F.AGE: F.AGE_BUCKETS, F.HOUR: F.HOURS_PER_DAY,
         }
         return sizes[key]
 
 
-_BAG_FEATURES = frozenset({F.PREFERRED_GENRES, F.DESCRIPTION})
+_BAG_FEATURES = frozenset({F.PREFERRED_GENRES, F.DESCRIPTION, F.HISTORY})
 _DENSE_FEATURES = frozenset({F.DEVICE_TYPE, F.POPULARITY, F.RELEASE_YEAR, F.GENRE_MATCH})
 
 

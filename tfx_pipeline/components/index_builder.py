@@ -16,6 +16,7 @@ from recs.config import IndexConfig
 from recs.data.catalogue import read_jsonl, to_columns
 from recs.export import serving_model_dir
 from recs.index import build_indexes, catalogue_lines
+from recs.plots import plot_index_tuning
 
 import numpy as np
 import scann  # noqa: F401  (registers ScaNN's TF ops for saving and loading the index)
@@ -25,6 +26,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 REPORT_FILE = "index_report.json"
+TUNING_PLOT = "index_tuning.png"
 
 
 def _held_out_queries(examples: tfx.types.standard_artifacts.Examples, limit: int
@@ -66,11 +68,16 @@ def IndexBuilder(  # noqa: N802  (TFX names components like classes)
 
     with tf.io.gfile.GFile(os.path.join(blessing.uri, REPORT_FILE), "w") as handle:
         json.dump(report.to_dict(), handle, indent=2)
+    if report.tuning:
+        plot_index_tuning(report.tuning, config.tuning_target,
+                          os.path.join(blessing.uri, TUNING_PLOT))
     blessing.set_int_custom_property("blessed", int(report.blessed))
     blessing.set_float_custom_property("recall_at_k", report.recall_at_k)
     blessing.set_float_custom_property("scann_ms_per_query", report.scann_ms_per_query)
     blessing.set_float_custom_property("exact_ms_per_query", report.exact_ms_per_query)
     blessing.set_int_custom_property("num_candidates", report.num_candidates)
     blessing.set_int_custom_property("k", report.k)
+    for setting in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
+        blessing.set_int_custom_property(setting, report.config[setting])
     blessing.set_string_custom_property("current_model", model.uri)
 

@@ -1,0 +1,74 @@
+"""What every benchmark shares: machine facts, timing helpers and the results file.
+
+Each benchmark writes `benchmarks/results/<name>.json` with the date, the machine, its
+parameters, its own figures, the peers' figures from the same run and the ratios between them.
+"""
+
+import datetime
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import time
+from typing import Any, Callable
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, memory and software of this machine."""
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as handle:
+        total_kb = int(handle.readline().split()[1])
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(total_kb / 2**20, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def latencies_ms(call: Callable[[Any], Any], items: list[Any]) -> dict[str, float]:
+    """Calls `call` once per item (after one warm-up call); median and p99 in ms."""
+    call(items[0])
+    times = []
+    for item in items:
+        start = time.perf_counter()
+        call(item)
+        times.append(1000.0 * (time.perf_counter() - start))
+    times.sort()
+    return {"median_ms": statistics.median(times),
+            "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))]}
+
+
+def timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    """Runs `call`; returns its result and the seconds it took."""
+    start = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - start
+
+
+def write_result(name: str, parameters: dict[str, Any], figures: dict[str, Any],
+                 peers: dict[str, Any], ratios: dict[str, Any]) -> pathlib.Path:
+    """Writes `results/<name>.json` and returns its path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    document = {"benchmark": name,
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "machine": machine(), "parameters": parameters, "figures": figures,
+                "peers": peers, "ratios": ratios}
+    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    return path
