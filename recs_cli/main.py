@@ -2,6 +2,7 @@
 
     recs generate        seeded synthetic streaming logs
     recs ingest          Beam ingestion -> tf.Examples + dead letters
+    recs movielens       MovieLens 100K or 1M as ingested records, ready for the pipeline
     recs pipeline        run the TFX pipeline locally, or compile it for Kubeflow v2
     recs serve-models    the local TF Serving-protocol model server (REST + gRPC)
     recs recommend       recommendations for one user from the pushed models
@@ -110,6 +111,61 @@ def ingest(raw: pathlib.Path, out: pathlib.Path, beam_args: list[str]):
                              users_path=str(raw / "users.jsonl"),
                              titles_path=str(raw / "titles.jsonl"), output_dir=str(out))
     return run_ingestion(config, beam_args)
+
+
+def import_movielens(dataset: str, data_dir: pathlib.Path, workdir: Workdir,
+                     max_ratings: int = 0, seed: int = 42) -> int:
+    """Writes MovieLens as the pipeline's inputs: interaction tf.Examples, users and titles.
+
+    Derived features (preferred genres, popularity, history) look at every written rating:
+    this is the operational path. The quality benchmarks, which must not leak test ratings,
+    derive them from their training split instead.
+
+    Args:
+        dataset: "ml-100k" or "ml-1m".
+        data_dir: the folder of the GroupLens files.
+        workdir: where `raw/` and `ingested/examples/` go (cleaned first).
+        max_ratings: keep a seeded random subset of this many ratings (0 = all).
+
+    Returns:
+        The number of interaction records written.
+    """
+    import json
+
+    import numpy as np
+    import tensorflow as tf
+
+    from recs import features as F
+    from recs.data.movielens import (catalogue_rows, interaction_records, read_ml100k,
+                                     read_ml1m)
+    from transforms.ingestion import to_example
+
+    readers = {"ml-100k": read_ml100k, "ml-1m": read_ml1m}
+    if dataset not in readers:
+        raise ValueError(f"dataset must be one of {sorted(readers)}; received {dataset!r}.")
+    data = readers[dataset](str(data_dir))
+    rows = np.arange(data.num_ratings)
+    if max_ratings:
+        rows = np.sort(np.random.default_rng(seed).permutation(rows)[:max_ratings])
+    workdir.clean()
+    records = interaction_records(data, rows, reference=rows)
+    examples = workdir.ingested / "examples"
+    examples.mkdir(parents=True)
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    with tf.io.TFRecordWriter(str(examples / "interactions-00000-of-00001.tfrecord.gz"),
+                              options) as writer:
+        for record in records:
+            writer.write(to_example(record))
+    workdir.raw.mkdir(parents=True)
+    preferred = {r[F.USER_ID]: r[F.PREFERRED_GENRES] for r in records}
+    with open(workdir.raw / "users.jsonl", "w") as handle:
+        for user, profile in data.profiles.items():
+            handle.write(json.dumps({F.USER_ID: user, **profile,
+                                     F.PREFERRED_GENRES: preferred.get(user, "")}) + "\n")
+    with open(workdir.raw / "titles.jsonl", "w") as handle:
+        for row in catalogue_rows(data, rows):
+            handle.write(json.dumps(row) + "\n")
+    return len(records)
 
 
 def pipeline_config(workdir: Workdir, **overrides):
@@ -233,6 +289,13 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--raw", type=pathlib.Path, required=True)
     command.add_argument("--out", type=pathlib.Path, required=True)
 
+    command = commands.add_parser("movielens", help="MovieLens as the pipeline's inputs")
+    command.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-100k")
+    command.add_argument("--data", type=pathlib.Path, required=True,
+                         help="folder of the GroupLens files, e.g. ../shared/data/movielens-100k")
+    command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("movielens_output"))
+    command.add_argument("--max-ratings", type=int, default=0, help="0 = all")
+
     command = commands.add_parser("pipeline", help="run the TFX pipeline or compile it")
     command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"))
     command.add_argument("--kubeflow-out", default="",
@@ -274,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
         report = ingest(args.raw, args.out, extra)
         print(report)
         return 0 if report.balanced else 1
+    elif args.command == "movielens":
+        count = import_movielens(args.dataset, args.data, Workdir(args.workdir), args.max_ratings)
+        print(f"wrote {count} interaction records under {args.workdir}; next: "
+              f"recs pipeline --workdir {args.workdir}")
     elif args.command == "pipeline":
         from tfx_pipeline import compile_for_kubeflow, run_local
 

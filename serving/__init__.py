@@ -8,6 +8,7 @@ from serving.model_server import ModelRegistry, ModelServer, ServingError, write
 from serving.recommender import Recommendation, Recommender, UnknownUserError, load_catalogue
 from serving.store import ProfileStore, load_store
 
-__all__ = ["FreshTitles", "GrpcClient", "ModelRegistry", "ModelServer", "ModelServerError", "ProfileStore",
+__all__ = ["FreshTitles", "GrpcClient", "ModelRegistry", "ModelServer", "ModelServerError",
+           "ProfileStore",
            "Recommendation", "Recommender", "RestClient", "ServingError", "UnknownUserError",
            "load_catalogue", "load_store", "write_models_config"]

@@ -17,7 +17,8 @@ def _row(user: str, title: str, genre: str, prefs: str, device: str, age: int,
          history: str = "") -> dict:
     return {
         F.USER_ID: user, F.AGE: age, F.COUNTRY: "us", F.SUBSCRIPTION_TIER: "basic",
-        F.PREFERRED_GENRES: prefs, F.HISTORY: history, F.DEVICE_TYPE: device, F.HOUR: 21, F.TIMESTAMP: 0,
+        F.PREFERRED_GENRES: prefs, F.HISTORY: history, F.DEVICE_TYPE: device, F.HOUR: 21,
+        F.TIMESTAMP: 0,
         F.TITLE_ID: title, F.GENRE: genre, F.RELEASE_YEAR: year, F.POPULARITY: popularity,
         F.DESCRIPTION: description, F.DURATION_SECONDS: 3600, F.WATCH_SECONDS: watch,
         F.WATCH_RATIO: watch / 3600, F.LIKED: 0, F.SKIPPED: 0, F.COMPLETED: 0, F.LABEL: label,
