@@ -61,6 +61,13 @@ def timed(call: Callable[[], Any]) -> tuple[Any, float]:
     return result, time.perf_counter() - start
 
 
+def _plain(value: Any) -> Any:
+    """NumPy scalars and arrays as JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def write_result(name: str, parameters: dict[str, Any], figures: dict[str, Any],
                  peers: dict[str, Any], ratios: dict[str, Any]) -> pathlib.Path:
     """Writes `results/<name>.json` and returns its path."""
@@ -70,5 +77,5 @@ def write_result(name: str, parameters: dict[str, Any], figures: dict[str, Any],
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "machine": machine(), "parameters": parameters, "figures": figures,
                 "peers": peers, "ratios": ratios}
-    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    path.write_text(json.dumps(document, indent=2, default=_plain) + "\n")
     return path

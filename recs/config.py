@@ -99,6 +99,9 @@ class RetrievalConfig(Config):
         tower_layers: Dense widths of each tower; the last one is the output embedding size.
         temperature: softmax temperature of the in-batch retrieval loss; embeddings are
             L2-normalized, so scores are cosines divided by this.
+        logq_correction: subtract log(sampling probability) from in-batch logits, so that
+            popular titles, over-represented as negatives, are not pushed down (sampling-bias
+            correction; see `recs.features.SAMPLING_PROBABILITY`).
         eval_k: K of the Recall@K reported after training.
         training: optimizer settings.
     """
@@ -106,6 +109,7 @@ class RetrievalConfig(Config):
     embedding_dim: int = 32
     tower_layers: tuple[int, ...] = (64, 32)
     temperature: float = 0.1
+    logq_correction: bool = True
     eval_k: int = 100
     training: TrainingConfig = TrainingConfig(batch_size=512, epochs=5, learning_rate=0.05,
                                               optimizer="adagrad")

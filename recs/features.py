@@ -122,3 +122,9 @@ DERIVED_FEATURES = (GENRE_MATCH,)
 
 WATCH_TIME_Z = transformed_name(WATCH_SECONDS)
 """z-score of log1p(watch seconds): a training weight for retrieval, never a model input."""
+
+SAMPLING_PROBABILITY = "sampling_probability"
+"""Derived in tf.Transform: the title's popularity over the most popular title's. In-batch
+negatives are drawn in proportion to how often titles are played, which popularity measures up
+to a constant factor; the retrieval loss subtracts its log (log-Q correction). A training
+signal, never a model input."""

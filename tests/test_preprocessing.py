@@ -62,6 +62,13 @@ def test_history_is_padded_title_ids(transformed):
     assert all(len(row) == F.MAX_HISTORY for row in history)
 
 
+def test_sampling_probability_is_popularity_over_the_maximum(transformed):
+    # Popularity e-1, e^3-1, e^2-1: the maximum is e^3-1.
+    probability = [row[F.SAMPLING_PROBABILITY] for row in transformed]
+    np.testing.assert_allclose(probability, np.array([np.e - 1, np.e ** 3 - 1, np.e ** 2 - 1])
+                               / (np.e ** 3 - 1), rtol=1e-5)
+
+
 def test_watch_time_is_z_scored_log(transformed):
     # log1p(watch) = 1, 3, 2 -> mean 2, population std sqrt(2/3).
     z = [row[F.WATCH_TIME_Z] for row in transformed]

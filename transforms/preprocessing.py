@@ -18,6 +18,8 @@ the training-time transformation to raw features.
 | popularity                  | z-score of log1p                                         |
 | release_year                | z-score                                                  |
 | watch_seconds               | z-score of log1p (a training weight, not a model input)  |
+| popularity                  | sampling_probability: popularity / max popularity (the   |
+|                             | retrieval loss's log-Q correction, not a model input)    |
 | engaged                     | the label, unchanged                                     |
 """
 
@@ -102,6 +104,9 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     out[F.transformed_name(F.DEVICE_TYPE)] = _device_one_hot(raw[F.DEVICE_TYPE])
     out[F.transformed_name(F.POPULARITY)] = tft.scale_to_z_score(
         tf.math.log1p(tf.maximum(raw[F.POPULARITY], 0.0)))
+    popularity = tf.maximum(raw[F.POPULARITY], 0.0)
+    out[F.SAMPLING_PROBABILITY] = tf.clip_by_value(
+        popularity / tf.maximum(tft.max(popularity), 1e-9), 1e-6, 1.0)
     out[F.transformed_name(F.RELEASE_YEAR)] = tft.scale_to_z_score(
         tf.cast(raw[F.RELEASE_YEAR], tf.float32))
     out[F.WATCH_TIME_Z] = tft.scale_to_z_score(

@@ -4,7 +4,8 @@ The query tower embeds who asks and in which context; the candidate tower embeds
 its id, genre, description and popularity, so a title unseen in training still gets a useful
 embedding from its metadata. Both outputs are L2-normalized; the retrieval loss is softmax
 over in-batch negatives at a configured temperature, with accidental hits (the same title
-twice in a batch) removed.
+twice in a batch) removed and, by default, the sampling bias of in-batch negatives corrected
+(log-Q).
 """
 
 import tensorflow as tf
@@ -87,6 +88,10 @@ class TwoTowerModel(tfrs.Model):
         weight = None
         if F.WATCH_TIME_Z in features:
             weight = 0.5 + tf.sigmoid(tf.reshape(features[F.WATCH_TIME_Z], [-1]))
+        probability = None
+        if self.config.logq_correction and F.SAMPLING_PROBABILITY in features:
+            probability = tf.reshape(features[F.SAMPLING_PROBABILITY], [-1])
         return self.task(queries, candidates, sample_weight=weight,
+                         candidate_sampling_probability=probability,
                          candidate_ids=tf.reshape(features[F.transformed_name(F.TITLE_ID)], [-1]),
                          compute_metrics=False)
