@@ -177,7 +177,7 @@ class IndexConfig(Config):
     min_recall: float = 0.95
     eval_queries: int = 500
     tune: bool = True
-    tuning_margin: float = 0.01
+    tuning_margin: float = 0.02
 
     def __post_init__(self) -> None:
         require(self.k > 0, "k", "> 0", self.k)

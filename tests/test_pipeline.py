@@ -111,7 +111,7 @@ def test_local_pipeline_trains_and_serves_on_movielens_100k(tmp_path, shared_dat
         workdir,
         # Liked (rating >= 4) is predictable from user and film: the benchmark's ranker reaches
         # AUC 0.78 on the full data; 0.6 leaves room for the small subset.
-        min_ranker_auc=0.6, index=IndexConfig(k=50, min_recall=0.9),
+        min_ranker_auc=0.6, index=IndexConfig(k=50, min_recall=0.9, tuning_margin=0.05),
         retrieval=RetrievalConfig(training=fast),
         ranker=RankerConfig(training=TrainingConfig(batch_size=256, epochs=6,
                                                     learning_rate=0.003)))

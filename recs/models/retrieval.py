@@ -90,7 +90,7 @@ class TwoTowerModel(tfrs.Model):
             weight = 0.5 + tf.sigmoid(tf.reshape(features[F.WATCH_TIME_Z], [-1]))
         probability = None
         if self.config.logq_correction and F.SAMPLING_PROBABILITY in features:
-            probability = tf.reshape(features[F.SAMPLING_PROBABILITY], [-1])
+            probability = tf.reshape(tf.cast(features[F.SAMPLING_PROBABILITY], tf.float32), [-1])
         return self.task(queries, candidates, sample_weight=weight,
                          candidate_sampling_probability=probability,
                          candidate_ids=tf.reshape(features[F.transformed_name(F.TITLE_ID)], [-1]),
