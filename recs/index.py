@@ -176,7 +176,10 @@ def tune_scann(candidates: np.ndarray, queries: np.ndarray, config: IndexConfig,
                     .reorder(depths[-1]).build())
         for depth in depths:
             for probes in _probe_options(leaves):
-                found, _ = searcher.search_batched(queries, k, depth, probes)
+                found, distances = searcher.search_batched(queries, k, depth, probes)
+                # Fewer than k neighbours come back padded with index 0 and a NaN distance;
+                # the padding must not count as a hit.
+                found = np.where(np.isnan(distances), -1, found)
                 recall = float(np.mean([len(set(f) & set(t)) for f, t in zip(found, truth)]) / k)
                 reached = recall >= config.tuning_target
                 latency = (_median_ms(lambda q: searcher.search(q, k, depth, probes),
