@@ -80,10 +80,6 @@ def transform(train: list[dict], others: list[list[dict]]
     return feature_sizes(output), transformed[0], transformed[1:], time.perf_counter() - start
 
 
-def columns(rows: list[dict]) -> dict[str, np.ndarray]:
-    return {key: np.stack([row[key] for row in rows]) for key in rows[0]}
-
-
 def dataset(cols: dict[str, np.ndarray], batch_size: int, shuffle: bool, seed: int = 42
             ) -> tf.data.Dataset:
     data = tf.data.Dataset.from_tensor_slices(cols)
@@ -146,13 +142,6 @@ def embed(function, cols: dict[str, np.ndarray], batch: int = 4096) -> np.ndarra
     count = len(next(iter(cols.values())))
     return np.concatenate([function({k: v[i:i + batch] for k, v in cols.items()}).numpy()
                            for i in range(0, count, batch)])
-
-
-def candidate_columns(*sources: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """One row per distinct title id (first occurrence) across the sources."""
-    merged = {key: np.concatenate([s[key] for s in sources]) for key in sources[0]}
-    _, first = np.unique(merged[TITLE], return_index=True)
-    return select(merged, np.sort(first))
 
 
 def add_model_arguments(parser, epochs: int, batch_size: int, embedding_dim: int, layers: str
