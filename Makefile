@@ -3,18 +3,21 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast lock clean
+.PHONY: venv system-deps demo test test-fast lock clean
 
 venv:
 	@scripts/venv.sh
 
+system-deps:
+	@scripts/system-deps.sh
+
 demo: venv
 	$(VENV)/bin/recs demo --workdir demo_output
 
-test: venv
+test: venv system-deps
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-test-fast: venv
+test-fast: venv system-deps
 	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lock: venv

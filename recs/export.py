@@ -13,7 +13,9 @@ Signatures (all inputs `[batch_size]`, keyed by the raw feature names of `recs.f
 
 import os
 
+import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
 
 from recs import features as F
 
@@ -22,6 +24,8 @@ QUERY_EMBEDDING = "query_embedding"
 CANDIDATE_EMBEDDING = "candidate_embedding"
 SERVING_TF_EXAMPLE = "serving_tf_example"
 EXAMPLES_INPUT = "examples"
+WARMUP_FILE = "tf_serving_warmup_requests"
+"""In `assets.extra/`: PredictionLog records TF Serving replays before a version serves."""
 
 
 def to_transform_inputs(features: dict[str, tf.Tensor], raw_shapes: dict[str, list[int]]
@@ -72,6 +76,7 @@ class RetrievalExport(tf.Module):
         tf.saved_model.save(self, path, signatures={
             SERVING_DEFAULT: query, QUERY_EMBEDDING: query,
             CANDIDATE_EMBEDDING: self.candidate_embedding.get_concrete_function()})
+        write_warmup_requests(path)
 
 
 class RankerExport(tf.Module):
@@ -113,8 +118,76 @@ class RankerExport(tf.Module):
         tf.saved_model.save(self, path, signatures={
             SERVING_DEFAULT: self.score.get_concrete_function(),
             SERVING_TF_EXAMPLE: self.score_examples.get_concrete_function()})
+        write_warmup_requests(path)
 
 
 def serving_model_dir(model_root: str) -> str:
     """TFX's layout: a Trainer's model artifact holds the SavedModel in `Format-Serving`."""
     return os.path.join(model_root, "Format-Serving")
+
+
+def string_tensor_proto(values: list[bytes], shape: list[int]) -> tensor_pb2.TensorProto:
+    """A DT_STRING TensorProto holding `values` byte for byte.
+
+    `tf.make_tensor_proto` goes through NumPy's fixed-width bytes, which drops trailing NUL
+    bytes; a serialized tf.Example often ends in one.
+    """
+    return tensor_pb2.TensorProto(dtype=tf.string.as_datatype_enum, string_val=values,
+                                  tensor_shape=tf.TensorShape(shape).as_proto())
+
+
+def _placeholder_example() -> bytes:
+    """A tf.Example holding every raw feature with an empty or zero value."""
+    features = {}
+    for key, dtype in F.RAW_FEATURE_DTYPES.items():
+        if dtype == tf.string:
+            features[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b""]))
+        elif dtype.is_integer:
+            features[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[0]))
+        else:
+            features[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[0.0]))
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def write_warmup_requests(path: str, batch_sizes: tuple[int, ...] = (1, 8)) -> str:
+    """Writes TF Serving's warmup file for every signature of the SavedModel at `path`.
+
+    Each signature gets one PredictRequest per batch size, with empty strings and zeros (every
+    id is then out of vocabulary, which the transform graph maps to its OOV bucket); replaying
+    them traces the signatures and initializes the vocabulary tables, so the first real
+    request of a new version pays none of that.
+
+    Returns:
+        The path of `assets.extra/tf_serving_warmup_requests`.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as handle:
+        proto.ParseFromString(handle.read())
+    signatures = {key: value for key, value in proto.meta_graphs[0].signature_def.items()
+                  if not key.startswith("__")}
+    extra = os.path.join(path, "assets.extra")
+    tf.io.gfile.makedirs(extra)
+    target = os.path.join(extra, WARMUP_FILE)
+    example = _placeholder_example()
+    with tf.io.TFRecordWriter(target) as writer:
+        for name, signature in sorted(signatures.items()):
+            for batch in batch_sizes:
+                request = predict_pb2.PredictRequest()
+                request.model_spec.signature_name = name
+                for key, info in signature.inputs.items():
+                    dtype = tf.dtypes.as_dtype(info.dtype)
+                    shape = [batch if d.size < 0 else d.size for d in info.tensor_shape.dim]
+                    if dtype == tf.string:
+                        request.inputs[key].CopyFrom(string_tensor_proto(
+                            [example if key == EXAMPLES_INPUT else b""] * int(np.prod(shape)),
+                            shape))
+                    else:
+                        request.inputs[key].CopyFrom(tf.make_tensor_proto(
+                            np.zeros(shape, dtype=dtype.as_numpy_dtype), dtype=dtype))
+                log = prediction_log_pb2.PredictionLog(
+                    predict_log=prediction_log_pb2.PredictLog(request=request))
+                writer.write(log.SerializeToString())
+    return target

@@ -5,6 +5,10 @@
     recs movielens       MovieLens 100K or 1M as ingested records, ready for the pipeline
     recs pipeline        run the TFX pipeline locally, or compile it for Kubeflow v2
     recs serve-models    the local TF Serving-protocol model server (REST + gRPC)
+    recs serve           the recommendation service: HTTP JSON API, metrics, fallbacks
+    recs openapi         the service's OpenAPI spec
+    recs deploy          TF Serving config files and Kubernetes manifests
+    recs consume         profile updates from the event queue (Redis Streams)
     recs recommend       recommendations for one user from the pushed models
     recs demo            all of the above on embedded defaults
 
@@ -14,12 +18,15 @@ other package.
 
 import argparse
 import dataclasses
+import json
 import logging
 import pathlib
 import re
 import shutil
 import sys
+import threading
 import time
+import urllib.request
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
@@ -190,11 +197,16 @@ def load_profile_store(workdir: Workdir):
 
 
 def start_model_server(serving_dir: pathlib.Path, rest_port: int = 0, grpc_port: int = 0,
-                       host: str = "127.0.0.1"):
+                       host: str = "127.0.0.1", poll_seconds: float = 0.0,
+                       num_versions: int = 1):
+    """Loads every pushed model (warmed up) and serves it; `poll_seconds` > 0 also picks up
+    versions pushed later."""
     from serving.model_server import ModelRegistry, ModelServer
 
-    registry = ModelRegistry(str(serving_dir), _SERVED)
+    registry = ModelRegistry(str(serving_dir), _SERVED, num_versions=num_versions)
     registry.load()
+    if poll_seconds > 0:
+        registry.start_polling(poll_seconds)
     return ModelServer(registry, host=host, rest_port=rest_port, grpc_port=grpc_port).start()
 
 
@@ -220,6 +232,83 @@ def recommend(workdir: Workdir, user_id: str, k: int, device_type: str, hour: in
             server.stop()
 
 
+def service_app(config):
+    """The recommendation service's app as a `serving.config.ServiceConfig` describes it."""
+    from serving.client import GrpcClient, RestClient
+    from serving.recommender import Recommender, load_catalogue
+    from serving.service import create_app
+    from serving.store import open_store
+
+    def client(target: str):
+        return RestClient(target) if config.protocol == "rest" else GrpcClient(target)
+
+    recommender = Recommender(
+        client(config.model_server), open_store(config.store),
+        load_catalogue(config.serving_dir, config.retrieval_model),
+        retrieval_model=config.retrieval_model, ranker_model=config.ranker_model,
+        retrieval_client=client(config.retrieval_server) if config.retrieval_server else None)
+    return create_app(recommender, config)
+
+
+def serve(config, host: str, port: int, embedded_model_server: bool) -> None:
+    """`recs serve`: the HTTP service; `embedded_model_server` first starts a local model
+    server over `config.serving_dir` and points the service at it."""
+    import uvicorn
+
+    server = None
+    if embedded_model_server:
+        server = start_model_server(pathlib.Path(config.serving_dir), poll_seconds=5.0)
+        config = dataclasses.replace(
+            config, model_server=server.rest_url if config.protocol == "rest"
+            else server.grpc_target, retrieval_server="")
+        print(f"model server: REST {server.rest_url}  gRPC {server.grpc_target}", flush=True)
+    try:
+        uvicorn.run(service_app(config), host=host, port=port, log_level="info",
+                    access_log=False)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def consume(redis_url: str, store_spec: str, catalogue_path: str, consumer: str,
+            claim_idle_ms: int, until_idle: bool):
+    """`recs consume`: the profile-update consumer until interrupted (or the stream is idle).
+
+    Returns:
+        The consumer's counts.
+    """
+    import redis
+
+    from recs.data.catalogue import read_jsonl
+    from serving.consumer import ProfileUpdater
+    from serving.store import open_store
+
+    durations = {row["title_id"]: float(row["duration_seconds"])
+                 for row in read_jsonl(catalogue_path)}
+    updater = ProfileUpdater(redis.Redis.from_url(redis_url, decode_responses=True),
+                             open_store(store_spec), durations, consumer=consumer,
+                             claim_idle_ms=claim_idle_ms)
+    if until_idle:
+        return updater.drain()
+    stop = threading.Event()
+    try:
+        return updater.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+        return updater.counts
+
+
+def openapi() -> str:
+    """The service's OpenAPI spec; it depends only on the API, not on models or data."""
+    from serving.config import ServiceConfig
+    from serving.recommender import Recommender
+    from serving.service import create_app, openapi_spec
+    from serving.store import ProfileStore
+
+    recommender = Recommender(client=None, store=ProfileStore(":memory:"), catalogue={})
+    return openapi_spec(create_app(recommender, ServiceConfig()))
+
+
 def print_recommendations(user_id: str, items, protocol: str) -> None:
     print(f"\n  Top {len(items)} for {user_id} (via {protocol}):")
     print(f"    {'#':>2}  {'title':<9} {'genre':<12} {'P(engaged)':>10} {'retrieval':>9}")
@@ -231,7 +320,9 @@ def print_recommendations(user_id: str, items, protocol: str) -> None:
 def demo(workdir: Workdir, users: int, titles: int, days: int, seed: int, k: int) -> None:
     """Runs the whole product once: data -> ingestion -> TFX -> serving -> recommendations."""
     from serving.client import GrpcClient, RestClient
+    from serving.config import ServiceConfig
     from serving.recommender import Recommender, load_catalogue
+    from serving.service import ServiceServer
     from tfx_pipeline import run_local
 
     started = time.perf_counter()
@@ -264,6 +355,18 @@ def demo(workdir: Workdir, users: int, titles: int, days: int, seed: int, k: int
             recommender = Recommender(client, store, catalogue)
             for user_id in ("u000001", "u000002")[: 2 if protocol == "REST" else 1]:
                 print_recommendations(user_id, recommender.recommend(user_id, k=k), protocol)
+        with ServiceServer(service_app(ServiceConfig(
+                model_server=server.rest_url, serving_dir=str(workdir.serving),
+                store=str(workdir.store),
+                served_log=str(workdir.root / "served.jsonl")))) as service:
+            body = json.dumps({"user_id": "u000003", "k": k,
+                               "context": {"device_type": "mobile", "hour": 8}}).encode()
+            request = urllib.request.Request(f"{service.url}/v1/recommendations", data=body,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answer = json.loads(response.read())
+            print(f"\n  POST {service.url}/v1/recommendations (the service, over HTTP):")
+            print("    " + json.dumps({**answer, "items": answer["items"][:3]})[:600] + " ...")
     finally:
         server.stop()
         store.close()
@@ -307,6 +410,39 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--host", default="127.0.0.1")
     command.add_argument("--rest-port", type=int, default=8501)
     command.add_argument("--grpc-port", type=int, default=8500)
+    command.add_argument("--poll-seconds", type=float, default=5.0,
+                         help="scan for new versions this often; 0 loads once")
+    command.add_argument("--num-versions", type=int, default=1,
+                         help="versions kept per model (TF Serving's latest policy)")
+
+    command = commands.add_parser("serve", help="the recommendation service (HTTP JSON API)")
+    command.add_argument("--config", type=pathlib.Path,
+                         help="ServiceConfig JSON (the deploy manifests mount one)")
+    command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"),
+                         help="without --config: serve this workdir's models and profiles")
+    command.add_argument("--host", default="127.0.0.1")
+    command.add_argument("--port", type=int, default=8080)
+    command.add_argument("--model-server", default="",
+                         help="without --config: REST URL or gRPC host:port; empty starts a "
+                              "model server in-process")
+    command.add_argument("--protocol", choices=("rest", "grpc"), default="rest")
+    command.add_argument("--served-log", default="", help="JSON lines of every served list")
+
+    command = commands.add_parser("deploy", help="write TF Serving configs and k8s manifests")
+    command.add_argument("--out", type=pathlib.Path, default=pathlib.Path("deploy"))
+    command.add_argument("--image", default="registry.example/recs:0.1.0")
+
+    commands.add_parser("openapi", help="print the service's OpenAPI spec")
+
+    command = commands.add_parser("consume", help="profile updates from a Redis Stream")
+    command.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    command.add_argument("--store", default="demo_output/profiles.sqlite",
+                         help="SQLite path or redis:// URL of the profile store")
+    command.add_argument("--catalogue", default="demo_output/raw/titles.jsonl")
+    command.add_argument("--consumer", default="updater-1")
+    command.add_argument("--claim-idle-ms", type=int, default=30_000)
+    command.add_argument("--until-idle", action="store_true",
+                         help="stop once the stream has nothing new")
 
     command = commands.add_parser("recommend", help="recommendations for one user")
     command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"))
@@ -351,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
             show_pipeline_progress()
             run_local(config)
     elif args.command == "serve-models":
-        server = start_model_server(args.base, args.rest_port, args.grpc_port, args.host)
+        server = start_model_server(args.base, args.rest_port, args.grpc_port, args.host,
+                                    args.poll_seconds, args.num_versions)
         print(f"serving {_SERVED} from {args.base}: REST {server.rest_url}, "
               f"gRPC {server.grpc_target}", flush=True)
         try:
@@ -359,6 +496,29 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(3600)
         except KeyboardInterrupt:
             server.stop()
+    elif args.command == "serve":
+        from serving.config import ServiceConfig
+
+        if args.config:
+            config, embedded = ServiceConfig.from_json(args.config.read_text()), False
+        else:
+            workdir = Workdir(args.workdir)
+            config = ServiceConfig(model_server=args.model_server or "embedded",
+                                   protocol=args.protocol, serving_dir=str(workdir.serving),
+                                   store=str(workdir.store), served_log=args.served_log)
+            embedded = not args.model_server
+        serve(config, args.host, args.port, embedded)
+    elif args.command == "deploy":
+        from serving.deploy import write_deployment
+
+        for path in write_deployment(str(args.out), args.image):
+            print(path)
+    elif args.command == "openapi":
+        print(openapi(), end="")
+    elif args.command == "consume":
+        counts = consume(args.redis, args.store, args.catalogue, args.consumer,
+                         args.claim_idle_ms, args.until_idle)
+        print(json.dumps(dataclasses.asdict(counts)))
     elif args.command == "recommend":
         from serving.recommender import UnknownUserError
 

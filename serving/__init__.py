@@ -1,14 +1,18 @@
-"""Model serving: the TF Serving-protocol model server, its clients, the recommender."""
+"""Model serving: the TF Serving-protocol model server, its clients, the recommender, the
+recommendation service, and profile updates from the event queue."""
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 from serving.client import GrpcClient, ModelServerError, RestClient
+from serving.config import ModelServingConfig, ServiceConfig
 from serving.fresh import FreshTitles
 from serving.model_server import ModelRegistry, ModelServer, ServingError, write_models_config
-from serving.recommender import Recommendation, Recommender, UnknownUserError, load_catalogue
-from serving.store import ProfileStore, load_store
+from serving.recommender import (Recommendation, Recommender, ServedList, UnknownUserError,
+                                 load_catalogue)
+from serving.store import ProfileStore, RedisProfileStore, load_store, open_store
 
 __all__ = ["FreshTitles", "GrpcClient", "ModelRegistry", "ModelServer", "ModelServerError",
-           "ProfileStore",
-           "Recommendation", "Recommender", "RestClient", "ServingError", "UnknownUserError",
-           "load_catalogue", "load_store", "write_models_config"]
+           "ModelServingConfig", "ProfileStore", "Recommendation", "Recommender",
+           "RedisProfileStore", "RestClient", "ServedList", "ServiceConfig", "ServingError",
+           "UnknownUserError", "load_catalogue", "load_store", "open_store",
+           "write_models_config"]

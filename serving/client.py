@@ -13,7 +13,19 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
+from recs.export import string_tensor_proto
+
 Inputs = Mapping[str, np.ndarray | list]
+
+
+def tensor_proto(value: np.ndarray | list) -> Any:
+    """A TensorProto of `value`; strings keep every byte (serialized tf.Examples end in NUL
+    bytes, which NumPy's fixed-width bytes would drop)."""
+    if np.asarray(value).dtype.kind not in "SUO":
+        return tf.make_tensor_proto(np.asarray(value))
+    items = np.asarray(value, dtype=object)
+    return string_tensor_proto([v.encode() if isinstance(v, str) else bytes(v)
+                                for v in items.ravel()], list(items.shape))
 
 
 class ModelServerError(RuntimeError):
@@ -29,7 +41,17 @@ class PredictClient(Protocol):
     """What the recommendation service needs from a model server."""
 
     def predict(self, model: str, inputs: Inputs, signature: str = "",
-                version: int | None = None) -> dict[str, np.ndarray]:
+                version: int | None = None, timeout: float | None = None
+                ) -> dict[str, np.ndarray]:
+        ...
+
+    def predict_versioned(self, model: str, inputs: Inputs, signature: str = "",
+                          version: int | None = None, timeout: float | None = None
+                          ) -> tuple[dict[str, np.ndarray], int | None]:
+        """Outputs and the version that computed them (None when the protocol omits it)."""
+        ...
+
+    def available_versions(self, model: str, timeout: float | None = None) -> list[int]:
         ...
 
 
@@ -50,12 +72,13 @@ class RestClient:
         url = f"{self.base_url}/v1/models/{model}"
         return f"{url}/versions/{version}" if version is not None else url
 
-    def _call(self, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _call(self, url: str, body: dict[str, Any] | None = None,
+              timeout: float | None = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data,
                                          headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
             text = error.read().decode(errors="replace")
@@ -64,21 +87,35 @@ class RestClient:
             except ValueError:
                 message = text
             raise ModelServerError(error.code, message) from error
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        except TimeoutError as error:
+            raise ModelServerError("DEADLINE_EXCEEDED", str(error)) from error
+        except urllib.error.URLError as error:
+            code = ("DEADLINE_EXCEEDED" if isinstance(error.reason, TimeoutError)
+                    else "UNAVAILABLE")
+            raise ModelServerError(code, str(error)) from error
+        except ConnectionError as error:
             raise ModelServerError("UNAVAILABLE", str(error)) from error
 
     def predict(self, model: str, inputs: Inputs, signature: str = "",
-                version: int | None = None) -> dict[str, np.ndarray]:
+                version: int | None = None, timeout: float | None = None
+                ) -> dict[str, np.ndarray]:
+        return self.predict_versioned(model, inputs, signature, version, timeout)[0]
+
+    def predict_versioned(self, model: str, inputs: Inputs, signature: str = "",
+                          version: int | None = None, timeout: float | None = None
+                          ) -> tuple[dict[str, np.ndarray], int | None]:
+        """TF Serving's REST predict response does not name the version: None unless pinned."""
         body: dict[str, Any] = {"inputs": {key: np.asarray(value).tolist()
                                            for key, value in inputs.items()}}
         if signature:
             body["signature_name"] = signature
-        outputs = self._call(f"{self._model_url(model, version)}:predict", body)["outputs"]
+        outputs = self._call(f"{self._model_url(model, version)}:predict", body,
+                             timeout)["outputs"]
         if not isinstance(outputs, dict):
             # TF Serving drops the name of a signature's only output; recover it from metadata
             # so that REST and gRPC callers see the same keys.
             outputs = {self._only_output_name(model, version, signature): outputs}
-        return {key: np.asarray(value) for key, value in outputs.items()}
+        return {key: np.asarray(value) for key, value in outputs.items()}, version
 
     def _only_output_name(self, model: str, version: int | None, signature: str) -> str:
         key = (model, version, signature or "serving_default")
@@ -88,8 +125,14 @@ class RestClient:
             (self._output_names[key],) = signatures[key[2]]["outputs"]
         return self._output_names[key]
 
-    def status(self, model: str, version: int | None = None) -> dict[str, Any]:
-        return self._call(self._model_url(model, version))
+    def status(self, model: str, version: int | None = None,
+               timeout: float | None = None) -> dict[str, Any]:
+        return self._call(self._model_url(model, version), timeout=timeout)
+
+    def available_versions(self, model: str, timeout: float | None = None) -> list[int]:
+        return sorted(int(status["version"]) for status in
+                      self.status(model, timeout=timeout).get("model_version_status", [])
+                      if status.get("state") == "AVAILABLE")
 
     def metadata(self, model: str, version: int | None = None) -> dict[str, Any]:
         return self._call(f"{self._model_url(model, version)}/metadata")
@@ -110,27 +153,41 @@ class GrpcClient:
         self.timeout = timeout
 
     def predict(self, model: str, inputs: Inputs, signature: str = "",
-                version: int | None = None) -> dict[str, np.ndarray]:
+                version: int | None = None, timeout: float | None = None
+                ) -> dict[str, np.ndarray]:
+        return self.predict_versioned(model, inputs, signature, version, timeout)[0]
+
+    def predict_versioned(self, model: str, inputs: Inputs, signature: str = "",
+                          version: int | None = None, timeout: float | None = None
+                          ) -> tuple[dict[str, np.ndarray], int | None]:
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model
         request.model_spec.signature_name = signature
         if version is not None:
             request.model_spec.version.value = version
         for key, value in inputs.items():
-            request.inputs[key].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+            request.inputs[key].CopyFrom(tensor_proto(value))
         try:
-            response = self._predictions.Predict(request, timeout=self.timeout)
+            response = self._predictions.Predict(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
             raise ModelServerError(error.code().name, error.details()) from error
-        return {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
+        outputs = {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
+        return outputs, response.model_spec.version.value or None
 
-    def status(self, model: str) -> get_model_status_pb2.GetModelStatusResponse:
+    def status(self, model: str, timeout: float | None = None
+               ) -> get_model_status_pb2.GetModelStatusResponse:
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = model
         try:
-            return self._models.GetModelStatus(request, timeout=self.timeout)
+            return self._models.GetModelStatus(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
             raise ModelServerError(error.code().name, error.details()) from error
+
+    def available_versions(self, model: str, timeout: float | None = None) -> list[int]:
+        available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        return sorted(status.version for status in
+                      self.status(model, timeout).model_version_status
+                      if status.state == available)
 
     def close(self) -> None:
         self._channel.close()

@@ -6,11 +6,18 @@ ops it lacks. This server loads the same `<base>/<model_name>/<version>/` SavedM
 answers the same requests, so clients are written once for both:
 
 REST (TF Serving's RESTful API):
-    GET  /v1/models/{name}[/versions/{v}]
-    GET  /v1/models/{name}[/versions/{v}]/metadata
-    POST /v1/models/{name}[/versions/{v}]:predict   {"instances": [...]} or {"inputs": {...}}
+    GET  /v1/models/{name}[/versions/{v}|/labels/{l}]
+    GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata
+    POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict
+         {"instances": [...]} (row format) or {"inputs": {...}} (columnar format)
 gRPC (tensorflow_serving.apis):
     PredictionService.Predict, PredictionService.GetModelMetadata, ModelService.GetModelStatus
+    (ModelSpec by version, version_label, or neither for the newest)
+
+Like `tensorflow_model_server` it keeps the newest `num_versions` of each model (plus labelled
+ones), polls the base directory for new versions, replays each new version's
+`assets.extra/tf_serving_warmup_requests` before it takes traffic, and unloads old versions
+only after the new one serves.
 
 Errors are `{"error": "..."}` with the HTTP status TF Serving uses for each gRPC code.
 """
@@ -97,84 +104,208 @@ def _signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
 
 
 class ModelRegistry:
-    """Loads the newest version of each named model under a TF Serving base directory.
+    """Serves the versions of each named model under a TF Serving base directory.
+
+    Like TF Serving's `latest` version policy, the newest `num_versions` versions on disk are
+    loaded, plus any version a label points to. `refresh()` (or the poller) loads new versions,
+    replays their warmup requests, and only then makes them visible and unloads the versions
+    the policy no longer keeps; requests already running on an unloaded version finish on it.
 
     Args:
         base_dir: holds `<model_name>/<version>/saved_model.pb`.
         model_names: the models to serve.
+        num_versions: versions kept per model.
+        labels: {model: {label: version}}, e.g. {"ranker": {"stable": 1, "canary": 2}}.
     """
 
-    def __init__(self, base_dir: str, model_names: tuple[str, ...]) -> None:
+    def __init__(self, base_dir: str, model_names: tuple[str, ...], num_versions: int = 1,
+                 labels: dict[str, dict[str, int]] | None = None) -> None:
+        if num_versions < 1:
+            raise ValueError(f"num_versions must be >= 1; received {num_versions}.")
         self.base_dir = base_dir
         self.model_names = tuple(model_names)
-        self._models: dict[str, LoadedModel] = {}
+        self.num_versions = num_versions
+        self.labels = {name: dict(value) for name, value in (labels or {}).items()}
+        self._models: dict[str, dict[int, LoadedModel]] = {}
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.load_errors: dict[str, str] = {}
+        """`<model>/<version>` -> why it failed to load; retried at the next refresh."""
+
+    def _wanted(self, name: str, on_disk: list[int]) -> list[int]:
+        labelled = set(self.labels.get(name, {}).values()) & set(on_disk)
+        return sorted(set(on_disk[-self.num_versions:]) | labelled)
+
+    def _load_version(self, name: str, version: int) -> LoadedModel:
+        path = os.path.join(self.base_dir, name, str(version))
+        model = LoadedModel(name=name, version=version, path=path,
+                            saved_model=tf.saved_model.load(path),
+                            signature_defs=_signature_defs(path))
+        warm_up(model)
+        return model
+
+    def refresh(self) -> dict[str, list[int]]:
+        """Brings the loaded versions in line with the disk and the policy.
+
+        Returns:
+            {model: versions now loaded}.
+        """
+        import scann  # noqa: F401  (registers ScaNN's ops so the ScaNN retrieval model loads)
+
+        loaded = {}
+        for name in self.model_names:
+            wanted = self._wanted(name, versions_on_disk(self.base_dir, name))
+            with self._lock:
+                current = dict(self._models.get(name, {}))
+            for version in wanted:
+                if version in current:
+                    continue
+                try:
+                    current[version] = self._load_version(name, version)
+                    self.load_errors.pop(f"{name}/{version}", None)
+                except (OSError, ValueError, tf.errors.OpError, ServingError) as error:
+                    # Often a version still being copied in; the next refresh retries it.
+                    self.load_errors[f"{name}/{version}"] = str(error)
+            keep = {v: m for v, m in current.items() if v in wanted}
+            if not keep and current:
+                keep = current  # Never unload the last servable version for a broken one.
+            with self._lock:
+                self._models[name] = keep
+            loaded[name] = sorted(keep)
+        return loaded
 
     def load(self) -> None:
-        """Loads the newest version of every model.
+        """Loads (and warms up) the versions the policy keeps, once.
 
         Raises:
             FileNotFoundError: a model has no version directory with a saved_model.pb.
         """
-        import scann  # noqa: F401  (registers ScaNN's ops so the ScaNN retrieval model loads)
-
-        for name in self.model_names:
-            versions = versions_on_disk(self.base_dir, name)
+        for name, versions in self.refresh().items():
             if not versions:
                 raise FileNotFoundError(
                     f"No servable version of model {name!r} under {self.base_dir}/{name}; "
-                    "expected <version>/saved_model.pb. Run the pipeline to push one.")
-            path = os.path.join(self.base_dir, name, str(versions[-1]))
-            loaded = LoadedModel(name=name, version=versions[-1], path=path,
-                                 saved_model=tf.saved_model.load(path),
-                                 signature_defs=_signature_defs(path))
-            with self._lock:
-                self._models[name] = loaded
+                    f"expected <version>/saved_model.pb. Run the pipeline to push one. "
+                    f"Load errors: {self.load_errors or 'none'}")
 
-    def get(self, name: str, version: int | None = None) -> LoadedModel:
+    def start_polling(self, seconds: float) -> None:
+        """Refreshes every `seconds` on a daemon thread until `stop_polling`."""
+        def poll() -> None:
+            while not self._stop.wait(seconds):
+                self.refresh()
+
+        self._stop.clear()
+        self._poller = threading.Thread(target=poll, name="model-poller", daemon=True)
+        self._poller.start()
+
+    def stop_polling(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join()
+
+    def versions(self, name: str) -> list[int]:
+        """Loaded versions of `name`, ascending.
+
+        Raises:
+            ServingError: NOT_FOUND for a model this registry does not serve.
+        """
         with self._lock:
-            model = self._models.get(name)
-        if model is None:
+            models = self._models.get(name)
+        if not models:
+            raise ServingError(grpc.StatusCode.NOT_FOUND,
+                               f"Could not find any versions of model {name}")
+        return sorted(models)
+
+    def get(self, name: str, version: int | None = None, label: str = "") -> LoadedModel:
+        """The requested version: a number, a label, or the newest loaded one.
+
+        Raises:
+            ServingError: NOT_FOUND for an unknown model, version or label.
+        """
+        with self._lock:
+            models = dict(self._models.get(name, {}))
+        if not models:
             raise ServingError(grpc.StatusCode.NOT_FOUND,
                                f"Servable not found for request: Latest({name})")
-        if version is not None and version != model.version:
+        if label:
+            if label not in self.labels.get(name, {}):
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Unrecognized servable version label: {label}")
+            version = self.labels[name][label]
+        if version is None:
+            return models[max(models)]
+        if version not in models:
             raise ServingError(grpc.StatusCode.NOT_FOUND,
                                f"Servable not found for request: Specific({name}, {version})")
-        return model
+        return models[version]
 
     def predict(self, name: str, version: int | None, signature_name: str,
-                inputs: dict[str, np.ndarray]) -> tuple[LoadedModel, dict[str, np.ndarray]]:
+                inputs: dict[str, np.ndarray], label: str = ""
+                ) -> tuple[LoadedModel, dict[str, np.ndarray]]:
         """Runs one signature on NumPy inputs.
 
         Raises:
             ServingError: unknown model, version or signature, or inputs that do not match.
         """
-        model = self.get(name, version)
-        function = model.signature(signature_name)
-        expected = function.structured_input_signature[1]
-        missing = sorted(set(expected) - set(inputs))
-        extra = sorted(set(inputs) - set(expected))
-        if missing or extra:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"inputs must be exactly {sorted(expected)}; missing {missing}, "
-                               f"unexpected {extra}")
-        tensors = {}
-        for key, spec in expected.items():
-            try:
-                tensors[key] = tf.convert_to_tensor(inputs[key], dtype=spec.dtype)
-            except (TypeError, ValueError) as error:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"input {key!r} must be {spec.dtype.name} of shape "
-                                   f"{spec.shape}: {error}") from error
-            if not spec.shape.is_compatible_with(tensors[key].shape):
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"input {key!r} must have shape {spec.shape}; received "
-                                   f"{tensors[key].shape}")
+        model = self.get(name, version, label)
+        return model, run_signature(model, signature_name, inputs)
+
+
+def run_signature(model: LoadedModel, signature_name: str, inputs: dict[str, np.ndarray]
+                  ) -> dict[str, np.ndarray]:
+    """Runs `signature_name` of `model` on NumPy inputs.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for an unknown signature or inputs that do not match.
+    """
+    function = model.signature(signature_name)
+    expected = function.structured_input_signature[1]
+    missing = sorted(set(expected) - set(inputs))
+    extra = sorted(set(inputs) - set(expected))
+    if missing or extra:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"inputs must be exactly {sorted(expected)}; missing {missing}, "
+                           f"unexpected {extra}")
+    tensors = {}
+    for key, spec in expected.items():
         try:
-            outputs = function(**tensors)
-        except tf.errors.InvalidArgumentError as error:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, error.message) from error
-        return model, {key: value.numpy() for key, value in outputs.items()}
+            tensors[key] = tf.convert_to_tensor(inputs[key], dtype=spec.dtype)
+        except (TypeError, ValueError) as error:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"input {key!r} must be {spec.dtype.name} of shape "
+                               f"{spec.shape}: {error}") from error
+        if not spec.shape.is_compatible_with(tensors[key].shape):
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"input {key!r} must have shape {spec.shape}; received "
+                               f"{tensors[key].shape}")
+    try:
+        outputs = function(**tensors)
+    except tf.errors.InvalidArgumentError as error:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, error.message) from error
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+def warm_up(model: LoadedModel) -> int:
+    """Replays `assets.extra/tf_serving_warmup_requests` (as TF Serving does with
+    `--enable_model_warmup`); returns how many requests ran. A model without the file is
+    served cold.
+
+    Raises:
+        ServingError: a warmup request fails; the version is then not served.
+    """
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = os.path.join(model.path, "assets.extra", "tf_serving_warmup_requests")
+    if not tf.io.gfile.exists(path):
+        return 0
+    count = 0
+    for record in tf.data.TFRecordDataset(path):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        run_signature(model, request.model_spec.signature_name,
+                      {key: tf.make_ndarray(value) for key, value in request.inputs.items()})
+        count += 1
+    return count
 
 
 # ----------------------------------------------------------------------------- REST
@@ -259,7 +390,8 @@ def _signature_json(signature: meta_graph_pb2.SignatureDef) -> dict[str, Any]:
             "method_name": signature.method_name}
 
 
-_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?"
+_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
+                    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
                     r"(?P<tail>/metadata|:predict)?$")
 
 
@@ -278,19 +410,25 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _route(self) -> tuple[str, int | None, str]:
+    def _route(self) -> tuple[str, int | None, str, str]:
         match = _ROUTE.match(self.path.split("?")[0])
         if not match:
             raise ServingError(grpc.StatusCode.NOT_FOUND,
                                f"Malformed request: {self.command} {self.path}")
         version = int(match["version"]) if match["version"] else None
-        return match["name"], version, match["tail"] or ""
+        return match["name"], version, match["label"] or "", match["tail"] or ""
 
     def do_GET(self) -> None:  # noqa: N802
         try:
-            name, version, tail = self._route()
-            model = self.registry.get(name, version)
-            if tail == "/metadata":
+            name, version, label, tail = self._route()
+            model = self.registry.get(name, version, label)
+            if tail == "" and version is None and not label:
+                # Without a version, TF Serving lists every loaded version.
+                self._send(200, {"model_version_status": [
+                    {"version": str(v), "state": "AVAILABLE",
+                     "status": {"error_code": "OK", "error_message": ""}}
+                    for v in self.registry.versions(name)]})
+            elif tail == "/metadata":
                 self._send(200, {
                     "model_spec": {"name": name, "signature_name": "",
                                    "version": str(model.version)},
@@ -307,7 +445,7 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         try:
-            name, version, tail = self._route()
+            name, version, label, tail = self._route()
             if tail != ":predict":
                 raise ServingError(grpc.StatusCode.NOT_FOUND,
                                    f"Malformed request: POST {self.path}")
@@ -323,11 +461,11 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             if not isinstance(body, dict):
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                    "JSON Value: request body must be an object")
-            model = self.registry.get(name, version)
+            model = self.registry.get(name, version, label)
             signature_name = body.get("signature_name", "") or DEFAULT_SIGNATURE
             input_names = sorted(model.signature(signature_name).structured_input_signature[1])
             inputs, row_format = parse_predict_body(body, input_names)
-            _, outputs = self.registry.predict(name, version, signature_name, inputs)
+            outputs = run_signature(model, signature_name, inputs)
             self._send(200, format_predict_response(outputs, row_format))
         except ServingError as error:
             self._send(error.http_status, {"error": error.message})
@@ -336,12 +474,22 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
 # ----------------------------------------------------------------------------- gRPC
 
 
+def _spec_model(registry: ModelRegistry, spec: Any) -> LoadedModel:
+    """The model a gRPC ModelSpec names: by version, by label, or the newest.
+
+    Raises:
+        ServingError: TF Serving's code for an unknown model, version or label.
+    """
+    choice = spec.WhichOneof("version_choice")
+    return registry.get(spec.name, spec.version.value if choice == "version" else None,
+                        spec.version_label if choice == "version_label" else "")
+
+
 def _requested_model(registry: ModelRegistry, spec: Any, context: grpc.ServicerContext
                      ) -> LoadedModel:
     """The model a gRPC request's ModelSpec names; aborts the call with TF Serving's code."""
-    version = spec.version.value if spec.HasField("version") else None
     try:
-        return registry.get(spec.name, version)
+        return _spec_model(registry, spec)
     except ServingError as error:
         context.abort(error.code, error.message)
 
@@ -352,12 +500,10 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
                 ) -> predict_pb2.PredictResponse:  # noqa: N802
-        version = request.model_spec.version.value if request.model_spec.HasField(
-            "version") else None
         try:
             inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
-            model, outputs = self.registry.predict(
-                request.model_spec.name, version, request.model_spec.signature_name, inputs)
+            model = _spec_model(self.registry, request.model_spec)
+            outputs = run_signature(model, request.model_spec.signature_name, inputs)
         except ServingError as error:
             context.abort(error.code, error.message)
         response = predict_pb2.PredictResponse()
@@ -395,10 +541,14 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
                        context: grpc.ServicerContext
                        ) -> get_model_status_pb2.GetModelStatusResponse:  # noqa: N802
         model = _requested_model(self.registry, request.model_spec, context)
+        spec = request.model_spec
+        versions = ([model.version] if spec.WhichOneof("version_choice")
+                    else self.registry.versions(spec.name))
         response = get_model_status_pb2.GetModelStatusResponse()
-        status = response.model_version_status.add()
-        status.version = model.version
-        status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        for version in versions:
+            status = response.model_version_status.add()
+            status.version = version
+            status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
         return response
 
 
@@ -450,6 +600,7 @@ class ModelServer:
         return self
 
     def stop(self) -> None:
+        self.registry.stop_polling()
         self._http.shutdown()
         self._http.server_close()
         self._grpc.stop(grace=1.0).wait()
@@ -462,13 +613,11 @@ class ModelServer:
 
 
 def write_models_config(base_dir: str, model_names: tuple[str, ...], path: str) -> str:
-    """Writes TF Serving's `--model_config_file` (text proto) serving each model's latest
-    version from `base_dir`; returns `path`."""
-    entries = "\n".join(
-        f"  config {{\n    name: \"{name}\"\n    base_path: \"{os.path.join(base_dir, name)}\"\n"
-        f"    model_platform: \"tensorflow\"\n"
-        f"    model_version_policy {{ latest {{ num_versions: 1 }} }}\n  }}"
-        for name in model_names)
+    """Writes TF Serving's `--model_config_file` serving each model's latest version from
+    `base_dir`; returns `path`. `serving.config.ModelServingConfig` writes the full set."""
+    from serving.config import ModelServingConfig
+
     with tf.io.gfile.GFile(path, "w") as handle:
-        handle.write(f"model_config_list {{\n{entries}\n}}\n")
+        handle.write(ModelServingConfig(base_dir=base_dir,
+                                        models=tuple(model_names)).models_config())
     return path

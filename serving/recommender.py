@@ -7,6 +7,7 @@
 
 import dataclasses
 import os
+import time
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from recs import features as F
 from recs.data.catalogue import read_jsonl
 from recs.index import CATALOGUE_ASSET, merge_top_k
 from recs.types import JsonDict
-from serving.client import PredictClient
+from serving.client import ModelServerError, PredictClient
 from serving.fresh import FreshTitles
 from serving.model_server import versions_on_disk
 from serving.store import ProfileStore
@@ -31,9 +32,50 @@ class Recommendation:
     """One recommended title: the ranker's engagement probability and the retrieval score."""
 
     title_id: str
-    score: float
-    retrieval_score: float
+    score: float | None
+    """P(engaged) from the ranker; None for a popularity fallback."""
+    retrieval_score: float | None
     genre: str
+
+
+@dataclasses.dataclass
+class ServedList:
+    """One answer with what produced it: model versions, per-stage milliseconds, and how
+    many candidates reached the ranker."""
+
+    items: list[Recommendation]
+    versions: dict[str, int | None]
+    stage_ms: dict[str, float]
+    candidates: int
+
+
+def diversify(ranked: list[Recommendation], k: int, diversity: float) -> list[Recommendation]:
+    """Greedy genre re-rank: each pick maximizes score * (1 - diversity) ** (titles of its
+    genre already picked). 0 keeps the ranker's order; 1 shows every genre once before any
+    repeats.
+
+    Args:
+        ranked: items with scores, best first.
+        k: how many to keep.
+        diversity: in [0, 1].
+
+    Raises:
+        ValueError: `diversity` outside [0, 1].
+    """
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"diversity must be in [0, 1]; received {diversity}.")
+    if diversity == 0.0:
+        return ranked[:k]
+    remaining, picked, shown = list(ranked), [], {}
+    while remaining and len(picked) < k:
+        # Ties (all discounted to 0 when diversity is 1) keep the ranker's order.
+        best = max(range(len(remaining)), key=lambda i: (
+            (remaining[i].score or 0.0) * (1.0 - diversity) ** shown.get(remaining[i].genre, 0),
+            -i))
+        item = remaining.pop(best)
+        shown[item.genre] = shown.get(item.genre, 0) + 1
+        picked.append(item)
+    return picked
 
 
 def load_catalogue(serving_base_dir: str, retrieval_model: str) -> dict[str, JsonDict]:
@@ -65,17 +107,23 @@ class Recommender:
         retrieval_model: served name of the retrieval model.
         ranker_model: served name of the ranker.
         fresh: titles published since the index was built, and titles taken down.
+        retrieval_client: the server of the retrieval model when it is not `client`'s, e.g.
+            a ScaNN-capable server beside a stock TF Serving that serves the ranker.
     """
 
     def __init__(self, client: PredictClient, store: ProfileStore,
                  catalogue: dict[str, JsonDict], retrieval_model: str = "retrieval",
-                 ranker_model: str = "ranker", fresh: FreshTitles | None = None) -> None:
+                 ranker_model: str = "ranker", fresh: FreshTitles | None = None,
+                 retrieval_client: PredictClient | None = None) -> None:
         self.client = client
+        self.retrieval_client = retrieval_client or client
         self.store = store
         self.catalogue = catalogue
         self.retrieval_model = retrieval_model
         self.ranker_model = ranker_model
         self.fresh = fresh
+        self._by_popularity = sorted(catalogue.values(),
+                                     key=lambda row: (-float(row[F.POPULARITY]), row[F.TITLE_ID]))
 
     def _title_row(self, title: str) -> JsonDict | None:
         row = self.fresh.row(title) if self.fresh is not None else None
@@ -113,8 +161,8 @@ class Recommender:
             ValueError: `hour` out of range.
             UnknownUserError: `user_id` has no profile.
         """
-        return self._candidates(self.client.predict(self.retrieval_model,
-                                                    self._query(user_id, device_type, hour)))
+        return self._candidates(self.retrieval_client.predict(
+            self.retrieval_model, self._query(user_id, device_type, hour)))
 
     def recommend(self, user_id: str, k: int = 10, device_type: str = "tv", hour: int = 20
                   ) -> list[Recommendation]:
@@ -123,23 +171,83 @@ class Recommender:
         Raises:
             ValueError: `k` or `hour` out of range.
             UnknownUserError: `user_id` has no profile.
+            ModelServerError: the model server failed or timed out.
+        """
+        return self.recommend_detailed(user_id, k, device_type, hour).items
+
+    def recommend_detailed(self, user_id: str, k: int = 10, device_type: str = "tv",
+                           hour: int = 20, diversity: float = 0.0,
+                           timeout: float | None = None) -> ServedList:
+        """`recommend`, with model versions, stage timings, an optional genre re-rank and a
+        time budget for the model calls.
+
+        Args:
+            timeout: seconds for both model calls together; None uses the client's own.
+
+        Raises:
+            ValueError: `k`, `hour` or `diversity` out of range.
+            UnknownUserError: `user_id` has no profile.
+            ModelServerError: the model server failed, or the budget ran out
+                (status DEADLINE_EXCEEDED).
         """
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k must be between 1 and {MAX_K}; received {k}.")
+        if not 0.0 <= diversity <= 1.0:
+            raise ValueError(f"diversity must be in [0, 1]; received {diversity}.")
+        started = time.perf_counter()
+        deadline = None if timeout is None else started + timeout
         query = self._query(user_id, device_type, hour)
-        retrieved = self.client.predict(self.retrieval_model, query)
         finished = self.store.finished(user_id)
+        stage_ms = {"profile": 1000.0 * (time.perf_counter() - started)}
+
+        mark = time.perf_counter()
+        retrieved, retrieval_version = self.retrieval_client.predict_versioned(
+            self.retrieval_model, query, timeout=_remaining(deadline))
         candidates = [(title, score, self._title_row(title))
                       for title, score in self._candidates(retrieved) if title not in finished]
         candidates = [(title, score, row) for title, score, row in candidates if row is not None]
+        stage_ms["retrieval"] = 1000.0 * (time.perf_counter() - mark)
+        versions = {self.retrieval_model: retrieval_version, self.ranker_model: None}
         if not candidates:
-            return []
+            return ServedList([], versions, stage_ms, 0)
+
+        mark = time.perf_counter()
         rows = [row for _, _, row in candidates]
         batch = {key: np.repeat(values, len(rows)).tolist() for key, values in query.items()}
         for key in F.CANDIDATE_FEATURES:
             batch[key] = [row[key] for row in rows]
-        probabilities = self.client.predict(self.ranker_model, batch)["probability"]
-        ranked = sorted(zip(candidates, probabilities), key=lambda item: -item[1])
-        return [Recommendation(title_id=title, score=float(probability),
-                               retrieval_score=score, genre=str(row[F.GENRE]))
-                for (title, score, row), probability in ranked[:k]]
+        ranked, versions[self.ranker_model] = self.client.predict_versioned(
+            self.ranker_model, batch, timeout=_remaining(deadline))
+        order = np.argsort(-ranked["probability"], kind="stable")
+        items = [Recommendation(title_id=candidates[i][0],
+                                score=float(ranked["probability"][i]),
+                                retrieval_score=candidates[i][1],
+                                genre=str(candidates[i][2][F.GENRE])) for i in order]
+        stage_ms["ranking"] = 1000.0 * (time.perf_counter() - mark)
+        return ServedList(diversify(items, k, diversity), versions, stage_ms, len(candidates))
+
+    def popular(self, user_id: str, k: int = 10) -> ServedList:
+        """The fallback list: the most popular titles the user has not finished (no model
+        calls). Unknown users get the plain popularity order."""
+        started = time.perf_counter()
+        finished = self.store.finished(user_id)
+        taken_down = self.fresh.taken_down if self.fresh is not None else set()
+        items = []
+        for row in self._by_popularity:
+            if row[F.TITLE_ID] in finished or row[F.TITLE_ID] in taken_down:
+                continue
+            items.append(Recommendation(title_id=row[F.TITLE_ID], score=None,
+                                        retrieval_score=None, genre=str(row[F.GENRE])))
+            if len(items) == k:
+                break
+        return ServedList(items, {}, {"profile": 1000.0 * (time.perf_counter() - started)}, 0)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    """Seconds left before `deadline`; raises DEADLINE_EXCEEDED once it has passed."""
+    if deadline is None:
+        return None
+    left = deadline - time.perf_counter()
+    if left <= 0:
+        raise ModelServerError("DEADLINE_EXCEEDED", "the model budget ran out before the call")
+    return left

@@ -1,7 +1,9 @@
 """The online profile store: user profiles, the titles each user played and finished.
 
-SQLite is the embedded default (one file, no server); the event-queue consumer and the
-recommendation service share it through this class.
+SQLite is the embedded default (one file, no server); Redis (`redis://` URLs, hashes, sets and
+sorted sets) is the shared store of a deployment. The event-queue consumer writes through
+`apply_event`, which applies each event id at most once, atomically with its effects; the
+recommendation service reads.
 """
 
 import sqlite3
@@ -24,7 +26,29 @@ CREATE TABLE IF NOT EXISTS finished (
 CREATE TABLE IF NOT EXISTS plays (
     user_id TEXT NOT NULL, title_id TEXT NOT NULL, ts INTEGER NOT NULL,
     PRIMARY KEY (user_id, title_id));
+CREATE TABLE IF NOT EXISTS applied_events (event_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS stats (
+    user_id TEXT PRIMARY KEY, plays INTEGER NOT NULL DEFAULT 0,
+    watch_seconds REAL NOT NULL DEFAULT 0, likes INTEGER NOT NULL DEFAULT 0,
+    skips INTEGER NOT NULL DEFAULT 0);
 """
+STAT_FIELDS = ("plays", "watch_seconds", "likes", "skips")
+
+
+def event_effects(event: JsonDict, duration_seconds: float) -> tuple[str, float, bool]:
+    """What one validated playback event changes: (stat to add to, amount, finished?).
+
+    A `play_stop` whose watch time reaches `F.COMPLETED_WATCH_RATIO` of the title's duration
+    marks the title finished, the rule ingestion labels `completed` with.
+    """
+    kind = event["event_type"]
+    if kind == "play_start":
+        return "plays", 1.0, False
+    if kind == "play_stop":
+        watched = float(event["watch_seconds"])
+        return ("watch_seconds", watched,
+                duration_seconds > 0 and watched / duration_seconds >= F.COMPLETED_WATCH_RATIO)
+    return ("likes" if kind == "like" else "skips"), 1.0, False
 
 
 class ProfileStore:
@@ -76,6 +100,42 @@ class ProfileStore:
                 "LIMIT ?", (user_id, limit)).fetchall()
         return [title for (title,) in rows]
 
+    def apply_event(self, event: JsonDict, duration_seconds: float) -> bool:
+        """Applies one validated playback event unless its id was applied before.
+
+        The id and the effects commit in one transaction, so a consumer that crashes between
+        applying and acknowledging re-applies nothing when the event is redelivered.
+
+        Returns:
+            True when applied, False for an already-applied event id.
+        """
+        stat, amount, finished = event_effects(event, duration_seconds)
+        user, title = event[F.USER_ID], event[F.TITLE_ID]
+        with self._lock, self._connection:
+            cursor = self._connection.execute(
+                "INSERT OR IGNORE INTO applied_events VALUES (?)", (event["event_id"],))
+            if cursor.rowcount == 0:
+                return False
+            self._connection.execute(
+                "INSERT INTO plays VALUES (?, ?, ?) ON CONFLICT (user_id, title_id) "
+                "DO UPDATE SET ts = MAX(ts, excluded.ts)", (user, title, int(event["ts"])))
+            self._connection.execute("INSERT OR IGNORE INTO stats (user_id) VALUES (?)",
+                                     (user,))
+            self._connection.execute(f"UPDATE stats SET {stat} = {stat} + ? WHERE user_id = ?",
+                                     (amount, user))
+            if finished:
+                self._connection.execute("INSERT OR IGNORE INTO finished VALUES (?, ?)",
+                                         (user, title))
+        return True
+
+    def stats(self, user_id: str) -> dict[str, float]:
+        """Counters the consumer keeps per user: plays, watch_seconds, likes, skips."""
+        with self._lock:
+            row = self._connection.execute(
+                "SELECT plays, watch_seconds, likes, skips FROM stats WHERE user_id = ?",
+                (user_id,)).fetchone()
+        return dict(zip(STAT_FIELDS, row or (0, 0.0, 0, 0)))
+
     def profile(self, user_id: str) -> JsonDict | None:
         with self._lock:
             row = self._connection.execute(
@@ -93,7 +153,108 @@ class ProfileStore:
         self._connection.close()
 
 
-def load_store(store: ProfileStore, users_path: str, examples_glob: str) -> tuple[int, int]:
+_APPLY = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], 'GT', ARGV[3], ARGV[2])
+redis.call('HINCRBYFLOAT', KEYS[3], ARGV[4], ARGV[5])
+if ARGV[6] == '1' then redis.call('SADD', KEYS[4], ARGV[2]) end
+return 1
+"""
+
+
+class RedisProfileStore:
+    """The profile store in Redis, for deployments where several service replicas and the
+    consumer share it. Same interface as `ProfileStore`.
+
+    Keys (prefix `recs:`): `profile:<user>` hash, `finished:<user>` set, `plays:<user>` sorted
+    set (title -> latest unix seconds), `stats:<user>` hash, `applied_events` set.
+
+    Args:
+        url: e.g. `redis://localhost:6379/0`.
+        prefix: key prefix, so several stores can share one Redis.
+    """
+
+    def __init__(self, url: str, prefix: str = "recs:") -> None:
+        try:
+            import redis
+        except ImportError as error:  # pragma: no cover - the lock file installs it
+            raise ImportError("the Redis profile store needs redis: pip install redis") from error
+        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        self._prefix = prefix
+        self._apply = self._redis.register_script(_APPLY)
+
+    def _key(self, kind: str, user_id: str = "") -> str:
+        return f"{self._prefix}{kind}:{user_id}" if user_id else f"{self._prefix}{kind}"
+
+    def upsert_profiles(self, profiles: list[JsonDict]) -> None:
+        """Inserts or replaces profiles.
+
+        Raises:
+            ValueError: a profile lacks a field.
+        """
+        pipeline = self._redis.pipeline(transaction=True)
+        for profile in profiles:
+            missing = [key for key in (F.USER_ID, *PROFILE_FIELDS) if key not in profile]
+            if missing:
+                raise ValueError(f"profile {profile.get(F.USER_ID)!r} lacks {missing}; "
+                                 f"expected {[F.USER_ID, *PROFILE_FIELDS]}.")
+            pipeline.hset(self._key("profile", profile[F.USER_ID]),
+                          mapping={key: profile[key] for key in PROFILE_FIELDS})
+        pipeline.execute()
+
+    def mark_finished(self, pairs: list[tuple[str, str]]) -> None:
+        pipeline = self._redis.pipeline(transaction=False)
+        for user, title in pairs:
+            pipeline.sadd(self._key("finished", user), title)
+        pipeline.execute()
+
+    def record_plays(self, plays: list[tuple[str, str, int]]) -> None:
+        pipeline = self._redis.pipeline(transaction=False)
+        for user, title, ts in plays:
+            pipeline.zadd(self._key("plays", user), {title: ts}, gt=True)
+        pipeline.execute()
+
+    def apply_event(self, event: JsonDict, duration_seconds: float) -> bool:
+        """`ProfileStore.apply_event`, atomic through one Lua script."""
+        stat, amount, finished = event_effects(event, duration_seconds)
+        user = event[F.USER_ID]
+        return bool(self._apply(
+            keys=[self._key("applied_events"), self._key("plays", user),
+                  self._key("stats", user), self._key("finished", user)],
+            args=[event["event_id"], event[F.TITLE_ID], int(event["ts"]), stat, amount,
+                  int(finished)]))
+
+    def stats(self, user_id: str) -> dict[str, float]:
+        values = self._redis.hgetall(self._key("stats", user_id))
+        return {field: float(values.get(field, 0)) for field in STAT_FIELDS}
+
+    def history(self, user_id: str, limit: int = F.MAX_HISTORY) -> list[str]:
+        """Played titles, most recent first."""
+        return self._redis.zrevrange(self._key("plays", user_id), 0, limit - 1)
+
+    def profile(self, user_id: str) -> JsonDict | None:
+        values = self._redis.hgetall(self._key("profile", user_id))
+        if not values:
+            return None
+        return {F.USER_ID: user_id, **values, F.AGE: int(values[F.AGE])}
+
+    def finished(self, user_id: str) -> set[str]:
+        return set(self._redis.smembers(self._key("finished", user_id)))
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def open_store(spec: str) -> ProfileStore | RedisProfileStore:
+    """A `redis://` (or `rediss://`, `unix://`) URL opens Redis; anything else is a SQLite
+    file path (":memory:" for a throwaway store)."""
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        return RedisProfileStore(spec)
+    return ProfileStore(spec)
+
+
+def load_store(store: ProfileStore | RedisProfileStore, users_path: str, examples_glob: str
+               ) -> tuple[int, int]:
     """Bulk-loads profiles from JSON lines, and plays and finished titles from interaction
     tf.Examples.
 

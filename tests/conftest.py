@@ -6,6 +6,7 @@ in TF Serving's layout. Library, export, index and serving tests share them.
 """
 
 import dataclasses
+import os
 import pathlib
 import tempfile
 
@@ -53,19 +54,31 @@ def tiny_world() -> TinyWorld:
     from transforms.ingestion import IngestionConfig, run_ingestion
     from transforms.preprocessing import preprocessing_fn
 
-    root = pathlib.Path(tempfile.mkdtemp(prefix="recs-tiny-"))
+    # RECS_TINY_WORLD=<dir> keeps the world between runs while developing (delete the
+    # folder after changing features or models); CI always builds it afresh.
+    kept = os.environ.get("RECS_TINY_WORLD")
+    root = pathlib.Path(kept) if kept else pathlib.Path(tempfile.mkdtemp(prefix="recs-tiny-"))
+    examples_glob = str(root / "ingested" / "examples" / "*.tfrecord.gz")
+    spec = F.raw_feature_spec()
+
+    def read_records() -> list[dict]:
+        dataset = tf.data.TFRecordDataset(tf.io.gfile.glob(examples_glob),
+                                          compression_type="GZIP")
+        parsed = [{k: v.numpy() for k, v in tf.io.parse_single_example(x, spec).items()}
+                  for x in dataset]
+        return [{k: (v.decode() if isinstance(v, bytes) else v) for k, v in r.items()}
+                for r in parsed]
+
+    if kept and (root / "READY").exists():
+        return TinyWorld(root=root, raw=root / "raw", examples_glob=examples_glob,
+                         transform_dir=str(root / "transform"), serving_dir=root / "serving",
+                         records=read_records())
     data = generate(GeneratorConfig(num_users=120, num_titles=40, days=2, seed=3), root / "raw")
     run_ingestion(IngestionConfig(events_glob=str(data.events_dir / "*" / "*.jsonl"),
                                   users_path=str(data.users_path),
                                   titles_path=str(data.titles_path),
                                   output_dir=str(root / "ingested")))
-    examples_glob = str(root / "ingested" / "examples" / "*.tfrecord.gz")
-    spec = F.raw_feature_spec()
-    dataset = tf.data.TFRecordDataset(tf.io.gfile.glob(examples_glob), compression_type="GZIP")
-    records = [{k: v.numpy() for k, v in tf.io.parse_single_example(x, spec).items()}
-               for x in dataset]
-    records = [{k: (v.decode() if isinstance(v, bytes) else v) for k, v in r.items()}
-               for r in records]
+    records = read_records()
 
     transform_dir = str(root / "transform")
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
@@ -106,5 +119,67 @@ def tiny_world() -> TinyWorld:
     lines = catalogue_lines(catalogue)
     scann.save(str(serving_dir / "retrieval" / "1"), lines, scann=True)
     exact.save(str(serving_dir / "retrieval_exact" / "1"), lines, scann=False)
+    (root / "READY").touch()
     return TinyWorld(root=root, raw=root / "raw", examples_glob=examples_glob,
                      transform_dir=transform_dir, serving_dir=serving_dir, records=records)
+
+
+@pytest.fixture(scope="session")
+def server(tiny_world):
+    """The local TF Serving-protocol model server over the tiny world's four models."""
+    from serving.model_server import ModelRegistry, ModelServer
+
+    registry = ModelRegistry(str(tiny_world.serving_dir),
+                             ("ranker", "retrieval", "retrieval_exact", "towers"))
+    registry.load()
+    with ModelServer(registry) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def store(tiny_world):
+    """An in-memory profile store loaded with the tiny world's users and plays."""
+    from serving.store import ProfileStore, load_store
+
+    profiles = ProfileStore(":memory:")
+    load_store(profiles, str(tiny_world.raw / "users.jsonl"), tiny_world.examples_glob)
+    yield profiles
+    profiles.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real redis-server on a free loopback port, for this test session only."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server not found: `make test` installs Debian's redis-server "
+                    "(scripts/system-deps.sh); install it with apt-get install redis-server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)

@@ -78,7 +78,8 @@ def test_local_pipeline_end_to_end_serves_recommendations(tmp_path):
         assert states == [metadata_store_pb2.Execution.COMPLETE], name
     blessings = store.get_artifacts_by_type("ModelBlessing")
     assert len(blessings) == 2  # The Evaluator's (ranker) and the IndexBuilder's.
-    assert all(b.custom_properties["blessed"].int_value == 1 for b in blessings)
+    for blessing in blessings:
+        assert blessing.custom_properties["blessed"].int_value == 1, blessing.custom_properties
     index_blessing = next(b for b in blessings if "recall_at_k" in b.custom_properties)
     assert index_blessing.custom_properties["recall_at_k"].double_value >= 0.7
     # The tuner chose the settings; they and its recall-vs-latency plot are on record.

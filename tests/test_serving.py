@@ -24,22 +24,6 @@ from serving.store import ProfileStore, load_store
 MODELS = ("ranker", "retrieval", "retrieval_exact", "towers")
 
 
-@pytest.fixture(scope="module")
-def server(tiny_world):
-    registry = ModelRegistry(str(tiny_world.serving_dir), MODELS)
-    registry.load()
-    with ModelServer(registry) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def store(tiny_world):
-    profiles = ProfileStore(":memory:")
-    load_store(profiles, str(tiny_world.raw / "users.jsonl"), tiny_world.examples_glob)
-    yield profiles
-    profiles.close()
-
-
 def _http(url: str, body: object | None = None) -> tuple[int, dict]:
     data = None if body is None else (body if isinstance(body, bytes) else
                                        json.dumps(body).encode())

@@ -23,34 +23,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
 from recs.config import Config, require
+from transforms.events import Reason, parse_event
 
 import tensorflow as tf
 
-EVENT_TYPES = ("play_start", "play_stop", "like", "skip")
-_REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
-    "event_id": (str,),
-    F.USER_ID: (str,),
-    F.TITLE_ID: (str,),
-    "event_type": (str,),
-    "ts": (int,),
-    F.DEVICE_TYPE: (str,),
-}
 _NAMESPACE = "recs.ingestion"
 _DEAD_LETTER = "dead_letter"
-
-
-class Reason:
-    """Dead-letter reason codes."""
-
-    MALFORMED_JSON = "malformed_json"
-    NOT_AN_OBJECT = "not_an_object"
-    MISSING_FIELD = "missing_field"
-    WRONG_TYPE = "wrong_type"
-    UNKNOWN_EVENT_TYPE = "unknown_event_type"
-    NEGATIVE_WATCH_TIME = "negative_watch_time"
-    DUPLICATE_EVENT_ID = "duplicate_event_id"
-    UNKNOWN_USER = "unknown_user"
-    UNKNOWN_TITLE = "unknown_title"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,34 +102,9 @@ class ParseEvent(beam.DoFn):
 
     def process(self, line: str) -> Iterator[Any]:
         beam.metrics.Metrics.counter(_NAMESPACE, "events_read").inc()
-        try:
-            event = json.loads(line)
-        except ValueError as error:
-            yield _dead(line, Reason.MALFORMED_JSON, str(error))
-            return
-        if not isinstance(event, dict):
-            yield _dead(line, Reason.NOT_AN_OBJECT, type(event).__name__)
-            return
-        for field, types in _REQUIRED_FIELDS.items():
-            if field not in event or event[field] is None:
-                yield _dead(line, Reason.MISSING_FIELD, field)
-                return
-            value = event[field]
-            if not isinstance(value, types) or isinstance(value, bool):
-                yield _dead(line, Reason.WRONG_TYPE, f"{field}={value!r}")
-                return
-        if event["event_type"] not in EVENT_TYPES:
-            yield _dead(line, Reason.UNKNOWN_EVENT_TYPE, event["event_type"])
-            return
-        if event["event_type"] == "play_stop":
-            watched = event.get("watch_seconds")
-            if not isinstance(watched, (int, float)) or isinstance(watched, bool):
-                yield _dead(line, Reason.WRONG_TYPE, f"watch_seconds={watched!r}")
-                return
-            if watched < 0:
-                yield _dead(line, Reason.NEGATIVE_WATCH_TIME, str(watched))
-                return
-        yield event
+        parsed = parse_event(line)
+        yield parsed.event if parsed.event is not None else _dead(line, parsed.reason,
+                                                                   parsed.detail)
 
 
 def _first_of_duplicates(element: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:

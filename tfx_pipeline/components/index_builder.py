@@ -77,6 +77,7 @@ def IndexBuilder(  # noqa: N802  (TFX names components like classes)
     blessing.set_float_custom_property("exact_ms_per_query", report.exact_ms_per_query)
     blessing.set_int_custom_property("num_candidates", report.num_candidates)
     blessing.set_int_custom_property("k", report.k)
+    blessing.set_int_custom_property("validation_attempts", len(report.rejected) + 1)
     for setting in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
         blessing.set_int_custom_property(setting, report.config[setting])
     blessing.set_string_custom_property("current_model", model.uri)

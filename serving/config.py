@@ -1,0 +1,178 @@
+"""Typed serving configuration: the recommendation service, and TF Serving's own config files.
+
+One `ModelServingConfig` generates everything `tensorflow_model_server` reads
+(`--model_config_file`, `--batching_parameters_file`, `--monitoring_config_file`) and the
+Kubernetes manifests in `serving/deploy.py`, so ports, paths and model names agree by
+construction.
+"""
+
+import dataclasses
+import os
+
+from recs.config import Config, require
+
+SERVED_MODELS = ("ranker", "retrieval", "retrieval_exact", "towers")
+"""Every model the pipeline pushes; `retrieval` (ScaNN) needs a server with ScaNN's ops."""
+
+STOCK_SERVABLE = ("ranker", "retrieval_exact", "towers")
+"""The models the stock `tensorflow/serving` image can load (no custom ops)."""
+
+PROTOCOLS = ("rest", "grpc")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceConfig(Config):
+    """The recommendation service (`recs serve`).
+
+    Attributes:
+        model_server: TF Serving's REST base URL (`http://host:8501`) or gRPC `host:port`.
+        protocol: "rest" or "grpc", matching `model_server`.
+        retrieval_server: where the retrieval model is served when not on `model_server`:
+            stock TF Serving cannot run the ScaNN model, so a deployment may serve it from
+            `recs serve-models` and the ranker from `tensorflow/serving`. Empty = same.
+        retrieval_model: served name of the retrieval model (ScaNN, or `retrieval_exact`
+            behind a stock TF Serving).
+        ranker_model: served name of the ranker.
+        model_timeout_ms: budget for all model-server calls of one request; past it the
+            service answers from the popularity list and says so.
+        max_k: the largest list a caller may ask for.
+        max_body_bytes: larger request bodies are refused with 413.
+        serving_dir: the models' base directory; the catalogue snapshot is read from the
+            newest retrieval version's `assets.extra/`.
+        store: the online profile store: a SQLite file path, or a `redis://` URL.
+        served_log: JSON-lines file of every served list (the feedback loop's input); empty
+            logs through the `recs.served` logger only.
+        status_refresh_s: how often model versions and readiness are re-read.
+    """
+
+    model_server: str = "http://127.0.0.1:8501"
+    protocol: str = "rest"
+    retrieval_server: str = ""
+    retrieval_model: str = "retrieval"
+    ranker_model: str = "ranker"
+    model_timeout_ms: int = 1000
+    max_k: int = 100
+    max_body_bytes: int = 16 * 1024
+    serving_dir: str = "demo_output/serving"
+    store: str = "demo_output/profiles.sqlite"
+    served_log: str = ""
+    status_refresh_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        require(self.protocol in PROTOCOLS, "protocol", f"one of {PROTOCOLS}", self.protocol)
+        require(bool(self.model_server), "model_server", "a URL or host:port",
+                self.model_server)
+        require(self.model_timeout_ms > 0, "model_timeout_ms", "> 0", self.model_timeout_ms)
+        require(1 <= self.max_k <= 1000, "max_k", "in [1, 1000]", self.max_k)
+        require(self.max_body_bytes >= 1024, "max_body_bytes", ">= 1024", self.max_body_bytes)
+        require(self.status_refresh_s > 0, "status_refresh_s", "> 0", self.status_refresh_s)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelServingConfig(Config):
+    """How `tensorflow_model_server` (or `recs serve-models`) serves the pushed models.
+
+    Attributes:
+        base_dir: the Pushers' base directory, `<base_dir>/<model>/<version>/`.
+        models: the models to serve.
+        num_versions: versions kept loaded per model (TF Serving's `latest` policy); more than
+            one lets a caller pin the previous version during a roll-out.
+        labels: version labels, e.g. {"ranker": {"stable": 3, "canary": 4}}.
+        rest_port / grpc_port: TF Serving's defaults are 8501 and 8500.
+        poll_seconds: how often the base directory is scanned for new versions.
+        max_batch_size, batch_timeout_micros, max_enqueued_batches, num_batch_threads:
+            server-side batching (`--enable_batching`); 0 threads = one per core.
+        monitoring_path: where Prometheus scrapes TF Serving's metrics.
+    """
+
+    base_dir: str = "/models"
+    models: tuple[str, ...] = STOCK_SERVABLE
+    num_versions: int = 1
+    labels: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    rest_port: int = 8501
+    grpc_port: int = 8500
+    poll_seconds: float = 5.0
+    max_batch_size: int = 64
+    batch_timeout_micros: int = 2000
+    max_enqueued_batches: int = 100
+    num_batch_threads: int = 0
+    monitoring_path: str = "/monitoring/prometheus/metrics"
+
+    def __post_init__(self) -> None:
+        require(bool(self.models), "models", "a non-empty tuple of model names", self.models)
+        unknown = sorted(set(self.models) - set(SERVED_MODELS))
+        require(not unknown, "models", f"a subset of {SERVED_MODELS}", self.models)
+        require(self.num_versions >= 1, "num_versions", ">= 1", self.num_versions)
+        for model, labels in self.labels.items():
+            require(model in self.models, "labels", f"keyed by served models {self.models}",
+                    model)
+            for label, version in labels.items():
+                require(label.replace("_", "").replace("-", "").isalnum() and version > 0,
+                        "labels", "label -> positive version", f"{label}: {version}")
+        for name in ("rest_port", "grpc_port"):
+            require(0 < getattr(self, name) < 65536, name, "a TCP port", getattr(self, name))
+        require(self.rest_port != self.grpc_port, "grpc_port", "different from rest_port",
+                self.grpc_port)
+        require(self.poll_seconds > 0, "poll_seconds", "> 0", self.poll_seconds)
+        require(self.max_batch_size >= 1, "max_batch_size", ">= 1", self.max_batch_size)
+        require(self.batch_timeout_micros >= 0, "batch_timeout_micros", ">= 0",
+                self.batch_timeout_micros)
+        require(self.monitoring_path.startswith("/"), "monitoring_path", "an absolute path",
+                self.monitoring_path)
+
+    @property
+    def needs_scann(self) -> bool:
+        """True when a served model needs ScaNN's ops, which stock TF Serving lacks."""
+        return any(model not in STOCK_SERVABLE for model in self.models)
+
+    def models_config(self) -> str:
+        """TF Serving's `--model_config_file` (ModelServerConfig text proto)."""
+        entries = []
+        for name in self.models:
+            labels = "".join(f"    version_labels {{ key: \"{label}\" value: {version} }}\n"
+                             for label, version in sorted(self.labels.get(name, {}).items()))
+            entries.append(
+                f"  config {{\n    name: \"{name}\"\n"
+                f"    base_path: \"{os.path.join(self.base_dir, name)}\"\n"
+                f"    model_platform: \"tensorflow\"\n"
+                f"    model_version_policy {{ latest {{ num_versions: {self.num_versions} }} }}\n"
+                f"{labels}  }}")
+        return "model_config_list {\n" + "\n".join(entries) + "\n}\n"
+
+    def batching_parameters(self) -> str:
+        """TF Serving's `--batching_parameters_file` (BatchingParameters text proto)."""
+        threads = self.num_batch_threads or os.cpu_count() or 1
+        return (f"max_batch_size {{ value: {self.max_batch_size} }}\n"
+                f"batch_timeout_micros {{ value: {self.batch_timeout_micros} }}\n"
+                f"max_enqueued_batches {{ value: {self.max_enqueued_batches} }}\n"
+                f"num_batch_threads {{ value: {threads} }}\n"
+                "pad_variable_length_inputs: true\n")
+
+    def monitoring_config(self) -> str:
+        """TF Serving's `--monitoring_config_file` (MonitoringConfig text proto)."""
+        return ("prometheus_config {\n  enable: true\n"
+                f"  path: \"{self.monitoring_path}\"\n}}\n")
+
+    def server_args(self, config_dir: str) -> list[str]:
+        """`tensorflow_model_server` arguments reading the files written by `write_files`."""
+        return [f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
+                f"--model_config_file={config_dir}/models.config",
+                f"--model_config_file_poll_wait_seconds={int(max(1, self.poll_seconds))}",
+                f"--file_system_poll_wait_seconds={int(max(1, self.poll_seconds))}",
+                "--enable_batching=true",
+                f"--batching_parameters_file={config_dir}/batching_parameters.txt",
+                f"--monitoring_config_file={config_dir}/monitoring.config",
+                "--enable_model_warmup=true"]
+
+    def write_files(self, directory: str) -> dict[str, str]:
+        """Writes models.config, batching_parameters.txt and monitoring.config; returns paths."""
+        os.makedirs(directory, exist_ok=True)
+        files = {"models.config": self.models_config(),
+                 "batching_parameters.txt": self.batching_parameters(),
+                 "monitoring.config": self.monitoring_config()}
+        paths = {}
+        for name, text in files.items():
+            paths[name] = os.path.join(directory, name)
+            with open(paths[name], "w", encoding="utf-8") as handle:
+                handle.write(text)
+        return paths

@@ -1,0 +1,200 @@
+"""Profile updates from a Redis Stream: exactly-once effects over at-least-once delivery,
+dead letters, crash recovery, and the next recommendation seeing a new watch."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import redis
+
+from recs import features as F
+from serving.consumer import ProfileUpdater, publish
+from serving.store import ProfileStore, RedisProfileStore
+
+PROFILE = {F.AGE: 30, F.COUNTRY: "de", F.SUBSCRIPTION_TIER: "standard",
+           F.PREFERRED_GENRES: "drama"}
+DURATIONS = {"t1": 1000.0, "t2": 2000.0}
+
+
+@pytest.fixture
+def client(redis_url):
+    connection = redis.Redis.from_url(redis_url, decode_responses=True)
+    connection.flushdb()
+    yield connection
+    connection.close()
+
+
+def _events(users: int, per_user: int) -> list[dict]:
+    """play_start/play_stop pairs; every second stop watches 95% of t1 (finished)."""
+    events, n = [], 0
+    for u in range(users):
+        for i in range(per_user):
+            title = "t1" if i % 2 == 0 else "t2"
+            base = {F.USER_ID: f"u{u}", F.TITLE_ID: title, F.DEVICE_TYPE: "tv"}
+            events.append({**base, "event_id": f"e{n}", "event_type": "play_start",
+                           "ts": 1000 + n})
+            watched = 950.0 if title == "t1" else 100.0
+            events.append({**base, "event_id": f"e{n + 1}", "event_type": "play_stop",
+                           "ts": 1001 + n, "watch_seconds": watched})
+            n += 2
+    return events
+
+
+def _expected_stats(events: list[dict]) -> dict[str, dict]:
+    stats: dict[str, dict] = {}
+    for event in events:
+        user = stats.setdefault(event[F.USER_ID], {"plays": 0, "watch_seconds": 0.0})
+        if event["event_type"] == "play_start":
+            user["plays"] += 1
+        else:
+            user["watch_seconds"] += event["watch_seconds"]
+    return stats
+
+
+def _profiles(users: int) -> list[dict]:
+    return [{F.USER_ID: f"u{u}", **PROFILE} for u in range(users)]
+
+
+def test_events_apply_exactly_once_and_bad_records_are_dead_lettered(client):
+    store = ProfileStore(":memory:")
+    store.upsert_profiles(_profiles(2))
+    events = _events(2, 2)
+    bad = ['{"event_id": "x1", ', "[1, 2]",
+           json.dumps({**events[0], "event_id": "x2", "watch_seconds": -5.0,
+                       "event_type": "play_stop"}),
+           json.dumps({**events[0], "event_id": "x3", F.TITLE_ID: "t404"}),
+           json.dumps({**events[0], "event_id": "x4", F.USER_ID: "ghost"})]
+    publish(client, events + events[:3] + bad)  # Three redelivered duplicates.
+    counts = ProfileUpdater(client, store, DURATIONS).drain()
+    assert counts.balanced and counts.read == len(events) + 3 + len(bad)
+    assert (counts.applied, counts.duplicates) == (len(events), 3)
+    assert counts.dead_lettered == {"malformed_json": 1, "not_an_object": 1,
+                                    "negative_watch_time": 1, "unknown_title": 1,
+                                    "unknown_user": 1}
+    dead = client.xrange("recs:events:dead")
+    assert len(dead) == 5 and dead[0][1]["record"] == '{"event_id": "x1", '
+    for user, expected in _expected_stats(events).items():
+        stats = store.stats(user)
+        assert (stats["plays"], stats["watch_seconds"]) == (expected["plays"],
+                                                            expected["watch_seconds"])
+        assert store.finished(user) == {"t1"}  # 950 of 1000 s is >= 90%: finished.
+        assert store.history(user)[0] == "t2"  # The latest play first.
+    assert client.xpending("recs:events", "profile-updater")["pending"] == 0
+
+
+def test_a_crash_between_apply_and_ack_is_redelivered_without_double_counting(
+        client, redis_url, monkeypatch):
+    store = RedisProfileStore(redis_url, prefix="crash:")
+    store.upsert_profiles(_profiles(1))
+    events = _events(1, 5)
+    publish(client, events)
+    crashing = ProfileUpdater(client, store, DURATIONS, consumer="a", batch=1)
+    acked = 0
+    real_xack = client.xack
+
+    def xack_then_crash(*args):
+        nonlocal acked
+        if acked == 4:
+            raise ConnectionError("consumer a died after applying, before acknowledging")
+        acked += 1
+        return real_xack(*args)
+
+    monkeypatch.setattr(client, "xack", xack_then_crash)
+    with pytest.raises(ConnectionError):
+        crashing.drain()
+    monkeypatch.setattr(client, "xack", real_xack)
+    # Another consumer takes over the message pending on the dead one.
+    counts = ProfileUpdater(client, store, DURATIONS, consumer="b", claim_idle_ms=0).drain()
+    assert counts.duplicates == 1 and counts.applied == len(events) - 5
+    assert store.stats("u0")["plays"] == len(events) // 2
+    assert store.stats("u0")["watch_seconds"] == _expected_stats(events)["u0"]["watch_seconds"]
+    assert client.xpending("recs:events", "profile-updater")["pending"] == 0
+
+
+def _consumer_process(redis_url: str, store_url: str, catalogue: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "recs_cli.main", "consume", "--redis", redis_url,
+         "--store", store_url, "--catalogue", catalogue, "--consumer", "worker",
+         "--until-idle"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def test_a_killed_consumer_process_resumes_without_loss_or_double_counting(
+        client, redis_url, tmp_path):
+    catalogue = tmp_path / "titles.jsonl"
+    catalogue.write_text("".join(json.dumps({F.TITLE_ID: t, "duration_seconds": d}) + "\n"
+                                 for t, d in DURATIONS.items()))
+    store = RedisProfileStore(redis_url)
+    store.upsert_profiles(_profiles(50))
+    events = _events(50, 40)  # 4,000 events.
+    publish(client, events)
+    first = _consumer_process(redis_url, redis_url, str(catalogue))
+    deadline = time.monotonic() + 120
+    while client.scard("recs:applied_events") < 500 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(first.pid, signal.SIGKILL)  # Mid-stream, no chance to clean up.
+    first.wait()
+    applied_before = client.scard("recs:applied_events")
+    assert 500 <= applied_before < len(events), "the kill must land mid-stream"
+    second = _consumer_process(redis_url, redis_url, str(catalogue))
+    output, _ = second.communicate(timeout=300)
+    counts = json.loads(output.strip().splitlines()[-1])
+    assert second.returncode == 0
+    assert client.scard("recs:applied_events") == len(events)
+    for user, expected in _expected_stats(events).items():
+        stats = store.stats(user)
+        assert (stats["plays"], stats["watch_seconds"]) == (expected["plays"],
+                                                            expected["watch_seconds"]), user
+    # Only what the killed process had not applied is applied now; what it applied but had
+    # not acknowledged (at most one batch) comes back as duplicates.
+    assert counts["applied"] == len(events) - applied_before
+    assert counts["duplicates"] <= 100
+    assert client.xpending("recs:events", "profile-updater")["pending"] == 0
+
+
+def test_the_next_recommendation_reflects_a_new_watch(server, tiny_world, redis_url, client):
+    from fastapi.testclient import TestClient
+
+    from recs.data.catalogue import read_jsonl
+    from serving.client import RestClient
+    from serving.config import ServiceConfig
+    from serving.recommender import Recommender, load_catalogue
+    from serving.service import create_app
+    from serving.store import load_store
+
+    store = RedisProfileStore(redis_url, prefix="live:")
+    load_store(store, str(tiny_world.raw / "users.jsonl"), tiny_world.examples_glob)
+    catalogue = load_catalogue(str(tiny_world.serving_dir), "retrieval")
+    durations = {row[F.TITLE_ID]: float(row[F.DURATION_SECONDS])
+                 for row in read_jsonl(str(tiny_world.raw / "titles.jsonl"))}
+    app = create_app(Recommender(RestClient(server.rest_url), store, catalogue),
+                     ServiceConfig())
+    user = tiny_world.records[0][F.USER_ID]
+    stop = threading.Event()
+    updater = ProfileUpdater(client, store, durations)
+    consumer = threading.Thread(target=updater.run, args=(stop,), daemon=True)
+    consumer.start()
+    try:
+        with TestClient(app) as api:
+            def top() -> list[str]:
+                body = api.post("/v1/recommendations", json={"user_id": user, "k": 5}).json()
+                return [item["title_id"] for item in body["items"]]
+
+            first = top()[0]
+            publish(client, [{"event_id": "live-1", F.USER_ID: user, F.TITLE_ID: first,
+                              F.DEVICE_TYPE: "tv", "event_type": "play_stop",
+                              "ts": 2_000_000_000,
+                              "watch_seconds": durations[first]}])
+            deadline = time.monotonic() + 10
+            while first in top() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert first not in top()  # Finished now, so filtered out.
+            assert store.history(user)[0] == first  # And the latest play in the history.
+    finally:
+        stop.set()
+        consumer.join()
+    assert updater.counts.applied == 1

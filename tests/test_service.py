@@ -1,0 +1,194 @@
+"""The recommendation service's HTTP API: answers, errors, fallbacks, metrics, and a fuzz run
+against its own OpenAPI spec."""
+
+import json
+import pathlib
+import socket
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from recs import features as F
+from serving.client import GrpcClient, RestClient
+from serving.config import ServiceConfig
+from serving.recommender import Recommendation, Recommender, diversify, load_catalogue
+from serving.service import create_app, openapi_spec
+
+SPEC = pathlib.Path(__file__).resolve().parents[1] / "serving" / "openapi.json"
+
+
+def _user(tiny_world) -> str:
+    return next(r[F.USER_ID] for r in tiny_world.records if r[F.COMPLETED] == 1)
+
+
+@pytest.fixture(scope="module")
+def catalogue(tiny_world):
+    return load_catalogue(str(tiny_world.serving_dir), "retrieval")
+
+
+def _app(client, store, catalogue, tmp_path, **overrides):
+    config = ServiceConfig(served_log=str(tmp_path / "served.jsonl"), **overrides)
+    return create_app(Recommender(client, store, catalogue), config)
+
+
+@pytest.fixture
+def api(server, store, catalogue, tmp_path):
+    with TestClient(_app(RestClient(server.rest_url), store, catalogue, tmp_path)) as client:
+        yield client
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_recommendations_are_ranked_unfinished_and_logged(server, store, catalogue, tiny_world,
+                                                         tmp_path, protocol):
+    client = (RestClient(server.rest_url) if protocol == "rest"
+              else GrpcClient(server.grpc_target))
+    user = _user(tiny_world)
+    with TestClient(_app(client, store, catalogue, tmp_path)) as api:
+        response = api.post("/v1/recommendations",
+                            json={"user_id": user, "k": 5,
+                                  "context": {"device_type": "mobile", "hour": 8}})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["items"]) == 5 and body["fallback"] is None
+    scores = [item["score"] for item in body["items"]]
+    assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
+    assert not store.finished(user) & {item["title_id"] for item in body["items"]}
+    assert body["model_versions"] == {"retrieval": 1, "ranker": 1}
+    assert body["candidates"] >= 5
+    assert set(body["timings_ms"]) == {"profile", "retrieval", "ranking", "total"}
+    (line,) = (tmp_path / "served.jsonl").read_text().splitlines()
+    logged = json.loads(line)
+    assert logged["request_id"] == body["request_id"] and logged["hour"] == 8
+    assert [i["title_id"] for i in logged["items"]] == [i["title_id"] for i in body["items"]]
+
+
+def test_diversity_reranks_by_genre():
+    def item(title: str, score: float, genre: str) -> Recommendation:
+        return Recommendation(title, score, 0.0, genre)
+
+    ranked = [item("a", 0.9, "drama"), item("b", 0.8, "drama"), item("c", 0.5, "comedy")]
+    assert [i.title_id for i in diversify(ranked, 3, 0.0)] == ["a", "b", "c"]
+    # With 0.5, b's 0.8 * 0.5 = 0.4 falls below c's 0.5.
+    assert [i.title_id for i in diversify(ranked, 3, 0.5)] == ["a", "c", "b"]
+    assert [i.title_id for i in diversify(ranked, 2, 1.0)] == ["a", "c"]
+    with pytest.raises(ValueError, match="diversity must be in \\[0, 1\\]; received 2"):
+        diversify(ranked, 2, 2.0)
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"user_id": "ghost"}, 404, "unknown user_id 'ghost'"),
+    ({"user_id": "u000001", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
+    ({"user_id": "u000001", "k": 101}, 422, "k: Input should be less than or equal to 100"),
+    ({"user_id": "u000001", "context": {"device_type": "toaster"}}, 422,
+     "context.device_type: Input should be 'tv', 'mobile', 'tablet' or 'web'"),
+    ({"user_id": "u000001", "context": {"hour": 24}}, 422, "context.hour"),
+    ({"user_id": "u000001", "colour": "red"}, 422, "colour: Extra inputs are not permitted"),
+    ({"k": 3}, 422, "user_id: Field required"),
+    ({"user_id": "u 1; drop"}, 422, "user_id: String should match pattern"),
+])
+def test_bad_requests_get_a_clear_4xx(api, body, status, message):
+    response = api.post("/v1/recommendations", json=body)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+def test_malformed_and_oversized_bodies_are_refused(api):
+    response = api.post("/v1/recommendations", content=b'{"user_id": ',
+                        headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "JSON decode error" in response.json()["error"]
+    response = api.post("/v1/recommendations", content=b"{" + b" " * 20_000 + b"}",
+                        headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "at most 16384 bytes" in response.json()["error"]
+
+
+def _silent_port() -> tuple[socket.socket, int]:
+    """A TCP port that accepts connections and never answers: a hung model server."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted = []
+    threading.Thread(target=lambda: accepted.extend(iter(listener.accept, None)),
+                     daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_hung_or_dead_model_server_gets_the_popularity_fallback(store, catalogue, tiny_world,
+                                                                 tmp_path):
+    user = _user(tiny_world)
+    listener, hung = _silent_port()
+    expected = [row[F.TITLE_ID] for row in sorted(
+        catalogue.values(), key=lambda row: (-row[F.POPULARITY], row[F.TITLE_ID]))
+        if row[F.TITLE_ID] not in store.finished(user)][:4]
+    try:
+        for url, reason in ((f"http://127.0.0.1:{hung}", "model_server_timeout"),
+                            (f"http://127.0.0.1:{_free_port()}", "model_server_error")):
+            app = _app(RestClient(url, timeout=30.0), store, catalogue, tmp_path,
+                       model_timeout_ms=300)
+            with TestClient(app) as api:
+                started = time.monotonic()
+                response = api.post("/v1/recommendations", json={"user_id": user, "k": 4})
+                elapsed = time.monotonic() - started
+                body = response.json()
+                assert response.status_code == 200 and body["fallback"] == reason
+                # The 300 ms budget bounds the wait, not the client's own 30 s timeout.
+                assert elapsed < 5.0
+                assert [item["title_id"] for item in body["items"]] == expected
+                assert all(item["score"] is None for item in body["items"])
+                assert api.get("/readyz").status_code == 503
+                metrics = api.get("/metrics").text
+                assert f'recs_fallbacks_total{{reason="{reason}"}} 1.0' in metrics
+    finally:
+        listener.close()
+
+
+def test_health_readiness_and_metrics(api, tiny_world):
+    assert api.get("/healthz").json() == {"status": "ok"}
+    ready = api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["model_versions"] == {"retrieval": 1, "ranker": 1}
+    assert api.post("/v1/recommendations", json={"user_id": _user(tiny_world)}).status_code == 200
+    assert api.post("/v1/recommendations", json={"user_id": "ghost"}).status_code == 404
+    metrics = api.get("/metrics").text
+    assert 'recs_requests_total{outcome="ok"} 1.0' in metrics
+    assert 'recs_requests_total{outcome="unknown_user"} 1.0' in metrics
+    for stage in ("profile", "retrieval", "ranking", "total"):
+        assert f'recs_stage_latency_seconds_count{{stage="{stage}"}} 1.0' in metrics
+
+
+def test_checked_in_openapi_spec_is_current(api):
+    assert SPEC.read_text() == openapi_spec(api.app), (
+        "serving/openapi.json is stale: regenerate it with `recs openapi > serving/openapi.json`")
+
+
+def test_fuzzing_against_the_openapi_spec_finds_no_5xx_or_schema_violation(api):
+    import hypothesis
+    import schemathesis
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (content_type_conformance,
+                                                   response_schema_conformance,
+                                                   status_code_conformance)
+
+    schema = schemathesis.openapi.from_asgi("/openapi.json", api.app)
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
+              response_schema_conformance]
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.label for op in operations} >= {"POST /v1/recommendations", "GET /readyz"}
+    calls = []
+    for operation in operations:
+        @hypothesis.settings(max_examples=40, deadline=None, database=None,
+                             suppress_health_check=list(hypothesis.HealthCheck))
+        @hypothesis.given(case=operation.as_strategy())
+        def fuzz(case):
+            calls.append(case.call_and_validate(checks=checks).status_code)
+
+        fuzz()
+    assert len(calls) >= 40 and any(400 <= code < 500 for code in calls)
