@@ -81,7 +81,8 @@ class ModelServingConfig(Config):
         rest_port / grpc_port: TF Serving's defaults are 8501 and 8500.
         poll_seconds: how often the base directory is scanned for new versions.
         max_batch_size, batch_timeout_micros, max_enqueued_batches, num_batch_threads:
-            server-side batching (`--enable_batching`); 0 threads = one per core.
+            server-side batching (`--enable_batching`); threads should match the cores the
+            server's pod requests.
         monitoring_path: where Prometheus scrapes TF Serving's metrics.
     """
 
@@ -95,7 +96,7 @@ class ModelServingConfig(Config):
     max_batch_size: int = 64
     batch_timeout_micros: int = 2000
     max_enqueued_batches: int = 100
-    num_batch_threads: int = 0
+    num_batch_threads: int = 2
     monitoring_path: str = "/monitoring/prometheus/metrics"
 
     def __post_init__(self) -> None:
@@ -117,6 +118,8 @@ class ModelServingConfig(Config):
         require(self.max_batch_size >= 1, "max_batch_size", ">= 1", self.max_batch_size)
         require(self.batch_timeout_micros >= 0, "batch_timeout_micros", ">= 0",
                 self.batch_timeout_micros)
+        require(self.num_batch_threads >= 1, "num_batch_threads", ">= 1",
+                self.num_batch_threads)
         require(self.monitoring_path.startswith("/"), "monitoring_path", "an absolute path",
                 self.monitoring_path)
 
@@ -141,11 +144,10 @@ class ModelServingConfig(Config):
 
     def batching_parameters(self) -> str:
         """TF Serving's `--batching_parameters_file` (BatchingParameters text proto)."""
-        threads = self.num_batch_threads or os.cpu_count() or 1
         return (f"max_batch_size {{ value: {self.max_batch_size} }}\n"
                 f"batch_timeout_micros {{ value: {self.batch_timeout_micros} }}\n"
                 f"max_enqueued_batches {{ value: {self.max_enqueued_batches} }}\n"
-                f"num_batch_threads {{ value: {threads} }}\n"
+                f"num_batch_threads {{ value: {self.num_batch_threads} }}\n"
                 "pad_variable_length_inputs: true\n")
 
     def monitoring_config(self) -> str:

@@ -1,0 +1,206 @@
+"""Kubernetes manifests and TF Serving config files, generated from the typed serving configs
+so that ports, paths and model names agree by construction.
+
+Which model goes where (stock TF Serving has no ScaNN ops):
+
+| Deployment          | image                         | serves                              |
+|---------------------|-------------------------------|-------------------------------------|
+| tf-serving          | tensorflow/serving (stock)    | ranker, retrieval_exact, towers     |
+| scann-model-server  | this package (recs image)     | retrieval (ScaNN)                   |
+| recs-service        | this package (recs image)     | POST /v1/recommendations            |
+
+The service sends retrieval to `scann-model-server` and ranking to `tf-serving`. All three mount
+the Pushers' base directory read-only from the `recs-models` PersistentVolumeClaim (or swap that
+volume for object storage). The profile store and the event stream are a Redis reachable as
+`redis:6379` (a managed Redis, or any Redis chart); the consumer runs as
+`recs consume --redis redis://redis:6379/0 --store redis://redis:6379/0`.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import yaml
+
+from serving.config import STOCK_SERVABLE, ModelServingConfig, ServiceConfig
+
+TF_SERVING_IMAGE = "tensorflow/serving:2.16.1"
+SERVICE_PORT = 8080
+MODELS_MOUNT = "/models"
+CONFIG_MOUNT = "/config"
+MODELS_CLAIM = "recs-models"
+
+
+def _labels(app: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "recs"}
+
+
+def _service(name: str, ports: dict[str, int]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "labels": _labels(name)},
+            "spec": {"selector": _labels(name),
+                     "ports": [{"name": port_name, "port": port, "targetPort": port}
+                               for port_name, port in ports.items()]}}
+
+
+def _autoscaler(name: str, minimum: int, maximum: int, cpu_percent: int) -> dict[str, Any]:
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": name, "labels": _labels(name)},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                        "name": name},
+                     "minReplicas": minimum, "maxReplicas": maximum,
+                     "metrics": [{"type": "Resource", "resource": {
+                         "name": "cpu",
+                         "target": {"type": "Utilization",
+                                    "averageUtilization": cpu_percent}}}]}}
+
+
+def _deployment(name: str, container: dict[str, Any], volumes: list[dict[str, Any]],
+                replicas: int, scrape: tuple[int, str] | None) -> dict[str, Any]:
+    annotations = {} if scrape is None else {"prometheus.io/scrape": "true",
+                                             "prometheus.io/port": str(scrape[0]),
+                                             "prometheus.io/path": scrape[1]}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "labels": _labels(name)},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": _labels(name)},
+                     # Zero-downtime roll-outs: a new pod must be ready before one goes.
+                     "strategy": {"type": "RollingUpdate",
+                                  "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                     "template": {
+                         "metadata": {"labels": _labels(name), "annotations": annotations},
+                         "spec": {"containers": [container], "volumes": volumes}}}}
+
+
+def _models_volume() -> dict[str, Any]:
+    return {"name": "models", "persistentVolumeClaim": {"claimName": MODELS_CLAIM,
+                                                         "readOnly": True}}
+
+
+def _mount(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "mountPath": path, "readOnly": True}
+
+
+def manifests(image: str, models: ModelServingConfig | None = None,
+              service: ServiceConfig | None = None) -> dict[str, list[dict[str, Any]]]:
+    """All Kubernetes objects, grouped by the file they are written to.
+
+    Args:
+        image: the recs image (deploy/Dockerfile) for the service and the ScaNN server.
+        models: stock TF Serving's config; its models must not need ScaNN.
+        service: the recommendation service's config; its model-server addresses are set
+            here to the in-cluster Services.
+
+    Raises:
+        ValueError: `models` lists a model stock TF Serving cannot load.
+    """
+    models = models or ModelServingConfig(base_dir=MODELS_MOUNT, models=STOCK_SERVABLE)
+    if models.needs_scann:
+        scann_only = sorted(set(models.models) - set(STOCK_SERVABLE))
+        raise ValueError(f"models must be a subset of {STOCK_SERVABLE}: stock TF Serving cannot "
+                         f"load {scann_only} (ScaNN ops); scann-model-server serves them.")
+    service = dataclasses.replace(
+        service or ServiceConfig(),
+        model_server=f"http://tf-serving:{models.rest_port}",
+        retrieval_server=f"http://scann-model-server:{models.rest_port}", protocol="rest",
+        serving_dir=MODELS_MOUNT, store="redis://redis:6379/0")
+
+    files = {name: text for name, text in (("models.config", models.models_config()),
+                                           ("batching_parameters.txt",
+                                            models.batching_parameters()),
+                                           ("monitoring.config", models.monitoring_config()))}
+    tf_serving = {
+        "name": "tf-serving", "image": TF_SERVING_IMAGE,
+        "args": models.server_args(CONFIG_MOUNT),
+        "ports": [{"name": "grpc", "containerPort": models.grpc_port},
+                  {"name": "http", "containerPort": models.rest_port}],
+        "readinessProbe": {"httpGet": {"path": f"/v1/models/{models.models[0]}",
+                                       "port": models.rest_port},
+                           "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": models.grpc_port}, "periodSeconds": 10},
+        "resources": {"requests": {"cpu": "2", "memory": "4Gi"},
+                      "limits": {"memory": "8Gi"}},
+        "volumeMounts": [_mount("models", MODELS_MOUNT), _mount("config", CONFIG_MOUNT)]}
+    scann_server = {
+        "name": "scann-model-server", "image": image,
+        "command": ["recs", "serve-models", "--base", MODELS_MOUNT, "--host", "0.0.0.0",
+                    "--rest-port", str(models.rest_port), "--grpc-port",
+                    str(models.grpc_port), "--poll-seconds", str(models.poll_seconds)],
+        "env": [{"name": "TF_USE_LEGACY_KERAS", "value": "1"}],
+        "ports": [{"name": "grpc", "containerPort": models.grpc_port},
+                  {"name": "http", "containerPort": models.rest_port}],
+        "readinessProbe": {"httpGet": {"path": "/v1/models/retrieval",
+                                       "port": models.rest_port}, "periodSeconds": 5},
+        "resources": {"requests": {"cpu": "2", "memory": "4Gi"},
+                      "limits": {"memory": "8Gi"}},
+        "volumeMounts": [_mount("models", MODELS_MOUNT)]}
+    recs_service = {
+        "name": "recs-service", "image": image,
+        "command": ["recs", "serve", "--config", f"{CONFIG_MOUNT}/service.json",
+                    "--host", "0.0.0.0", "--port", str(SERVICE_PORT)],
+        "env": [{"name": "TF_USE_LEGACY_KERAS", "value": "1"}],
+        "ports": [{"name": "http", "containerPort": SERVICE_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": SERVICE_PORT},
+                           "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": SERVICE_PORT},
+                          "periodSeconds": 10},
+        "resources": {"requests": {"cpu": "1", "memory": "2Gi"},
+                      "limits": {"memory": "4Gi"}},
+        "volumeMounts": [_mount("models", MODELS_MOUNT), _mount("config", CONFIG_MOUNT)]}
+
+    return {
+        "tf-serving.yaml": [
+            {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "tf-serving-config", "labels": _labels("tf-serving")},
+             "data": files},
+            _deployment("tf-serving", tf_serving,
+                        [_models_volume(), {"name": "config",
+                                            "configMap": {"name": "tf-serving-config"}}],
+                        replicas=2, scrape=(models.rest_port, models.monitoring_path)),
+            _service("tf-serving", {"grpc": models.grpc_port, "http": models.rest_port}),
+            _autoscaler("tf-serving", 2, 10, 70)],
+        "scann-model-server.yaml": [
+            _deployment("scann-model-server", scann_server, [_models_volume()], replicas=2,
+                        scrape=None),
+            _service("scann-model-server", {"grpc": models.grpc_port,
+                                            "http": models.rest_port}),
+            _autoscaler("scann-model-server", 2, 10, 70)],
+        "recs-service.yaml": [
+            {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "recs-service-config", "labels": _labels("recs-service")},
+             "data": {"service.json": json.dumps(service.to_dict(), indent=2,
+                                                 sort_keys=True)}},
+            _deployment("recs-service", recs_service,
+                        [_models_volume(), {"name": "config",
+                                            "configMap": {"name": "recs-service-config"}}],
+                        replicas=2, scrape=(SERVICE_PORT, "/metrics")),
+            _service("recs-service", {"http": SERVICE_PORT}),
+            _autoscaler("recs-service", 2, 20, 60)],
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line strings (the config files in ConfigMaps) as literal blocks."""
+
+
+_Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+
+
+def render(documents: list[dict[str, Any]]) -> str:
+    """YAML documents as `kubectl apply -f` reads them."""
+    return yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+def write_deployment(out_dir: str, image: str) -> list[str]:
+    """Writes `<out_dir>/k8s/*.yaml` and `<out_dir>/tf_serving/` config files; returns paths."""
+    paths = []
+    os.makedirs(os.path.join(out_dir, "k8s"), exist_ok=True)
+    for name, documents in manifests(image).items():
+        path = os.path.join(out_dir, "k8s", name)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(render(documents))
+        paths.append(path)
+    config = ModelServingConfig(base_dir=MODELS_MOUNT, models=STOCK_SERVABLE)
+    paths.extend(config.write_files(os.path.join(out_dir, "tf_serving")).values())
+    return paths

@@ -1,0 +1,140 @@
+"""TF Serving config files and Kubernetes manifests: valid, consistent with the typed configs,
+and the checked-in copies current."""
+
+import json
+import pathlib
+import re
+import urllib.parse
+
+import pytest
+import yaml
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.config import STOCK_SERVABLE, ModelServingConfig, ServiceConfig
+from serving.deploy import CONFIG_MOUNT, manifests, render, write_deployment
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+IMAGE = "registry.example/recs:0.1.0"
+
+
+@pytest.fixture(scope="module")
+def documents() -> list[dict]:
+    return [doc for docs in manifests(IMAGE).values() for doc in docs]
+
+
+def _by_kind(documents: list[dict], kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] == kind}
+
+
+def test_checked_in_deploy_files_are_current(tmp_path):
+    for path in write_deployment(str(tmp_path), IMAGE):
+        relative = pathlib.Path(path).relative_to(tmp_path)
+        assert (ROOT / "deploy" / relative).read_text() == pathlib.Path(path).read_text(), (
+            f"deploy/{relative} is stale: regenerate with `recs deploy --out deploy`")
+
+
+def test_models_config_is_a_valid_model_server_config_with_policy_and_labels():
+    config = ModelServingConfig(base_dir="/models", models=("ranker", "towers"), num_versions=2,
+                                labels={"ranker": {"stable": 3, "canary": 4}})
+    parsed = text_format.Parse(config.models_config(),
+                               model_server_config_pb2.ModelServerConfig())
+    entries = {c.name: c for c in parsed.model_config_list.config}
+    assert sorted(entries) == ["ranker", "towers"]
+    assert entries["ranker"].base_path == "/models/ranker"
+    assert entries["ranker"].model_version_policy.latest.num_versions == 2
+    assert dict(entries["ranker"].version_labels) == {"stable": 3, "canary": 4}
+    assert not entries["towers"].version_labels
+    batching = config.batching_parameters()
+    assert re.search(r"max_batch_size \{ value: 64 \}", batching)
+    assert "num_batch_threads { value: 2 }" in batching
+    assert 'path: "/monitoring/prometheus/metrics"' in config.monitoring_config()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"models": ("ranker", "ranking")}, "models must be a subset of"),
+    ({"labels": {"towers": {"stable": 1}}, "models": ("ranker",)}, "labels must be keyed"),
+    ({"grpc_port": 8501}, "grpc_port must be different from rest_port"),
+    ({"num_versions": 0}, "num_versions must be >= 1"),
+])
+def test_bad_model_serving_configs_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        ModelServingConfig(**overrides)
+
+
+def test_stock_tf_serving_is_never_given_the_scann_model():
+    with pytest.raises(ValueError, match=r"stock TF Serving cannot load \['retrieval'\]"):
+        manifests(IMAGE, models=ModelServingConfig(models=("ranker", "retrieval")))
+
+
+def test_every_document_is_a_well_formed_kubernetes_object(documents):
+    for doc in documents:
+        assert {"apiVersion", "kind", "metadata"} <= set(doc), doc.get("kind")
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])
+    # Rendering round-trips through a YAML parser.
+    assert list(yaml.safe_load_all(render(documents))) == documents
+
+
+def test_services_autoscalers_and_volumes_point_at_what_exists(documents):
+    deployments = _by_kind(documents, "Deployment")
+    config_maps = _by_kind(documents, "ConfigMap")
+    assert sorted(deployments) == ["recs-service", "scann-model-server", "tf-serving"]
+    for name, deployment in deployments.items():
+        spec = deployment["spec"]
+        assert spec["selector"]["matchLabels"] == spec["template"]["metadata"]["labels"]
+        assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        (container,) = spec["template"]["spec"]["containers"]
+        volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+        for mount in container["volumeMounts"]:
+            volume = volumes[mount["name"]]
+            if "configMap" in volume:
+                assert volume["configMap"]["name"] in config_maps
+        probe_port = container["readinessProbe"].get("httpGet", {}).get("port")
+        assert probe_port in {p["containerPort"] for p in container["ports"]}, name
+    for name, service in _by_kind(documents, "Service").items():
+        target = deployments[name]["spec"]["template"]
+        assert service["spec"]["selector"] == target["metadata"]["labels"]
+        container_ports = {p["containerPort"] for p in target["spec"]["containers"][0]["ports"]}
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= container_ports
+    for autoscaler in _by_kind(documents, "HorizontalPodAutoscaler").values():
+        assert autoscaler["spec"]["scaleTargetRef"]["name"] in deployments
+        assert autoscaler["spec"]["minReplicas"] <= autoscaler["spec"]["maxReplicas"]
+
+
+def test_tf_serving_reads_its_config_files_and_serves_only_stock_models(documents):
+    deployment = _by_kind(documents, "Deployment")["tf-serving"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"].startswith("tensorflow/serving:")
+    files = _by_kind(documents, "ConfigMap")["tf-serving-config"]["data"]
+    for arg in container["args"]:
+        if arg.startswith(f"--model_config_file=") or arg.endswith((".txt", ".config")):
+            assert arg.split("=", 1)[1].removeprefix(f"{CONFIG_MOUNT}/") in files, arg
+    parsed = text_format.Parse(files["models.config"],
+                               model_server_config_pb2.ModelServerConfig())
+    assert {c.name for c in parsed.model_config_list.config} <= set(STOCK_SERVABLE)
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/ranker"
+
+
+def test_the_service_config_reaches_both_model_servers_and_its_probes_exist(documents):
+    service_json = _by_kind(documents, "ConfigMap")["recs-service-config"]["data"]["service.json"]
+    config = ServiceConfig.from_json(service_json)
+    services = _by_kind(documents, "Service")
+    for url in (config.model_server, config.retrieval_server):
+        address = urllib.parse.urlparse(url)
+        assert address.port in {p["port"] for p in services[address.hostname]["spec"]["ports"]}
+    deployment = _by_kind(documents, "Deployment")["recs-service"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    spec = json.loads((ROOT / "serving" / "openapi.json").read_text())
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] in spec["paths"]
+    assert container["command"][:2] == ["recs", "serve"]
+
+
+def test_the_dockerfile_copies_every_package_and_runs_the_service():
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    packages = {line.split()[1] for line in dockerfile.splitlines()
+                if line.startswith("COPY") and "requirements" not in line and "setup" not in line}
+    assert packages == {"recs", "recs_cli", "serving", "transforms", "tfx_pipeline"}
+    assert all((ROOT / package / "__init__.py").exists() for package in packages)
+    assert "TF_USE_LEGACY_KERAS=1" in dockerfile
+    assert 'ENTRYPOINT ["recs"]' in dockerfile and '"--port", "8080"' in dockerfile
