@@ -2,6 +2,7 @@
 and to a real `tensorflow/serving` deployment.
 """
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -26,6 +27,16 @@ def tensor_proto(value: np.ndarray | list) -> Any:
     items = np.asarray(value, dtype=object)
     return string_tensor_proto([v.encode() if isinstance(v, str) else bytes(v)
                                 for v in items.ravel()], list(items.shape))
+
+
+def _json_column(value: np.ndarray | list) -> Any:
+    """An input as TF Serving's JSON: bytes as {"b64": ...} (serialized tf.Examples), text and
+    numbers as themselves."""
+    items = np.asarray(value, dtype=object) if np.asarray(value).dtype.kind in "SO" else None
+    if items is None:
+        return np.asarray(value).tolist()
+    return np.vectorize(lambda v: {"b64": base64.b64encode(v).decode()}
+                        if isinstance(v, bytes) else v, otypes=[object])(items).tolist()
 
 
 class ModelServerError(RuntimeError):
@@ -105,7 +116,7 @@ class RestClient:
                           version: int | None = None, timeout: float | None = None
                           ) -> tuple[dict[str, np.ndarray], int | None]:
         """TF Serving's REST predict response does not name the version: None unless pinned."""
-        body: dict[str, Any] = {"inputs": {key: np.asarray(value).tolist()
+        body: dict[str, Any] = {"inputs": {key: _json_column(value)
                                            for key, value in inputs.items()}}
         if signature:
             body["signature_name"] = signature

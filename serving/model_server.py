@@ -282,6 +282,11 @@ def run_signature(model: LoadedModel, signature_name: str, inputs: dict[str, np.
         outputs = function(**tensors)
     except tf.errors.InvalidArgumentError as error:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, error.message) from error
+    except UnicodeDecodeError as error:
+        # TensorFlow quotes the offending (binary) input in its message and fails to decode it.
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"input could not be parsed by signature {signature_name!r}: "
+                           f"{error.reason}") from error
     return {key: value.numpy() for key, value in outputs.items()}
 
 
@@ -318,6 +323,13 @@ def _json_value(array: np.ndarray) -> Any:
     return array.tolist()
 
 
+def _array(values: Any) -> np.ndarray:
+    """JSON values as an array; binary strings stay objects, since NumPy's fixed-width bytes
+    would drop their trailing NUL bytes (serialized tf.Examples often end in one)."""
+    array = np.array(values)
+    return np.array(values, dtype=object) if array.dtype.kind == "S" else array
+
+
 def _decode_value(value: Any) -> Any:
     """TF Serving's JSON encoding of binary strings: {"b64": "..."}."""
     if isinstance(value, dict) and set(value) == {"b64"}:
@@ -348,7 +360,7 @@ def parse_predict_body(body: dict[str, Any], input_names: list[str]
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"'inputs' must be an object keyed by {input_names}")
             columns = {input_names[0]: columns}
-        return {key: np.array(_decode_value(value)) for key, value in columns.items()}, False
+        return {key: _array(_decode_value(value)) for key, value in columns.items()}, False
     rows = body["instances"]
     if not isinstance(rows, list) or not rows:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
@@ -358,11 +370,11 @@ def parse_predict_body(body: dict[str, Any], input_names: list[str]
         if any(set(row) != keys for row in rows):
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                "every instance must have the same keys")
-        return {key: np.array([_decode_value(row[key]) for row in rows]) for key in keys}, True
+        return {key: _array([_decode_value(row[key]) for row in rows]) for key in keys}, True
     if len(input_names) != 1:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                            f"instances must be objects keyed by {input_names}")
-    return {input_names[0]: np.array(_decode_value(rows))}, True
+    return {input_names[0]: _array(_decode_value(rows))}, True
 
 
 def format_predict_response(outputs: dict[str, np.ndarray], row_format: bool) -> dict[str, Any]:
@@ -442,6 +454,8 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
                 raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: GET {self.path}")
         except ServingError as error:
             self._send(error.http_status, {"error": error.message})
+        except Exception as error:  # noqa: BLE001  (the request boundary: answer, never drop)
+            self._send(500, {"error": f"internal error: {type(error).__name__}: {error}"})
 
     def do_POST(self) -> None:  # noqa: N802
         try:
@@ -469,6 +483,8 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
             self._send(200, format_predict_response(outputs, row_format))
         except ServingError as error:
             self._send(error.http_status, {"error": error.message})
+        except Exception as error:  # noqa: BLE001  (the request boundary: answer, never drop)
+            self._send(500, {"error": f"internal error: {type(error).__name__}: {error}"})
 
 
 # ----------------------------------------------------------------------------- gRPC

@@ -216,3 +216,22 @@ def test_taken_down_titles_leave_both_indexes(with_fresh, tiny_world):
 def test_publishing_a_title_without_its_features_is_refused(server):
     with pytest.raises(ValueError, match="lacks candidate features"):
         FreshTitles(RestClient(server.rest_url)).publish([{F.TITLE_ID: "t-new"}])
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_serialized_tf_examples_score_like_raw_features_through_both_clients(server, tiny_world,
+                                                                             protocol):
+    from transforms.ingestion import to_example
+
+    records = tiny_world.records[:4]
+    client = (RestClient(server.rest_url) if protocol == "rest"
+              else GrpcClient(server.grpc_target))
+    # Serialized tf.Examples are binary (REST sends them as {"b64": ...}) and may end in NUL
+    # bytes, which must survive the trip.
+    examples = [to_example(r) for r in records]
+    by_example = client.predict("ranker", {"examples": examples},
+                                signature="serving_tf_example")["probability"]
+    by_features = client.predict("ranker", {
+        key: [getattr(r[key], "item", lambda: r[key])() for r in records]
+        for key in F.RANKER_FEATURES})["probability"]
+    np.testing.assert_allclose(by_example, by_features, rtol=1e-5)

@@ -1,0 +1,325 @@
+"""Serving latency: `POST /v1/recommendations` under load from a separate process.
+
+Processes (all on this machine's 2 cores, as a single-node deployment would share them):
+    model server   `recs serve-models`  (REST + gRPC, polls for new versions every second)
+    service        `recs serve`          (uvicorn, one worker)
+    load generator this script's child   (open loop: requests start on a fixed schedule, and
+                                          latency counts from the scheduled start, so a slow
+                                          server cannot hide queueing)
+    consumer       `recs consume`        (Redis Streams -> the service's SQLite store)
+
+Figures: p50/p99 latency and achieved throughput at the target rate for the service over REST
+and over gRPC to the model server; the per-stage breakdown the service reports; p99 and
+failures while a new ranker version is pushed mid-run; seconds from a play event entering
+the stream to the next recommendation excluding the finished title. Peer: the same work
+in-process (query tower + ScaNN search + ranking the candidates, no HTTP, no JSON).
+
+Needs a workdir with pushed models and a profile store: `make demo` (or `recs demo`) first.
+
+    python benchmarks/serving.py --workdir demo_output --rate 100 --seconds 30
+"""
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import pathlib
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from common import machine, write_result  # noqa: E402
+
+import recs  # noqa: E402,F401
+from recs import features as F  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_http(url: str, seconds: float = 180.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} did not become ready in {seconds} s")
+
+
+def _post(url: str, body: dict, timeout: float = 10.0) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+
+
+def _load(url: str, users: list[str], rate: float, seconds: float, queue) -> None:
+    """Open-loop load: request i is due at i / rate; latency counts from when it was due."""
+    total = int(rate * seconds)
+    start = time.perf_counter() + 0.5
+    results = []
+
+    def one(i: int) -> tuple[float, float, int, dict]:
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        status, body = _post(url, {"user_id": users[i % len(users)], "k": 10,
+                                   "context": {"device_type": "tv", "hour": 20}})
+        return due - start, 1000.0 * (time.perf_counter() - due), status, body.get(
+            "timings_ms", {})
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool:
+        for item in pool.map(one, range(total)):
+            results.append(item)
+    queue.put(results)
+
+
+def run_load(url: str, users: list[str], rate: float, seconds: float) -> list[tuple]:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_load, args=(url, users, rate, seconds, queue))
+    process.start()
+    results = queue.get()
+    process.join()
+    return results
+
+
+def summarize(results: list[tuple], seconds: float) -> dict:
+    latencies = sorted(r[1] for r in results)
+    ok = [r for r in results if r[2] == 200]
+    stages = {}
+    for stage in ("profile", "retrieval", "ranking", "total"):
+        values = [r[3][stage] for r in ok if stage in r[3]]
+        if values:
+            stages[stage] = statistics.median(values)
+    return {"requests": len(results), "failed": len(results) - len(ok),
+            "throughput_rps": len(ok) / seconds,
+            "p50_ms": float(np.percentile(latencies, 50)),
+            "p99_ms": float(np.percentile(latencies, 99)),
+            "max_ms": latencies[-1], "stage_median_ms": stages}
+
+
+def in_process(workdir: pathlib.Path, users: list[str], repeats: int) -> dict:
+    """The same work without HTTP or JSON: two signatures called on tensors."""
+    import scann  # noqa: F401
+    import tensorflow as tf
+
+    from serving.model_server import versions_on_disk
+    from serving.recommender import load_catalogue
+    from serving.store import ProfileStore
+
+    base = workdir / "serving"
+    retrieval = tf.saved_model.load(str(base / "retrieval" / str(
+        versions_on_disk(str(base), "retrieval")[-1]))).signatures["serving_default"]
+    ranker = tf.saved_model.load(str(base / "ranker" / str(
+        versions_on_disk(str(base), "ranker")[-1]))).signatures["serving_default"]
+    catalogue = load_catalogue(str(base), "retrieval")
+    store = ProfileStore(str(workdir / "profiles.db"))
+
+    def query(user: str) -> dict:
+        profile = store.profile(user)
+        return {F.USER_ID: [user], F.AGE: [int(profile[F.AGE])],
+                F.COUNTRY: [profile[F.COUNTRY]],
+                F.SUBSCRIPTION_TIER: [profile[F.SUBSCRIPTION_TIER]],
+                F.PREFERRED_GENRES: [profile[F.PREFERRED_GENRES]],
+                F.HISTORY: ["|".join(store.history(user))],
+                F.DEVICE_TYPE: ["tv"], F.HOUR: [20]}
+
+    def recommend(user: str) -> tuple[float, float, int]:
+        start = time.perf_counter()
+        features = query(user)
+        found = retrieval(**{k: tf.constant(v) for k, v in features.items()})
+        titles = [t.decode() for t in found["title_ids"].numpy()[0]]
+        mid = time.perf_counter()
+        rows = [catalogue[t] for t in titles if t in catalogue]
+        batch = {k: tf.constant(np.repeat(v, len(rows))) for k, v in features.items()}
+        for key in F.CANDIDATE_FEATURES:
+            batch[key] = tf.constant([row[key] for row in rows])
+        ranker(**batch)["probability"].numpy()
+        end = time.perf_counter()
+        return 1000.0 * (end - start), 1000.0 * (mid - start), len(rows)
+
+    for user in users[:5]:
+        recommend(user)  # Trace and warm up.
+    runs = [recommend(users[i % len(users)]) for i in range(repeats)]
+    totals = sorted(r[0] for r in runs)
+    store.close()
+    return {"p50_ms": float(np.percentile(totals, 50)), "p99_ms": float(np.percentile(totals, 99)),
+            "retrieval_p50_ms": float(np.median([r[1] for r in runs])),
+            "candidates_ranked": int(np.median([r[2] for r in runs]))}
+
+
+def _push_copy(base: pathlib.Path, model: str) -> int:
+    versions = sorted(int(p.name) for p in (base / model).iterdir() if p.name.isdigit())
+    new = versions[-1] + 1
+    staging = base / model / f".staging-{new}"
+    shutil.copytree(base / model / str(versions[-1]), staging)
+    staging.rename(base / model / str(new))
+    return new
+
+
+def freshness(service_url: str, workdir: pathlib.Path, users: list[str], trials: int) -> dict:
+    """Seconds from a finishing play event entering the stream to the next list without it."""
+    import redis
+
+    from serving.consumer import publish
+
+    redis_dir = tempfile.mkdtemp(prefix="recs-bench-redis-")
+    port = _free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
+                               "--appendonly", "no", "--dir", redis_dir],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, decode_responses=True)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "recs_cli.main", "consume", "--redis", url,
+         "--store", str(workdir / "profiles.db"), "--catalogue",
+         str(workdir / "raw" / "titles.jsonl")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    durations = {json.loads(line)["title_id"]: json.loads(line)["duration_seconds"]
+                 for line in (workdir / "raw" / "titles.jsonl").read_text().splitlines()}
+    seconds = []
+    try:
+        time.sleep(8)  # The consumer process imports TensorFlow before it reads.
+        for trial in range(trials):
+            user = users[-(trial + 1)]
+            status, body = _post(f"{service_url}/v1/recommendations", {"user_id": user, "k": 10})
+            title = body["items"][0]["title_id"]
+            sent = time.perf_counter()
+            publish(client, [{"event_id": f"bench-{time.time_ns()}", "user_id": user,
+                              "title_id": title, "device_type": "tv",
+                              "event_type": "play_stop", "ts": int(time.time()),
+                              "watch_seconds": float(durations[title])}])
+            while True:
+                _, body = _post(f"{service_url}/v1/recommendations", {"user_id": user, "k": 10})
+                if title not in [item["title_id"] for item in body["items"]]:
+                    break
+                if time.perf_counter() - sent > 30:
+                    raise RuntimeError("the finished title never left the list")
+            seconds.append(time.perf_counter() - sent)
+    finally:
+        consumer.terminate()
+        server.terminate()
+        shutil.rmtree(redis_dir, ignore_errors=True)
+    return {"trials": trials, "median_s": statistics.median(seconds), "max_s": max(seconds)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"))
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--freshness-trials", type=int, default=10)
+    args = parser.parse_args()
+
+    source = args.workdir.resolve()
+    work = pathlib.Path(tempfile.mkdtemp(prefix="recs-bench-serving-"))
+    # A copy: the swap pushes versions, and the freshness run writes to the store.
+    shutil.copytree(source / "serving", work / "serving")
+    shutil.copy(source / "profiles.db", work / "profiles.db")
+    shutil.copytree(source / "raw", work / "raw", ignore=shutil.ignore_patterns("events"))
+    users = [json.loads(line)["user_id"]
+             for line in (work / "raw" / "users.jsonl").read_text().splitlines()][:500]
+
+    started = time.perf_counter()
+    peer = in_process(work, users, repeats=300)
+    rest_port, grpc_port = _free_port(), _free_port()
+    model_server = subprocess.Popen(
+        [sys.executable, "-m", "recs_cli.main", "serve-models", "--base", str(work / "serving"),
+         "--rest-port", str(rest_port), "--grpc-port", str(grpc_port), "--poll-seconds", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    services = []
+    figures = {}
+    try:
+        _wait_http(f"http://127.0.0.1:{rest_port}/v1/models/ranker")
+        for protocol, target in (("rest", f"http://127.0.0.1:{rest_port}"),
+                                 ("grpc", f"127.0.0.1:{grpc_port}")):
+            port = _free_port()
+            service = subprocess.Popen(
+                [sys.executable, "-m", "recs_cli.main", "serve", "--workdir", str(work),
+                 "--model-server", target, "--protocol", protocol, "--port", str(port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            services.append(service)
+            url = f"http://127.0.0.1:{port}"
+            _wait_http(f"{url}/readyz")
+            run_load(f"{url}/v1/recommendations", users, args.rate, 5)  # Warm up.
+            results = run_load(f"{url}/v1/recommendations", users, args.rate, args.seconds)
+            figures[f"service_{protocol}"] = summarize(results, args.seconds)
+            print(protocol, json.dumps(figures[f"service_{protocol}"]), flush=True)
+
+        # Swap: push a new ranker version mid-run on the gRPC service.
+        url = f"http://127.0.0.1:{port}/v1/recommendations"
+        holder: dict = {}
+        loader = threading.Thread(target=lambda: holder.update(
+            results=run_load(url, users, args.rate, args.seconds)))
+        loader.start()
+        time.sleep(args.seconds / 3)
+        swap_at = time.perf_counter()
+        new_version = _push_copy(work / "serving", "ranker")
+        loader.join()
+        results = holder["results"]
+        figures["swap"] = {**summarize(results, args.seconds), "new_version": new_version,
+                           "pushed_after_s": round(swap_at - started, 1)}
+        # Requests scheduled in the 5 s after the push (loading and warming take place then).
+        push_offset = args.seconds / 3 + 0.5
+        during = sorted(r[1] for r in results if push_offset <= r[0] < push_offset + 5)
+        figures["swap"]["p99_ms_in_5s_after_push"] = float(np.percentile(during, 99))
+        print("swap", json.dumps(figures["swap"]), flush=True)
+        figures["freshness"] = freshness(f"http://127.0.0.1:{port}", work, users,
+                                         args.freshness_trials)
+        print("freshness", json.dumps(figures["freshness"]), flush=True)
+    finally:
+        for service in services:
+            service.terminate()
+        model_server.terminate()
+    shutil.rmtree(work, ignore_errors=True)
+
+    ratios = {
+        "rest_p50_over_in_process_p50":
+            figures["service_rest"]["p50_ms"] / peer["p50_ms"],
+        "grpc_p50_over_in_process_p50":
+            figures["service_grpc"]["p50_ms"] / peer["p50_ms"],
+        "swap_p99_over_steady_grpc_p99":
+            figures["swap"]["p99_ms"] / figures["service_grpc"]["p99_ms"],
+    }
+    path = write_result(
+        "serving",
+        {"rate_rps": args.rate, "seconds": args.seconds, "users": len(users),
+         "catalogue": sum(1 for _ in (source / "raw" / "titles.jsonl").open()),
+         "processes": "model server, service, load generator, consumer on one 2-core machine",
+         "goal": "p99 <= 25 ms at 100 rps; service p50 <= 2x in-process; swap p99 <= 2x"},
+        figures, {"in_process": peer}, ratios)
+    print(json.dumps(ratios, indent=2))
+    print(f"wrote {path}; machine {machine()['cpu']}")
+
+
+if __name__ == "__main__":
+    main()
