@@ -86,3 +86,24 @@ def plot_reliability(table: dict, title: str, path: str) -> None:
     axis.legend()
     axis.grid(alpha=0.3)
     _save(figure, path)
+
+
+def plot_experiment(comparisons: list[dict], title: str, path: str) -> None:
+    """Writes each metric's relative lift of treatment over control with its confidence
+    interval (error bar) to a PNG; significant metrics are drawn solid."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 0.6 + 0.6 * len(comparisons)))
+    for row, comparison in enumerate(comparisons):
+        control = comparison["control"] or float("nan")
+        lift = 100.0 * comparison["difference"] / control
+        low = 100.0 * comparison["ci_low"] / control
+        high = 100.0 * comparison["ci_high"] / control
+        axis.errorbar(lift, row, xerr=[[lift - low], [high - lift]], fmt="o", capsize=4,
+                      color="tab:blue" if comparison["p_value"] < comparison["alpha"]
+                      else "tab:gray")
+    axis.axvline(0.0, color="black", linewidth=0.8)
+    axis.set_yticks(range(len(comparisons)), [c["metric"] for c in comparisons])
+    axis.set_xlabel("treatment vs control, % (confidence interval)")
+    axis.set_title(title)
+    axis.grid(alpha=0.3, axis="x")
+    _save(figure, path)

@@ -9,6 +9,7 @@
     recs openapi         the service's OpenAPI spec
     recs deploy          TF Serving config files and Kubernetes manifests
     recs consume         profile updates from the event queue (Redis Streams)
+    recs abtest          an A/B test's analysis: z-tests, Welch + CUPED, sample-ratio check
     recs recommend       recommendations for one user from the pushed models
     recs demo            all of the above on embedded defaults
 
@@ -298,6 +299,41 @@ def consume(redis_url: str, store_spec: str, catalogue_path: str, consumer: str,
         return updater.counts
 
 
+def abtest(outcomes: pathlib.Path, experiment_name: str, weights: str, out: pathlib.Path,
+           alpha: float):
+    """`recs abtest`: analyzes per-user outcomes, prints a table, writes JSON and a PNG.
+
+    Returns:
+        The `recs.experiments.Analysis`.
+    """
+    from recs.data.catalogue import read_jsonl
+    from recs.experiments import Arm, Experiment, analyze
+    from recs.plots import plot_experiment
+
+    arms = []
+    for part in weights.split(","):
+        name, _, weight = part.partition("=")
+        arms.append(Arm(name.strip(), float(weight or 1.0)))
+    analysis = analyze(Experiment(experiment_name, arms=tuple(arms)),
+                       read_jsonl(str(outcomes)), alpha)
+    report = analysis.to_dict()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"abtest_{experiment_name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_experiment(report["comparisons"], f"{experiment_name}: {analysis.arms[1]} vs "
+                    f"{analysis.arms[0]}", str(out / f"abtest_{experiment_name}.png"))
+    ratio = analysis.sample_ratio
+    print(f"{experiment_name}: users {dict(zip([a.name for a in arms], ratio.observed))}, "
+          f"sample-ratio p = {ratio.p_value:.3g}"
+          f"{'  *** SAMPLE RATIO MISMATCH: do not trust the results ***' if ratio.mismatch else ''}")
+    print(f"  {'metric':<24} {'control':>10} {'treatment':>10} {'lift':>8} "
+          f"{'CI of difference':>24} {'p':>8}")
+    for c in analysis.comparisons:
+        print(f"  {c.metric:<24} {c.control:>10.4g} {c.treatment:>10.4g} "
+              f"{100 * c.relative_lift:>7.2f}% [{c.ci_low:>10.4g}, {c.ci_high:>10.4g}] "
+              f"{c.p_value:>8.3g}{' *' if c.significant else ''}")
+    return analysis
+
+
 def openapi() -> str:
     """The service's OpenAPI spec; it depends only on the API, not on models or data."""
     from serving.config import ServiceConfig
@@ -434,6 +470,16 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("openapi", help="print the service's OpenAPI spec")
 
+    command = commands.add_parser("abtest", help="analyze an A/B test's per-user outcomes")
+    command.add_argument("--outcomes", type=pathlib.Path, required=True,
+                         help="JSON lines: arm, engaged, returned, watch_seconds "
+                              "[, pre_watch_seconds]")
+    command.add_argument("--experiment", required=True)
+    command.add_argument("--arms", default="control=1,treatment=1",
+                         help="designed split, control first")
+    command.add_argument("--alpha", type=float, default=0.05)
+    command.add_argument("--out", type=pathlib.Path, default=pathlib.Path("abtest_report"))
+
     command = commands.add_parser("consume", help="profile updates from a Redis Stream")
     command.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     command.add_argument("--store", default="demo_output/profiles.sqlite",
@@ -515,6 +561,9 @@ def main(argv: list[str] | None = None) -> int:
             print(path)
     elif args.command == "openapi":
         print(openapi(), end="")
+    elif args.command == "abtest":
+        analysis = abtest(args.outcomes, args.experiment, args.arms, args.out, args.alpha)
+        return 3 if analysis.sample_ratio.mismatch else 0
     elif args.command == "consume":
         counts = consume(args.redis, args.store, args.catalogue, args.consumer,
                          args.claim_idle_ms, args.until_idle)

@@ -1,0 +1,328 @@
+"""A/B testing: deterministic assignment, and the analysis of logged outcomes.
+
+Assignment hashes `salt:user_id` (SHA-256) into [0, 1): the same user always lands in the same
+arm of an experiment, experiments with different salts are independent, and experiments in the
+same layer own disjoint slices of the layer's users, so they never share a user. A global
+holdout sees no experiment at all.
+
+Analysis (statsmodels and SciPy):
+    engagement, retention   two-proportion z-test, CI of the difference (Newcombe's score method)
+    watch time              Welch's t-test, with CUPED variance reduction by a pre-period covariate
+    the split itself        chi-square sample-ratio-mismatch check against the designed weights
+    design                  sample size per arm for a minimum detectable effect and power
+"""
+
+import dataclasses
+import hashlib
+
+import numpy as np
+from scipy import stats
+
+from recs.config import Config, require
+
+SRM_ALPHA = 0.001
+"""p-value below which a split counts as broken (conventional for SRM checks)."""
+
+
+def unit_hash(salt: str, user_id: str) -> float:
+    """A uniform, reproducible number in [0, 1) for (salt, user)."""
+    digest = hashlib.sha256(f"{salt}:{user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm(Config):
+    name: str
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        require(bool(self.name), "arm name", "non-empty", self.name)
+        require(self.weight > 0, "arm weight", "> 0", self.weight)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment(Config):
+    """One experiment.
+
+    Attributes:
+        name: unique; also the default hashing salt.
+        arms: the variants with relative weights, control first.
+        traffic: share of its layer's users in the experiment, in (0, 1].
+        layer: experiments in one layer are mutually exclusive.
+        salt: hashing salt for the arm split; change it to reshuffle users.
+    """
+
+    name: str
+    arms: tuple[Arm, ...] = (Arm("control"), Arm("treatment"))
+    traffic: float = 1.0
+    layer: str = "default"
+    salt: str = ""
+
+    def __post_init__(self) -> None:
+        require(bool(self.name), "name", "non-empty", self.name)
+        require(len(self.arms) >= 2, "arms", "at least two (control first)", self.arms)
+        names = [arm.name for arm in self.arms]
+        require(len(set(names)) == len(names), "arms", "uniquely named", names)
+        require(0.0 < self.traffic <= 1.0, "traffic", "in (0, 1]", self.traffic)
+
+    @property
+    def weights(self) -> np.ndarray:
+        weights = np.array([arm.weight for arm in self.arms], dtype=float)
+        return weights / weights.sum()
+
+
+class Assigner:
+    """Assigns users to arms of several experiments.
+
+    Args:
+        experiments: the running experiments; per layer their traffic must sum to <= 1.
+        holdout: share of all users kept out of every experiment.
+
+    Raises:
+        ValueError: duplicate names, a layer over-subscribed, or holdout outside [0, 1).
+
+    Example:
+        assigner = Assigner([Experiment("ranker-v2")], holdout=0.05)
+        assigner.assign("u000001")  # {"ranker-v2": "treatment"} (or control, or {} if held out)
+    """
+
+    def __init__(self, experiments: list[Experiment], holdout: float = 0.0) -> None:
+        require(0.0 <= holdout < 1.0, "holdout", "in [0, 1)", holdout)
+        names = [experiment.name for experiment in experiments]
+        require(len(set(names)) == len(names), "experiment names", "unique", names)
+        self.holdout = holdout
+        self._layers: dict[str, list[tuple[float, float, Experiment]]] = {}
+        for experiment in experiments:
+            slices = self._layers.setdefault(experiment.layer, [])
+            start = slices[-1][1] if slices else 0.0
+            end = start + experiment.traffic
+            require(end <= 1.0 + 1e-9, f"traffic of layer {experiment.layer!r}",
+                    "at most 1 in total", round(end, 6))
+            slices.append((start, end, experiment))
+
+    def assign(self, user_id: str) -> dict[str, str]:
+        """{experiment name: arm name} for every experiment the user is in."""
+        if unit_hash("__holdout__", user_id) < self.holdout:
+            return {}
+        assigned = {}
+        for layer, slices in self._layers.items():
+            position = unit_hash(f"__layer__:{layer}", user_id)
+            for start, end, experiment in slices:
+                if start <= position < end:
+                    draw = unit_hash(experiment.salt or experiment.name, user_id)
+                    index = int(np.searchsorted(np.cumsum(experiment.weights), draw,
+                                                side="right"))
+                    assigned[experiment.name] = experiment.arms[min(index,
+                                                                    len(experiment.arms) - 1)].name
+                    break
+        return assigned
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Treatment against control on one metric."""
+
+    metric: str
+    control: float
+    treatment: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    alpha: float
+    n_control: int
+    n_treatment: int
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < self.alpha
+
+    @property
+    def relative_lift(self) -> float:
+        return self.difference / self.control if self.control else float("nan")
+
+
+def compare_proportions(metric: str, successes: tuple[int, int], totals: tuple[int, int],
+                        alpha: float = 0.05) -> Comparison:
+    """Two-proportion z-test (pooled variance) of treatment against control.
+
+    Args:
+        successes: (control, treatment) counts, e.g. engaged sessions or returning users.
+        totals: (control, treatment) sample sizes.
+
+    Raises:
+        ValueError: a total is zero or a count exceeds its total.
+    """
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+
+    for count, total in zip(successes, totals):
+        require(total > 0 and 0 <= count <= total, "successes/totals",
+                "0 <= successes <= totals and totals > 0", (successes, totals))
+    _, p_value = proportions_ztest([successes[1], successes[0]], [totals[1], totals[0]])
+    low, high = confint_proportions_2indep(successes[1], totals[1], successes[0], totals[0],
+                                           method="newcomb", alpha=alpha)
+    control, treatment = successes[0] / totals[0], successes[1] / totals[1]
+    return Comparison(metric, control, treatment, treatment - control, float(low),
+                      float(high), float(np.nan_to_num(p_value, nan=1.0)), alpha,
+                      totals[0], totals[1])
+
+
+def compare_means(metric: str, control: np.ndarray, treatment: np.ndarray,
+                  alpha: float = 0.05) -> Comparison:
+    """Welch's t-test (unequal variances) of treatment's mean against control's.
+
+    Raises:
+        ValueError: an arm has fewer than two observations.
+    """
+    control, treatment = np.asarray(control, float), np.asarray(treatment, float)
+    require(len(control) >= 2 and len(treatment) >= 2, "arms", "at least two observations each",
+            (len(control), len(treatment)))
+    result = stats.ttest_ind(treatment, control, equal_var=False)
+    low, high = result.confidence_interval(confidence_level=1 - alpha)
+    return Comparison(metric, float(control.mean()), float(treatment.mean()),
+                      float(treatment.mean() - control.mean()), float(low), float(high),
+                      float(result.pvalue), alpha, len(control), len(treatment))
+
+
+def cuped(values: tuple[np.ndarray, np.ndarray], covariates: tuple[np.ndarray, np.ndarray]
+          ) -> tuple[np.ndarray, np.ndarray, float]:
+    """CUPED: subtracts theta * (covariate - its mean) from each value, with theta fitted on
+    both arms pooled, so the arms' difference is unbiased and its variance shrinks by the
+    squared correlation between metric and covariate.
+
+    Args:
+        values: (control, treatment) in-experiment metric, e.g. watch time.
+        covariates: the same users' pre-experiment metric.
+
+    Returns:
+        (adjusted control, adjusted treatment, theta).
+
+    Raises:
+        ValueError: values and covariates differ in length, or the covariate is constant.
+    """
+    for value, covariate in zip(values, covariates):
+        require(len(value) == len(covariate), "covariates", "one per value",
+                (len(value), len(covariate)))
+    y = np.concatenate(values).astype(float)
+    x = np.concatenate(covariates).astype(float)
+    require(x.var() > 0, "covariates", "not constant", float(x.var()))
+    theta = float(np.cov(y, x, ddof=1)[0, 1] / x.var(ddof=1))
+    mean = x.mean()
+    return (np.asarray(values[0], float) - theta * (np.asarray(covariates[0], float) - mean),
+            np.asarray(values[1], float) - theta * (np.asarray(covariates[1], float) - mean),
+            theta)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleRatio:
+    observed: tuple[int, ...]
+    expected_share: tuple[float, ...]
+    p_value: float
+
+    @property
+    def mismatch(self) -> bool:
+        return self.p_value < SRM_ALPHA
+
+
+def sample_ratio_check(counts: list[int], weights: list[float]) -> SampleRatio:
+    """Chi-square goodness of fit of the arms' user counts to the designed split.
+
+    Raises:
+        ValueError: counts and weights differ in length, or no users at all.
+    """
+    require(len(counts) == len(weights) >= 2, "counts/weights", "equal lengths >= 2",
+            (counts, weights))
+    total = sum(counts)
+    require(total > 0, "counts", "> 0 in total", counts)
+    shares = np.asarray(weights, float) / np.sum(weights)
+    _, p_value = stats.chisquare(counts, f_exp=shares * total)
+    return SampleRatio(tuple(counts), tuple(float(s) for s in shares), float(p_value))
+
+
+def sample_size_proportions(baseline: float, minimum_effect: float, alpha: float = 0.05,
+                            power: float = 0.8) -> int:
+    """Users per arm to detect an absolute change `minimum_effect` of a rate `baseline`
+    (two-sided z-test, equal arms)."""
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
+    require(0 < baseline < 1 and 0 < baseline + minimum_effect < 1 and minimum_effect != 0,
+            "baseline/minimum_effect", "rates inside (0, 1) that differ", (baseline,
+                                                                           minimum_effect))
+    effect = proportion_effectsize(baseline + minimum_effect, baseline)
+    return int(np.ceil(NormalIndPower().solve_power(abs(effect), alpha=alpha, power=power)))
+
+
+def sample_size_means(std: float, minimum_effect: float, alpha: float = 0.05,
+                      power: float = 0.8) -> int:
+    """Users per arm to detect a change `minimum_effect` of a mean with standard deviation
+    `std` (two-sided t-test, equal arms)."""
+    from statsmodels.stats.power import TTestIndPower
+
+    require(std > 0 and minimum_effect != 0, "std/minimum_effect", "std > 0, effect != 0",
+            (std, minimum_effect))
+    return int(np.ceil(TTestIndPower().solve_power(abs(minimum_effect) / std, alpha=alpha,
+                                                   power=power)))
+
+
+BINARY_METRICS = ("engaged", "returned")
+"""Per-user 0/1 outcomes compared with the two-proportion z-test."""
+CONTINUOUS_METRIC = "watch_seconds"
+COVARIATE = "pre_watch_seconds"
+"""Optional per-user pre-experiment watch time; when present, watch time is CUPED-adjusted."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    """One experiment's result: the split check and one comparison per metric."""
+
+    experiment: str
+    arms: tuple[str, str]
+    sample_ratio: SampleRatio
+    comparisons: list[Comparison]
+
+    def to_dict(self) -> dict:
+        return {"experiment": self.experiment, "arms": list(self.arms),
+                "sample_ratio": {**dataclasses.asdict(self.sample_ratio),
+                                 "mismatch": self.sample_ratio.mismatch},
+                "comparisons": [{**dataclasses.asdict(c), "significant": c.significant,
+                                 "relative_lift": c.relative_lift} for c in self.comparisons]}
+
+
+def analyze(experiment: Experiment, rows: list[dict], alpha: float = 0.05) -> Analysis:
+    """Compares the first two arms of `experiment` on per-user outcome rows.
+
+    Args:
+        rows: one per user: {"arm", "engaged", "returned", "watch_seconds"} and optionally
+            "pre_watch_seconds"; metrics a row lacks are skipped for all.
+        alpha: significance level.
+
+    Raises:
+        ValueError: a row names an arm the experiment does not have, or an arm is empty.
+    """
+    names = [arm.name for arm in experiment.arms]
+    unknown = sorted({row["arm"] for row in rows} - set(names))
+    require(not unknown, "rows' arms", f"among {names}", unknown)
+    by_arm = {name: [row for row in rows if row["arm"] == name] for name in names}
+    counts = [len(by_arm[name]) for name in names]
+    ratio = sample_ratio_check(counts, [arm.weight for arm in experiment.arms])
+    control, treatment = by_arm[names[0]], by_arm[names[1]]
+    require(bool(control) and bool(treatment), "arms", "non-empty", counts[:2])
+    comparisons = []
+    for metric in BINARY_METRICS:
+        if all(metric in row for row in rows):
+            comparisons.append(compare_proportions(
+                metric, (sum(int(r[metric]) for r in control),
+                         sum(int(r[metric]) for r in treatment)),
+                (len(control), len(treatment)), alpha))
+    if all(CONTINUOUS_METRIC in row for row in rows):
+        values = (np.array([r[CONTINUOUS_METRIC] for r in control], float),
+                  np.array([r[CONTINUOUS_METRIC] for r in treatment], float))
+        comparisons.append(compare_means(CONTINUOUS_METRIC, *values, alpha=alpha))
+        if all(COVARIATE in row for row in rows):
+            adjusted_control, adjusted_treatment, _ = cuped(
+                values, (np.array([r[COVARIATE] for r in control], float),
+                         np.array([r[COVARIATE] for r in treatment], float)))
+            comparisons.append(compare_means(f"{CONTINUOUS_METRIC} (CUPED)", adjusted_control,
+                                             adjusted_treatment, alpha))
+    return Analysis(experiment.name, (names[0], names[1]), ratio, comparisons)
