@@ -50,7 +50,9 @@ def _coerce(hint: Any, value: Any) -> Any:
     if isinstance(hint, type) and issubclass(hint, Config) and isinstance(value, dict):
         return hint.from_dict(value)
     if typing.get_origin(hint) is tuple and isinstance(value, list):
-        return tuple(value)
+        items = typing.get_args(hint)
+        item = items[0] if len(items) == 2 and items[1] is Ellipsis else None
+        return tuple(_coerce(item, v) if item is not None else v for v in value)
     return value
 
 

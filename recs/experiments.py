@@ -32,8 +32,12 @@ def unit_hash(salt: str, user_id: str) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Arm(Config):
+    """One variant: a name, a relative weight, and the settings it changes (what they mean is
+    up to the system running the experiment, e.g. the service's `diversity`)."""
+
     name: str
     weight: float = 1.0
+    settings: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         require(bool(self.name), "arm name", "non-empty", self.name)
@@ -102,6 +106,10 @@ class Assigner:
 
     def assign(self, user_id: str) -> dict[str, str]:
         """{experiment name: arm name} for every experiment the user is in."""
+        return {name: arm.name for name, arm in self.arms(user_id).items()}
+
+    def arms(self, user_id: str) -> dict[str, Arm]:
+        """{experiment name: arm} for every experiment the user is in."""
         if unit_hash("__holdout__", user_id) < self.holdout:
             return {}
         assigned = {}
@@ -113,7 +121,7 @@ class Assigner:
                     index = int(np.searchsorted(np.cumsum(experiment.weights), draw,
                                                 side="right"))
                     assigned[experiment.name] = experiment.arms[min(index,
-                                                                    len(experiment.arms) - 1)].name
+                                                                    len(experiment.arms) - 1)]
                     break
         return assigned
 

@@ -10,6 +10,7 @@ import dataclasses
 import os
 
 from recs.config import Config, require
+from recs.experiments import Assigner, Experiment
 
 SERVED_MODELS = ("ranker", "retrieval", "retrieval_exact", "towers")
 """Every model the pipeline pushes; `retrieval` (ScaNN) needs a server with ScaNN's ops."""
@@ -18,6 +19,8 @@ STOCK_SERVABLE = ("ranker", "retrieval_exact", "towers")
 """The models the stock `tensorflow/serving` image can load (no custom ops)."""
 
 PROTOCOLS = ("rest", "grpc")
+ARM_SETTINGS = ("diversity", "exploration")
+"""What an experiment arm may change in the service."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,11 @@ class ServiceConfig(Config):
         served_log: JSON-lines file of every served list (the feedback loop's input); empty
             logs through the `recs.served` logger only.
         status_refresh_s: how often model versions and readiness are re-read.
+        exploration: epsilon of the exploration slots (0 = none); each shown title's
+            propensity is logged either way.
+        experiments: running A/B tests; an arm's `settings` may set `diversity` and
+            `exploration` for its users. The response names each user's arms.
+        holdout: share of users kept out of every experiment.
     """
 
     model_server: str = "http://127.0.0.1:8501"
@@ -57,9 +65,21 @@ class ServiceConfig(Config):
     store: str = "demo_output/profiles.sqlite"
     served_log: str = ""
     status_refresh_s: float = 1.0
+    exploration: float = 0.0
+    experiments: tuple[Experiment, ...] = ()
+    holdout: float = 0.0
 
     def __post_init__(self) -> None:
         require(self.protocol in PROTOCOLS, "protocol", f"one of {PROTOCOLS}", self.protocol)
+        require(0.0 <= self.exploration <= 1.0, "exploration", "in [0, 1]", self.exploration)
+        for experiment in self.experiments:
+            for arm in experiment.arms:
+                unknown = sorted(set(arm.settings) - set(ARM_SETTINGS))
+                require(not unknown, f"settings of arm {arm.name!r}",
+                        f"among {ARM_SETTINGS}", unknown)
+                require(all(0.0 <= v <= 1.0 for v in arm.settings.values()),
+                        f"settings of arm {arm.name!r}", "in [0, 1]", arm.settings)
+        Assigner(list(self.experiments), self.holdout)  # Validates layers and holdout.
         require(bool(self.model_server), "model_server", "a URL or host:port",
                 self.model_server)
         require(self.model_timeout_ms > 0, "model_timeout_ms", "> 0", self.model_timeout_ms)

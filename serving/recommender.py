@@ -13,6 +13,7 @@ import numpy as np
 
 from recs import features as F
 from recs.data.catalogue import read_jsonl
+from recs.exploration import epsilon_greedy_slot
 from recs.index import CATALOGUE_ASSET, merge_top_k
 from recs.types import JsonDict
 from serving.client import ModelServerError, PredictClient
@@ -36,6 +37,33 @@ class Recommendation:
     """P(engaged) from the ranker; None for a popularity fallback."""
     retrieval_score: float | None
     genre: str
+    propensity: float = 1.0
+    """Probability the policy had of showing this title in this slot (for off-policy
+    evaluation); below 1 only when exploration was on."""
+    explored: bool = False
+
+
+def explore(chosen: list[Recommendation], pool: list[Recommendation], epsilon: float,
+            rng: np.random.Generator) -> list[Recommendation]:
+    """Epsilon-greedy exploration slots: each slot keeps its title with probability
+    1 - epsilon, else shows a uniformly drawn title from `pool` (candidates the ranker placed
+    lower, fresh titles among them); every item carries its propensity.
+
+    Raises:
+        ValueError: epsilon outside [0, 1].
+    """
+    remaining = list(pool)
+    shown = []
+    for item in chosen:
+        slot = epsilon_greedy_slot(item.title_id, [p.title_id for p in remaining], epsilon,
+                                   rng)
+        if slot.explored and slot.title_id != item.title_id:
+            picked = next(p for p in remaining if p.title_id == slot.title_id)
+            remaining.remove(picked)
+            item = picked
+        shown.append(dataclasses.replace(item, propensity=slot.propensity,
+                                         explored=slot.explored))
+    return shown
 
 
 @dataclasses.dataclass
@@ -177,12 +205,15 @@ class Recommender:
 
     def recommend_detailed(self, user_id: str, k: int = 10, device_type: str = "tv",
                            hour: int = 20, diversity: float = 0.0,
-                           timeout: float | None = None) -> ServedList:
-        """`recommend`, with model versions, stage timings, an optional genre re-rank and a
-        time budget for the model calls.
+                           timeout: float | None = None, exploration: float = 0.0,
+                           rng: np.random.Generator | None = None) -> ServedList:
+        """`recommend`, with model versions, stage timings, an optional genre re-rank,
+        exploration slots and a time budget for the model calls.
 
         Args:
             timeout: seconds for both model calls together; None uses the client's own.
+            exploration: epsilon of the exploration slots (0 = none).
+            rng: draws the exploration; seed it per request to replay a list.
 
         Raises:
             ValueError: `k`, `hour` or `diversity` out of range.
@@ -224,7 +255,12 @@ class Recommender:
                                 retrieval_score=candidates[i][1],
                                 genre=str(candidates[i][2][F.GENRE])) for i in order]
         stage_ms["ranking"] = 1000.0 * (time.perf_counter() - mark)
-        return ServedList(diversify(items, k, diversity), versions, stage_ms, len(candidates))
+        chosen = diversify(items, k, diversity)
+        if exploration > 0:
+            shown = {item.title_id for item in chosen}
+            chosen = explore(chosen, [i for i in items if i.title_id not in shown], exploration,
+                             rng or np.random.default_rng())
+        return ServedList(chosen, versions, stage_ms, len(candidates))
 
     def popular(self, user_id: str, k: int = 10) -> ServedList:
         """The fallback list: the most popular titles the user has not finished (no model

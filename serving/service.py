@@ -21,7 +21,10 @@ import time
 import uuid
 from typing import Literal
 
+import numpy as np
+
 from recs import features as F
+from recs.experiments import Assigner
 from serving.client import ModelServerError
 from serving.config import ServiceConfig
 from serving.recommender import Recommender, ServedList, UnknownUserError
@@ -65,6 +68,9 @@ class Item(pydantic.BaseModel):
     score: float | None = pydantic.Field(
         description="The ranker's engagement probability; null in a popularity fallback.")
     retrieval_score: float | None
+    propensity: float = pydantic.Field(
+        description="Probability the policy had of showing this title in this slot.")
+    explored: bool
 
 
 class RecommendationResponse(pydantic.BaseModel):
@@ -72,6 +78,8 @@ class RecommendationResponse(pydantic.BaseModel):
     user_id: str
     items: list[Item]
     model_versions: dict[str, int | None]
+    experiments: dict[str, str] = pydantic.Field(
+        description="The user's arm in each running A/B test.")
     fallback: str | None = pydantic.Field(
         description="Why the list came from the popularity fallback; null when it did not.")
     candidates: int
@@ -181,12 +189,13 @@ class _TooLarge(Exception):
 
 
 def _served_line(request_id: str, request: RecommendationRequest, hour: int,
-                 served: ServedList, fallback: str | None) -> str:
+                 served: ServedList, fallback: str | None, arms: dict[str, str]) -> str:
     return json.dumps({
         "ts": time.time(), "request_id": request_id, "user_id": request.user_id,
         "device_type": request.context.device_type, "hour": hour, "k": request.k,
-        "fallback": fallback, "model_versions": served.versions,
-        "items": [{"title_id": item.title_id, "score": item.score, "position": position}
+        "fallback": fallback, "model_versions": served.versions, "experiments": arms,
+        "items": [{"title_id": item.title_id, "score": item.score, "position": position,
+                   "propensity": item.propensity, "explored": item.explored}
                   for position, item in enumerate(served.items)]})
 
 
@@ -205,6 +214,7 @@ def create_app(recommender: Recommender, config: ServiceConfig,
     status = status or ModelStatus(recommender, (config.retrieval_model, config.ranker_model),
                                    config.status_refresh_s, config.model_timeout_ms / 1000.0)
     metrics = _Metrics()
+    assigner = Assigner(list(config.experiments), config.holdout)
     log_lock = threading.Lock()
     app = fastapi.FastAPI(
         title="recs recommendation service", version=API_VERSION,
@@ -237,11 +247,18 @@ def create_app(recommender: Recommender, config: ServiceConfig,
             metrics.requests.labels("invalid").inc()
             return _error(422, f"k must be at most {config.max_k}; received {request.k}")
         fallback = None
+        arms = assigner.arms(request.user_id)
+        settings = {"diversity": request.diversity, "exploration": config.exploration}
+        for arm in arms.values():
+            settings.update(arm.settings)
         try:
             served = recommender.recommend_detailed(
                 request.user_id, k=request.k, device_type=request.context.device_type,
-                hour=hour, diversity=request.diversity,
-                timeout=config.model_timeout_ms / 1000.0)
+                hour=hour, diversity=settings["diversity"],
+                timeout=config.model_timeout_ms / 1000.0,
+                exploration=settings["exploration"],
+                # Seeded by the request id, so a logged list can be replayed exactly.
+                rng=np.random.default_rng(int(request_id[:16], 16)))
         except UnknownUserError as error:
             metrics.requests.labels("unknown_user").inc()
             return _error(404, str(error))
@@ -258,12 +275,15 @@ def create_app(recommender: Recommender, config: ServiceConfig,
         versions = status.versions() if fallback is None else {}
         served.versions.update({model: version for model, version in versions.items()
                                 if served.versions.get(model) is None})
-        write_served(_served_line(request_id, request, hour, served, fallback))
+        arm_names = {name: arm.name for name, arm in arms.items()}
+        write_served(_served_line(request_id, request, hour, served, fallback, arm_names))
         return RecommendationResponse(
             request_id=request_id, user_id=request.user_id,
             items=[Item(title_id=item.title_id, genre=item.genre, score=item.score,
-                        retrieval_score=item.retrieval_score) for item in served.items],
-            model_versions=served.versions, fallback=fallback, candidates=served.candidates,
+                        retrieval_score=item.retrieval_score, propensity=item.propensity,
+                        explored=item.explored) for item in served.items],
+            model_versions=served.versions, experiments=arm_names, fallback=fallback,
+            candidates=served.candidates,
             timings_ms={stage: round(ms, 3) for stage, ms in served.stage_ms.items()})
 
     @app.get("/healthz")

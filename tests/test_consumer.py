@@ -172,7 +172,7 @@ def test_the_next_recommendation_reflects_a_new_watch(server, tiny_world, redis_
     durations = {row[F.TITLE_ID]: float(row[F.DURATION_SECONDS])
                  for row in read_jsonl(str(tiny_world.raw / "titles.jsonl"))}
     app = create_app(Recommender(RestClient(server.rest_url), store, catalogue),
-                     ServiceConfig())
+                     ServiceConfig(model_timeout_ms=30_000))
     user = tiny_world.records[0][F.USER_ID]
     stop = threading.Event()
     updater = ProfileUpdater(client, store, durations)

@@ -29,7 +29,10 @@ def catalogue(tiny_world):
 
 
 def _app(client, store, catalogue, tmp_path, **overrides):
-    config = ServiceConfig(served_log=str(tmp_path / "served.jsonl"), **overrides)
+    # A generous model budget: these tests check answers, and a loaded CI machine once took
+    # over a second for one call (the fallback test sets its own short budget).
+    config = ServiceConfig(**{"served_log": str(tmp_path / "served.jsonl"),
+                              "model_timeout_ms": 30_000, **overrides})
     return create_app(Recommender(client, store, catalogue), config)
 
 
@@ -192,3 +195,44 @@ def test_fuzzing_against_the_openapi_spec_finds_no_5xx_or_schema_violation(api):
 
         fuzz()
     assert len(calls) >= 40 and any(400 <= code < 500 for code in calls)
+
+
+def test_arms_tag_responses_change_settings_and_exploration_logs_propensities(
+        server, store, catalogue, tiny_world, tmp_path):
+    from recs.experiments import Arm, Assigner, Experiment
+
+    experiment = Experiment("diverse", arms=(Arm("control"),
+                                             Arm("treatment", settings={"diversity": 1.0})))
+    app = _app(RestClient(server.rest_url), store, catalogue, tmp_path,
+               experiments=(experiment,), exploration=0.5)
+    users = sorted({r[F.USER_ID] for r in tiny_world.records})[:12]
+    assigner = Assigner([experiment])
+    with TestClient(app) as api:
+        bodies = [api.post("/v1/recommendations", json={"user_id": u, "k": 4}).json()
+                  for u in users]
+    for user, body in zip(users, bodies):
+        arm = assigner.assign(user)["diverse"]
+        assert body["experiments"] == {"diverse": arm}
+        for item in body["items"]:
+            # Kept: 1 - epsilon; explored: epsilon over the pool of lower-ranked candidates.
+            assert item["propensity"] == pytest.approx(0.5) or (
+                item["explored"] and 0 < item["propensity"] < 0.5)
+        if arm == "treatment" and not any(i["explored"] for i in body["items"]):
+            genres = [item["genre"] for item in body["items"]]
+            assert len(set(genres)) == len(genres)  # Diversity 1: no genre twice.
+    assert any(item["explored"] for body in bodies for item in body["items"])
+    logged = [json.loads(line) for line in (tmp_path / "served.jsonl").read_text().splitlines()]
+    assert [line["experiments"] for line in logged] == [b["experiments"] for b in bodies]
+    assert all("propensity" in item for line in logged for item in line["items"])
+
+
+def test_arm_settings_the_service_does_not_know_are_refused():
+    from recs.experiments import Arm, Experiment
+
+    with pytest.raises(ValueError, match=r"settings of arm 'b' must be among \('diversity', "
+                                         r"'exploration'\); received \['temperature'\]"):
+        ServiceConfig(experiments=(Experiment("x", arms=(
+            Arm("a"), Arm("b", settings={"temperature": 0.5}))),))
+    config = ServiceConfig(experiments=(Experiment("x", arms=(
+        Arm("a"), Arm("b", settings={"diversity": 0.5}))),))
+    assert ServiceConfig.from_json(config.to_json()) == config  # Round-trips nested configs.
