@@ -30,7 +30,7 @@ EXTRAS = {
         "kfp>=2.0,<3",
     ],
     "serving": ["tensorflow-serving-api==2.16.1", "grpcio>=1.60", "redis>=5", "fastapi>=0.110",
-                "uvicorn>=0.29", "prometheus-client>=0.20", "pyyaml>=6"],
+                "uvicorn>=0.29", "prometheus-client>=0.20", "pyyaml>=6", "urllib3>=1.26"],
     "test": ["pytest>=8", "pytest-timeout>=2", "schemathesis>=4"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})

@@ -4,8 +4,6 @@ and to a real `tensorflow/serving` deployment.
 
 import base64
 import json
-import urllib.error
-import urllib.request
 from typing import Any, Mapping, Protocol
 
 import grpc
@@ -74,10 +72,15 @@ class RestClient:
         timeout: seconds per request.
     """
 
-    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 5.0, connections: int = 32) -> None:
+        import urllib3
+
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._output_names: dict[tuple[str, int | None, str], str] = {}
+        # Keep-alive connections: a new TCP connection (and a new server thread) per call
+        # would cost more than a small model call.
+        self._pool = urllib3.PoolManager(maxsize=connections, block=False, retries=False)
 
     def _model_url(self, model: str, version: int | None) -> str:
         url = f"{self.base_url}/v1/models/{model}"
@@ -85,27 +88,29 @@ class RestClient:
 
     def _call(self, url: str, body: dict[str, Any] | None = None,
               timeout: float | None = None) -> dict[str, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data,
-                                         headers={"Content-Type": "application/json"})
+        import urllib3
+
         try:
-            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            text = error.read().decode(errors="replace")
+            response = self._pool.request(
+                "GET" if body is None else "POST", url,
+                body=None if body is None else json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+                timeout=urllib3.Timeout(total=timeout or self.timeout))
+        except urllib3.exceptions.NewConnectionError as error:
+            # Checked first: urllib3 1.26 derives it from ConnectTimeoutError.
+            raise ModelServerError("UNAVAILABLE", str(error)) from error
+        except (urllib3.exceptions.TimeoutError, TimeoutError) as error:
+            raise ModelServerError("DEADLINE_EXCEEDED", str(error)) from error
+        except (urllib3.exceptions.HTTPError, ConnectionError) as error:
+            raise ModelServerError("UNAVAILABLE", str(error)) from error
+        text = response.data.decode(errors="replace")
+        if response.status != 200:
             try:
                 message = json.loads(text).get("error", text)
             except ValueError:
                 message = text
-            raise ModelServerError(error.code, message) from error
-        except TimeoutError as error:
-            raise ModelServerError("DEADLINE_EXCEEDED", str(error)) from error
-        except urllib.error.URLError as error:
-            code = ("DEADLINE_EXCEEDED" if isinstance(error.reason, TimeoutError)
-                    else "UNAVAILABLE")
-            raise ModelServerError(code, str(error)) from error
-        except ConnectionError as error:
-            raise ModelServerError("UNAVAILABLE", str(error)) from error
+            raise ModelServerError(response.status, message)
+        return json.loads(text)
 
     def predict(self, model: str, inputs: Inputs, signature: str = "",
                 version: int | None = None, timeout: float | None = None

@@ -16,7 +16,7 @@ in-process (query tower + ScaNN search + ranking the candidates, no HTTP, no JSO
 
 Needs a workdir with pushed models and a profile store: `make demo` (or `recs demo`) first.
 
-    python benchmarks/serving.py --workdir demo_output --rate 100 --seconds 30
+    python benchmarks/serving_latency.py --workdir demo_output --rates 25,50,100 --seconds 30
 """
 
 import argparse
@@ -63,14 +63,23 @@ def _wait_http(url: str, seconds: float = 180.0) -> None:
     raise RuntimeError(f"{url} did not become ready in {seconds} s")
 
 
-def _post(url: str, body: dict, timeout: float = 10.0) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+_POOL = None
+
+
+def _post(url: str, body: dict, timeout: float = 30.0) -> tuple[int, dict]:
+    """POST on a keep-alive connection (one pool per process)."""
+    global _POOL
+    import urllib3
+
+    if _POOL is None:
+        _POOL = urllib3.PoolManager(maxsize=128, retries=False)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, {}
+        response = _POOL.request("POST", url, body=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"},
+                                 timeout=urllib3.Timeout(total=timeout))
+    except urllib3.exceptions.HTTPError:
+        return 0, {}
+    return response.status, json.loads(response.data) if response.status == 200 else {}
 
 
 def _load(url: str, users: list[str], rate: float, seconds: float, queue) -> None:
@@ -79,17 +88,18 @@ def _load(url: str, users: list[str], rate: float, seconds: float, queue) -> Non
     start = time.perf_counter() + 0.5
     results = []
 
-    def one(i: int) -> tuple[float, float, int, dict]:
+    def one(i: int) -> tuple[float, float, int, dict, float]:
         due = start + i / rate
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
         status, body = _post(url, {"user_id": users[i % len(users)], "k": 10,
                                    "context": {"device_type": "tv", "hour": 20}})
-        return due - start, 1000.0 * (time.perf_counter() - due), status, body.get(
-            "timings_ms", {})
+        done = time.perf_counter()
+        return due - start, 1000.0 * (done - due), status, body.get("timings_ms", {}), \
+            done - start
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=128) as pool:
         for item in pool.map(one, range(total)):
             results.append(item)
     queue.put(results)
@@ -105,7 +115,7 @@ def run_load(url: str, users: list[str], rate: float, seconds: float) -> list[tu
     return results
 
 
-def summarize(results: list[tuple], seconds: float) -> dict:
+def summarize(results: list[tuple], rate: float) -> dict:
     latencies = sorted(r[1] for r in results)
     ok = [r for r in results if r[2] == 200]
     stages = {}
@@ -113,8 +123,9 @@ def summarize(results: list[tuple], seconds: float) -> dict:
         values = [r[3][stage] for r in ok if stage in r[3]]
         if values:
             stages[stage] = statistics.median(values)
-    return {"requests": len(results), "failed": len(results) - len(ok),
-            "throughput_rps": len(ok) / seconds,
+    wall = max(r[4] for r in results)
+    return {"target_rps": rate, "requests": len(results), "failed": len(results) - len(ok),
+            "throughput_rps": len(ok) / wall,
             "p50_ms": float(np.percentile(latencies, 50)),
             "p99_ms": float(np.percentile(latencies, 99)),
             "max_ms": latencies[-1], "stage_median_ms": stages}
@@ -149,13 +160,15 @@ def in_process(workdir: pathlib.Path, users: list[str], repeats: int) -> dict:
     def recommend(user: str) -> tuple[float, float, int]:
         start = time.perf_counter()
         features = query(user)
-        found = retrieval(**{k: tf.constant(v) for k, v in features.items()})
+        found = retrieval(**{k: tf.constant(v, dtype=F.RAW_FEATURE_DTYPES[k])
+                             for k, v in features.items()})
         titles = [t.decode() for t in found["title_ids"].numpy()[0]]
         mid = time.perf_counter()
         rows = [catalogue[t] for t in titles if t in catalogue]
-        batch = {k: tf.constant(np.repeat(v, len(rows))) for k, v in features.items()}
+        batch = {k: np.repeat(v, len(rows)) for k, v in features.items()}
         for key in F.CANDIDATE_FEATURES:
-            batch[key] = tf.constant([row[key] for row in rows])
+            batch[key] = [row[key] for row in rows]
+        batch = {k: tf.constant(v, dtype=F.RAW_FEATURE_DTYPES[k]) for k, v in batch.items()}
         ranker(**batch)["probability"].numpy()
         end = time.perf_counter()
         return 1000.0 * (end - start), 1000.0 * (mid - start), len(rows)
@@ -207,7 +220,14 @@ def freshness(service_url: str, workdir: pathlib.Path, users: list[str], trials:
                  for line in (workdir / "raw" / "titles.jsonl").read_text().splitlines()}
     seconds = []
     try:
-        time.sleep(8)  # The consumer process imports TensorFlow before it reads.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # The consumer imports TensorFlow, then joins.
+            try:
+                if any(group["consumers"] for group in client.xinfo_groups("recs:events")):
+                    break
+            except redis.ResponseError:
+                pass  # No stream yet.
+            time.sleep(0.2)
         for trial in range(trials):
             user = users[-(trial + 1)]
             status, body = _post(f"{service_url}/v1/recommendations", {"user_id": user, "k": 10})
@@ -235,7 +255,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"))
-    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--rates", type=lambda text: [float(r) for r in text.split(",")],
+                        default=[25.0, 50.0, 100.0])
+    parser.add_argument("--swap-rate", type=float, default=25.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--freshness-trials", type=int, default=10)
     args = parser.parse_args()
@@ -270,23 +292,26 @@ def main() -> None:
             services.append(service)
             url = f"http://127.0.0.1:{port}"
             _wait_http(f"{url}/readyz")
-            run_load(f"{url}/v1/recommendations", users, args.rate, 5)  # Warm up.
-            results = run_load(f"{url}/v1/recommendations", users, args.rate, args.seconds)
-            figures[f"service_{protocol}"] = summarize(results, args.seconds)
-            print(protocol, json.dumps(figures[f"service_{protocol}"]), flush=True)
+            run_load(f"{url}/v1/recommendations", users, 20, 5)  # Warm up.
+            figures[f"service_{protocol}"] = []
+            for rate in args.rates:
+                results = run_load(f"{url}/v1/recommendations", users, rate, args.seconds)
+                figures[f"service_{protocol}"].append(summarize(results, rate))
+                print(protocol, json.dumps(figures[f"service_{protocol}"][-1]), flush=True)
+                time.sleep(2)  # Let queues drain between rates.
 
         # Swap: push a new ranker version mid-run on the gRPC service.
         url = f"http://127.0.0.1:{port}/v1/recommendations"
         holder: dict = {}
         loader = threading.Thread(target=lambda: holder.update(
-            results=run_load(url, users, args.rate, args.seconds)))
+            results=run_load(url, users, args.swap_rate, args.seconds)))
         loader.start()
         time.sleep(args.seconds / 3)
         swap_at = time.perf_counter()
         new_version = _push_copy(work / "serving", "ranker")
         loader.join()
         results = holder["results"]
-        figures["swap"] = {**summarize(results, args.seconds), "new_version": new_version,
+        figures["swap"] = {**summarize(results, args.swap_rate), "new_version": new_version,
                            "pushed_after_s": round(swap_at - started, 1)}
         # Requests scheduled in the 5 s after the push (loading and warming take place then).
         push_offset = args.seconds / 3 + 0.5
@@ -302,17 +327,20 @@ def main() -> None:
         model_server.terminate()
     shutil.rmtree(work, ignore_errors=True)
 
+    def at(protocol: str, rate: float) -> dict:
+        return next(f for f in figures[f"service_{protocol}"] if f["target_rps"] == rate)
+
+    steady = at("grpc", args.swap_rate)
     ratios = {
-        "rest_p50_over_in_process_p50":
-            figures["service_rest"]["p50_ms"] / peer["p50_ms"],
-        "grpc_p50_over_in_process_p50":
-            figures["service_grpc"]["p50_ms"] / peer["p50_ms"],
-        "swap_p99_over_steady_grpc_p99":
-            figures["swap"]["p99_ms"] / figures["service_grpc"]["p99_ms"],
+        **{f"{protocol}_p50_at_{rate:g}rps_over_in_process_p50":
+           at(protocol, rate)["p50_ms"] / peer["p50_ms"]
+           for protocol in ("rest", "grpc") for rate in args.rates},
+        "swap_p99_over_steady_grpc_p99": figures["swap"]["p99_ms"] / steady["p99_ms"],
     }
     path = write_result(
         "serving",
-        {"rate_rps": args.rate, "seconds": args.seconds, "users": len(users),
+        {"rates_rps": args.rates, "swap_rate_rps": args.swap_rate, "seconds": args.seconds,
+         "users": len(users),
          "catalogue": sum(1 for _ in (source / "raw" / "titles.jsonl").open()),
          "processes": "model server, service, load generator, consumer on one 2-core machine",
          "goal": "p99 <= 25 ms at 100 rps; service p50 <= 2x in-process; swap p99 <= 2x"},
