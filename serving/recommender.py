@@ -165,12 +165,15 @@ class Recommender:
         fresh = self.fresh.search(retrieved["query_embedding"][0], len(indexed))
         return merge_top_k(indexed, fresh, len(indexed), exclude=self.fresh.taken_down)
 
-    def _query(self, user_id: str, device_type: str, hour: int) -> dict[str, list]:
+    def _query(self, user_id: str, device_type: str, hour: int,
+               profile: JsonDict | None = None) -> dict[str, list]:
         if not 0 <= hour < F.HOURS_PER_DAY:
             raise ValueError(f"hour must be between 0 and 23; received {hour}.")
-        profile = self.store.profile(user_id)
+        profile = self.store.profile(user_id) or profile
         if profile is None:
-            raise UnknownUserError(f"unknown user_id {user_id!r}: no profile in the store.")
+            raise UnknownUserError(f"unknown user_id {user_id!r}: no profile in the store; "
+                                   "a user who just signed up can send their profile with "
+                                   "the request.")
         return {F.USER_ID: [user_id], F.AGE: [int(profile[F.AGE])],
                 F.COUNTRY: [profile[F.COUNTRY]],
                 F.SUBSCRIPTION_TIER: [profile[F.SUBSCRIPTION_TIER]],
@@ -206,7 +209,8 @@ class Recommender:
     def recommend_detailed(self, user_id: str, k: int = 10, device_type: str = "tv",
                            hour: int = 20, diversity: float = 0.0,
                            timeout: float | None = None, exploration: float = 0.0,
-                           rng: np.random.Generator | None = None) -> ServedList:
+                           rng: np.random.Generator | None = None,
+                           profile: JsonDict | None = None) -> ServedList:
         """`recommend`, with model versions, stage timings, an optional genre re-rank,
         exploration slots and a time budget for the model calls.
 
@@ -214,6 +218,9 @@ class Recommender:
             timeout: seconds for both model calls together; None uses the client's own.
             exploration: epsilon of the exploration slots (0 = none).
             rng: draws the exploration; seed it per request to replay a list.
+            profile: profile fields for a user the store does not know yet (cold start:
+                the query tower then works from profile and context alone); the store's
+                profile wins when there is one.
 
         Raises:
             ValueError: `k`, `hour` or `diversity` out of range.
@@ -227,7 +234,7 @@ class Recommender:
             raise ValueError(f"diversity must be in [0, 1]; received {diversity}.")
         started = time.perf_counter()
         deadline = None if timeout is None else started + timeout
-        query = self._query(user_id, device_type, hour)
+        query = self._query(user_id, device_type, hour, profile)
         finished = self.store.finished(user_id)
         stage_ms = {"profile": 1000.0 * (time.perf_counter() - started)}
 

@@ -51,11 +51,22 @@ class Context(pydantic.BaseModel):
     hour: int | None = pydantic.Field(default=None, ge=0, le=F.HOURS_PER_DAY - 1)
 
 
+class Profile(pydantic.BaseModel):
+    """A new user's profile, used only when the store has none for the user (cold start)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    age: int = pydantic.Field(ge=0, le=120)
+    country: str = pydantic.Field(min_length=1, max_length=64)
+    subscription_tier: str = pydantic.Field(min_length=1, max_length=64)
+    preferred_genres: list[str] = pydantic.Field(default=[], max_length=F.MAX_PREFERRED_GENRES)
+
+
 class RecommendationRequest(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     user_id: str = pydantic.Field(min_length=1, max_length=128, pattern=r"^[\w.:-]+$")
     k: int = pydantic.Field(default=10, ge=1, le=100)
     context: Context = Context()
+    profile: Profile | None = None
     diversity: float = pydantic.Field(
         default=0.0, ge=0.0, le=1.0,
         description="0 keeps the ranker's order; towards 1 each further title of an "
@@ -257,6 +268,9 @@ def create_app(recommender: Recommender, config: ServiceConfig,
                 hour=hour, diversity=settings["diversity"],
                 timeout=config.model_timeout_ms / 1000.0,
                 exploration=settings["exploration"],
+                profile=None if request.profile is None else {
+                    **request.profile.model_dump(),
+                    F.PREFERRED_GENRES: "|".join(request.profile.preferred_genres)},
                 # Seeded by the request id, so a logged list can be replayed exactly.
                 rng=np.random.default_rng(int(request_id[:16], 16)))
         except UnknownUserError as error:

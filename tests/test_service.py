@@ -236,3 +236,16 @@ def test_arm_settings_the_service_does_not_know_are_refused():
     config = ServiceConfig(experiments=(Experiment("x", arms=(
         Arm("a"), Arm("b", settings={"diversity": 0.5}))),))
     assert ServiceConfig.from_json(config.to_json()) == config  # Round-trips nested configs.
+
+
+def test_a_user_unknown_to_the_store_is_served_from_the_profile_in_the_request(api):
+    profile = {"age": 31, "country": "de", "subscription_tier": "premium",
+               "preferred_genres": ["drama", "comedy"]}
+    response = api.post("/v1/recommendations",
+                        json={"user_id": "just-signed-up", "k": 3, "profile": profile})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["items"]) == 3
+    assert all(item["score"] is not None for item in response.json()["items"])
+    response = api.post("/v1/recommendations", json={
+        "user_id": "just-signed-up", "profile": {**profile, "age": -1}})
+    assert response.status_code == 422 and "profile.age" in response.json()["error"]
