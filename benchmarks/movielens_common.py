@@ -153,13 +153,14 @@ def add_model_arguments(parser, epochs: int, batch_size: int, embedding_dim: int
     parser.add_argument("--temperature", type=float, default=0.05)
     parser.add_argument("--embedding-dim", type=int, default=embedding_dim)
     parser.add_argument("--layers", default=layers)
+    parser.add_argument("--cold-start-dropout", type=float, default=0.0)
 
 
 def retrieval_config(args) -> RetrievalConfig:
     return RetrievalConfig(
         embedding_dim=args.embedding_dim,
         tower_layers=tuple(int(x) for x in args.layers.split(",")),
-        temperature=args.temperature,
+        temperature=args.temperature, cold_start_dropout=args.cold_start_dropout,
         training=TrainingConfig(batch_size=args.batch_size, epochs=args.epochs,
                                 learning_rate=args.learning_rate, optimizer="adagrad"))
 

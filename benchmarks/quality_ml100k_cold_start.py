@@ -16,6 +16,8 @@ the same run: random, most popular overall, most popular within the user's segme
 occupation), and for new titles the genres a user watched most in training.
 
     python benchmarks/quality_ml100k_cold_start.py
+    python benchmarks/quality_ml100k_cold_start.py --cold-start-dropout 0.2 \
+        --name quality_ml100k_cold_start_dropout
 """
 
 import argparse
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=DATA)
     parser.add_argument("--held-out-share", type=float, default=0.1)
+    parser.add_argument("--name", default="quality_ml100k_cold_start")
     M.add_model_arguments(parser, epochs=10, batch_size=1024, embedding_dim=32, layers="64,32")
     args = parser.parse_args(argv)
 
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         "new_titles_r10_over_top_genres": new_title["recs two-tower"]["recall_at_10"]
         / new_title["user's top genres"]["recall_at_10"],
     }
-    path = write_result("quality_ml100k_cold_start",
+    path = write_result(args.name,
                         {**vars(args), "split": "10% users and 10% titles held out, seed 7"},
                         figures, {"random/popularity peers": "inside figures, same run"},
                         ratios)

@@ -105,6 +105,9 @@ class RetrievalConfig(Config):
             popular titles, over-represented as negatives, are not pushed down (sampling-bias
             correction; see `recs.features.SAMPLING_PROBABILITY`).
         eval_k: K of the Recall@K reported after training.
+        cold_start_dropout: share of training queries shown as a new user's (user id out of
+            vocabulary, no watch history), so that the query tower also learns to serve from
+            profile and context alone.
         training: optimizer settings.
     """
 
@@ -113,6 +116,7 @@ class RetrievalConfig(Config):
     temperature: float = 0.1
     logq_correction: bool = True
     eval_k: int = 100
+    cold_start_dropout: float = 0.0
     training: TrainingConfig = TrainingConfig(batch_size=512, epochs=5, learning_rate=0.05,
                                               optimizer="adagrad")
 
@@ -121,6 +125,8 @@ class RetrievalConfig(Config):
         _positive_layers("tower_layers", self.tower_layers)
         require(self.temperature > 0, "temperature", "> 0", self.temperature)
         require(self.eval_k > 0, "eval_k", "> 0", self.eval_k)
+        require(0.0 <= self.cold_start_dropout < 1.0, "cold_start_dropout", "in [0, 1)",
+                self.cold_start_dropout)
 
     @property
     def output_dim(self) -> int:

@@ -8,7 +8,7 @@ from recs import features as F
 from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
 from recs.models.encoders import FeatureEncoder, FeatureSizes
 from recs.models.ranker import DeepRanker
-from recs.models.retrieval import Tower, candidate_tower, query_tower
+from recs.models.retrieval import Tower, TwoTowerModel, candidate_tower, query_tower
 from recs.training import train_ranker, train_retrieval
 
 SIZES = FeatureSizes(users=5, titles=6, countries=3, subscription_tiers=3, genres=4,
@@ -115,3 +115,21 @@ def test_retrieval_beats_chance_when_users_have_one_favourite_title():
     result = train_retrieval(data, data, SIZES, config)
     assert result.metrics["recall_at_1"] > 0.5
     assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_cold_start_dropout_shows_some_queries_as_new_users():
+    model = TwoTowerModel(SIZES, RetrievalConfig(embedding_dim=4, tower_layers=(8,),
+                                                 cold_start_dropout=0.5))
+    features = {k: tf.constant(v) for k, v in _features(2000).items()}
+    masked = model._as_new_users(features)
+    user, history = F.transformed_name(F.USER_ID), F.transformed_name(F.HISTORY)
+    # Random histories of 30 ids in 0..5 are never all padding; dropped rows' are.
+    dropped = (masked[history].numpy() == 0).all(axis=1)
+    assert 0.45 < dropped.mean() < 0.55  # Binomial(2000, 0.5): sd 0.011.
+    assert (masked[user].numpy().ravel()[dropped] == SIZES.users - 1).all()  # The OOV id.
+    np.testing.assert_array_equal(masked[history].numpy()[~dropped],
+                                  features[history].numpy()[~dropped])
+    np.testing.assert_array_equal(masked[user].numpy().ravel()[~dropped],
+                                  features[user].numpy().ravel()[~dropped])
+    with pytest.raises(ValueError, match=r"cold_start_dropout must be in \[0, 1\); received 1.0"):
+        RetrievalConfig(cold_start_dropout=1.0)

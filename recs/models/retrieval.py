@@ -82,7 +82,28 @@ class TwoTowerModel(tfrs.Model):
         self.task = tfrs.tasks.Retrieval(temperature=config.temperature,
                                          remove_accidental_hits=True)
 
+    def _as_new_users(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """A random `cold_start_dropout` share of rows loses its user id (to the OOV id) and
+        its watch history (to padding), as a user who just signed up has neither."""
+        user_key, history_key = F.transformed_name(F.USER_ID), F.transformed_name(F.HISTORY)
+        ids = features[user_key]
+        drop = tf.random.uniform(tf.shape(ids)[:1]) < self.config.cold_start_dropout
+        out = dict(features)
+
+        def masked(value: tf.Tensor, replacement: tf.Tensor) -> tf.Tensor:
+            shape = tf.concat([tf.shape(value)[:1], tf.ones([tf.rank(value) - 1], tf.int32)], 0)
+            return tf.where(tf.reshape(drop, shape), replacement, value)
+
+        out[user_key] = masked(ids, tf.fill(tf.shape(ids), tf.cast(self.sizes.users - 1,
+                                                                   ids.dtype)))
+        if history_key in features:
+            out[history_key] = masked(features[history_key],
+                                      tf.zeros_like(features[history_key]))
+        return out
+
     def compute_loss(self, features: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        if training and self.config.cold_start_dropout > 0:
+            features = self._as_new_users(features)
         queries = self.query_tower(features)
         candidates = self.candidate_tower(features)
         weight = None
