@@ -482,7 +482,7 @@ def _parser() -> argparse.ArgumentParser:
 
     command = commands.add_parser("consume", help="profile updates from a Redis Stream")
     command.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    command.add_argument("--store", default="demo_output/profiles.sqlite",
+    command.add_argument("--store", default="demo_output/profiles.db",
                          help="SQLite path or redis:// URL of the profile store")
     command.add_argument("--catalogue", default="demo_output/raw/titles.jsonl")
     command.add_argument("--consumer", default="updater-1")

@@ -62,7 +62,7 @@ class ServiceConfig(Config):
     max_k: int = 100
     max_body_bytes: int = 16 * 1024
     serving_dir: str = "demo_output/serving"
-    store: str = "demo_output/profiles.sqlite"
+    store: str = "demo_output/profiles.db"
     served_log: str = ""
     status_refresh_s: float = 1.0
     exploration: float = 0.0
