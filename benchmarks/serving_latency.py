@@ -41,7 +41,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import machine, write_result  # noqa: E402
 
 import recs  # noqa: E402,F401
-from recs import features as F  # noqa: E402
 
 
 def _free_port() -> int:
@@ -131,50 +130,45 @@ def summarize(results: list[tuple], rate: float) -> dict:
             "max_ms": latencies[-1], "stage_median_ms": stages}
 
 
-def in_process(workdir: pathlib.Path, users: list[str], repeats: int) -> dict:
-    """The same work without HTTP or JSON: two signatures called on tensors."""
-    import scann  # noqa: F401
-    import tensorflow as tf
+class InProcessClient:
+    """The model server's predict minus the server: its registry and `run_signature`,
+    called directly (no HTTP, no JSON, no gRPC)."""
 
-    from serving.model_server import versions_on_disk
-    from serving.recommender import load_catalogue
+    def __init__(self, registry) -> None:
+        self.registry = registry
+
+    def predict_versioned(self, model: str, inputs: dict, signature: str = "",
+                          version: int | None = None, timeout: float | None = None
+                          ) -> tuple[dict, int]:
+        from serving.model_server import run_signature
+
+        loaded = self.registry.get(model, version)
+        return run_signature(loaded, signature, {k: np.asarray(v) for k, v in inputs.items()}), \
+            loaded.version
+
+
+def in_process(workdir: pathlib.Path, users: list[str], repeats: int) -> dict:
+    """The same work the service does (the project's `Recommender`: profile, retrieval,
+    filtering, ranking 100 candidates) with the models called in-process."""
+    from serving.model_server import ModelRegistry
+    from serving.recommender import Recommender, load_catalogue
     from serving.store import ProfileStore
 
-    base = workdir / "serving"
-    retrieval = tf.saved_model.load(str(base / "retrieval" / str(
-        versions_on_disk(str(base), "retrieval")[-1]))).signatures["serving_default"]
-    ranker = tf.saved_model.load(str(base / "ranker" / str(
-        versions_on_disk(str(base), "ranker")[-1]))).signatures["serving_default"]
-    catalogue = load_catalogue(str(base), "retrieval")
+    base = str(workdir / "serving")
+    registry = ModelRegistry(base, ("retrieval", "ranker"))
+    registry.load()
     store = ProfileStore(str(workdir / "profiles.db"))
-
-    def query(user: str) -> dict:
-        profile = store.profile(user)
-        return {F.USER_ID: [user], F.AGE: [int(profile[F.AGE])],
-                F.COUNTRY: [profile[F.COUNTRY]],
-                F.SUBSCRIPTION_TIER: [profile[F.SUBSCRIPTION_TIER]],
-                F.PREFERRED_GENRES: [profile[F.PREFERRED_GENRES]],
-                F.HISTORY: ["|".join(store.history(user))],
-                F.DEVICE_TYPE: ["tv"], F.HOUR: [20]}
+    recommender = Recommender(InProcessClient(registry), store,
+                              load_catalogue(base, "retrieval"))
 
     def recommend(user: str) -> tuple[float, float, int]:
         start = time.perf_counter()
-        features = query(user)
-        found = retrieval(**{k: tf.constant(v, dtype=F.RAW_FEATURE_DTYPES[k])
-                             for k, v in features.items()})
-        titles = [t.decode() for t in found["title_ids"].numpy()[0]]
-        mid = time.perf_counter()
-        rows = [catalogue[t] for t in titles if t in catalogue]
-        batch = {k: np.repeat(v, len(rows)) for k, v in features.items()}
-        for key in F.CANDIDATE_FEATURES:
-            batch[key] = [row[key] for row in rows]
-        batch = {k: tf.constant(v, dtype=F.RAW_FEATURE_DTYPES[k]) for k, v in batch.items()}
-        ranker(**batch)["probability"].numpy()
-        end = time.perf_counter()
-        return 1000.0 * (end - start), 1000.0 * (mid - start), len(rows)
+        served = recommender.recommend_detailed(user, k=10, device_type="tv", hour=20)
+        return 1000.0 * (time.perf_counter() - start), served.stage_ms["retrieval"], \
+            served.candidates
 
     for user in users[:5]:
-        recommend(user)  # Trace and warm up.
+        recommend(user)  # Warm up.
     runs = [recommend(users[i % len(users)]) for i in range(repeats)]
     totals = sorted(r[0] for r in runs)
     store.close()

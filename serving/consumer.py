@@ -24,8 +24,6 @@ from transforms.events import Reason, parse_event
 
 EVENT_FIELD = "event"
 """Stream entries carry one raw event (the streaming-log JSON object) in this field."""
-UNKNOWN_TITLE = Reason.UNKNOWN_TITLE
-UNKNOWN_USER = Reason.UNKNOWN_USER
 
 
 @dataclasses.dataclass
@@ -117,9 +115,9 @@ class ProfileUpdater:
             return
         event = parsed.event
         if event[F.TITLE_ID] not in self.durations:
-            self._dead_letter(message_id, record, UNKNOWN_TITLE, event[F.TITLE_ID])
+            self._dead_letter(message_id, record, Reason.UNKNOWN_TITLE, event[F.TITLE_ID])
         elif self.store.profile(event[F.USER_ID]) is None:
-            self._dead_letter(message_id, record, UNKNOWN_USER, event[F.USER_ID])
+            self._dead_letter(message_id, record, Reason.UNKNOWN_USER, event[F.USER_ID])
         elif self.store.apply_event(event, self.durations[event[F.TITLE_ID]]):
             self.counts.applied += 1
         else:

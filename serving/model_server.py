@@ -239,17 +239,6 @@ class ModelRegistry:
                                f"Servable not found for request: Specific({name}, {version})")
         return models[version]
 
-    def predict(self, name: str, version: int | None, signature_name: str,
-                inputs: dict[str, np.ndarray], label: str = ""
-                ) -> tuple[LoadedModel, dict[str, np.ndarray]]:
-        """Runs one signature on NumPy inputs.
-
-        Raises:
-            ServingError: unknown model, version or signature, or inputs that do not match.
-        """
-        model = self.get(name, version, label)
-        return model, run_signature(model, signature_name, inputs)
-
 
 def run_signature(model: LoadedModel, signature_name: str, inputs: dict[str, np.ndarray]
                   ) -> dict[str, np.ndarray]:
@@ -626,14 +615,3 @@ class ModelServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def write_models_config(base_dir: str, model_names: tuple[str, ...], path: str) -> str:
-    """Writes TF Serving's `--model_config_file` serving each model's latest version from
-    `base_dir`; returns `path`. `serving.config.ModelServingConfig` writes the full set."""
-    from serving.config import ModelServingConfig
-
-    with tf.io.gfile.GFile(path, "w") as handle:
-        handle.write(ModelServingConfig(base_dir=base_dir,
-                                        models=tuple(model_names)).models_config())
-    return path

@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS stats (
     watch_seconds REAL NOT NULL DEFAULT 0, likes INTEGER NOT NULL DEFAULT 0,
     skips INTEGER NOT NULL DEFAULT 0);
 """
+_UPSERT_PLAY = ("INSERT INTO plays VALUES (?, ?, ?) ON CONFLICT (user_id, title_id) "
+                "DO UPDATE SET ts = MAX(ts, excluded.ts)")
+"""A title keeps the latest time the user played it."""
 STAT_FIELDS = ("plays", "watch_seconds", "likes", "skips")
 
 
@@ -88,9 +91,7 @@ class ProfileStore:
     def record_plays(self, plays: list[tuple[str, str, int]]) -> None:
         """Records (user_id, title_id, unix seconds) plays; a title keeps its latest time."""
         with self._lock, self._connection:
-            self._connection.executemany(
-                "INSERT INTO plays VALUES (?, ?, ?) ON CONFLICT (user_id, title_id) "
-                "DO UPDATE SET ts = MAX(ts, excluded.ts)", plays)
+            self._connection.executemany(_UPSERT_PLAY, plays)
 
     def history(self, user_id: str, limit: int = F.MAX_HISTORY) -> list[str]:
         """The user's played titles, most recent first (the query tower's `history`)."""
@@ -116,9 +117,7 @@ class ProfileStore:
                 "INSERT OR IGNORE INTO applied_events VALUES (?)", (event["event_id"],))
             if cursor.rowcount == 0:
                 return False
-            self._connection.execute(
-                "INSERT INTO plays VALUES (?, ?, ?) ON CONFLICT (user_id, title_id) "
-                "DO UPDATE SET ts = MAX(ts, excluded.ts)", (user, title, int(event["ts"])))
+            self._connection.execute(_UPSERT_PLAY, (user, title, int(event["ts"])))
             self._connection.execute("INSERT OR IGNORE INTO stats (user_id) VALUES (?)",
                                      (user,))
             self._connection.execute(f"UPDATE stats SET {stat} = {stat} + ? WHERE user_id = ?",

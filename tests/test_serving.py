@@ -15,8 +15,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
 from recs import features as F
 from recs.index import exact_top_k
 from serving.client import GrpcClient, ModelServerError, RestClient
-from serving.model_server import (ModelRegistry, ModelServer, parse_predict_body,
-                                  write_models_config, ServingError)
+from serving.config import ModelServingConfig
+from serving.model_server import ModelRegistry, ModelServer, ServingError, parse_predict_body
 from serving.fresh import FreshTitles
 from serving.recommender import Recommender, UnknownUserError, load_catalogue
 from serving.store import ProfileStore, load_store
@@ -129,7 +129,8 @@ def test_parse_predict_body_rejects_ragged_instances():
 
 
 def test_models_config_names_every_model(tmp_path):
-    path = write_models_config("/models", MODELS, str(tmp_path / "models.config"))
+    path = ModelServingConfig(base_dir="/models", models=MODELS).write_files(
+        str(tmp_path))["models.config"]
     text = (tmp_path / "models.config").read_text()
     assert path.endswith("models.config")
     for name in MODELS:
