@@ -45,7 +45,7 @@ setup(
     packages=find_packages(include=["recs", "recs.*", "transforms", "transforms.*",
                                     "tfx_pipeline", "tfx_pipeline.*", "serving", "serving.*",
                                     "recs_cli", "recs_cli.*"]),
-    package_data={"serving": ["openapi.yaml", "deploy/*"]},
+    package_data={"serving": ["openapi.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["recs=recs_cli.main:main"]},

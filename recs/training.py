@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from recs import features as F
 from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
+from recs.distribute import shard_by_data
 from recs.models.encoders import FeatureSizes
 from recs.models.ranker import DeepRanker
 from recs.models.retrieval import TwoTowerModel
@@ -50,7 +51,8 @@ def _history(history: tf.keras.callbacks.History) -> dict[str, list[float]]:
 
 
 def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: FeatureSizes,
-                    config: RetrievalConfig) -> TrainingResult:
+                    config: RetrievalConfig, strategy: tf.distribute.Strategy | None = None
+                    ) -> TrainingResult:
     """Fits the two-tower model on engaged interactions and measures Recall@K.
 
     Args:
@@ -58,16 +60,20 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
         evaluation: held-out batches of the same form.
         sizes: vocabulary sizes from tf.Transform.
         config: model and optimizer settings.
+        strategy: where the variables live (`recs.distribute.strategy_from_environment()`
+            for multi-worker training); the default strategy when None. Under a multi-worker
+            strategy the in-batch negatives come from each worker's share of the batch.
 
     Returns:
         The fitted `TwoTowerModel`; metrics hold `recall_at_{k}` over the catalogue seen in
         `train` and `evaluation` (exact brute-force search, training items not excluded).
     """
     tf.keras.utils.set_random_seed(config.training.seed)
-    model = TwoTowerModel(sizes, config)
-    model.compile(optimizer=make_optimizer(config.training))
-    history = model.fit(train.map(engaged_only), epochs=config.training.epochs,
-                        validation_data=evaluation.map(engaged_only), verbose=2)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = TwoTowerModel(sizes, config)
+        model.compile(optimizer=make_optimizer(config.training))
+    history = model.fit(shard_by_data(train.map(engaged_only)), epochs=config.training.epochs,
+                        validation_data=shard_by_data(evaluation.map(engaged_only)), verbose=2)
     recall = retrieval_recall(model, train.concatenate(evaluation), evaluation, config.eval_k)
     return TrainingResult(model=model, history=_history(history),
                           metrics={f"recall_at_{config.eval_k}": recall})
@@ -114,27 +120,32 @@ def retrieval_recall(model: TwoTowerModel, catalogue: tf.data.Dataset,
 
 
 def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: FeatureSizes,
-                 config: RankerConfig) -> TrainingResult:
+                 config: RankerConfig, strategy: tf.distribute.Strategy | None = None
+                 ) -> TrainingResult:
     """Fits the deep sigmoid ranker with binary cross-entropy and early stopping.
 
     Validation runs after each epoch; training stops when validation AUC has not improved
-    for two epochs, and the best epoch's weights are kept.
+    for two epochs, and the best epoch's weights are kept. Under a multi-worker `strategy`
+    each step splits the global batch across workers and sums their gradients, so the update
+    is the one-worker update on the same batch (dropout masks aside).
 
     Returns:
         The fitted `DeepRanker`; metrics hold held-out `auc` and `log_loss`.
     """
     tf.keras.utils.set_random_seed(config.training.seed)
-    model = DeepRanker(sizes, config)
-    model.compile(optimizer=make_optimizer(config.training),
-                  loss=tf.keras.losses.BinaryCrossentropy(),
-                  metrics=[tf.keras.metrics.AUC(name="auc"),
-                           tf.keras.metrics.BinaryCrossentropy(name="log_loss")])
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = DeepRanker(sizes, config)
+        model.compile(optimizer=make_optimizer(config.training),
+                      loss=tf.keras.losses.BinaryCrossentropy(),
+                      metrics=[tf.keras.metrics.AUC(name="auc"),
+                               tf.keras.metrics.BinaryCrossentropy(name="log_loss")])
     stop = tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2,
                                             restore_best_weights=True)
-    history = model.fit(train.map(features_and_label), epochs=config.training.epochs,
-                        validation_data=evaluation.map(features_and_label), callbacks=[stop],
-                        verbose=2)
-    values = model.evaluate(evaluation.map(features_and_label), return_dict=True, verbose=0)
+    evaluation = shard_by_data(evaluation.map(features_and_label))
+    history = model.fit(shard_by_data(train.map(features_and_label)),
+                        epochs=config.training.epochs, validation_data=evaluation,
+                        callbacks=[stop], verbose=2)
+    values = model.evaluate(evaluation, return_dict=True, verbose=0)
     return TrainingResult(model=model, history=_history(history),
                           metrics={"auc": float(values["auc"]),
                                    "log_loss": float(values["log_loss"])})

@@ -4,6 +4,7 @@
     recs ingest          Beam ingestion -> tf.Examples + dead letters
     recs movielens       MovieLens 100K or 1M as ingested records, ready for the pipeline
     recs pipeline        run the TFX pipeline locally, or compile it for Kubeflow v2
+    recs submit          start a run of the compiled pipeline on a Kubeflow Pipelines endpoint
     recs serve-models    the local TF Serving-protocol model server (REST + gRPC)
     recs serve           the recommendation service: HTTP JSON API, metrics, fallbacks
     recs openapi         the service's OpenAPI spec
@@ -427,6 +428,7 @@ def _parser() -> argparse.ArgumentParser:
     command = commands.add_parser("ingest", help="Beam ingestion; extra args go to Beam")
     command.add_argument("--raw", type=pathlib.Path, required=True)
     command.add_argument("--out", type=pathlib.Path, required=True)
+    runner_config(command)
 
     command = commands.add_parser("movielens", help="MovieLens as the pipeline's inputs")
     command.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-100k")
@@ -440,6 +442,15 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--kubeflow-out", default="",
                          help="compile a Kubeflow Pipelines v2 spec here instead of running")
     command.add_argument("--image", default="recs-pipeline:latest")
+    runner_config(command)
+
+    command = commands.add_parser("submit", help="run the compiled pipeline on Kubeflow")
+    command.add_argument("--spec", required=True, help="the file `recs pipeline "
+                         "--kubeflow-out` wrote")
+    command.add_argument("--host", required=True, help="the KFP API, e.g. http://localhost:8080")
+    command.add_argument("--experiment", default="recs")
+    command.add_argument("--run-name", default="")
+    command.add_argument("--namespace", default="kubeflow")
 
     command = commands.add_parser("serve-models", help="TF Serving-protocol model server")
     command.add_argument("--base", type=pathlib.Path, required=True)
@@ -507,6 +518,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def runner_config(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--beam-runner-config", type=pathlib.Path, default=None,
+                         help="a BeamRunnerConfig as JSON (transforms/runners.py): Dataflow, "
+                              "Flink, Spark or the multi-process DirectRunner")
+
+
+def beam_args(path: pathlib.Path | None, extra: list[str]) -> list[str]:
+    """Beam options from a `BeamRunnerConfig` JSON file, then any extra options given."""
+    from transforms.runners import BeamRunnerConfig
+
+    configured = BeamRunnerConfig.from_json(path.read_text()).args() if path else []
+    return configured + extra
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -516,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         data = generate(args.out, args.users, args.titles, args.days, args.seed)
         print(f"wrote {data.num_events} events under {data.events_dir}")
     elif args.command == "ingest":
-        report = ingest(args.raw, args.out, extra)
+        report = ingest(args.raw, args.out, beam_args(args.beam_runner_config, extra))
         print(report)
         return 0 if report.balanced else 1
     elif args.command == "movielens":
@@ -526,12 +551,24 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "pipeline":
         from tfx_pipeline import compile_for_kubeflow, run_local
 
-        config = pipeline_config(Workdir(args.workdir))
+        overrides = ({"beam_args": tuple(beam_args(args.beam_runner_config, []))}
+                     if args.beam_runner_config else {})
+        config = pipeline_config(Workdir(args.workdir), **overrides)
         if args.kubeflow_out:
             print(compile_for_kubeflow(config, args.kubeflow_out, args.image))
         else:
             show_pipeline_progress()
             run_local(config)
+    elif args.command == "submit":
+        from tfx_pipeline.submit import submit
+
+        try:
+            run_id = submit(args.spec, args.host, args.experiment, args.run_name, args.namespace,
+                            work_dir=str(pathlib.Path(args.spec).resolve().parent))
+        except (ValueError, ConnectionError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"started run {run_id}")
     elif args.command == "serve-models":
         server = start_model_server(args.base, args.rest_port, args.grpc_port, args.host,
                                     args.poll_seconds, args.num_versions)

@@ -28,8 +28,12 @@ def compile_for_kubeflow(config: PipelineConfig, output_path: str,
                          image: str = DEFAULT_IMAGE) -> str:
     """Compiles the pipeline to a Kubeflow Pipelines v2 JSON spec at `output_path`.
 
-    Compilation writes the pipeline's module wheels to `<pipeline_root>/_wheels`, so the
-    compiling machine needs write access to the pipeline root.
+    Components given a `module_file` make TFX build a wheel of the user module at compile time
+    and write it to `<pipeline_root>/_wheels` (so the compiling machine then needs write access
+    to the pipeline root, object storage included). This pipeline names its functions by import
+    path instead (`transforms.preprocessing.preprocessing_fn`, `tfx_pipeline.trainer.run_ranker`)
+    and finds them installed in `image` (`deploy/pipeline/Dockerfile`): compilation writes
+    nothing under the root, and the image, not a wheel, decides which code runs.
 
     Returns:
         `output_path`.

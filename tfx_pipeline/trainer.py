@@ -1,4 +1,9 @@
-"""Thin `run_fn` adapters: TFX FnArgs in, recs training and export, artifacts out."""
+"""Thin `run_fn` adapters: TFX FnArgs in, recs training and export, artifacts out.
+
+Both run on one worker or many: a launcher that starts several Trainer processes with a
+`TF_CONFIG` cluster (Vertex AI's training extension, a Kubeflow TFJob) gets multi-worker
+mirrored training, and only the chief writes the model and the run outputs.
+"""
 
 import json
 import os
@@ -6,6 +11,7 @@ import os
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
 from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
+from recs.distribute import is_chief, save_target, strategy_from_environment
 from recs.export import RankerExport, RetrievalExport
 from recs.models.encoders import FeatureSizes
 from recs.plots import plot_training_curves
@@ -56,22 +62,27 @@ def _write_run_outputs(fn_args: tfx.components.FnArgs, result: TrainingResult, t
 
 def run_retrieval(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point of the two-tower retrieval model."""
+    strategy = strategy_from_environment()
     config = RetrievalConfig.from_dict(fn_args.custom_config[RETRIEVAL_CONFIG_KEY])
     transform_output, train, evaluation = _inputs(fn_args, config.training)
-    result = train_retrieval(train, evaluation, feature_sizes(transform_output), config)
-    RetrievalExport(transform_output.transform_features_layer(),
-                    transform_output.raw_feature_spec(),
-                    result.model.query_tower, result.model.candidate_tower
-                    ).save(fn_args.serving_model_dir)
-    _write_run_outputs(fn_args, result, "two-tower retrieval")
+    result = train_retrieval(train, evaluation, feature_sizes(transform_output), config,
+                             strategy)
+    with save_target(fn_args.serving_model_dir, strategy) as target:
+        RetrievalExport(transform_output.transform_features_layer(),
+                        transform_output.raw_feature_spec(),
+                        result.model.query_tower, result.model.candidate_tower).save(target)
+    if is_chief(strategy):
+        _write_run_outputs(fn_args, result, "two-tower retrieval")
 
 
 def run_ranker(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point of the deep sigmoid ranker."""
+    strategy = strategy_from_environment()
     config = RankerConfig.from_dict(fn_args.custom_config[RANKER_CONFIG_KEY])
     transform_output, train, evaluation = _inputs(fn_args, config.training)
-    result = train_ranker(train, evaluation, feature_sizes(transform_output), config)
-    RankerExport(transform_output.transform_features_layer(),
-                 transform_output.raw_feature_spec(), result.model
-                 ).save(fn_args.serving_model_dir)
-    _write_run_outputs(fn_args, result, "deep sigmoid ranker")
+    result = train_ranker(train, evaluation, feature_sizes(transform_output), config, strategy)
+    with save_target(fn_args.serving_model_dir, strategy) as target:
+        RankerExport(transform_output.transform_features_layer(),
+                     transform_output.raw_feature_spec(), result.model).save(target)
+    if is_chief(strategy):
+        _write_run_outputs(fn_args, result, "deep sigmoid ranker")
