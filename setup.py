@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "numpy>=1.26,<2",
     "protobuf>=3.20,<4",
     "matplotlib>=3.7",
+    "statsmodels>=0.14",
 ]
 EXTRAS = {
     "pipeline": [
@@ -31,6 +32,7 @@ EXTRAS = {
     ],
     "serving": ["tensorflow-serving-api==2.16.1", "grpcio>=1.60", "redis>=5", "fastapi>=0.110",
                 "uvicorn>=0.29", "prometheus-client>=0.20", "pyyaml>=6", "urllib3>=1.26"],
+    "monitoring": ["tensorflow-data-validation==1.16.1", "scikit-learn>=1.3"],
     "test": ["pytest>=8", "pytest-timeout>=2", "schemathesis>=4"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
@@ -44,7 +46,7 @@ setup(
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["recs", "recs.*", "transforms", "transforms.*",
                                     "tfx_pipeline", "tfx_pipeline.*", "serving", "serving.*",
-                                    "recs_cli", "recs_cli.*"]),
+                                    "monitoring", "monitoring.*", "recs_cli", "recs_cli.*"]),
     package_data={"serving": ["openapi.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

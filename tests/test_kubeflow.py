@@ -33,9 +33,9 @@ def test_image_recipe_builds_on_the_installed_tfx_with_keras_2_and_every_package
 def _setup_packages() -> list[str]:
     from setuptools import find_packages
 
-    return find_packages(str(ROOT), include=["recs", "recs.*", "transforms", "transforms.*",
-                                             "tfx_pipeline", "tfx_pipeline.*", "serving",
-                                             "serving.*", "recs_cli", "recs_cli.*"])
+    included = re.search(r"find_packages\(include=\[(.*?)\]\)",
+                         (ROOT / "setup.py").read_text(), re.S).group(1)
+    return find_packages(str(ROOT), include=re.findall(r'"([^"]+)"', included))
 
 
 @pytest.fixture(scope="module")
