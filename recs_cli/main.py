@@ -10,6 +10,7 @@
     recs openapi         the service's OpenAPI spec
     recs deploy          TF Serving config files and Kubernetes manifests
     recs consume         profile updates from the event queue (Redis Streams)
+    recs monitor         one span's outcome metrics, calibration, drift and the retrain decision
     recs abtest          an A/B test's analysis: z-tests, Welch + CUPED, sample-ratio check
     recs recommend       recommendations for one user from the pushed models
     recs demo            all of the above on embedded defaults
@@ -481,6 +482,22 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("openapi", help="print the service's OpenAPI spec")
 
+    command = commands.add_parser("monitor", help="measure a span, decide: nothing/alert/retrain")
+    command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"),
+                         help="holds serving/ranker; decisions and reports go to monitoring/")
+    command.add_argument("--span", type=int, required=True)
+    command.add_argument("--examples", required=True, help="the span's ingested examples (glob)")
+    command.add_argument("--reference", required=True,
+                         help="the training spans' examples (glob): drift reference")
+    command.add_argument("--baseline-auc", type=float, default=None)
+    command.add_argument("--pushed-span", type=int, default=None,
+                         help="span the served model was pushed at (cooldown)")
+    command.add_argument("--served-log", default="", help="served lists of the span (JSON lines)")
+    command.add_argument("--next-examples", default="",
+                         help="the following span's examples, for served-title engagement")
+    command.add_argument("--config", type=pathlib.Path, default=None,
+                         help="MonitorConfig as JSON")
+
     command = commands.add_parser("abtest", help="analyze an A/B test's per-user outcomes")
     command.add_argument("--outcomes", type=pathlib.Path, required=True,
                          help="JSON lines: arm, engaged, returned, watch_seconds "
@@ -516,6 +533,36 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("-k", type=int, default=10)
     sizes(command)
     return parser
+
+
+def monitor(args: argparse.Namespace) -> str:
+    """`recs monitor`: one span measured under the newest pushed ranker; returns the action."""
+    from monitoring import MonitorConfig
+    from monitoring.drift import span_statistics
+    from monitoring.monitor import ServedModel, monitor_span, newest_version
+    from monitoring.outcomes import read_records
+    from recs import features as F
+
+    config = MonitorConfig.from_json(args.config.read_text()) if args.config else MonitorConfig()
+    workdir = Workdir(args.workdir)
+    out = args.workdir / "monitoring"
+    out.mkdir(parents=True, exist_ok=True)
+    reference_records = read_records(args.reference)
+    model = ServedModel(ranker_dir=newest_version(str(workdir.serving / "ranker")),
+                        baseline_auc=args.baseline_auc,
+                        known_titles=tuple(sorted(set(reference_records[F.TITLE_ID].tolist()))),
+                        pushed_span=args.pushed_span)
+    served = (pathlib.Path(args.served_log).read_text().splitlines()
+              if args.served_log else None)
+    reference = span_statistics(args.reference)
+    current = reference if args.examples == args.reference else span_statistics(args.examples)
+    decision, _ = monitor_span(
+        args.span, args.examples, model, reference, current, config,
+        str(out / "decisions.jsonl"),
+        str(out / "reports"), served_lines=served,
+        next_records=read_records(args.next_examples) if args.next_examples else None)
+    print(decision.to_json())
+    return decision.action
 
 
 def runner_config(command: argparse.ArgumentParser) -> None:
@@ -598,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
             print(path)
     elif args.command == "openapi":
         print(openapi(), end="")
+    elif args.command == "monitor":
+        action = monitor(args)
+        return {"nothing": 0, "alert": 3, "retrain": 4}[action]
     elif args.command == "abtest":
         analysis = abtest(args.outcomes, args.experiment, args.arms, args.out, args.alpha)
         return 3 if analysis.sample_ratio.mismatch else 0

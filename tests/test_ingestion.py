@@ -166,3 +166,25 @@ def test_refuses_to_mix_runs_in_one_output_dir(ingested):
     config, _ = ingested
     with pytest.raises(ValueError, match=r"already holds \d+ example files"):
         run_ingestion(config)
+
+
+def test_generator_drift_keeps_earlier_days_and_launches_titles(tmp_path):
+    base = GeneratorConfig(num_users=60, num_titles=20, days=3, seed=5)
+    plain = generate(base, tmp_path / "plain")
+    drift = generate(GeneratorConfig(**{**base.to_dict(), "drift_day": 2,
+                                        "drift_new_titles": 5}), tmp_path / "drift")
+    days = sorted(p.name for p in plain.events_dir.iterdir())
+    for day in days[:2]:  # Identical before the drift day.
+        assert ((plain.events_dir / day / "part-00000.jsonl").read_text()
+                == (drift.events_dir / day / "part-00000.jsonl").read_text())
+    launched = {f"t{i:06d}" for i in range(20, 25)}
+    titles = [json.loads(line)["title_id"] for line in drift.titles_path.read_text().splitlines()]
+    assert launched <= set(titles) and len(titles) == 25
+
+    def played(data, day):
+        lines = (data.events_dir / day / "part-00000.jsonl").read_text().splitlines()
+        return {json.loads(line).get("title_id") for line in lines if line.endswith("}")
+                and line.startswith("{")}
+
+    assert not played(drift, days[1]) & launched and played(drift, days[2]) & launched
+    assert not played(plain, days[2]) & launched

@@ -69,6 +69,13 @@ class GeneratorConfig(Config):
         affinity_temperature: lower values make choices follow taste more sharply.
         malformed_rate: share of event lines replaced by broken JSON or broken fields.
         duplicate_rate: share of events written twice with the same event_id.
+        drift_day: from this day on (0-based) tastes shift: every user's latent taste moves
+            towards genres they did not declare (their profile stays as it was), and
+            `drift_new_titles` titles launch with launch-week popularity. -1: no drift. The
+            days before it are identical to a run without drift (same seed).
+        drift_new_titles: titles launched on `drift_day`; they are in the catalogue file
+            but nobody plays them before.
+        drift_strength: share of each user's taste that moves at the shift, in [0, 1].
     """
 
     num_users: int = 2000
@@ -80,6 +87,9 @@ class GeneratorConfig(Config):
     affinity_temperature: float = 0.35
     malformed_rate: float = 0.002
     duplicate_rate: float = 0.002
+    drift_day: int = -1
+    drift_new_titles: int = 0
+    drift_strength: float = 0.7
 
     def __post_init__(self) -> None:
         require(self.num_users > 0, "num_users", "> 0", self.num_users)
@@ -91,6 +101,11 @@ class GeneratorConfig(Config):
                  self.affinity_temperature)
         for name in ("malformed_rate", "duplicate_rate"):
             require(0.0 <= getattr(self, name) < 1.0, name, "in [0, 1)", getattr(self, name))
+        require(-1 <= self.drift_day < self.days, "drift_day", f"-1 or in [0, {self.days})",
+                self.drift_day)
+        require(self.drift_new_titles >= 0, "drift_new_titles", ">= 0", self.drift_new_titles)
+        require(0.0 <= self.drift_strength <= 1.0, "drift_strength", "in [0, 1]",
+                self.drift_strength)
         try:
             dt.date.fromisoformat(self.start_date)
         except ValueError as error:
@@ -119,23 +134,51 @@ class _World:
         self.rng = rng
         centroids = rng.normal(size=(len(GENRES), _LATENT_DIM))
         self.centroids = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
-        self.titles = self._make_titles(config, rng)
+        self.temperature = config.affinity_temperature
+        self.titles = self._make_titles(config.num_titles, rng)
         self.users = self._make_users(config, rng)
+        self._choices()
+
+    def _choices(self) -> None:
         title_vectors = np.stack([t["_latent"] for t in self.titles])
         user_vectors = np.stack([u["_latent"] for u in self.users])
         self.affinity = user_vectors @ title_vectors.T  # [num_users, num_titles]
         log_popularity = np.log([t[F.POPULARITY] for t in self.titles])
-        logits = self.affinity / config.affinity_temperature + log_popularity
+        logits = self.affinity / self.temperature + log_popularity
         logits -= logits.max(axis=1, keepdims=True)
         probabilities = np.exp(logits)
         self.choice_cdf = np.cumsum(probabilities / probabilities.sum(axis=1, keepdims=True),
                                     axis=1)
 
-    def _make_titles(self, config: GeneratorConfig, rng: np.random.Generator) -> list[dict]:
+    def launched_titles(self, config: GeneratorConfig) -> list[dict]:
+        """The titles `shift` will launch: made up front so the catalogue file lists them."""
+        if config.drift_new_titles == 0:
+            return []
+        rng = np.random.default_rng(config.seed + 2)  # Leaves the main stream untouched.
+        launched = self._make_titles(config.drift_new_titles, rng, first=config.num_titles)
+        for title in launched:  # Launch week: as watched as the catalogue's top tenth.
+            title[F.POPULARITY] = round(float(2000.0 / rng.uniform(1, 10) ** 1.1), 4)
+        return launched
+
+    def shift(self, config: GeneratorConfig, launched: list[dict]) -> None:
+        """Moves every user's taste towards genres they never declared; launches titles."""
+        rng = np.random.default_rng(config.seed + 3)
+        for user in self.users:
+            declared = {GENRES.index(g) for g in user[F.PREFERRED_GENRES].split("|")}
+            others = [i for i in range(len(GENRES)) if i not in declared]
+            target = self.centroids[rng.choice(others, size=2, replace=False)].mean(axis=0)
+            moved = ((1 - config.drift_strength) * user["_latent"]
+                     + config.drift_strength * target / np.linalg.norm(target))
+            user["_latent"] = moved / np.linalg.norm(moved)
+        self.titles = self.titles + launched
+        self._choices()
+
+    def _make_titles(self, count: int, rng: np.random.Generator, first: int = 0
+                     ) -> list[dict]:
         genre_weights = rng.dirichlet(np.full(len(GENRES), 3.0))
-        ranks = rng.permutation(config.num_titles) + 1
+        ranks = rng.permutation(count) + 1
         titles = []
-        for index in range(config.num_titles):
+        for index in range(first, first + count):
             genre_index = int(rng.choice(len(GENRES), p=genre_weights))
             genre = GENRES[genre_index]
             latent = self.centroids[genre_index] + 0.6 * rng.normal(size=_LATENT_DIM)
@@ -149,7 +192,7 @@ class _World:
                 F.GENRE: genre,
                 F.RELEASE_YEAR: int(2026 - min(45, rng.exponential(6.0))),
                 # Zipf-like: plays per day fall off as rank ** -1.1.
-                F.POPULARITY: round(float(2000.0 / ranks[index] ** 1.1), 4),
+                F.POPULARITY: round(float(2000.0 / ranks[index - first] ** 1.1), 4),
                 F.DESCRIPTION: " ".join(words),
                 F.DURATION_SECONDS: int(rng.normal(6300, 900) if is_movie
                                         else rng.normal(2700, 400)),
@@ -261,13 +304,16 @@ def generate(config: GeneratorConfig, out_dir: str | pathlib.Path) -> GeneratedD
     events_dir = root / "events"
     events_dir.mkdir(parents=True, exist_ok=True)
     world = _World(config)
+    launched = world.launched_titles(config)
     _write_jsonl(root / "users.jsonl", world.users)
-    _write_jsonl(root / "titles.jsonl", world.titles)
+    _write_jsonl(root / "titles.jsonl", world.titles + launched)
 
     fault_rng = np.random.default_rng(config.seed + 1)
     first_day = dt.date.fromisoformat(config.start_date)
     counts = {"events": 0, "malformed": 0, "duplicates": 0}
     for day in range(config.days):
+        if day == config.drift_day:
+            world.shift(config, launched)
         date = first_day + dt.timedelta(days=day)
         day_start = int(dt.datetime(date.year, date.month, date.day,
                                     tzinfo=dt.timezone.utc).timestamp())

@@ -1,0 +1,221 @@
+"""Fourteen simulated days of monitoring: a control run without drift, and a run with drift.
+
+    python benchmarks/monitor_simulation.py [--users 2000 --titles 300 --days 14 --drift-day 7]
+
+Each run generates the days with the seeded generator (the drift run shifts tastes and launches
+titles on `--drift-day`; its earlier days are byte-identical to the control run's), ingests them
+with Beam, cuts one span per day, trains the first models with the TFX pipeline on the first
+`--first-window` spans, then monitors every later span with `monitoring.monitor_span` and, when
+the monitor decides to retrain, runs the TFX pipeline again on the rolling window of the last
+`window_spans` spans (the Evaluator still gates the push). Figures: the trigger span, the AUC
+before the shift, at the shift and after the retrain, the share of the lost AUC recovered, and
+false triggers in the control run. Writes benchmarks/results/monitor_simulation.json, the
+decisions logs and the per-span HTML reports under the work directory.
+"""
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import pathlib
+import shutil
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import recs  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+from common import write_result  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from monitoring import RETRAIN, MonitorConfig  # noqa: E402
+from monitoring.drift import span_statistics  # noqa: E402
+from monitoring.monitor import ServedModel, monitor_span, newest_version  # noqa: E402
+from monitoring.outcomes import read_records  # noqa: E402
+from recs import features as F  # noqa: E402
+from recs.data.synthetic import GeneratorConfig, generate  # noqa: E402
+from tfx_pipeline import PipelineConfig, run_local  # noqa: E402
+from transforms.ingestion import IngestionConfig, run_ingestion  # noqa: E402
+
+BEAM = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def cut_spans(examples_glob: str, start_date: str, days: int, out: pathlib.Path) -> list[str]:
+    """Writes one folder of examples per day of the session start; returns their globs."""
+    first = int(dt.datetime.fromisoformat(start_date).replace(
+        tzinfo=dt.timezone.utc).timestamp())
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    writers = []
+    for day in range(days):
+        (out / f"span-{day}").mkdir(parents=True, exist_ok=True)
+        writers.append(tf.io.TFRecordWriter(str(out / f"span-{day}" / "part.tfrecord.gz"),
+                                            options))
+    spec = {F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
+    files = tf.io.gfile.glob(examples_glob)
+    for raw in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        stamp = int(tf.io.parse_single_example(raw, spec)[F.TIMESTAMP])
+        writers[min(days - 1, max(0, (stamp - first) // 86400))].write(raw.numpy())
+    for writer in writers:
+        writer.close()
+    return [str(out / f"span-{day}" / "*.tfrecord.gz") for day in range(days)]
+
+
+@dataclasses.dataclass
+class Run:
+    root: pathlib.Path
+    spans: list[str]
+    catalogue: str
+    trainings: int = 0
+
+    def window_dir(self, first: int, last: int) -> pathlib.Path:
+        """A folder of links to spans first..last: the pipeline's input for that window."""
+        window = self.root / "windows" / f"{first}-{last}"
+        window.mkdir(parents=True, exist_ok=True)
+        for span in range(first, last + 1):
+            link = window / f"span-{span}.tfrecord.gz"
+            if not link.exists():
+                link.symlink_to(pathlib.Path(self.spans[span].replace("*.tfrecord.gz",
+                                                                      "part.tfrecord.gz")))
+        return window
+
+    def train(self, first: int, last: int) -> tuple[str, float]:
+        """Runs the TFX pipeline on spans first..last; returns the pushed ranker and seconds."""
+        self.trainings += 1
+        window = self.window_dir(first, last)
+        config = PipelineConfig(pipeline_root=str(self.root / "pipeline"),
+                                examples_dir=str(window), catalogue_path=self.catalogue,
+                                serving_base_dir=str(self.root / "serving"),
+                                metadata_path=str(self.root / "metadata.db"))
+        started = time.perf_counter()
+        run_local(config)
+        return newest_version(str(self.root / "serving" / "ranker")), (
+            time.perf_counter() - started)
+
+
+def known_titles(globs: list[str]) -> tuple[bytes, ...]:
+    titles: set[bytes] = set()
+    for pattern in globs:
+        titles |= set(read_records(pattern)[F.TITLE_ID].tolist())
+    return tuple(sorted(titles))
+
+
+def simulate(name: str, generator: GeneratorConfig, root: pathlib.Path, first_window: int,
+             config: MonitorConfig) -> dict:
+    shutil.rmtree(root, ignore_errors=True)
+    data = generate(generator, root / "raw")
+    report = run_ingestion(IngestionConfig(
+        events_glob=str(data.events_dir / "*" / "*.jsonl"), users_path=str(data.users_path),
+        titles_path=str(data.titles_path), output_dir=str(root / "ingested")), BEAM)
+    spans = cut_spans(str(root / "ingested" / "examples" / "*.tfrecord.gz"),
+                      generator.start_date, generator.days, root / "spans")
+    run = Run(root=root, spans=spans, catalogue=str(data.titles_path))
+    statistics = {}
+
+    def stats(span: int):
+        if span not in statistics:
+            statistics[span] = span_statistics(spans[span], BEAM)
+        return statistics[span]
+
+    ranker, seconds = run.train(0, first_window - 1)
+    window = (0, first_window - 1)
+    reference = span_statistics(str(run.window_dir(*window) / "*.tfrecord.gz"), BEAM)
+    model = ServedModel(ranker_dir=ranker, baseline_auc=None,
+                        known_titles=known_titles(spans[window[0]:window[1] + 1]))
+    model_aucs: list[float] = []
+    timeline = []
+    train_seconds = [seconds]
+    for span in range(first_window, generator.days):
+        decision, quality = monitor_span(
+            span, spans[span], model, reference, stats(span), config,
+            decisions_log=str(root / "decisions.jsonl"), report_dir=str(root / "reports"))
+        timeline.append({"span": span, "action": decision.action,
+                         "reasons": list(decision.reasons), "auc": quality["auc"],
+                         "ece": quality["ece"], "model": pathlib.Path(model.ranker_dir).name,
+                         "drifted": [m.feature for m in decision.signals.drift
+                                     if m.kind == "drift" and m.exceeded],
+                         "unseen_title_share": decision.signals.unseen_title_share})
+        print(name, json.dumps(timeline[-1]), flush=True)
+        model_aucs.append(quality["auc"])
+        if model.baseline_auc is None and len(model_aucs) >= config.baseline_spans:
+            model = dataclasses.replace(model, baseline_auc=float(np.mean(model_aucs)))
+        if decision.action == RETRAIN:
+            window = (max(0, span - config.window_spans + 1), span)
+            ranker, seconds = run.train(*window)
+            train_seconds.append(seconds)
+            if ranker != model.ranker_dir:  # The Evaluator blessed and the Pusher pushed.
+                reference = span_statistics(str(run.window_dir(*window) / "*.tfrecord.gz"),
+                                            BEAM)
+                model = ServedModel(ranker_dir=ranker, baseline_auc=None, pushed_span=span,
+                                    known_titles=known_titles(spans[window[0]:window[1] + 1]))
+                model_aucs = []
+            timeline[-1]["pushed"] = ranker != timeline[-1]["model"]
+    return {"timeline": timeline, "ingestion": dataclasses.asdict(report),
+            "trainings": run.trainings, "train_seconds": train_seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--titles", type=int, default=300)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--drift-day", type=int, default=7)
+    parser.add_argument("--new-titles", type=int, default=40)
+    parser.add_argument("--first-window", type=int, default=5)
+    parser.add_argument("--window-spans", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workdir", type=pathlib.Path,
+                        default=pathlib.Path("monitor_simulation_output"))
+    parser.add_argument("--name", default="monitor_simulation")
+    args = parser.parse_args()
+    config = MonitorConfig(min_auc=0.55, window_spans=args.window_spans)
+    base = GeneratorConfig(num_users=args.users, num_titles=args.titles, days=args.days,
+                           seed=args.seed)
+    started = time.perf_counter()
+    control = simulate("control", base, args.workdir / "control", args.first_window, config)
+    drifted = simulate("drift", dataclasses.replace(base, drift_day=args.drift_day,
+                                                    drift_new_titles=args.new_titles),
+                       args.workdir / "drift", args.first_window, config)
+
+    def auc(run: dict, span: int) -> float:
+        return next(e["auc"] for e in run["timeline"] if e["span"] == span)
+
+    timeline = drifted["timeline"]
+    triggers = [e["span"] for e in timeline if e["action"] == RETRAIN]
+    trigger = next((s for s in triggers if s >= args.drift_day), None)
+    before = float(np.mean([auc(drifted, s) for s in range(args.first_window, args.drift_day)]))
+    at_shift = auc(drifted, args.drift_day)
+    after = {f"auc_span_{s}": auc(drifted, s) for s in range(args.drift_day + 1,
+                                                             min(args.days,
+                                                                 args.drift_day + 3))}
+    best_after = max(after.values()) if after else at_shift
+    lost = before - at_shift
+    recovered = (best_after - at_shift) / lost if lost > 0 else None
+    figures = {
+        "drift_day": args.drift_day,
+        "trigger_span": trigger,
+        "trigger_delay_spans": None if trigger is None else trigger - args.drift_day,
+        "auc_before_shift": before, "auc_at_shift": at_shift, **after,
+        "auc_lost": lost, "share_of_lost_auc_recovered_within_2_spans": recovered,
+        "false_triggers_before_drift": [s for s in triggers if s < args.drift_day],
+        "control_triggers": [e["span"] for e in control["timeline"]
+                             if e["action"] == RETRAIN],
+        "control_alerts": [e["span"] for e in control["timeline"] if e["action"] == "alert"],
+        "drift_run": drifted, "control_run": control,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    path = write_result(
+        args.name,
+        parameters={**vars(args), "workdir": str(args.workdir),
+                    "monitor": MonitorConfig.to_dict(config)},
+        figures=figures,
+        peers={"control_auc_by_span": {e["span"]: e["auc"] for e in control["timeline"]}},
+        ratios={"recovered_share_goal_0.5": recovered})
+    print(json.dumps({k: v for k, v in figures.items()
+                      if k not in ("drift_run", "control_run")}, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
