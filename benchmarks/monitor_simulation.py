@@ -144,13 +144,14 @@ def simulate(name: str, generator: GeneratorConfig, root: pathlib.Path, first_wi
             window = (max(0, span - config.window_spans + 1), span)
             ranker, seconds = run.train(*window)
             train_seconds.append(seconds)
-            if ranker != model.ranker_dir:  # The Evaluator blessed and the Pusher pushed.
+            # A new version only when the Evaluator blessed the candidate and the Pusher pushed.
+            timeline[-1]["pushed"] = ranker != model.ranker_dir
+            if timeline[-1]["pushed"]:
                 reference = span_statistics(str(run.window_dir(*window) / "*.tfrecord.gz"),
                                             BEAM)
                 model = ServedModel(ranker_dir=ranker, baseline_auc=None, pushed_span=span,
                                     known_titles=known_titles(spans[window[0]:window[1] + 1]))
                 model_aucs = []
-            timeline[-1]["pushed"] = ranker != timeline[-1]["model"]
     return {"timeline": timeline, "ingestion": dataclasses.asdict(report),
             "trainings": run.trainings, "train_seconds": train_seconds}
 

@@ -134,7 +134,8 @@ def test_the_dockerfile_copies_every_package_and_runs_the_service():
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     packages = {line.split()[1] for line in dockerfile.splitlines()
                 if line.startswith("COPY") and "requirements" not in line and "setup" not in line}
-    assert packages == {"recs", "recs_cli", "serving", "transforms", "tfx_pipeline"}
+    assert packages == {"recs", "recs_cli", "serving", "transforms", "tfx_pipeline",
+                        "monitoring"}
     assert all((ROOT / package / "__init__.py").exists() for package in packages)
     assert "TF_USE_LEGACY_KERAS=1" in dockerfile
     assert 'ENTRYPOINT ["recs"]' in dockerfile and '"--port", "8080"' in dockerfile
