@@ -77,7 +77,9 @@ def test_scann_recall_against_numpy_brute_force_oracle():
     queries = rng.normal(size=(100, 16)).astype("f4")
     ids = np.array([f"t{i}" for i in range(3000)], dtype=object)
     oracle = ids[np.argsort(-queries @ candidates.T, axis=1)[:, :10]]
-    layer = scann_layer(ids, candidates, IndexConfig(k=10))
+    # ScaNN trains its partitions from a random sample at each build, so recall varies from
+    # build to build; re-ordering 100 candidates (10x k) keeps it well above the bound.
+    layer = scann_layer(ids, candidates, IndexConfig(k=10, num_reordering_candidates=100))
     _, found = layer(tf.constant(queries), k=10)
     assert recall_against_exact(found.numpy(), oracle.astype(bytes)) >= 0.9
     _, exact = brute_force_layer(ids, candidates, 10)(tf.constant(queries), k=10)
