@@ -41,6 +41,50 @@ def current_rss_mb() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def run_in_process(target: Callable[..., None], *args: Any) -> tuple[float, float]:
+    """Runs `target(*args)` in a fresh spawned process, sampling its process tree every 0.2 s.
+
+    Multi-process runners (Beam's DirectRunner workers) count: the peak is the sum over the
+    process and all its descendants.
+
+    Returns:
+        (wall seconds, peak resident memory of the tree in MB).
+
+    Raises:
+        RuntimeError: the process exited with a non-zero code.
+    """
+    import multiprocessing
+    import threading
+
+    import psutil
+
+    process = multiprocessing.get_context("spawn").Process(target=target, args=args)
+    peak = [0.0]
+    done = threading.Event()
+    start = time.perf_counter()
+    process.start()
+
+    def sample() -> None:
+        root = psutil.Process(process.pid)
+        while not done.is_set():
+            try:
+                tree = [root] + root.children(recursive=True)
+                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree) / 2**20)
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    process.join()
+    done.set()
+    seconds = time.perf_counter() - start
+    if process.exitcode != 0:
+        raise RuntimeError(f"{getattr(target, '__name__', target)} failed with exit code "
+                           f"{process.exitcode}")
+    return seconds, peak[0]
+
+
 def latencies_ms(call: Callable[[Any], Any], items: list[Any]) -> dict[str, float]:
     """Calls `call` once per item (after one warm-up call); median and p99 in ms."""
     call(items[0])

@@ -15,20 +15,17 @@ benchmarks/results/ingestion.json (events/s, per core, peak RSS, ratios).
 
 import argparse
 import json
-import multiprocessing
 import pathlib
 import sys
 import tempfile
-import threading
 import time
 from typing import Any, Callable
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import recs  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
-from common import write_result  # noqa: E402
+from common import run_in_process, write_result  # noqa: E402
 
-import psutil  # noqa: E402
 
 EVENTS_PER_USER_DAY = 3.5  # measured mean of the generator's defaults (177k / 5000 / 10)
 
@@ -132,33 +129,10 @@ def run_pandas(raw: str, out: str, result_path: str) -> None:
 def measure(target: Callable[..., None], *args: str) -> dict[str, Any]:
     """Runs `target(*args, result_path)` in a fresh process; wall time and the tree's peak RSS."""
     result_path = tempfile.mktemp(suffix=".json")
-    process = multiprocessing.get_context("spawn").Process(target=target,
-                                                           args=(*args, result_path))
-    peak = [0.0]
-    done = threading.Event()
-    start = time.perf_counter()
-    process.start()
-
-    def sample() -> None:
-        root = psutil.Process(process.pid)
-        while not done.is_set():
-            try:
-                tree = [root] + root.children(recursive=True)
-                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree) / 2**20)
-            except psutil.Error:
-                pass
-            time.sleep(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    process.join()
-    done.set()
-    seconds = time.perf_counter() - start
-    if process.exitcode != 0:
-        raise RuntimeError(f"{target.__name__} failed with exit code {process.exitcode}")
+    seconds, peak = run_in_process(target, *args, result_path)
     result = json.loads(pathlib.Path(result_path).read_text())
     return {**result, "seconds": seconds, "events_per_second": result["events_read"] / seconds,
-            "peak_rss_mb": peak[0]}
+            "peak_rss_mb": peak}
 
 
 def main() -> None:

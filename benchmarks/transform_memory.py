@@ -15,20 +15,16 @@ Peak memory is the whole process tree's (the runner and its worker processes), s
 """
 
 import argparse
-import multiprocessing
 import pathlib
 import sys
 import tempfile
-import threading
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import recs  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
-from common import write_result  # noqa: E402
+from common import run_in_process, write_result  # noqa: E402
 
 import numpy as np  # noqa: E402
-import psutil  # noqa: E402
 
 WORDS = [f"w{i}" for i in range(5000)]
 GENRES = ["drama", "comedy", "action", "documentary", "kids", "horror", "romance", "scifi"]
@@ -117,34 +113,10 @@ def run_transform(pattern: str, out: str, beam_args: list[str], reads: int) -> N
 def measure(pattern: str, beam_args: list[str], reads: int) -> dict[str, float]:
     """Runs `run_transform` in a fresh process; wall time and the tree's peak RSS."""
     out = tempfile.mkdtemp(prefix="tft-bench-")
-    process = multiprocessing.get_context("spawn").Process(
-        target=run_transform, args=(pattern, out, beam_args, reads))
-    start = time.perf_counter()
-    process.start()
-    peak = [0.0]
-    done = threading.Event()
-
-    def sample() -> None:
-        root = psutil.Process(process.pid)
-        while not done.is_set():
-            try:
-                tree = [root] + root.children(recursive=True)
-                rss = sum(p.memory_info().rss for p in tree if p.is_running())
-                peak[0] = max(peak[0], rss / 2**20)
-            except psutil.Error:
-                pass
-            time.sleep(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    process.join()
-    done.set()
-    seconds = time.perf_counter() - start
-    if process.exitcode != 0:
-        raise RuntimeError(f"transform run failed with exit code {process.exitcode}")
+    seconds, peak = run_in_process(run_transform, pattern, out, beam_args, reads)
     rows = sum(int(p.read_text()) for p in pathlib.Path(out).glob("rows*"))
     return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds,
-            "peak_rss_mb": peak[0]}
+            "peak_rss_mb": peak}
 
 
 def main() -> None:
