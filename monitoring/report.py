@@ -5,11 +5,11 @@ import json
 import pathlib
 
 from monitoring.decision import Decision
-from recs.plots import _pyplot, _save, plot_reliability
+from recs.plots import plot_reliability, pyplot, save_figure
 
 
 def _trends(decisions: list[Decision], path: pathlib.Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     spans = [d.span for d in decisions]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     top.plot(spans, [d.signals.auc for d in decisions], marker="o", label="engagement AUC")
@@ -30,11 +30,11 @@ def _trends(decisions: list[Decision], path: pathlib.Path) -> None:
     bottom.set_xlabel("span (day); red: retrain decided")
     bottom.legend()
     bottom.grid(alpha=0.3)
-    _save(figure, str(path))
+    save_figure(figure, str(path))
 
 
 def _drift_bars(decision: Decision, path: pathlib.Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     drift = [m for m in decision.signals.drift if m.kind == "drift"]
     figure, axis = plt.subplots(figsize=(7, 3.5))
     axis.barh([m.feature for m in drift], [m.value for m in drift],
@@ -43,7 +43,7 @@ def _drift_bars(decision: Decision, path: pathlib.Path) -> None:
         axis.plot([m.threshold, m.threshold], [index - 0.4, index + 0.4], color="black")
     axis.set_xlabel("distance to training spans (L-inf categorical, JS numeric); | threshold")
     axis.set_title(f"span {decision.span}: drift")
-    _save(figure, str(path))
+    save_figure(figure, str(path))
 
 
 def write_report(out_dir: str | pathlib.Path, decisions: list[Decision],

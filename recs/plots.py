@@ -5,7 +5,7 @@ import io
 import tensorflow as tf
 
 
-def _save(figure, path: str) -> None:
+def save_figure(figure, path: str) -> None:
     """Writes a matplotlib figure as PNG to a local or remote (gfile) path and closes it."""
     from matplotlib import pyplot as plt
 
@@ -16,7 +16,7 @@ def _save(figure, path: str) -> None:
         handle.write(buffer.getvalue())
 
 
-def _pyplot():
+def pyplot():
     """Imported on use: plotting is the only user, and matplotlib is slow to import."""
     import matplotlib
 
@@ -28,7 +28,7 @@ def _pyplot():
 
 def plot_training_curves(history: dict[str, list[float]], title: str, path: str) -> None:
     """Writes one line per metric of a Keras history, by epoch, to a PNG at `path`."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
     for name, values in sorted(history.items()):
         axis.plot(range(1, len(values) + 1), values, marker="o", label=name)
@@ -36,7 +36,7 @@ def plot_training_curves(history: dict[str, list[float]], title: str, path: str)
     axis.set_title(title)
     axis.legend()
     axis.grid(alpha=0.3)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_index_tuning(trials: list[dict], target: float, path: str) -> None:
@@ -47,7 +47,7 @@ def plot_index_tuning(trials: list[dict], target: float, path: str) -> None:
         target: the recall the tuner aimed at, drawn as a vertical line.
         path: where the PNG goes.
     """
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
     for leaves in sorted({trial["num_leaves"] for trial in trials}):
         chosen = [t for t in trials if t["num_leaves"] == leaves and t["ms_per_query"]]
@@ -60,7 +60,7 @@ def plot_index_tuning(trials: list[dict], target: float, path: str) -> None:
     axis.set_title("ScaNN settings that reach the target")
     axis.legend()
     axis.grid(alpha=0.3)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_reliability(table: dict, title: str, path: str) -> None:
@@ -71,7 +71,7 @@ def plot_reliability(table: dict, title: str, path: str) -> None:
         title: plot title; the ECE is appended.
         path: where the PNG goes.
     """
-    plt = _pyplot()
+    plt = pyplot()
 
     filled = [b for b in table["bins"] if b["count"]]
     figure, axis = plt.subplots(figsize=(5, 5))
@@ -85,13 +85,13 @@ def plot_reliability(table: dict, title: str, path: str) -> None:
     axis.set_ylim(0, 1)
     axis.legend()
     axis.grid(alpha=0.3)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_experiment(comparisons: list[dict], title: str, path: str) -> None:
     """Writes each metric's relative lift of treatment over control with its confidence
     interval (error bar) to a PNG; significant metrics are drawn solid."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 0.6 + 0.6 * len(comparisons)))
     for row, comparison in enumerate(comparisons):
         control = comparison["control"] or float("nan")
@@ -106,4 +106,4 @@ def plot_experiment(comparisons: list[dict], title: str, path: str) -> None:
     axis.set_xlabel("treatment vs control, % (confidence interval)")
     axis.set_title(title)
     axis.grid(alpha=0.3, axis="x")
-    _save(figure, path)
+    save_figure(figure, path)
