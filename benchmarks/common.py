@@ -41,16 +41,28 @@ def current_rss_mb() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run_in_process(target: Callable[..., None], *args: Any) -> tuple[float, float]:
+class MemoryCapExceeded(RuntimeError):
+    """The measured process tree went over its memory cap and was stopped."""
+
+
+def run_in_process(target: Callable[..., None], *args: Any, max_rss_mb: float = 0.0
+                   ) -> tuple[float, float]:
     """Runs `target(*args)` in a fresh spawned process, sampling its process tree every 0.2 s.
 
     Multi-process runners (Beam's DirectRunner workers) count: the peak is the sum over the
     process and all its descendants.
 
+    Args:
+        target: a module-level function (it is pickled into the new process).
+        *args: its arguments.
+        max_rss_mb: stop the whole tree once it holds more than this (0: no cap), so a run
+            that does not fit fails alone instead of taking the machine down.
+
     Returns:
         (wall seconds, peak resident memory of the tree in MB).
 
     Raises:
+        MemoryCapExceeded: the tree went over `max_rss_mb`.
         RuntimeError: the process exited with a non-zero code.
     """
     import multiprocessing
@@ -60,6 +72,7 @@ def run_in_process(target: Callable[..., None], *args: Any) -> tuple[float, floa
 
     process = multiprocessing.get_context("spawn").Process(target=target, args=args)
     peak = [0.0]
+    capped = threading.Event()
     done = threading.Event()
     start = time.perf_counter()
     process.start()
@@ -70,6 +83,10 @@ def run_in_process(target: Callable[..., None], *args: Any) -> tuple[float, floa
             try:
                 tree = [root] + root.children(recursive=True)
                 peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree) / 2**20)
+                if max_rss_mb and peak[0] > max_rss_mb:
+                    capped.set()
+                    for member in reversed(tree):
+                        member.kill()
             except psutil.Error:
                 pass
             time.sleep(0.2)
@@ -79,6 +96,9 @@ def run_in_process(target: Callable[..., None], *args: Any) -> tuple[float, floa
     process.join()
     done.set()
     seconds = time.perf_counter() - start
+    if capped.is_set():
+        raise MemoryCapExceeded(f"{getattr(target, '__name__', target)} went over "
+                                f"{max_rss_mb:.0f} MB after {seconds:.0f} s and was stopped")
     if process.exitcode != 0:
         raise RuntimeError(f"{getattr(target, '__name__', target)} failed with exit code "
                            f"{process.exitcode}")

@@ -15,7 +15,6 @@ decisions logs and the per-span HTML reports under the work directory.
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import pathlib
 import shutil
@@ -28,7 +27,6 @@ import recs  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 from common import write_result  # noqa: E402
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from monitoring import RETRAIN, MonitorConfig  # noqa: E402
 from monitoring.drift import span_statistics  # noqa: E402
@@ -42,26 +40,6 @@ from transforms.ingestion import IngestionConfig, run_ingestion  # noqa: E402
 BEAM = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 
-def cut_spans(examples_glob: str, start_date: str, days: int, out: pathlib.Path) -> list[str]:
-    """Writes one folder of examples per day of the session start; returns their globs."""
-    first = int(dt.datetime.fromisoformat(start_date).replace(
-        tzinfo=dt.timezone.utc).timestamp())
-    options = tf.io.TFRecordOptions(compression_type="GZIP")
-    writers = []
-    for day in range(days):
-        (out / f"span-{day}").mkdir(parents=True, exist_ok=True)
-        writers.append(tf.io.TFRecordWriter(str(out / f"span-{day}" / "part.tfrecord.gz"),
-                                            options))
-    spec = {F.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
-    files = tf.io.gfile.glob(examples_glob)
-    for raw in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-        stamp = int(tf.io.parse_single_example(raw, spec)[F.TIMESTAMP])
-        writers[min(days - 1, max(0, (stamp - first) // 86400))].write(raw.numpy())
-    for writer in writers:
-        writer.close()
-    return [str(out / f"span-{day}" / "*.tfrecord.gz") for day in range(days)]
-
-
 @dataclasses.dataclass
 class Run:
     root: pathlib.Path
@@ -70,14 +48,15 @@ class Run:
     trainings: int = 0
 
     def window_dir(self, first: int, last: int) -> pathlib.Path:
-        """A folder of links to spans first..last: the pipeline's input for that window."""
+        """A folder of links to the day spans first..last: the pipeline's input for that
+        window (its default pattern reads every span folder under it)."""
         window = self.root / "windows" / f"{first}-{last}"
         window.mkdir(parents=True, exist_ok=True)
         for span in range(first, last + 1):
-            link = window / f"span-{span}.tfrecord.gz"
+            day = pathlib.Path(self.spans[span]).parent
+            link = window / day.name
             if not link.exists():
-                link.symlink_to(pathlib.Path(self.spans[span].replace("*.tfrecord.gz",
-                                                                      "part.tfrecord.gz")))
+                link.symlink_to(day)
         return window
 
     def train(self, first: int, last: int) -> tuple[str, float]:
@@ -108,8 +87,8 @@ def simulate(name: str, generator: GeneratorConfig, root: pathlib.Path, first_wi
     report = run_ingestion(IngestionConfig(
         events_glob=str(data.events_dir / "*" / "*.jsonl"), users_path=str(data.users_path),
         titles_path=str(data.titles_path), output_dir=str(root / "ingested")), BEAM)
-    spans = cut_spans(str(root / "ingested" / "examples" / "*.tfrecord.gz"),
-                      generator.start_date, generator.days, root / "spans")
+    spans = [str(root / "ingested" / "examples" / f"day={day}" / "*.tfrecord.gz")
+             for day in report.records_per_span]
     run = Run(root=root, spans=spans, catalogue=str(data.titles_path))
     statistics = {}
 
@@ -120,7 +99,7 @@ def simulate(name: str, generator: GeneratorConfig, root: pathlib.Path, first_wi
 
     ranker, seconds = run.train(0, first_window - 1)
     window = (0, first_window - 1)
-    reference = span_statistics(str(run.window_dir(*window) / "*.tfrecord.gz"), BEAM)
+    reference = span_statistics(str(run.window_dir(*window) / "*" / "*.tfrecord.gz"), BEAM)
     model = ServedModel(ranker_dir=ranker, baseline_auc=None,
                         known_titles=known_titles(spans[window[0]:window[1] + 1]))
     model_aucs: list[float] = []
@@ -147,7 +126,7 @@ def simulate(name: str, generator: GeneratorConfig, root: pathlib.Path, first_wi
             # A new version only when the Evaluator blessed the candidate and the Pusher pushed.
             timeline[-1]["pushed"] = ranker != model.ranker_dir
             if timeline[-1]["pushed"]:
-                reference = span_statistics(str(run.window_dir(*window) / "*.tfrecord.gz"),
+                reference = span_statistics(str(run.window_dir(*window) / "*" / "*.tfrecord.gz"),
                                             BEAM)
                 model = ServedModel(ranker_dir=ranker, baseline_auc=None, pushed_span=span,
                                     known_titles=known_titles(spans[window[0]:window[1] + 1]))

@@ -108,10 +108,12 @@ def show_pipeline_progress() -> None:
     absl_logger.propagate = False
 
 
-def generate(out: pathlib.Path, users: int, titles: int, days: int, seed: int):
+def generate(out: pathlib.Path, users: int, titles: int, days: int, seed: int,
+             sessions_per_user_day: float = 0.6):
     from recs.data.synthetic import GeneratorConfig, generate as write
 
-    return write(GeneratorConfig(num_users=users, num_titles=titles, days=days, seed=seed), out)
+    return write(GeneratorConfig(num_users=users, num_titles=titles, days=days, seed=seed,
+                                 sessions_per_user_day=sessions_per_user_day), out)
 
 
 def ingest(raw: pathlib.Path, out: pathlib.Path, beam_args: list[str]):
@@ -119,7 +121,8 @@ def ingest(raw: pathlib.Path, out: pathlib.Path, beam_args: list[str]):
 
     config = IngestionConfig(events_glob=str(raw / "events" / "*" / "*.jsonl"),
                              users_path=str(raw / "users.jsonl"),
-                             titles_path=str(raw / "titles.jsonl"), output_dir=str(out))
+                             titles_path=str(raw / "titles.jsonl"), output_dir=str(out),
+                             profile_updates_glob=str(raw / "profile_updates" / "*" / "*.jsonl"))
     return run_ingestion(config, beam_args)
 
 
@@ -159,7 +162,8 @@ def import_movielens(dataset: str, data_dir: pathlib.Path, workdir: Workdir,
         rows = np.sort(np.random.default_rng(seed).permutation(rows)[:max_ratings])
     workdir.clean()
     records = interaction_records(data, rows, reference=rows)
-    examples = workdir.ingested / "examples"
+    # One folder, read as one span: the ratings are a snapshot, not daily deliveries.
+    examples = workdir.ingested / "examples" / "snapshot"
     examples.mkdir(parents=True)
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     with tf.io.TFRecordWriter(str(examples / "interactions-00000-of-00001.tfrecord.gz"),
@@ -195,7 +199,7 @@ def load_profile_store(workdir: Workdir):
         workdir.store.unlink()
     store = ProfileStore(str(workdir.store))
     load_store(store, str(workdir.raw / "users.jsonl"),
-               str(workdir.ingested / "examples" / "*.tfrecord.gz"))
+               str(workdir.ingested / "examples" / "*" / "*.tfrecord.gz"))
     return store
 
 
@@ -371,13 +375,10 @@ def demo(workdir: Workdir, users: int, titles: int, days: int, seed: int, k: int
 
     stage(1, f"generating {users} users, {titles} titles, {days} days of playback logs")
     data = generate(workdir.raw, users, titles, days, seed)
-    print(f"    {data.num_events} events, {data.num_malformed} malformed and "
-          f"{data.num_duplicates} duplicated on purpose")
+    print(f"    {data.num_events} events; faults injected on purpose: {data.faults}")
     stage(2, "Beam ingestion (DirectRunner)")
     report = ingest(workdir.raw, workdir.ingested, [])
-    print(f"    read {report.events_read}, accepted {report.events_accepted}, dead-lettered "
-          f"{report.events_dead_lettered} {report.dead_lettered}; "
-          f"{report.records_written} interaction records; balanced={report.balanced}")
+    print("    " + report.summary().replace("\n", "\n    "))
     stage(3, "TFX pipeline on LocalDagRunner")
     show_pipeline_progress()
     run_local(pipeline_config(workdir))
@@ -425,6 +426,9 @@ def _parser() -> argparse.ArgumentParser:
     command = commands.add_parser("generate", help="write synthetic streaming logs")
     command.add_argument("--out", type=pathlib.Path, required=True)
     sizes(command)
+    command.add_argument("--sessions-per-user-day", type=float, default=0.6,
+                         help="mean sessions per user and day (about 5.5 events each); "
+                              "1M users at 1.8 give about 10M events a day")
 
     command = commands.add_parser("ingest", help="Beam ingestion; extra args go to Beam")
     command.add_argument("--raw", type=pathlib.Path, required=True)
@@ -585,11 +589,13 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "ingest":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "generate":
-        data = generate(args.out, args.users, args.titles, args.days, args.seed)
-        print(f"wrote {data.num_events} events under {data.events_dir}")
+        data = generate(args.out, args.users, args.titles, args.days, args.seed,
+                        args.sessions_per_user_day)
+        print(f"wrote {data.num_events} events under {data.events_dir}; faults injected: "
+              f"{data.faults}")
     elif args.command == "ingest":
         report = ingest(args.raw, args.out, beam_args(args.beam_runner_config, extra))
-        print(report)
+        print(report.summary())
         return 0 if report.balanced else 1
     elif args.command == "movielens":
         count = import_movielens(args.dataset, args.data, Workdir(args.workdir), args.max_ratings)

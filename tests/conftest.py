@@ -58,7 +58,7 @@ def tiny_world() -> TinyWorld:
     # folder after changing features or models); CI always builds it afresh.
     kept = os.environ.get("RECS_TINY_WORLD")
     root = pathlib.Path(kept) if kept else pathlib.Path(tempfile.mkdtemp(prefix="recs-tiny-"))
-    examples_glob = str(root / "ingested" / "examples" / "*.tfrecord.gz")
+    examples_glob = str(root / "ingested" / "examples" / "*" / "*.tfrecord.gz")
     spec = F.raw_feature_spec()
 
     def read_records() -> list[dict]:

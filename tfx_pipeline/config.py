@@ -19,7 +19,11 @@ class PipelineConfig(Config):
 
     Attributes:
         pipeline_root: where TFX writes artifacts (local path or object storage).
-        examples_dir: ingestion's tf.Example output (TFRecord.gz files).
+        examples_dir: ingestion's tf.Example output, one `day=YYYY-MM-DD` folder per span.
+        examples_pattern: ImportExampleGen's input pattern under `examples_dir`. The
+            default reads every span as one; `transforms.ingestion.SPAN_PATTERN`
+            ("day={YYYY}-{MM}-{DD}/*.tfrecord.gz") makes each run take the newest day as its
+            span, numbered in days since 1970-01-01, for daily runs that add one span each.
         catalogue_path: the content catalogue (JSON lines) the index is built over.
         serving_base_dir: Pushers write `<serving_base_dir>/<model_name>/<version>/`.
         metadata_path: SQLite ML-Metadata file for local runs; empty for Kubeflow.
@@ -37,6 +41,7 @@ class PipelineConfig(Config):
     catalogue_path: str
     serving_base_dir: str
     metadata_path: str = ""
+    examples_pattern: str = "*/*.tfrecord.gz"
     pipeline_name: str = "recs"
     min_ranker_auc: float = 0.6
     eval_buckets: tuple[int, ...] = (4, 1)
@@ -46,7 +51,8 @@ class PipelineConfig(Config):
     index: IndexConfig = IndexConfig()
 
     def __post_init__(self) -> None:
-        for name in ("pipeline_root", "examples_dir", "catalogue_path", "serving_base_dir"):
+        for name in ("pipeline_root", "examples_dir", "catalogue_path", "serving_base_dir",
+                     "examples_pattern"):
             require(bool(getattr(self, name)), name, "a non-empty path", getattr(self, name))
         require(0.0 <= self.min_ranker_auc <= 1.0, "min_ranker_auc", "in [0, 1]",
                  self.min_ranker_auc)

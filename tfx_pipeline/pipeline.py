@@ -54,6 +54,8 @@ def create_pipeline(config: C.PipelineConfig) -> tfx.dsl.Pipeline:
     train_buckets, eval_buckets = config.eval_buckets
     example_gen = tfx.components.ImportExampleGen(
         input_base=config.examples_dir,
+        input_config=tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name="interactions", pattern=config.examples_pattern)]),
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name="train", hash_buckets=train_buckets),
             tfx.proto.SplitConfig.Split(name="eval", hash_buckets=eval_buckets)])))

@@ -30,6 +30,11 @@ class Reason:
     DUPLICATE_EVENT_ID = "duplicate_event_id"
     UNKNOWN_USER = "unknown_user"
     UNKNOWN_TITLE = "unknown_title"
+    # Checks that need more than the record itself (its file's day, the user's other events,
+    # the catalogue); Beam ingestion applies them.
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+    BOT_TRAFFIC = "bot_traffic"
+    IMPLAUSIBLE_WATCH_TIME = "implausible_watch_time"
 
 
 @dataclasses.dataclass(frozen=True)
