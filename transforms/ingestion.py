@@ -265,7 +265,7 @@ def _aggregate(element: tuple[list[dict[str, Any]], str],
     session, history = element
     user_id = session[0][F.USER_ID]
     span = session[0][_ARRIVAL]
-    profile = _profile_as_of(profiles[user_id], session[0]["ts"])  # [] if unknown.
+    profile = _profile_as_of(profiles.get(user_id, []), session[0]["ts"])
     if profile is None:
         yield from _dead_events(session, Reason.UNKNOWN_USER, user_id)
         return
@@ -376,9 +376,12 @@ def build_pipeline(pipeline: beam.Pipeline, config: IngestionConfig) -> None:
                 | "Sessionize" >> beam.FlatMap(
                     _sessionize, config.session_gap_seconds,
                     config.bot_events_per_hour).with_outputs(_DEAD_LETTER, main="sessions"))
+    # Versions grouped per user and read as one dict: a multimap side input would cost a
+    # runner round trip per session lookup.
+    profile_versions = profiles | "GroupProfileVersions" >> beam.GroupByKey()
     records = (sessions.sessions
                | "Aggregate" >> beam.FlatMap(
-                   _aggregate, profiles=beam.pvalue.AsMultiMap(profiles),
+                   _aggregate, profiles=beam.pvalue.AsDict(profile_versions),
                    catalogue=beam.pvalue.AsDict(catalogue),
                    max_watch_ratio=config.max_watch_ratio).with_outputs(
                        _DEAD_LETTER, main="records"))
