@@ -11,7 +11,8 @@ from tfx_pipeline import compile_for_kubeflow, create_pipeline
 from tfx_pipeline.config import SERVED_MODELS
 
 COMPONENTS = ["ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
-              "RetrievalTrainer", "RankerTrainer", "Evaluator", "IndexBuilder",
+              "RetrievalTrainer", "RankerTrainer", "LatestBlessedRanker", "Evaluator",
+              "IndexBuilder",
               "Pusher_ranker", "Pusher_retrieval", "Pusher_retrieval_exact", "Pusher_towers"]
 
 
@@ -27,6 +28,7 @@ def test_components_are_wired_along_the_data_flow(tmp_path):
                                                                         "SchemaGen"}
     assert upstream("IndexBuilder") == {"RetrievalTrainer", "ImportExampleGen"}
     assert upstream("Pusher_ranker") == {"RankerTrainer", "Evaluator"}
+    assert upstream("Evaluator") == {"ImportExampleGen", "RankerTrainer", "LatestBlessedRanker"}
     assert upstream("Pusher_retrieval") == {"IndexBuilder"}
 
 
@@ -37,13 +39,62 @@ def test_compiles_for_kubeflow_v2(tmp_path):
                                 image="registry.example/recs:1")
     spec = json.loads(pathlib.Path(path).read_text())
     assert spec["pipelineSpec"]["pipelineInfo"]["name"] == "recs"
-    assert sorted(spec["pipelineSpec"]["root"]["dag"]["tasks"]) == sorted(COMPONENTS)
-    images = {executor["container"]["image"] for executor in
-              spec["pipelineSpec"]["deploymentSpec"]["executors"].values()}
+    # On Kubeflow the champion resolver compiles to two resolver tasks (blessing, then model).
+    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+    resolvers = ["LatestBlessedRanker-model-blessing-resolver",
+                 "LatestBlessedRanker-model-resolver"]
+    assert sorted(tasks) == sorted(set(COMPONENTS) - {"LatestBlessedRanker"} | set(resolvers))
+    baseline = tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"]
+    assert baseline["taskOutputArtifact"]["producerTask"] == resolvers[1]
+    executors = spec["pipelineSpec"]["deploymentSpec"]["executors"].values()
+    images = {e["container"]["image"] for e in executors if "container" in e}
     assert images == {"registry.example/recs:1"}
+    assert sum("resolver" in e for e in executors) == 2  # Run by the orchestrator itself.
     text = json.dumps(spec)
     assert "transforms.preprocessing.preprocessing_fn" in text
     assert "tfx_pipeline.trainer.run_ranker" in text and "[32, 16]" in text
+
+
+def _flipped_ranker(ranker_dir: str, out: str) -> str:
+    """The ranker with its scores turned around (1 - p): AUC becomes 1 - AUC."""
+    import tensorflow as tf
+
+    from recs.export import EXAMPLES_INPUT, SERVING_TF_EXAMPLE
+
+    module = tf.Module()
+    module.ranker = tf.saved_model.load(ranker_dir)
+    score = module.ranker.signatures[SERVING_TF_EXAMPLE]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    def flipped(examples):
+        return {"probability": 1.0 - score(**{EXAMPLES_INPUT: examples})["probability"]}
+
+    module.flipped = flipped
+    tf.saved_model.save(module, out, signatures={SERVING_TF_EXAMPLE: flipped})
+    return out
+
+
+def test_evaluator_refuses_a_challenger_worse_than_the_champion(tiny_world, tmp_path):
+    # The pipeline's own EvalConfig, run by TFMA as the Evaluator runs it: with the absolute
+    # gate at 0, only the comparison with the champion (the last blessed ranker) can refuse.
+    import tensorflow_model_analysis as tfma
+
+    from tfx_pipeline.pipeline import BASELINE, CANDIDATE, eval_config
+
+    config = eval_config(pipeline_config(Workdir(tmp_path), min_ranker_auc=0.0,
+                                         max_auc_drop=0.005))
+    good = str(tiny_world.serving_dir / "ranker" / "1")
+    bad = _flipped_ranker(good, str(tmp_path / "flipped"))
+
+    def blessed(candidate: str, champion: str, out: str) -> bool:
+        models = [tfma.default_eval_shared_model(path, model_name=name, eval_config=config)
+                  for name, path in ((CANDIDATE, candidate), (BASELINE, champion))]
+        tfma.run_model_analysis(eval_shared_model=models, eval_config=config,
+                                data_location=tiny_world.examples_glob, output_path=out)
+        return tfma.load_validation_result(out).validation_ok
+
+    assert blessed(good, bad, str(tmp_path / "better"))
+    assert not blessed(bad, good, str(tmp_path / "worse"))
 
 
 @pytest.mark.slow

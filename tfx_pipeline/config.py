@@ -29,6 +29,9 @@ class PipelineConfig(Config):
         metadata_path: SQLite ML-Metadata file for local runs; empty for Kubeflow.
         pipeline_name: the pipeline's name in ML-Metadata and Kubeflow.
         min_ranker_auc: the Evaluator blesses a ranker whose eval AUC reaches this.
+        max_auc_drop: champion/challenger: the Evaluator also scores the last blessed ranker
+            on the same eval split and refuses a candidate whose AUC is lower by more than
+            this (a retrain must not push a worse model). The first run has no champion.
         eval_buckets: ExampleGen's hash-bucket split, (train, eval).
         beam_args: Beam options of every Beam-based component.
         retrieval: two-tower model settings.
@@ -44,6 +47,7 @@ class PipelineConfig(Config):
     examples_pattern: str = "*/*.tfrecord.gz"
     pipeline_name: str = "recs"
     min_ranker_auc: float = 0.6
+    max_auc_drop: float = 0.005
     eval_buckets: tuple[int, ...] = (4, 1)
     beam_args: tuple[str, ...] = ("--direct_num_workers=1",)
     retrieval: RetrievalConfig = RetrievalConfig()
@@ -56,6 +60,8 @@ class PipelineConfig(Config):
             require(bool(getattr(self, name)), name, "a non-empty path", getattr(self, name))
         require(0.0 <= self.min_ranker_auc <= 1.0, "min_ranker_auc", "in [0, 1]",
                  self.min_ranker_auc)
+        require(0.0 <= self.max_auc_drop <= 1.0, "max_auc_drop", "in [0, 1]",
+                self.max_auc_drop)
         require(len(self.eval_buckets) == 2 and min(self.eval_buckets) > 0, "eval_buckets",
                  "two positive ints (train, eval)", self.eval_buckets)
 

@@ -4,6 +4,7 @@
                      -> Transform -> RetrievalTrainer -> IndexBuilder -> Pushers (retrieval,
                                                                          retrieval_exact, towers)
                               \\-> RankerTrainer -> Evaluator (AUC gate) -> Pusher (ranker)
+                                   LatestBlessedRanker -/ (champion: the last blessed ranker)
 """
 
 import recs  # noqa: F401  (selects Keras 2 before TFX imports TensorFlow)
@@ -20,12 +21,26 @@ from tfx_pipeline.components import IndexBuilder
 PREPROCESSING_FN = "transforms.preprocessing.preprocessing_fn"
 
 
-def _eval_config(config: C.PipelineConfig) -> tfma.EvalConfig:
-    auc_gate = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
-        lower_bound={"value": config.min_ranker_auc}))
+CANDIDATE = "candidate"
+BASELINE = "baseline"
+
+
+def eval_config(config: C.PipelineConfig) -> tfma.EvalConfig:
+    """The ranker's evaluation: an absolute AUC gate, and no worse than the champion.
+
+    The change threshold needs the baseline model (the last blessed ranker); without one
+    (the first run) the Evaluator drops it and only the absolute gate applies.
+    """
+    auc_gate = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_ranker_auc}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -config.max_auc_drop}))
+    spec = dict(signature_name="serving_tf_example", label_key=F.LABEL,
+                prediction_key="probability")
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name="serving_tf_example", label_key=F.LABEL,
-                                    prediction_key="probability")],
+        model_specs=[tfma.ModelSpec(name=CANDIDATE, **spec),
+                     tfma.ModelSpec(name=BASELINE, is_baseline=True, **spec)],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[F.DEVICE_TYPE])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
@@ -80,9 +95,17 @@ def create_pipeline(config: C.PipelineConfig) -> tfx.dsl.Pipeline:
     ranker_trainer = trainer_component(
         "tfx_pipeline.trainer.run_ranker", trainer.RANKER_CONFIG_KEY,
         config.ranker.to_dict()).with_id("RankerTrainer")
+    champion = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                              producer_component_id="RankerTrainer", output_key="model"),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                       producer_component_id="Evaluator",
+                                       output_key="blessing")).with_id("LatestBlessedRanker")
     evaluator = tfx.components.Evaluator(examples=examples,
                                          model=ranker_trainer.outputs["model"],
-                                         eval_config=_eval_config(config))
+                                         baseline_model=champion.outputs["model"],
+                                         eval_config=eval_config(config))
     index_builder = IndexBuilder(model=retrieval_trainer.outputs["model"], examples=examples,
                                  catalogue_uri=config.catalogue_path,
                                  index_config=config.index.to_json())
@@ -101,7 +124,8 @@ def create_pipeline(config: C.PipelineConfig) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
-                    retrieval_trainer, ranker_trainer, evaluator, index_builder, *pushers],
+                    retrieval_trainer, ranker_trainer, champion, evaluator, index_builder,
+                    *pushers],
         metadata_connection_config=metadata, beam_pipeline_args=list(config.beam_args),
         enable_cache=False)
 
