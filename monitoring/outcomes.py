@@ -38,7 +38,7 @@ def read_records(examples_glob: str) -> Records:
     files = sorted(tf.io.gfile.glob(examples_glob))
     if not files:
         raise ValueError(f"no examples match {examples_glob!r}; pass the span's "
-                         "ingested examples, e.g. ingested/span-3/examples/*.tfrecord.gz")
+                         "ingested examples, e.g. ingested/examples/day=2026-01-08/*.tfrecord.gz")
     spec = F.raw_feature_spec()
     dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
                .map(lambda x: tf.io.parse_example(x, spec)))

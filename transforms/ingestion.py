@@ -57,8 +57,6 @@ _ARRIVAL = "arrival_day"
 _UPDATED_TS = "updated_ts"
 SPAN_PATTERN = "day={YYYY}-{MM}-{DD}/*.tfrecord.gz"
 """ImportExampleGen's input pattern for ingestion's output: one span per delivery day."""
-EXAMPLES_GLOB = "*/*.tfrecord.gz"
-"""Every span's files, relative to `IngestionConfig.examples_dir`."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -299,6 +299,8 @@ class _World:
         targets = np.empty_like(self.user_latent)
         for user in range(len(self.user_latent)):
             others = np.flatnonzero(~self.declared[user])
+            if len(others) < 2:  # Declared (nearly) every genre: any two will do.
+                others = np.arange(len(GENRES))
             targets[user] = self.centroids[rng.choice(others, size=2, replace=False)].mean(axis=0)
         targets /= np.linalg.norm(targets, axis=1, keepdims=True)
         moved = (1 - config.drift_strength) * self.user_latent + config.drift_strength * targets
