@@ -125,7 +125,7 @@ def run_pandas(raw: str, out: str, result_path: str) -> None:
     frame["is_skip"] = frame["event_type"] == "skip"
     records = frame.groupby(["session", F.TITLE_ID], sort=False).agg(
         user_id=(F.USER_ID, "first"), ts=("ts", "first"), span=("span", "first"),
-        session_ts=("session", "size"), device_type=(F.DEVICE_TYPE, "first"),
+        device_type=(F.DEVICE_TYPE, "first"),
         watched=("stop_seconds", "sum"), liked=("is_like", "any"),
         skipped=("is_skip", "any")).reset_index()
     starts = frame.groupby("session")["ts"].min()

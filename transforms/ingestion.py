@@ -35,6 +35,7 @@ dead-lettered line is written with its reason so it can be counted, read and rep
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import pathlib
 import re
@@ -170,9 +171,13 @@ def delivery_day(path: str) -> str:
     return match.group(1)
 
 
-def _day_start(day: str) -> int:
+@functools.lru_cache(maxsize=1024)
+def _delivery_window(path: str) -> tuple[str, int]:
+    """(delivery day, its start in epoch seconds) of an events file; once per file, not per line."""
+    day = delivery_day(path)
     date = dt.date.fromisoformat(day)
-    return int(dt.datetime(date.year, date.month, date.day, tzinfo=dt.timezone.utc).timestamp())
+    return day, int(dt.datetime(date.year, date.month, date.day,
+                                tzinfo=dt.timezone.utc).timestamp())
 
 
 class ParseEvent(beam.DoFn):
@@ -190,8 +195,7 @@ class ParseEvent(beam.DoFn):
         if parsed.event is None:
             yield _dead(line, parsed.reason, parsed.detail)
             return
-        day = delivery_day(path)
-        start = _day_start(day)
+        day, start = _delivery_window(path)
         ts = parsed.event["ts"]
         if not start - self._lateness <= ts < start + 86_400 + self._early:
             yield _dead(line, Reason.TIMESTAMP_OUT_OF_RANGE, f"ts={ts} delivered {day}")

@@ -291,6 +291,7 @@ class _World:
         launched = self._make_titles(config.drift_new_titles, rng, first=config.num_titles)
         for row in launched.rows:  # Launch week: as watched as the catalogue's top tenth.
             row[F.POPULARITY] = round(float(2000.0 / rng.uniform(1, 10) ** 1.1), 4)
+        # Rebuilt so the proposal distribution sees the launch-week popularity.
         return _Titles(launched.rows, launched.latent, launched.quality)
 
     def shift(self, config: GeneratorConfig, launched: _Titles | None) -> None:
