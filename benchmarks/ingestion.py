@@ -86,7 +86,15 @@ def run_pandas(raw: str, out: str, result_path: str) -> None:
     refuse(Reason.BOT_TRAFFIC, int(bot.sum()))
     frame = frame[~bot].sort_values([F.USER_ID, "ts", "event_id"], kind="stable")
     new_user = frame[F.USER_ID].ne(frame[F.USER_ID].shift())
-    gap = frame["ts"].diff().fillna(0) > rules.session_gap_seconds
+    # A play is activity from its start to the same title's next stop (within
+    # max_play_seconds); a session ends after a gap past every earlier activity.
+    stops = frame["ts"].where(frame["event_type"] == "play_stop")
+    next_stop = stops.groupby([frame[F.USER_ID], frame[F.TITLE_ID]]).bfill()
+    holds = (frame["event_type"] == "play_start") & (
+        next_stop - frame["ts"] <= rules.max_play_seconds)
+    end = frame["ts"].where(~holds, next_stop)
+    active_until = end.groupby(frame[F.USER_ID]).cummax().groupby(frame[F.USER_ID]).shift()
+    gap = (frame["ts"] - active_until).fillna(0) > rules.session_gap_seconds
     frame["session"] = (new_user | gap).cumsum()
     frame["span"] = frame.groupby("session")["arrival_day"].transform("first")
 

@@ -7,7 +7,9 @@ titles on `--drift-day`; its earlier days are byte-identical to the control run'
 with Beam, cuts one span per day, trains the first models with the TFX pipeline on the first
 `--first-window` spans, then monitors every later span with `monitoring.monitor_span` and, when
 the monitor decides to retrain, runs the TFX pipeline again on the rolling window of the last
-`window_spans` spans (the Evaluator still gates the push). Figures: the trigger span, the AUC
+`window_spans` spans, warm-starting the towers and the ranker from the last blessed models
+(`--cold-retrain`: from scratch); the Evaluator blesses a candidate only when it is no worse
+than the champion on the same eval split. Figures: the trigger span, the AUC
 before the shift, at the shift and after the retrain, the share of the lost AUC recovered, and
 false triggers in the control run. Writes benchmarks/results/monitor_simulation.json, the
 decisions logs and the per-span HTML reports under the work directory.
@@ -45,6 +47,8 @@ class Run:
     root: pathlib.Path
     spans: list[str]
     catalogue: str
+    min_auc: float
+    warm_start: bool
     trainings: int = 0
 
     def window_dir(self, first: int, last: int) -> pathlib.Path:
@@ -60,17 +64,28 @@ class Run:
         return window
 
     def train(self, first: int, last: int) -> tuple[str, float]:
-        """Runs the TFX pipeline on spans first..last; returns the pushed ranker and seconds."""
+        """Runs the TFX pipeline on spans first..last; returns the pushed ranker and seconds.
+
+        The Evaluator blesses a ranker at the monitor's AUC floor that is no worse than the
+        champion; with `warm_start` the Trainers start from the last blessed models.
+        """
         self.trainings += 1
         window = self.window_dir(first, last)
         config = PipelineConfig(pipeline_root=str(self.root / "pipeline"),
                                 examples_dir=str(window), catalogue_path=self.catalogue,
                                 serving_base_dir=str(self.root / "serving"),
-                                metadata_path=str(self.root / "metadata.db"))
+                                metadata_path=str(self.root / "metadata.db"),
+                                min_ranker_auc=self.min_auc, warm_start=self.warm_start)
         started = time.perf_counter()
         run_local(config)
         return newest_version(str(self.root / "serving" / "ranker")), (
             time.perf_counter() - started)
+
+    def last_ranker_run(self) -> dict:
+        """The newest RankerTrainer run's metrics.json: held-out AUC and the warm start."""
+        runs = (self.root / "pipeline" / "RankerTrainer" / "model_run").iterdir()
+        newest = max(runs, key=lambda path: int(path.name))
+        return json.loads((newest / "metrics.json").read_text())
 
 
 def known_titles(globs: list[str]) -> tuple[bytes, ...]:
@@ -81,7 +96,7 @@ def known_titles(globs: list[str]) -> tuple[bytes, ...]:
 
 
 def simulate(name: str, generator: GeneratorConfig, root: pathlib.Path, first_window: int,
-             config: MonitorConfig) -> dict:
+             config: MonitorConfig, warm_start: bool) -> dict:
     shutil.rmtree(root, ignore_errors=True)
     data = generate(generator, root / "raw")
     report = run_ingestion(IngestionConfig(
@@ -89,7 +104,8 @@ def simulate(name: str, generator: GeneratorConfig, root: pathlib.Path, first_wi
         titles_path=str(data.titles_path), output_dir=str(root / "ingested")), BEAM)
     spans = [str(root / "ingested" / "examples" / f"day={day}" / "*.tfrecord.gz")
              for day in report.records_per_span]
-    run = Run(root=root, spans=spans, catalogue=str(data.titles_path))
+    run = Run(root=root, spans=spans, catalogue=str(data.titles_path), min_auc=config.min_auc,
+              warm_start=warm_start)
     statistics = {}
 
     def stats(span: int):
@@ -125,6 +141,10 @@ def simulate(name: str, generator: GeneratorConfig, root: pathlib.Path, first_wi
             train_seconds.append(seconds)
             # A new version only when the Evaluator blessed the candidate and the Pusher pushed.
             timeline[-1]["pushed"] = ranker != model.ranker_dir
+            trained = run.last_ranker_run()
+            timeline[-1]["candidate_eval_auc"] = trained["metrics"]["auc"]
+            timeline[-1]["warm_started_from"] = trained["warm_start"]["base_model"]
+            print(name, "retrained on spans", window, json.dumps(timeline[-1]), flush=True)
             if timeline[-1]["pushed"]:
                 reference = span_statistics(str(run.window_dir(*window) / "*" / "*.tfrecord.gz"),
                                             BEAM)
@@ -145,6 +165,9 @@ def main() -> None:
     parser.add_argument("--first-window", type=int, default=5)
     parser.add_argument("--window-spans", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--cold-retrain", action="store_true",
+                        help="retrain from scratch instead of warm-starting from the last "
+                             "blessed models")
     parser.add_argument("--workdir", type=pathlib.Path,
                         default=pathlib.Path("monitor_simulation_output"))
     parser.add_argument("--name", default="monitor_simulation")
@@ -153,10 +176,12 @@ def main() -> None:
     base = GeneratorConfig(num_users=args.users, num_titles=args.titles, days=args.days,
                            seed=args.seed)
     started = time.perf_counter()
-    control = simulate("control", base, args.workdir / "control", args.first_window, config)
+    warm = not args.cold_retrain
+    control = simulate("control", base, args.workdir / "control", args.first_window, config,
+                       warm)
     drifted = simulate("drift", dataclasses.replace(base, drift_day=args.drift_day,
                                                     drift_new_titles=args.new_titles),
-                       args.workdir / "drift", args.first_window, config)
+                       args.workdir / "drift", args.first_window, config, warm)
 
     def auc(run: dict, span: int) -> float:
         return next(e["auc"] for e in run["timeline"] if e["span"] == span)

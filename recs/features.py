@@ -61,6 +61,22 @@ HOURS_PER_DAY = 24
 GENRE_VOCABULARY = "genre"
 DESCRIPTION_VOCABULARY = "description_tokens"
 
+OOV_LAST = "oov_last"
+PADDING_FIRST = "padding_first"
+EMBEDDING_VOCABULARIES: dict[str, tuple[str, str]] = {
+    USER_ID: (USER_ID, OOV_LAST),
+    TITLE_ID: (TITLE_ID, OOV_LAST),
+    COUNTRY: (COUNTRY, OOV_LAST),
+    SUBSCRIPTION_TIER: (SUBSCRIPTION_TIER, OOV_LAST),
+    GENRE: (GENRE_VOCABULARY, OOV_LAST),
+    HISTORY: (TITLE_ID, PADDING_FIRST),
+    PREFERRED_GENRES: (GENRE_VOCABULARY, PADDING_FIRST),
+    DESCRIPTION: (DESCRIPTION_VOCABULARY, PADDING_FIRST),
+}
+"""Feature -> (tf.Transform vocabulary file, row layout) of its embedding table: ids of single
+values put the out-of-vocabulary row last, bags of ids put the padding row first. Warm start
+remaps rows by these when the vocabularies of two training windows differ."""
+
 QUERY_FEATURES = (USER_ID, AGE, COUNTRY, SUBSCRIPTION_TIER, PREFERRED_GENRES, HISTORY,
                   DEVICE_TYPE, HOUR)
 """Raw features the query tower reads: who asks, what they watched, and in which context."""

@@ -234,12 +234,17 @@ class IndexedRetrieval(tf.Module):
         towers: a loaded retrieval SavedModel (`recs.export.RetrievalExport`).
         index: a TFRS top-k layer already indexed with title ids.
         k: results per query.
+        fallback: an exact index over the same titles, searched when `index` returns fewer
+            than `k` results for a batch. ScaNN can: a lone query probing one partition has
+            come back with none at all while the same query in a batch of two got its 20.
     """
 
-    def __init__(self, towers: tf.Module, index: tf.keras.layers.Layer, k: int) -> None:
+    def __init__(self, towers: tf.Module, index: tf.keras.layers.Layer, k: int,
+                 fallback: tf.keras.layers.Layer | None = None) -> None:
         super().__init__()
         self.towers = towers
         self.index = index
+        self.fallback = fallback
         self._k = k
         self.recommend = tf.function(
             self._recommend, input_signature=[F.serving_input_signature(F.QUERY_FEATURES)])
@@ -247,6 +252,11 @@ class IndexedRetrieval(tf.Module):
     def _recommend(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         embedding = self.towers.query_embedding(features)["embedding"]
         scores, ids = self.index(embedding, k=self._k)
+        if self.fallback is not None:
+            short = tf.logical_or(tf.shape(ids)[1] < self._k,
+                                  tf.reduce_any(tf.math.is_nan(scores)))
+            scores, ids = tf.cond(short, lambda: self.fallback(embedding, k=self._k),
+                                  lambda: (scores, ids))
         # The query embedding lets the service score fresh titles the index does not hold yet.
         return {"scores": scores, "title_ids": ids, "query_embedding": embedding}
 
@@ -347,7 +357,7 @@ def build_indexes(towers: tf.Module, catalogue: ArrayDict, queries: ArrayDict,
                          config=resolved.to_dict(),
                          tuning=[dataclasses.asdict(trial) for trial in trials],
                          rejected=rejected)
-    return (IndexedRetrieval(towers, scann, resolved.k),
+    return (IndexedRetrieval(towers, scann, resolved.k, fallback=exact),
             IndexedRetrieval(towers, exact, resolved.k), report)
 
 

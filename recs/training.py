@@ -5,6 +5,7 @@ TFX's `data_accessor.tf_dataset_factory` yields them; the functions here never r
 """
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -51,7 +52,8 @@ def _history(history: tf.keras.callbacks.History) -> dict[str, list[float]]:
 
 
 def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: FeatureSizes,
-                    config: RetrievalConfig, strategy: tf.distribute.Strategy | None = None
+                    config: RetrievalConfig, strategy: tf.distribute.Strategy | None = None,
+                    initialize: Callable[[TwoTowerModel], None] | None = None
                     ) -> TrainingResult:
     """Fits the two-tower model on engaged interactions and measures Recall@K.
 
@@ -72,6 +74,11 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
     with (strategy or tf.distribute.get_strategy()).scope():
         model = TwoTowerModel(sizes, config)
         model.compile(optimizer=make_optimizer(config.training))
+        if initialize is not None:
+            batch = next(iter(train))
+            model.query_tower(batch)
+            model.candidate_tower(batch)
+            initialize(model)
     history = model.fit(shard_by_data(train.map(engaged_only)), epochs=config.training.epochs,
                         validation_data=shard_by_data(evaluation.map(engaged_only)), verbose=2)
     recall = retrieval_recall(model, train.concatenate(evaluation), evaluation, config.eval_k)
@@ -120,14 +127,15 @@ def retrieval_recall(model: TwoTowerModel, catalogue: tf.data.Dataset,
 
 
 def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: FeatureSizes,
-                 config: RankerConfig, strategy: tf.distribute.Strategy | None = None
-                 ) -> TrainingResult:
+                 config: RankerConfig, strategy: tf.distribute.Strategy | None = None,
+                 initialize: Callable[[DeepRanker], None] | None = None) -> TrainingResult:
     """Fits the deep sigmoid ranker with binary cross-entropy and early stopping.
 
     Validation runs after each epoch; training stops when validation AUC has not improved
     for two epochs, and the best epoch's weights are kept. Under a multi-worker `strategy`
     each step splits the global batch across workers and sums their gradients, so the update
-    is the one-worker update on the same batch (dropout masks aside).
+    is the one-worker update on the same batch (dropout masks aside). `initialize` is called
+    with the built, untrained model before fitting (a warm start: `recs.warm_start`).
 
     Returns:
         The fitted `DeepRanker`; metrics hold held-out `auc` and `log_loss`.
@@ -139,6 +147,9 @@ def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: Fea
                       loss=tf.keras.losses.BinaryCrossentropy(),
                       metrics=[tf.keras.metrics.AUC(name="auc"),
                                tf.keras.metrics.BinaryCrossentropy(name="log_loss")])
+        if initialize is not None:
+            model(next(iter(train.map(features_and_label)))[0])
+            initialize(model)
     stop = tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2,
                                             restore_best_weights=True)
     evaluation = shard_by_data(evaluation.map(features_and_label))

@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from recs import features as F
 from recs.config import IndexConfig
-from recs.index import (brute_force_layer, exact_top_k, merge_top_k, recall_against_exact,
-                        scann_layer, tune_scann)
+from recs.index import (IndexedRetrieval, brute_force_layer, embed, exact_top_k, merge_top_k,
+                        recall_against_exact, scann_layer, tune_scann)
 
 
 def _clustered(rng: np.random.Generator, count: int, dim: int = 16, clusters: int = 20
@@ -154,6 +154,31 @@ def test_retrieval_models_return_known_titles_and_agree(tiny_world):
     assert (np.diff(scores, axis=1) <= 1e-6).all()  # Best first.
     assert recall_against_exact(approximate["title_ids"].numpy(),
                                 truth["title_ids"].numpy()) >= 0.5
+
+
+class _NoResults(tf.keras.layers.Layer):
+    """Stands in for a ScaNN search that came back empty (seen for a lone query)."""
+
+    def call(self, queries: tf.Tensor, k: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        rows = tf.shape(queries)[0]
+        return tf.zeros([rows, 0]), tf.zeros([rows, 0], tf.string)
+
+
+def test_scann_model_falls_back_to_exact_search_when_results_run_short(tiny_world):
+    from recs.data.catalogue import read_jsonl, to_columns
+
+    towers = tf.saved_model.load(str(tiny_world.serving_dir / "towers" / "1"))
+    catalogue = to_columns(read_jsonl(str(tiny_world.raw / "titles.jsonl")),
+                           F.CANDIDATE_FEATURES)
+    ids = np.asarray(catalogue[F.TITLE_ID])
+    exact = brute_force_layer(ids, embed(towers.candidate_embedding, catalogue), 10)
+    batch = _query_batch(tiny_world.records, 1)
+    truth = IndexedRetrieval(towers, exact, 10).recommend(batch)
+    rescued = IndexedRetrieval(towers, _NoResults(), 10, fallback=exact).recommend(batch)
+    np.testing.assert_array_equal(rescued["title_ids"], truth["title_ids"])
+    # A full result list is served as it is: the fallback is not consulted.
+    untouched = IndexedRetrieval(towers, exact, 10, fallback=_NoResults()).recommend(batch)
+    assert untouched["title_ids"].shape == (1, 10)
 
 
 def _load_in_fresh_process(path: str, imports: str) -> subprocess.CompletedProcess:

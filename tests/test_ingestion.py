@@ -9,7 +9,7 @@ import tensorflow as tf
 from recs import features as F
 from recs.data import synthetic
 from recs.data.synthetic import GeneratorConfig, generate
-from transforms.ingestion import IngestionConfig, Reason, run_ingestion
+from transforms.ingestion import IngestionConfig, Reason, _sessionize, run_ingestion
 
 T0 = 1_767_600_000  # 2026-01-05 08:00:00 UTC -> hour 8.
 USERS = [{"user_id": "u1", "age": 30, "country": "us", "subscription_tier": "basic",
@@ -156,6 +156,25 @@ def test_sessions_are_aggregated_labelled_and_joined(ingested):
     assert (first[F.HISTORY], skipped[F.HISTORY], liked[F.HISTORY]) == (b"", b"", b"t2|t1")
     # The profile in force when each session started.
     assert (first[F.SUBSCRIPTION_TIER], liked[F.SUBSCRIPTION_TIER]) == (b"basic", b"premium")
+
+
+def test_a_play_is_activity_from_its_start_to_its_stop():
+    events = [json.loads(line) for line in (
+        _event("a1", "play_start", "t1", ts=T0),                 # a 2-hour film: one session
+        _event("a2", "play_stop", "t1", ts=T0 + 7_000, watch_seconds=6_990.0),
+        _event("a3", "play_start", "t2", ts=T0 + 7_100),
+        _event("a4", "play_stop", "t2", ts=T0 + 7_200, watch_seconds=100.0),
+        _event("a5", "play_start", "t3", ts=T0 + 20_000),        # its stop never came: an
+        _event("a6", "like", "t3", ts=T0 + 22_500),              # instant, 2,500 s > the gap
+        _event("a7", "play_start", "t1", ts=T0 + 40_000),        # stop 7 h later: over the
+        _event("a8", "play_stop", "t1", ts=T0 + 65_200, watch_seconds=100.0),  # 6 h limit
+    )]
+    sessions = list(_sessionize(("u1", reversed(events)), 1800, 6 * 3600, 300))
+    ids = [[event["event_id"] for event in session] for session, _ in sessions]
+    assert ids == [["a1", "a2", "a3", "a4"], ["a5"], ["a6"], ["a7"], ["a8"]]
+    # The film's own title never shows up in the history of its stop (no label leak).
+    assert [history for _, history in sessions] == ["", "t2|t1", "t3|t2|t1", "t3|t2|t1",
+                                                    "t1|t3|t2"]
 
 
 def test_multi_process_runner_gives_the_same_records(ingested, tmp_path):

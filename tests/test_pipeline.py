@@ -1,5 +1,6 @@
 """The TFX pipeline: a fast Kubeflow v2 compile, and a slow LocalDagRunner run end to end."""
 
+import dataclasses
 import json
 import pathlib
 
@@ -11,8 +12,8 @@ from tfx_pipeline import compile_for_kubeflow, create_pipeline
 from tfx_pipeline.config import SERVED_MODELS
 
 COMPONENTS = ["ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
-              "RetrievalTrainer", "RankerTrainer", "LatestBlessedRanker", "Evaluator",
-              "IndexBuilder",
+              "RetrievalTrainer", "RankerTrainer", "LatestBlessedRanker",
+              "LatestBlessedRetrieval", "Evaluator", "IndexBuilder",
               "Pusher_ranker", "Pusher_retrieval", "Pusher_retrieval_exact", "Pusher_towers"]
 
 
@@ -24,12 +25,16 @@ def test_components_are_wired_along_the_data_flow(tmp_path):
     def upstream(name: str) -> set[str]:
         return {node.id for node in by_id[name].upstream_nodes}
 
-    assert upstream("RetrievalTrainer") == upstream("RankerTrainer") == {"Transform",
-                                                                        "SchemaGen"}
+    # Each Trainer warm-starts from the last blessed model of its kind.
+    assert upstream("RetrievalTrainer") == {"Transform", "SchemaGen", "LatestBlessedRetrieval"}
+    assert upstream("RankerTrainer") == {"Transform", "SchemaGen", "LatestBlessedRanker"}
     assert upstream("IndexBuilder") == {"RetrievalTrainer", "ImportExampleGen"}
     assert upstream("Pusher_ranker") == {"RankerTrainer", "Evaluator"}
     assert upstream("Evaluator") == {"ImportExampleGen", "RankerTrainer", "LatestBlessedRanker"}
     assert upstream("Pusher_retrieval") == {"IndexBuilder"}
+    cold = create_pipeline(pipeline_config(Workdir(tmp_path), warm_start=False))
+    trainers = {c.id: c for c in cold.components if c.id.endswith("Trainer")}
+    assert all("base_model" not in c.inputs for c in trainers.values())
 
 
 def test_compiles_for_kubeflow_v2(tmp_path):
@@ -39,17 +44,24 @@ def test_compiles_for_kubeflow_v2(tmp_path):
                                 image="registry.example/recs:1")
     spec = json.loads(pathlib.Path(path).read_text())
     assert spec["pipelineSpec"]["pipelineInfo"]["name"] == "recs"
-    # On Kubeflow the champion resolver compiles to two resolver tasks (blessing, then model).
+    # On Kubeflow each latest-blessed resolver compiles to two resolver tasks (blessing,
+    # then model).
     tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
-    resolvers = ["LatestBlessedRanker-model-blessing-resolver",
-                 "LatestBlessedRanker-model-resolver"]
-    assert sorted(tasks) == sorted(set(COMPONENTS) - {"LatestBlessedRanker"} | set(resolvers))
-    baseline = tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"]
-    assert baseline["taskOutputArtifact"]["producerTask"] == resolvers[1]
+    latest = ("LatestBlessedRanker", "LatestBlessedRetrieval")
+    resolvers = [f"{name}-{step}-resolver" for name in latest
+                 for step in ("model-blessing", "model")]
+    assert sorted(tasks) == sorted(set(COMPONENTS) - set(latest) | set(resolvers))
+
+    def producer(task: str, key: str) -> str:
+        return tasks[task]["inputs"]["artifacts"][key]["taskOutputArtifact"]["producerTask"]
+
+    assert producer("Evaluator", "baseline_model") == "LatestBlessedRanker-model-resolver"
+    assert producer("RankerTrainer", "base_model") == "LatestBlessedRanker-model-resolver"
+    assert producer("RetrievalTrainer", "base_model") == "LatestBlessedRetrieval-model-resolver"
     executors = spec["pipelineSpec"]["deploymentSpec"]["executors"].values()
     images = {e["container"]["image"] for e in executors if "container" in e}
     assert images == {"registry.example/recs:1"}
-    assert sum("resolver" in e for e in executors) == 2  # Run by the orchestrator itself.
+    assert sum("resolver" in e for e in executors) == 4  # Run by the orchestrator itself.
     text = json.dumps(spec)
     assert "transforms.preprocessing.preprocessing_fn" in text
     assert "tfx_pipeline.trainer.run_ranker" in text and "[32, 16]" in text
@@ -147,6 +159,20 @@ def test_local_pipeline_end_to_end_serves_recommendations(tmp_path):
     assert all(0.0 < item.score < 1.0 for item in items)
     via_grpc = recommend(workdir, "u000001", k=5, device_type="tv", hour=21, protocol="grpc")
     assert [i.title_id for i in via_grpc] == [i.title_id for i in items]
+
+    # A retrain (one short epoch each) warm-starts both Trainers from the blessed models.
+    one_epoch = TrainingConfig(batch_size=128, epochs=1, learning_rate=0.01)
+    run_local(dataclasses.replace(config, retrieval=RetrievalConfig(training=one_epoch),
+                                  ranker=RankerConfig(training=one_epoch)))
+    for trainer, first in (("RankerTrainer", "ranker"), ("RetrievalTrainer", "query_tower")):
+        runs = sorted((tmp_path / "pipeline" / trainer / "model_run").iterdir(),
+                      key=lambda path: int(path.name))
+        reports = [json.loads((run / "metrics.json").read_text())["warm_start"] for run in runs]
+        assert reports[0] == {"base_model": None}, trainer
+        assert f"/{trainer}/model/" in reports[1]["base_model"], trainer
+        # Same data, same vocabularies: every row found, nothing skipped.
+        assert reports[1][first]["remapped"]["user_id"] == 1.0, trainer
+        assert reports[1][first]["skipped"] == [] and reports[1][first]["copied"] > 0, trainer
 
 
 @pytest.mark.slow

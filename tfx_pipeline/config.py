@@ -32,6 +32,10 @@ class PipelineConfig(Config):
         max_auc_drop: champion/challenger: the Evaluator also scores the last blessed ranker
             on the same eval split and refuses a candidate whose AUC is lower by more than
             this (a retrain must not push a worse model). The first run has no champion.
+        warm_start: the Trainers start from the last blessed model of their kind (the
+            champion ranker; the towers the IndexBuilder last blessed): incremental learning
+            across retrains, embedding rows remapped through the new vocabularies. The first
+            run has none and starts afresh.
         eval_buckets: ExampleGen's hash-bucket split, (train, eval).
         beam_args: Beam options of every Beam-based component.
         retrieval: two-tower model settings.
@@ -48,6 +52,7 @@ class PipelineConfig(Config):
     pipeline_name: str = "recs"
     min_ranker_auc: float = 0.6
     max_auc_drop: float = 0.005
+    warm_start: bool = True
     eval_buckets: tuple[int, ...] = (4, 1)
     beam_args: tuple[str, ...] = ("--direct_num_workers=1",)
     retrieval: RetrievalConfig = RetrievalConfig()

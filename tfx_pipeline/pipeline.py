@@ -5,6 +5,9 @@
                                                                          retrieval_exact, towers)
                               \\-> RankerTrainer -> Evaluator (AUC gate) -> Pusher (ranker)
                                    LatestBlessedRanker -/ (champion: the last blessed ranker)
+
+The two Trainers warm-start from the last blessed model of their kind (LatestBlessedRanker,
+LatestBlessedRetrieval: blessed by the IndexBuilder's recall gate) when `warm_start` is on.
 """
 
 import recs  # noqa: F401  (selects Keras 2 before TFX imports TensorFlow)
@@ -56,6 +59,17 @@ def eval_config(config: C.PipelineConfig) -> tfma.EvalConfig:
         ])])
 
 
+def _latest_blessed(trainer_id: str, blesser_id: str, resolver_id: str) -> tfx.dsl.Resolver:
+    """The newest model of `trainer_id` that `blesser_id` blessed (none on the first run)."""
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
+                              producer_component_id=trainer_id, output_key="model"),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                       producer_component_id=blesser_id,
+                                       output_key="blessing")).with_id(resolver_id)
+
+
 def _pusher(model: tfx.dsl.Channel, blessing: tfx.dsl.Channel, config: C.PipelineConfig,
             name: str) -> tfx.components.Pusher:
     destination = tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
@@ -83,25 +97,24 @@ def create_pipeline(config: C.PipelineConfig) -> tfx.dsl.Pipeline:
     transform = tfx.components.Transform(examples=examples, schema=schema_gen.outputs["schema"],
                                          preprocessing_fn=PREPROCESSING_FN)
 
-    def trainer_component(run_fn: str, key: str, settings: dict) -> tfx.components.Trainer:
+    champion = _latest_blessed("RankerTrainer", "Evaluator", "LatestBlessedRanker")
+    last_retrieval = _latest_blessed("RetrievalTrainer", "IndexBuilder",
+                                     "LatestBlessedRetrieval")
+
+    def trainer_component(run_fn: str, key: str, settings: dict, base: tfx.dsl.Resolver
+                          ) -> tfx.components.Trainer:
         return tfx.components.Trainer(
             run_fn=run_fn, examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
-            schema=schema_gen.outputs["schema"], custom_config={key: settings})
+            schema=schema_gen.outputs["schema"], custom_config={key: settings},
+            base_model=base.outputs["model"] if config.warm_start else None)
 
     retrieval_trainer = trainer_component(
         "tfx_pipeline.trainer.run_retrieval", trainer.RETRIEVAL_CONFIG_KEY,
-        config.retrieval.to_dict()).with_id("RetrievalTrainer")
+        config.retrieval.to_dict(), last_retrieval).with_id("RetrievalTrainer")
     ranker_trainer = trainer_component(
         "tfx_pipeline.trainer.run_ranker", trainer.RANKER_CONFIG_KEY,
-        config.ranker.to_dict()).with_id("RankerTrainer")
-    champion = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                              producer_component_id="RankerTrainer", output_key="model"),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
-                                       producer_component_id="Evaluator",
-                                       output_key="blessing")).with_id("LatestBlessedRanker")
+        config.ranker.to_dict(), champion).with_id("RankerTrainer")
     evaluator = tfx.components.Evaluator(examples=examples,
                                          model=ranker_trainer.outputs["model"],
                                          baseline_model=champion.outputs["model"],
@@ -124,7 +137,8 @@ def create_pipeline(config: C.PipelineConfig) -> tfx.dsl.Pipeline:
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
-                    retrieval_trainer, ranker_trainer, champion, evaluator, index_builder,
+                    champion, last_retrieval, retrieval_trainer, ranker_trainer, evaluator,
+                    index_builder,
                     *pushers],
         metadata_connection_config=metadata, beam_pipeline_args=list(config.beam_args),
         enable_cache=False)

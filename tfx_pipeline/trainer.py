@@ -1,12 +1,16 @@
 """Thin `run_fn` adapters: TFX FnArgs in, recs training and export, artifacts out.
 
-Both run on one worker or many: a launcher that starts several Trainer processes with a
-`TF_CONFIG` cluster (Vertex AI's training extension, a Kubeflow TFJob) gets multi-worker
-mirrored training, and only the chief writes the model and the run outputs.
+Both warm-start from the Trainer's `base_model` when the pipeline hands one over (the last
+blessed model: incremental learning across retrains). Both run on one worker or many: a
+launcher that starts several Trainer processes with a `TF_CONFIG` cluster (Vertex AI's
+training extension, a Kubeflow TFJob) gets multi-worker mirrored training, and only the chief
+writes the model and the run outputs.
 """
 
 import json
+import logging
 import os
+from collections.abc import Callable
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
@@ -16,6 +20,7 @@ from recs.export import RankerExport, RetrievalExport
 from recs.models.encoders import FeatureSizes
 from recs.plots import plot_training_curves
 from recs.training import TrainingResult, train_ranker, train_retrieval
+from recs.warm_start import WarmStartReport, warm_start
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -51,13 +56,34 @@ def _inputs(fn_args: tfx.components.FnArgs, training: TrainingConfig
             dataset(fn_args.eval_files, False))
 
 
-def _write_run_outputs(fn_args: tfx.components.FnArgs, result: TrainingResult, title: str
-                       ) -> None:
+def _write_run_outputs(fn_args: tfx.components.FnArgs, result: TrainingResult, title: str,
+                       warm_started: dict[str, WarmStartReport]) -> None:
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, METRICS_FILE), "w") as handle:
-        json.dump({"metrics": result.metrics, "history": result.history}, handle, indent=2)
+        json.dump({"metrics": result.metrics, "history": result.history,
+                   "warm_start": {"base_model": fn_args.base_model,
+                                  **{part: report.to_dict()
+                                     for part, report in warm_started.items()}}},
+                  handle, indent=2)
     plot_training_curves(result.history, title,
                          os.path.join(fn_args.model_run_dir, "training_curves.png"))
+
+
+def _warm_start(fn_args: tfx.components.FnArgs, transform_output: tft.TFTransformOutput,
+                parts: Callable[[tf.keras.Model], dict[str, tf.keras.Model]],
+                reports: dict[str, WarmStartReport]) -> Callable[[tf.keras.Model], None] | None:
+    """The initializer that loads the base model (the last blessed one), if the Trainer got
+    one; each part's report lands in `reports`."""
+    if not fn_args.base_model:
+        return None
+
+    def initialize(model: tf.keras.Model) -> None:
+        for prefix, part in parts(model).items():
+            reports[prefix] = warm_start(part, fn_args.base_model, prefix,
+                                         transform_output.vocabulary_by_name)
+            logging.info("warm start of %s from %s: %s", prefix, fn_args.base_model,
+                         reports[prefix])
+    return initialize
 
 
 def run_retrieval(fn_args: tfx.components.FnArgs) -> None:
@@ -65,14 +91,17 @@ def run_retrieval(fn_args: tfx.components.FnArgs) -> None:
     strategy = strategy_from_environment()
     config = RetrievalConfig.from_dict(fn_args.custom_config[RETRIEVAL_CONFIG_KEY])
     transform_output, train, evaluation = _inputs(fn_args, config.training)
+    reports: dict[str, WarmStartReport] = {}
+    initialize = _warm_start(fn_args, transform_output, lambda model: {
+        "query_tower": model.query_tower, "candidate_tower": model.candidate_tower}, reports)
     result = train_retrieval(train, evaluation, feature_sizes(transform_output), config,
-                             strategy)
+                             strategy, initialize)
     with save_target(fn_args.serving_model_dir, strategy) as target:
         RetrievalExport(transform_output.transform_features_layer(),
                         transform_output.raw_feature_spec(),
                         result.model.query_tower, result.model.candidate_tower).save(target)
     if is_chief(strategy):
-        _write_run_outputs(fn_args, result, "two-tower retrieval")
+        _write_run_outputs(fn_args, result, "two-tower retrieval", reports)
 
 
 def run_ranker(fn_args: tfx.components.FnArgs) -> None:
@@ -80,9 +109,13 @@ def run_ranker(fn_args: tfx.components.FnArgs) -> None:
     strategy = strategy_from_environment()
     config = RankerConfig.from_dict(fn_args.custom_config[RANKER_CONFIG_KEY])
     transform_output, train, evaluation = _inputs(fn_args, config.training)
-    result = train_ranker(train, evaluation, feature_sizes(transform_output), config, strategy)
+    reports: dict[str, WarmStartReport] = {}
+    initialize = _warm_start(fn_args, transform_output, lambda model: {"ranker": model},
+                             reports)
+    result = train_ranker(train, evaluation, feature_sizes(transform_output), config, strategy,
+                          initialize)
     with save_target(fn_args.serving_model_dir, strategy) as target:
         RankerExport(transform_output.transform_features_layer(),
                      transform_output.raw_feature_spec(), result.model).save(target)
     if is_chief(strategy):
-        _write_run_outputs(fn_args, result, "deep sigmoid ranker")
+        _write_run_outputs(fn_args, result, "deep sigmoid ranker", reports)

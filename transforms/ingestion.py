@@ -73,7 +73,12 @@ class IngestionConfig(Config):
             ready for ImportExampleGen) and `dead_letter/` (JSON lines with a `reason`).
         profile_updates_glob: optional profile changes, each line a full profile with an
             `updated_ts`; a session is joined with the profile in force when it started.
-        session_gap_seconds: inactivity that closes a session.
+        session_gap_seconds: inactivity that closes a session. A play counts as activity
+            from its `play_start` to its `play_stop`, so a two-hour film with no events in
+            between is one session, not a start and a stop in two.
+        max_play_seconds: a `play_start` holds its session open until the same title's next
+            `play_stop` only when that comes within this; a start whose stop never arrives is
+            activity at its own time only.
         max_lateness_seconds: how long before its delivery day an event may be stamped.
         max_early_seconds: how long after its delivery day ends an event may be stamped.
         bot_events_per_hour: more events than this in one clock hour marks bot traffic.
@@ -87,6 +92,7 @@ class IngestionConfig(Config):
     output_dir: str
     profile_updates_glob: str = ""
     session_gap_seconds: int = 1800
+    max_play_seconds: int = 6 * 3600
     max_lateness_seconds: int = 86_400
     max_early_seconds: int = 86_400
     bot_events_per_hour: int = 300
@@ -96,6 +102,7 @@ class IngestionConfig(Config):
     def __post_init__(self) -> None:
         require(self.session_gap_seconds > 0, "session_gap_seconds", "> 0",
                 self.session_gap_seconds)
+        require(self.max_play_seconds > 0, "max_play_seconds", "> 0", self.max_play_seconds)
         for name in ("max_lateness_seconds", "max_early_seconds"):
             require(getattr(self, name) >= 0, name, ">= 0", getattr(self, name))
         require(self.bot_events_per_hour > 0, "bot_events_per_hour", "> 0",
@@ -211,10 +218,37 @@ def _first_of_duplicates(element: tuple[str, Iterable[dict[str, Any]]]) -> Itera
         yield _dead(json.dumps(extra), Reason.DUPLICATE_EVENT_ID, extra["event_id"])
 
 
+def _activity_ends(events: list[dict[str, Any]], max_play_seconds: int) -> list[int]:
+    """When each event's activity ends: a `play_start` lasts until the same title's next
+    `play_stop` (if within `max_play_seconds`), any other event is an instant.
+
+    Args:
+        events: one user's events sorted by time.
+        max_play_seconds: the longest a start may wait for its stop.
+
+    Returns:
+        One timestamp per event, in the same order.
+    """
+    ends = [int(event["ts"]) for event in events]
+    next_stop: dict[str, int] = {}
+    for index in range(len(events) - 1, -1, -1):
+        event = events[index]
+        if event["event_type"] == "play_stop":
+            next_stop[event[F.TITLE_ID]] = event["ts"]
+        elif event["event_type"] == "play_start":
+            stop = next_stop.get(event[F.TITLE_ID])
+            if stop is not None and stop - event["ts"] <= max_play_seconds:
+                ends[index] = stop
+    return ends
+
+
 def _sessionize(element: tuple[str, Iterable[dict[str, Any]]], gap_seconds: int,
-                bot_events_per_hour: int) -> Iterator[Any]:
+                max_play_seconds: int, bot_events_per_hour: int) -> Iterator[Any]:
     """Splits one user's events into sessions at inactivity gaps longer than `gap_seconds`.
 
+    A play is activity from its start to its stop: measuring the gap from the last event
+    alone would cut every play longer than the gap in two (a start-only record with nothing
+    watched, and a stop whose history already holds its own title: a label leak).
     Clock hours with more than `bot_events_per_hour` events are dead-lettered first.
 
     Yields:
@@ -243,11 +277,14 @@ def _sessionize(element: tuple[str, Iterable[dict[str, Any]]], gap_seconds: int,
             history.insert(0, title)
         return session, earlier
 
+    events.sort(key=lambda e: (e["ts"], e["event_id"]))
     session: list[dict[str, Any]] = []
-    for event in sorted(events, key=lambda e: (e["ts"], e["event_id"])):
-        if session and event["ts"] - session[-1]["ts"] > gap_seconds:
+    active_until = 0
+    for event, end in zip(events, _activity_ends(events, max_play_seconds)):
+        if session and event["ts"] - active_until > gap_seconds:
             yield close(session)
             session = []
+        active_until = max(active_until, end) if session else end
         session.append(event)
     if session:
         yield close(session)
@@ -376,7 +413,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: IngestionConfig) -> None:
                 | "KeyByUser" >> beam.Map(lambda e: (e[F.USER_ID], e))
                 | "GroupByUser" >> beam.GroupByKey()
                 | "Sessionize" >> beam.FlatMap(
-                    _sessionize, config.session_gap_seconds,
+                    _sessionize, config.session_gap_seconds, config.max_play_seconds,
                     config.bot_events_per_hour).with_outputs(_DEAD_LETTER, main="sessions"))
     # Versions grouped per user and read as one dict: a multimap side input would cost a
     # runner round trip per session lookup.

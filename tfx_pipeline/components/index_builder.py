@@ -81,4 +81,7 @@ def IndexBuilder(  # noqa: N802  (TFX names components like classes)
     for setting in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
         blessing.set_int_custom_property(setting, report.config[setting])
     blessing.set_string_custom_property("current_model", model.uri)
+    # LatestBlessedModelStrategy pairs a blessing with its model by this id (as the
+    # Evaluator's blessings do), so the next run can warm-start from these towers.
+    blessing.set_int_custom_property("current_model_id", model.id)
 

@@ -1,0 +1,125 @@
+"""Warm start (incremental learning): a retrained model begins from the last blessed one.
+
+A retrain runs on a new window of spans, so tf.Transform learns new vocabularies: a user or a
+title may have another row, new ones appear, old ones leave. Dense layers carry over as they
+are; every embedding table is remapped row by row through the two vocabularies with
+`tf.keras.utils.warmstart_embedding_matrix` (rows of new tokens keep their fresh
+initialization). The base model is read from its SavedModel alone: the variables from its
+checkpoint, the vocabularies from the transform graph's assets inside it.
+"""
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from recs import features as F
+from recs.models.encoders import FeatureEncoder
+
+_OOV = b"\x00[out-of-vocabulary]"
+_PADDING = b"\x00[padding]"
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmStartReport:
+    """What a warm start carried over.
+
+    Attributes:
+        copied: variables copied whole (dense layers, fixed-size embeddings).
+        remapped: embedding feature -> share of the new vocabulary found in the base one.
+        skipped: variables left at their initialization, with the reason.
+    """
+
+    copied: int
+    remapped: dict[str, float]
+    skipped: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _embedding_features(model: tf.keras.Model) -> dict[object, str]:
+    """Variable reference -> raw feature key, for every embedding table of every encoder."""
+    keyed = {}
+    for module in model.submodules:
+        if isinstance(module, FeatureEncoder):
+            for key, layer in module.embeddings.items():
+                keyed[layer.embeddings.ref()] = key
+    return keyed
+
+
+def read_vocabulary(saved_model_dir: str, name: str) -> list[bytes]:
+    """A tf.Transform vocabulary as stored in a SavedModel's assets, one token per line.
+
+    Raises:
+        ValueError: the SavedModel has no such asset.
+    """
+    path = os.path.join(saved_model_dir, "assets", name)
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f"{saved_model_dir!r} has no vocabulary asset {name!r}; warm start needs "
+                         "a model exported with its transform graph (recs.export).")
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        return handle.read().splitlines()
+
+
+def _with_reserved_row(tokens: list[bytes], layout: str) -> list[bytes]:
+    return [_PADDING, *tokens] if layout == F.PADDING_FIRST else [*tokens, _OOV]
+
+
+def warm_start(model: tf.keras.Model, base_model_dir: str, prefix: str,
+               new_vocabulary: Callable[[str], list[bytes]]) -> WarmStartReport:
+    """Loads a base SavedModel's weights into a built `model` of the same architecture.
+
+    Args:
+        model: the new model, variables built (called once), not yet trained.
+        base_model_dir: the base SavedModel (a `recs.export` export of the same model class).
+        prefix: the model's attribute path inside the export (`ranker`, `query_tower`, ...).
+        new_vocabulary: vocabulary name -> tokens of the new transform output
+            (`tft.TFTransformOutput.vocabulary_by_name`).
+
+    Returns:
+        What was copied, remapped and skipped. A variable whose shape no longer fits (a
+        changed layer width) is skipped, not an error: training starts it afresh.
+
+    Raises:
+        ValueError: the base holds no variables under `prefix`.
+    """
+    reader = tf.train.load_checkpoint(os.path.join(base_model_dir, "variables", "variables"))
+    shapes = reader.get_variable_to_shape_map()
+    names = [f"{prefix}/variables/{index}/.ATTRIBUTES/VARIABLE_VALUE"
+             for index in range(len(model.variables))]
+    if not any(name in shapes for name in names):
+        raise ValueError(f"{base_model_dir!r} holds no variables under {prefix!r}; expected "
+                         f"a SavedModel exported by recs.export with a {prefix!r} attribute.")
+    keyed = _embedding_features(model)
+    copied, remapped, skipped = 0, {}, []
+    for name, variable in zip(names, model.variables):
+        if name not in shapes:
+            skipped.append(f"{variable.name}: not in the base model")
+            continue
+        base = reader.get_tensor(name)
+        key = keyed.get(variable.ref())
+        if key in F.EMBEDDING_VOCABULARIES:
+            vocabulary, layout = F.EMBEDDING_VOCABULARIES[key]
+            base_tokens = _with_reserved_row(read_vocabulary(base_model_dir, vocabulary), layout)
+            new_tokens = _with_reserved_row(list(new_vocabulary(vocabulary)), layout)
+            if (len(base_tokens), len(new_tokens)) != (base.shape[0], variable.shape[0]) \
+                    or base.shape[1:] != tuple(variable.shape[1:]):
+                skipped.append(f"{variable.name}: vocabulary {vocabulary!r} does not match "
+                               f"the table ({base.shape} -> {variable.shape})")
+                continue
+            variable.assign(tf.keras.utils.warmstart_embedding_matrix(
+                base_tokens, new_tokens, base,
+                new_embeddings_initializer=lambda shape, dtype=None: tf.identity(variable)))
+            found = len(set(base_tokens[:-1] if layout == F.OOV_LAST else base_tokens[1:])
+                        & set(new_tokens))
+            remapped[key] = found / max(1, len(new_tokens) - 1)
+        elif tuple(base.shape) == tuple(variable.shape):
+            variable.assign(np.asarray(base, dtype=variable.dtype.as_numpy_dtype))
+            copied += 1
+        else:
+            skipped.append(f"{variable.name}: shape {tuple(base.shape)} -> "
+                           f"{tuple(variable.shape)}")
+    return WarmStartReport(copied=copied, remapped=remapped, skipped=tuple(skipped))

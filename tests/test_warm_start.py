@@ -1,0 +1,120 @@
+"""Warm start from a saved model: dense layers copied, embedding rows remapped by vocabulary."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from recs import features as F
+from recs.config import RankerConfig, RetrievalConfig
+from recs.models.encoders import FeatureSizes
+from recs.models.ranker import DeepRanker
+from recs.models.retrieval import TwoTowerModel
+from recs.warm_start import warm_start
+from tests.test_models import _features
+
+# Vocabularies of two training windows: u2 left, u4 arrived, and the order changed.
+BASE = {F.USER_ID: [b"u1", b"u2", b"u3"], F.TITLE_ID: [b"t1", b"t2", b"t3", b"t4", b"t5"],
+        F.COUNTRY: [b"de", b"fr"], F.SUBSCRIPTION_TIER: [b"basic", b"premium"],
+        F.GENRE_VOCABULARY: [b"drama", b"comedy", b"horror"],
+        F.DESCRIPTION_VOCABULARY: [f"w{i}".encode() for i in range(9)]}
+NEW = {**BASE, F.USER_ID: [b"u3", b"u1", b"u4"],
+       F.TITLE_ID: [b"t5", b"t4", b"t3", b"t2", b"t9"]}
+SIZES = FeatureSizes(users=4, titles=6, countries=3, subscription_tiers=3, genres=4,
+                     description_tokens=10)
+
+
+def _batch(n: int, seed: int = 0) -> dict[str, tf.Tensor]:
+    features = _features(n, seed)
+    features[F.transformed_name(F.USER_ID)] %= SIZES.users
+    return {key: tf.constant(value) for key, value in features.items()}
+
+
+def _save(tmp_path, **parts: tf.keras.Model) -> str:
+    module = tf.Module()
+    for name, part in parts.items():
+        setattr(module, name, part)
+    path = str(tmp_path / "base")
+    tf.saved_model.save(module, path)
+    (tmp_path / "base" / "assets").mkdir(exist_ok=True)
+    for name, tokens in BASE.items():
+        (tmp_path / "base" / "assets" / name).write_bytes(b"\n".join(tokens) + b"\n")
+    return path
+
+
+def _built_ranker(config: RankerConfig = RankerConfig(), seed: int = 0) -> DeepRanker:
+    tf.keras.utils.set_random_seed(seed)
+    model = DeepRanker(SIZES, config)
+    model(_batch(4))
+    return model
+
+
+def _table(model: tf.keras.Model, key: str) -> np.ndarray:
+    encoder = next(m for m in model.submodules if hasattr(m, "embeddings")
+                   and isinstance(m.embeddings, dict))
+    return encoder.embeddings[key].embeddings.numpy()
+
+
+def test_ranker_rows_follow_their_tokens_and_dense_layers_carry_over(tmp_path):
+    base = _built_ranker(seed=1)
+    path = _save(tmp_path, ranker=base)
+    fresh = _built_ranker(seed=2)
+    before = _table(fresh, F.USER_ID).copy()
+    report = warm_start(fresh, path, "ranker", NEW.__getitem__)
+
+    old, new = _table(base, F.USER_ID), _table(fresh, F.USER_ID)
+    np.testing.assert_array_equal(new[0], old[2])        # u3: row 2 -> row 0
+    np.testing.assert_array_equal(new[1], old[0])        # u1: row 0 -> row 1
+    np.testing.assert_array_equal(new[2], before[2])     # u4 is new: its initialization
+    np.testing.assert_array_equal(new[3], old[3])        # the out-of-vocabulary row
+    # History ids are title ids + 1 with padding at 0: t5 (base row 5) -> new row 1.
+    old_history, new_history = _table(base, F.HISTORY), _table(fresh, F.HISTORY)
+    np.testing.assert_array_equal(new_history[1], old_history[5])
+    np.testing.assert_array_equal(new_history[0], old_history[0])
+    np.testing.assert_array_equal(fresh.output_layer.kernel.numpy(),
+                                  base.output_layer.kernel.numpy())
+    assert report.remapped[F.USER_ID] == pytest.approx(2 / 3)
+    assert report.remapped[F.TITLE_ID] == pytest.approx(4 / 5)
+    assert report.skipped == ()
+
+
+def test_same_vocabularies_give_the_same_model(tmp_path):
+    base = _built_ranker(seed=1)
+    path = _save(tmp_path, ranker=base)
+    fresh = _built_ranker(seed=2)
+    warm_start(fresh, path, "ranker", BASE.__getitem__)
+    features = _batch(16, seed=3)
+    np.testing.assert_allclose(fresh(features).numpy(), base(features).numpy(), rtol=1e-6)
+
+
+def test_a_changed_layer_is_skipped_and_trained_afresh(tmp_path):
+    path = _save(tmp_path, ranker=_built_ranker(seed=1))
+    wider = _built_ranker(RankerConfig(hidden_layers=(32, 64)), seed=2)
+    first_kernel = wider.hidden[0].kernel.numpy().copy()
+    report = warm_start(wider, path, "ranker", NEW.__getitem__)
+    assert any("(168, 128) -> (168, 32)" in reason for reason in report.skipped)
+    np.testing.assert_array_equal(wider.hidden[0].kernel.numpy(), first_kernel)
+    assert report.remapped[F.USER_ID] == pytest.approx(2 / 3)
+
+
+def test_towers_warm_start_part_by_part(tmp_path):
+    config = RetrievalConfig()
+    batch = _batch(4)
+    base = TwoTowerModel(SIZES, config)
+    base.query_tower(batch), base.candidate_tower(batch)
+    path = _save(tmp_path, query_tower=base.query_tower, candidate_tower=base.candidate_tower)
+    fresh = TwoTowerModel(SIZES, config)
+    fresh.query_tower(batch), fresh.candidate_tower(batch)
+    warm_start(fresh.query_tower, path, "query_tower", BASE.__getitem__)
+    warm_start(fresh.candidate_tower, path, "candidate_tower", BASE.__getitem__)
+    np.testing.assert_allclose(fresh.query_tower(batch), base.query_tower(batch), rtol=1e-6)
+    np.testing.assert_allclose(fresh.candidate_tower(batch), base.candidate_tower(batch),
+                               rtol=1e-6)
+
+
+def test_errors_name_what_is_missing(tmp_path):
+    path = _save(tmp_path, ranker=_built_ranker(seed=1))
+    with pytest.raises(ValueError, match="no variables under 'towers'"):
+        warm_start(_built_ranker(), path, "towers", NEW.__getitem__)
+    (tmp_path / "base" / "assets" / F.USER_ID).unlink()
+    with pytest.raises(ValueError, match="no vocabulary asset 'user_id'"):
+        warm_start(_built_ranker(), path, "ranker", NEW.__getitem__)
