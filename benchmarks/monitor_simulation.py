@@ -18,6 +18,7 @@ decisions logs and the per-span HTML reports under the work directory.
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import shutil
 import sys
@@ -52,15 +53,17 @@ class Run:
     trainings: int = 0
 
     def window_dir(self, first: int, last: int) -> pathlib.Path:
-        """A folder of links to the day spans first..last: the pipeline's input for that
-        window (its default pattern reads every span folder under it)."""
+        """A folder holding the day spans first..last: the pipeline's input for that window
+        (its default pattern reads every span folder under it). Files are hard links: Beam's
+        local file matching does not descend into symlinked folders."""
         window = self.root / "windows" / f"{first}-{last}"
-        window.mkdir(parents=True, exist_ok=True)
         for span in range(first, last + 1):
             day = pathlib.Path(self.spans[span]).parent
-            link = window / day.name
-            if not link.exists():
-                link.symlink_to(day)
+            (window / day.name).mkdir(parents=True, exist_ok=True)
+            for part in day.iterdir():
+                link = window / day.name / part.name
+                if not link.exists():
+                    os.link(part, link)
         return window
 
     def train(self, first: int, last: int) -> tuple[str, float]:
