@@ -3,7 +3,7 @@
     ReadFromText(events/day=D/*) -> parse + validate, time stamp near day D ---> dead letter
                          -> deduplicate by event_id --------------------------> dead letter
                          -> group by user: bot-rate hours --------------------> dead letter
-                         -> sessionize (inactivity gap)
+                         -> sessionize (inactivity gap; a play is active start -> stop)
                          -> aggregate per (user, title, session)
                          -> join profile (as of the session) and catalogue ---> dead letter
                          -> label -> tf.Example -> examples/day=D/ (TFRecord, gzip)
