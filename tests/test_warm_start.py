@@ -10,7 +10,6 @@ from recs.models.encoders import FeatureSizes
 from recs.models.ranker import DeepRanker
 from recs.models.retrieval import TwoTowerModel
 from recs.warm_start import warm_start
-from tests.test_models import _features
 
 # Vocabularies of two training windows: u2 left, u4 arrived, and the order changed.
 BASE = {F.USER_ID: [b"u1", b"u2", b"u3"], F.TITLE_ID: [b"t1", b"t2", b"t3", b"t4", b"t5"],
@@ -24,8 +23,22 @@ SIZES = FeatureSizes(users=4, titles=6, countries=3, subscription_tiers=3, genre
 
 
 def _batch(n: int, seed: int = 0) -> dict[str, tf.Tensor]:
-    features = _features(n, seed)
-    features[F.transformed_name(F.USER_ID)] %= SIZES.users
+    """Random transformed features within SIZES' id ranges."""
+    rng = np.random.default_rng(seed)
+    t = F.transformed_name
+    ids = {F.USER_ID: SIZES.users, F.TITLE_ID: SIZES.titles, F.COUNTRY: SIZES.countries,
+           F.SUBSCRIPTION_TIER: SIZES.subscription_tiers, F.GENRE: SIZES.genres,
+           F.AGE: F.AGE_BUCKETS, F.HOUR: F.HOURS_PER_DAY}
+    bags = {F.PREFERRED_GENRES: (SIZES.genres, F.MAX_PREFERRED_GENRES),
+            F.HISTORY: (SIZES.titles, F.MAX_HISTORY),
+            F.DESCRIPTION: (SIZES.description_tokens, F.MAX_DESCRIPTION_TOKENS)}
+    features = {t(key): rng.integers(0, size, n) for key, size in ids.items()}
+    features.update({t(key): rng.integers(0, size, (n, length))
+                     for key, (size, length) in bags.items()})
+    features[t(F.DEVICE_TYPE)] = np.eye(len(F.DEVICE_TYPES) + 1, dtype=np.float32)[
+        rng.integers(0, len(F.DEVICE_TYPES) + 1, n)]
+    for key in (F.POPULARITY, F.RELEASE_YEAR, F.GENRE_MATCH):
+        features[t(key)] = rng.normal(size=n).astype(np.float32)
     return {key: tf.constant(value) for key, value in features.items()}
 
 
