@@ -18,7 +18,6 @@ decisions logs and the per-span HTML reports under the work directory.
 import argparse
 import dataclasses
 import json
-import os
 import pathlib
 import shutil
 import sys
@@ -37,7 +36,7 @@ from monitoring.monitor import ServedModel, monitor_span, newest_version  # noqa
 from monitoring.outcomes import read_records  # noqa: E402
 from recs import features as F  # noqa: E402
 from recs.data.synthetic import GeneratorConfig, generate  # noqa: E402
-from tfx_pipeline import PipelineConfig, run_local  # noqa: E402
+from tfx_pipeline import PipelineConfig, rolling_window, run_local  # noqa: E402
 from transforms.ingestion import IngestionConfig, run_ingestion  # noqa: E402
 
 BEAM = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
@@ -53,18 +52,11 @@ class Run:
     trainings: int = 0
 
     def window_dir(self, first: int, last: int) -> pathlib.Path:
-        """A folder holding the day spans first..last: the pipeline's input for that window
-        (its default pattern reads every span folder under it). Files are hard links: Beam's
-        local file matching does not descend into symlinked folders."""
-        window = self.root / "windows" / f"{first}-{last}"
-        for span in range(first, last + 1):
-            day = pathlib.Path(self.spans[span]).parent
-            (window / day.name).mkdir(parents=True, exist_ok=True)
-            for part in day.iterdir():
-                link = window / day.name / part.name
-                if not link.exists():
-                    os.link(part, link)
-        return window
+        """The spans first..last as one pipeline input (`tfx_pipeline.rolling_window`)."""
+        last_day = pathlib.Path(self.spans[last]).parent.name[len("day="):]
+        return pathlib.Path(rolling_window(str(self.root / "ingested" / "examples"),
+                                           str(self.root / "windows"), last - first + 1,
+                                           last_day))
 
     def train(self, first: int, last: int) -> tuple[str, float]:
         """Runs the TFX pipeline on spans first..last; returns the pushed ranker and seconds.

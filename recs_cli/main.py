@@ -185,11 +185,11 @@ def import_movielens(dataset: str, data_dir: pathlib.Path, workdir: Workdir,
 def pipeline_config(workdir: Workdir, **overrides):
     from tfx_pipeline import PipelineConfig
 
-    return PipelineConfig(pipeline_root=str(workdir.pipeline_root),
-                          examples_dir=str(workdir.ingested / "examples"),
-                          catalogue_path=str(workdir.raw / "titles.jsonl"),
-                          serving_base_dir=str(workdir.serving),
-                          metadata_path=str(workdir.metadata), **overrides)
+    paths = dict(pipeline_root=str(workdir.pipeline_root),
+                 examples_dir=str(workdir.ingested / "examples"),
+                 catalogue_path=str(workdir.raw / "titles.jsonl"),
+                 serving_base_dir=str(workdir.serving), metadata_path=str(workdir.metadata))
+    return PipelineConfig(**{**paths, **overrides})
 
 
 def load_profile_store(workdir: Workdir):
@@ -447,6 +447,9 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--kubeflow-out", default="",
                          help="compile a Kubeflow Pipelines v2 spec here instead of running")
     command.add_argument("--image", default="recs-pipeline:latest")
+    command.add_argument("--window-spans", type=int, default=0,
+                         help="train on the newest N day spans only (a retrain's rolling "
+                              "window); 0 reads every span")
     runner_config(command)
 
     command = commands.add_parser("submit", help="run the compiled pipeline on Kubeflow")
@@ -606,7 +609,15 @@ def main(argv: list[str] | None = None) -> int:
 
         overrides = ({"beam_args": tuple(beam_args(args.beam_runner_config, []))}
                      if args.beam_runner_config else {})
-        config = pipeline_config(Workdir(args.workdir), **overrides)
+        workdir = Workdir(args.workdir)
+        if args.window_spans:
+            from tfx_pipeline import rolling_window
+
+            overrides["examples_dir"] = rolling_window(
+                str(workdir.ingested / "examples"), str(workdir.root / "windows"),
+                args.window_spans)
+            print(f"training window: {overrides['examples_dir']}")
+        config = pipeline_config(workdir, **overrides)
         if args.kubeflow_out:
             print(compile_for_kubeflow(config, args.kubeflow_out, args.image))
         else:
