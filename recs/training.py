@@ -148,7 +148,7 @@ def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: Fea
                       metrics=[tf.keras.metrics.AUC(name="auc"),
                                tf.keras.metrics.BinaryCrossentropy(name="log_loss")])
         if initialize is not None:
-            model(next(iter(train.map(features_and_label)))[0])
+            model(next(iter(train)))  # Builds the variables; the label key is not read.
             initialize(model)
     stop = tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2,
                                             restore_best_weights=True)

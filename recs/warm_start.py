@@ -12,7 +12,6 @@ import dataclasses
 import os
 from collections.abc import Callable
 
-import numpy as np
 import tensorflow as tf
 
 from recs import features as F
@@ -94,6 +93,14 @@ def warm_start(model: tf.keras.Model, base_model_dir: str, prefix: str,
         raise ValueError(f"{base_model_dir!r} holds no variables under {prefix!r}; expected "
                          f"a SavedModel exported by recs.export with a {prefix!r} attribute.")
     keyed = _embedding_features(model)
+    vocabularies: dict[str, tuple[list[bytes], list[bytes]]] = {}  # Titles serve two tables.
+
+    def base_and_new(name: str) -> tuple[list[bytes], list[bytes]]:
+        if name not in vocabularies:
+            vocabularies[name] = (read_vocabulary(base_model_dir, name),
+                                  list(new_vocabulary(name)))
+        return vocabularies[name]
+
     copied, remapped, skipped = 0, {}, []
     for name, variable in zip(names, model.variables):
         if name not in shapes:
@@ -103,8 +110,8 @@ def warm_start(model: tf.keras.Model, base_model_dir: str, prefix: str,
         key = keyed.get(variable.ref())
         if key in F.EMBEDDING_VOCABULARIES:
             vocabulary, layout = F.EMBEDDING_VOCABULARIES[key]
-            base_tokens = _with_reserved_row(read_vocabulary(base_model_dir, vocabulary), layout)
-            new_tokens = _with_reserved_row(list(new_vocabulary(vocabulary)), layout)
+            base_tokens, new_tokens = (_with_reserved_row(tokens, layout)
+                                       for tokens in base_and_new(vocabulary))
             if (len(base_tokens), len(new_tokens)) != (base.shape[0], variable.shape[0]) \
                     or base.shape[1:] != tuple(variable.shape[1:]):
                 skipped.append(f"{variable.name}: vocabulary {vocabulary!r} does not match "
@@ -113,11 +120,11 @@ def warm_start(model: tf.keras.Model, base_model_dir: str, prefix: str,
             variable.assign(tf.keras.utils.warmstart_embedding_matrix(
                 base_tokens, new_tokens, base,
                 new_embeddings_initializer=lambda shape, dtype=None: tf.identity(variable)))
-            found = len(set(base_tokens[:-1] if layout == F.OOV_LAST else base_tokens[1:])
-                        & set(new_tokens))
+            # Both lists hold the same reserved row: it is not a token found.
+            found = len(set(base_tokens) & set(new_tokens)) - 1
             remapped[key] = found / max(1, len(new_tokens) - 1)
         elif tuple(base.shape) == tuple(variable.shape):
-            variable.assign(np.asarray(base, dtype=variable.dtype.as_numpy_dtype))
+            variable.assign(base)
             copied += 1
         else:
             skipped.append(f"{variable.name}: shape {tuple(base.shape)} -> "
