@@ -126,16 +126,18 @@ class IdsOnlyTwoTower(tfrs.Model):
                          compute_metrics=False)
 
 
-def fit_ids_only(train: dict[str, np.ndarray], sizes: FeatureSizes, epochs: int,
-                 batch_size: int = 2048, seed: int = 42) -> tuple[IdsOnlyTwoTower, float]:
-    """Fits the ids-only baseline with the tutorials' optimizer (Adagrad 0.1)."""
-    tf.keras.utils.set_random_seed(seed)
+def fit_ids_only(train: dict[str, np.ndarray], sizes: FeatureSizes, training: TrainingConfig
+                 ) -> tuple[IdsOnlyTwoTower, float]:
+    """Fits the ids-only baseline with the same optimizer, batch and epochs as our model
+    (the tutorials' Adagrad 0.1 where the benchmark keeps their settings)."""
+    tf.keras.utils.set_random_seed(training.seed)
     model = IdsOnlyTwoTower(sizes.users, sizes.titles)
-    model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
+    model.compile(optimizer=make_optimizer(training))
     ids = {USER: train[USER], TITLE: train[TITLE]}
     start = time.perf_counter()
-    model.fit(dataset(ids, batch_size, True, seed), epochs=epochs, verbose=0)
-    return model, len(train[TITLE]) * epochs / (time.perf_counter() - start)
+    model.fit(dataset(ids, training.batch_size, True, training.seed), epochs=training.epochs,
+              verbose=0)
+    return model, len(train[TITLE]) * training.epochs / (time.perf_counter() - start)
 
 
 def embed(function, cols: dict[str, np.ndarray], batch: int = 4096) -> np.ndarray:
@@ -144,12 +146,13 @@ def embed(function, cols: dict[str, np.ndarray], batch: int = 4096) -> np.ndarra
                            for i in range(0, count, batch)])
 
 
-def add_model_arguments(parser, epochs: int, batch_size: int, embedding_dim: int, layers: str
-                        ) -> None:
+def add_model_arguments(parser, epochs: int, batch_size: int, embedding_dim: int, layers: str,
+                        optimizer: str = "adagrad", learning_rate: float = 0.1) -> None:
     """The two-tower settings every MovieLens benchmark exposes."""
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--batch-size", type=int, default=batch_size)
-    parser.add_argument("--learning-rate", type=float, default=0.1)
+    parser.add_argument("--optimizer", default=optimizer, choices=("adam", "adagrad", "sgd"))
+    parser.add_argument("--learning-rate", type=float, default=learning_rate)
     parser.add_argument("--temperature", type=float, default=0.05)
     parser.add_argument("--embedding-dim", type=int, default=embedding_dim)
     parser.add_argument("--layers", default=layers)
@@ -162,7 +165,7 @@ def retrieval_config(args) -> RetrievalConfig:
         tower_layers=tuple(int(x) for x in args.layers.split(",")),
         temperature=args.temperature, cold_start_dropout=args.cold_start_dropout,
         training=TrainingConfig(batch_size=args.batch_size, epochs=args.epochs,
-                                learning_rate=args.learning_rate, optimizer="adagrad"))
+                                learning_rate=args.learning_rate, optimizer=args.optimizer))
 
 
 def two_tower_scores(train: dict[str, np.ndarray], queries: dict[str, np.ndarray],
@@ -174,13 +177,103 @@ def two_tower_scores(train: dict[str, np.ndarray], queries: dict[str, np.ndarray
         {"ids_only": score fn, "ids_only_rate": examples/s, "ours": score fn,
          "ours_rate": examples/s, "history": per-epoch loss, "config": RetrievalConfig}.
     """
-    ids_model, ids_rate = fit_ids_only(train, sizes, args.epochs, batch_size=args.batch_size)
+    config = retrieval_config(args)
+    ids_model, ids_rate = fit_ids_only(train, sizes, config.training)
     users = ids_model.users(tf.constant(queries[USER].ravel())).numpy()
     titles = ids_model.titles(tf.constant(candidates[TITLE].ravel())).numpy()
-    config = retrieval_config(args)
     model, history, rate = fit_two_tower(train, sizes, config)
     query_vectors = embed(model.query_tower, queries)
     candidate_vectors = embed(model.candidate_tower, candidates)
     return {"ids_only": lambda rows: users[rows] @ titles.T, "ids_only_rate": ids_rate,
             "ours": lambda rows: query_vectors[rows] @ candidate_vectors.T, "ours_rate": rate,
             "history": history, "config": config}
+
+
+def _serving_ms(model, batch: dict[str, np.ndarray], repeats: int = 50) -> float:
+    """Median milliseconds of one traced call on `batch` (a ranking request's candidates)."""
+    call = tf.function(lambda features: model(features, training=False))
+    call(batch)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call(batch)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def rankers(train: dict[str, np.ndarray], test: dict[str, np.ndarray], sizes: FeatureSizes,
+            name: str, title: str, training: TrainingConfig, with_trees: bool = True
+            ) -> dict[str, dict]:
+    """Fits the deep ranker and the tree ranker, blends them, and scores all four on `test`.
+
+    The label is the records' engagement label; 10% of training rows are held out: the deep
+    ranker's early stopping and the trees' early stopping watch them, and the stacked blend
+    is fitted on them. `training` sets the deep ranker's optimizer and its epoch limit.
+    Writes the deep ranker's reliability plot and training curves. `with_trees=False` fits the
+    deep ranker alone.
+
+    Returns:
+        {"deep": ..., "trees": ..., "average": ..., "stacked": ...}, each with AUC, log loss,
+        expected calibration error, training seconds and serving milliseconds for a
+        100-candidate request; "deep" also has its epochs and the positive rate.
+    """
+    from common import RESULTS
+    from recs.config import RankerConfig
+    from recs.ensemble import TreeRankerConfig, blend, train_tree_ranker
+    from recs.evaluation import calibration
+    from recs.plots import plot_reliability, plot_training_curves
+    from recs.training import train_ranker
+
+    split = np.random.default_rng(0).random(len(train[TITLE])) < 0.9
+    fit, held_out = select(train, split), select(train, ~split)
+    labels = test[LABEL].ravel()
+    request = {key: value[:100] for key, value in test.items()}
+
+    def scored(model, seconds: float, **extra) -> dict:
+        probabilities = np.concatenate([model(batch, training=False).numpy().ravel()
+                                        for batch in dataset(test, 4096, False)])
+        auc = tf.keras.metrics.AUC(num_thresholds=2000)
+        auc.update_state(labels, probabilities)
+        log_loss = float(tf.keras.losses.binary_crossentropy(
+            labels.astype("f4"), probabilities.astype("f4")).numpy())
+        reliability = calibration(probabilities, labels)
+        return {"auc": float(auc.result()), "log_loss": log_loss,
+                "expected_calibration_error": reliability["ece"], "train_seconds": seconds,
+                "serving_ms_100_candidates": _serving_ms(model, request), **extra,
+                "_reliability": reliability}
+
+    ranker_config = RankerConfig(training=training)
+    start = time.perf_counter()
+    deep = train_ranker(dataset(fit, training.batch_size, True), dataset(held_out, 4096, False), sizes,
+                        ranker_config)
+    results = {"deep": scored(deep.model, time.perf_counter() - start,
+                              epochs_run=len(deep.history["loss"]),
+                              positive_rate=float(labels.mean()),
+                              config=ranker_config.to_dict())}
+    plot_reliability(results["deep"]["_reliability"], f"{title} ranker (test split)",
+                     str(RESULTS / f"{name}_reliability.png"))
+    plot_training_curves(deep.history, f"{title} ranker",
+                         str(RESULTS / f"{name}_ranker_curves.png"))
+    if not with_trees:
+        results["deep"].pop("_reliability")
+        return results
+    tree_config = TreeRankerConfig()
+    trees, tree_seconds = train_tree_ranker(dataset(fit, 4096, False),
+                                            dataset(held_out, 4096, False), tree_config)
+
+    results["trees"] = scored(trees, tree_seconds, config=tree_config.to_dict())
+    for kind in ("average", "stacked"):
+        start = time.perf_counter()
+        blended = blend(deep.model, trees, dataset(held_out, 4096, False),
+                        TreeRankerConfig(blend=kind))
+        extra = {"weights_deep_trees_bias": list(blended.blend_weights)} if kind == "stacked" \
+            else {}
+        results[kind] = scored(blended, results["deep"]["train_seconds"] + tree_seconds
+                               + time.perf_counter() - start, **extra)
+    for label, figures in results.items():
+        figures.pop("_reliability")
+        print(f"  ranker {label:8s} AUC {figures['auc']:.4f}  log loss {figures['log_loss']:.4f}"
+              f"  ECE {figures['expected_calibration_error']:.4f}  train "
+              f"{figures['train_seconds']:.0f} s  serve {figures['serving_ms_100_candidates']:.1f}"
+              f" ms/100", flush=True)
+    return results

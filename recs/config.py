@@ -133,6 +133,43 @@ class RetrievalConfig(Config):
         return self.tower_layers[-1]
 
 
+BLENDS = ("average", "stacked")
+
+
+@dataclasses.dataclass(frozen=True)
+class TreeRankerConfig(Config):
+    """The gradient-boosted tree ranker (TF-DF) and its blend with the deep ranker.
+
+    Attributes:
+        enabled: the ranker Trainer also fits the trees and exports the blend (see
+            `recs.ensemble`); off by default: on ML-100K the blend gained 0.01 AUC and 5%
+            log loss for about 4x the training time, and stock TF Serving cannot load it.
+        num_trees: maximum number of trees (TF-DF stops earlier when its validation loss
+            stops improving).
+        max_depth: depth of each tree.
+        shrinkage: learning rate of the boosting.
+        max_categories: most frequent values kept per categorical feature; rarer ids share
+            one bucket.
+        blend: "average" or "stacked" (see the module docstring).
+        seed: TF-DF's random seed.
+    """
+
+    enabled: bool = False
+    num_trees: int = 300
+    max_depth: int = 6
+    shrinkage: float = 0.1
+    max_categories: int = 2000
+    blend: str = "stacked"
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        require(self.num_trees > 0, "num_trees", "> 0", self.num_trees)
+        require(self.max_depth > 0, "max_depth", "> 0", self.max_depth)
+        require(0.0 < self.shrinkage <= 1.0, "shrinkage", "in (0, 1]", self.shrinkage)
+        require(self.max_categories > 1, "max_categories", "> 1", self.max_categories)
+        require(self.blend in BLENDS, "blend", f"one of {BLENDS}", self.blend)
+
+
 @dataclasses.dataclass(frozen=True)
 class RankerConfig(Config):
     """The deep sigmoid ranker: ReLU layers, one sigmoid unit, binary cross-entropy.
@@ -142,6 +179,7 @@ class RankerConfig(Config):
         hidden_layers: ReLU Dense widths, default 128 -> 64 (then 1 sigmoid).
         dropout: dropout rate after each hidden layer.
         training: optimizer settings.
+        trees: the gradient-boosted tree ranker blended with this one (off by default).
     """
 
     embedding_dim: int = 16
@@ -149,6 +187,7 @@ class RankerConfig(Config):
     dropout: float = 0.1
     training: TrainingConfig = TrainingConfig(batch_size=256, epochs=3, learning_rate=0.003,
                                               optimizer="adam")
+    trees: TreeRankerConfig = TreeRankerConfig()
 
     def __post_init__(self) -> None:
         require(self.embedding_dim > 0, "embedding_dim", "> 0", self.embedding_dim)

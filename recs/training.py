@@ -137,11 +137,25 @@ def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: Fea
     is the one-worker update on the same batch (dropout masks aside). `initialize` is called
     with the built, untrained model before fitting (a warm start: `recs.warm_start`).
 
+    With `config.trees.enabled`, gradient-boosted trees are fitted too (one machine: TF-DF
+    does not train under a multi-worker strategy) and blended with the deep ranker
+    (`recs.ensemble`; a stacked blend is fitted on `evaluation`, which early stopping already
+    watches).
+
     Returns:
-        The fitted `DeepRanker`; metrics hold held-out `auc` and `log_loss`.
+        The fitted `DeepRanker`, or the `BlendedRanker` of it and the trees; metrics hold
+        held-out `auc` and `log_loss` of the returned model, and with trees also
+        `deep_auc`, `deep_log_loss`, `trees_auc`, `trees_seconds` and the blend's weights.
+
+    Raises:
+        ValueError: trees are enabled under a strategy with more than one replica.
     """
+    strategy = strategy or tf.distribute.get_strategy()
+    if config.trees.enabled and strategy.num_replicas_in_sync > 1:
+        raise ValueError(f"RankerConfig.trees.enabled needs one worker: TF-DF trains on one "
+                         f"machine; this strategy has {strategy.num_replicas_in_sync} replicas.")
     tf.keras.utils.set_random_seed(config.training.seed)
-    with (strategy or tf.distribute.get_strategy()).scope():
+    with strategy.scope():
         model = DeepRanker(sizes, config)
         model.compile(optimizer=make_optimizer(config.training),
                       loss=tf.keras.losses.BinaryCrossentropy(),
@@ -152,11 +166,35 @@ def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: Fea
             initialize(model)
     stop = tf.keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2,
                                             restore_best_weights=True)
-    evaluation = shard_by_data(evaluation.map(features_and_label))
+    labelled = shard_by_data(evaluation.map(features_and_label))
     history = model.fit(shard_by_data(train.map(features_and_label)),
-                        epochs=config.training.epochs, validation_data=evaluation,
+                        epochs=config.training.epochs, validation_data=labelled,
                         callbacks=[stop], verbose=2)
-    values = model.evaluate(evaluation, return_dict=True, verbose=0)
-    return TrainingResult(model=model, history=_history(history),
-                          metrics={"auc": float(values["auc"]),
-                                   "log_loss": float(values["log_loss"])})
+    values = model.evaluate(labelled, return_dict=True, verbose=0)
+    metrics = {"auc": float(values["auc"]), "log_loss": float(values["log_loss"])}
+    if not config.trees.enabled:
+        return TrainingResult(model=model, history=_history(history), metrics=metrics)
+    return _with_trees(model, train, evaluation, config, metrics, _history(history))
+
+
+def _with_trees(deep: DeepRanker, train: tf.data.Dataset, evaluation: tf.data.Dataset,
+                config: RankerConfig, deep_metrics: dict[str, float],
+                history: dict[str, list[float]]) -> TrainingResult:
+    from recs.ensemble import blend, predict, train_tree_ranker
+
+    trees, seconds = train_tree_ranker(train, evaluation, config.trees)
+    blended = blend(deep, trees, evaluation, config.trees)
+
+    def scores(model: tf.keras.Model) -> dict[str, float]:
+        probabilities, labels = predict(model, evaluation)
+        auc = tf.keras.metrics.AUC()
+        auc.update_state(labels, probabilities)
+        log_loss = tf.keras.losses.binary_crossentropy(labels.astype("f4"),
+                                                       probabilities.astype("f4"))
+        return {"auc": float(auc.result()), "log_loss": float(log_loss)}
+
+    metrics = {**scores(blended), "deep_auc": deep_metrics["auc"],
+               "deep_log_loss": deep_metrics["log_loss"],
+               "trees_auc": scores(trees)["auc"], "trees_seconds": seconds,
+               "blend_weights_deep_trees_bias": list(blended.blend_weights)}
+    return TrainingResult(model=blended, history=history, metrics=metrics)

@@ -103,6 +103,18 @@ def _signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
             if not key.startswith("__")}
 
 
+def _load_saved_model(path: str):
+    """`tf.saved_model.load`, registering TF-DF's ops first when the model holds trees (a
+    ranker blended with gradient-boosted trees: `recs.ensemble`)."""
+    try:
+        return tf.saved_model.load(path)
+    except (RuntimeError, tf.errors.NotFoundError) as error:  # "Op type not registered"
+        if "SimpleML" not in str(error):
+            raise
+    import tensorflow_decision_forests  # noqa: F401  (registers the trees' inference ops)
+    return tf.saved_model.load(path)
+
+
 class ModelRegistry:
     """Serves the versions of each named model under a TF Serving base directory.
 
@@ -140,7 +152,7 @@ class ModelRegistry:
     def _load_version(self, name: str, version: int) -> LoadedModel:
         path = os.path.join(self.base_dir, name, str(version))
         model = LoadedModel(name=name, version=version, path=path,
-                            saved_model=tf.saved_model.load(path),
+                            saved_model=_load_saved_model(path),
                             signature_defs=_signature_defs(path))
         warm_up(model)
         return model

@@ -104,14 +104,23 @@ def run_retrieval(fn_args: tfx.components.FnArgs) -> None:
         _write_run_outputs(fn_args, result, "two-tower retrieval", reports)
 
 
+def _ranker_prefix(base_model: str) -> str:
+    """The deep ranker's path in a base export: `ranker`, or `ranker/deep` when the base
+    was a blend with trees (`RankerConfig.trees`)."""
+    reader = tf.train.load_checkpoint(os.path.join(base_model, "variables", "variables"))
+    blended = reader.has_tensor("ranker/deep/variables/0/.ATTRIBUTES/VARIABLE_VALUE")
+    return "ranker/deep" if blended else "ranker"
+
+
 def run_ranker(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point of the deep sigmoid ranker."""
+    """TFX Trainer entry point of the deep sigmoid ranker (blended with gradient-boosted trees
+    when `RankerConfig.trees.enabled`)."""
     strategy = strategy_from_environment()
     config = RankerConfig.from_dict(fn_args.custom_config[RANKER_CONFIG_KEY])
     transform_output, train, evaluation = _inputs(fn_args, config.training)
     reports: dict[str, WarmStartReport] = {}
-    initialize = _warm_start(fn_args, transform_output, lambda model: {"ranker": model},
-                             reports)
+    initialize = _warm_start(fn_args, transform_output,
+                             lambda model: {_ranker_prefix(fn_args.base_model): model}, reports)
     result = train_ranker(train, evaluation, feature_sizes(transform_output), config, strategy,
                           initialize)
     with save_target(fn_args.serving_model_dir, strategy) as target:
