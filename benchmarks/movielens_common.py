@@ -157,6 +157,8 @@ def add_model_arguments(parser, epochs: int, batch_size: int, embedding_dim: int
     parser.add_argument("--embedding-dim", type=int, default=embedding_dim)
     parser.add_argument("--layers", default=layers)
     parser.add_argument("--cold-start-dropout", type=float, default=0.0)
+    parser.add_argument("--hard-negatives", type=int, default=0,
+                        help="keep only this many hardest in-batch negatives (0: all)")
 
 
 def retrieval_config(args) -> RetrievalConfig:
@@ -164,6 +166,7 @@ def retrieval_config(args) -> RetrievalConfig:
         embedding_dim=args.embedding_dim,
         tower_layers=tuple(int(x) for x in args.layers.split(",")),
         temperature=args.temperature, cold_start_dropout=args.cold_start_dropout,
+        num_hard_negatives=args.hard_negatives,
         training=TrainingConfig(batch_size=args.batch_size, epochs=args.epochs,
                                 learning_rate=args.learning_rate, optimizer=args.optimizer))
 

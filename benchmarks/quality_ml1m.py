@@ -8,7 +8,11 @@ averaged over users. Published under it: Pop NDCG@10 0.1006, BPR 0.2396, EASE 0.
 is >= 0.29. Same-run peers: most popular, the ids-only two-tower, and EASE (closed form, the
 published best setting reg = 1000). The fallback ratings here have no timestamps and opaque
 item ids (see the data's SOURCE.md), so the query side is the user, their profile and a sample
-of their training titles.
+of their training titles. Both two-towers train with Adam (lr 0.003, 6 epochs): with the
+tutorials' Adagrad 0.1 our model reached 0.199 after 10 epochs.
+
+Also the deep ranker's AUC, log loss and calibration on the test split (label: rating >= 4
+among the protocol's interactions), with its reliability plot.
 
     python benchmarks/quality_ml1m.py
 """

@@ -104,6 +104,9 @@ class RetrievalConfig(Config):
         logq_correction: subtract log(sampling probability) from in-batch logits, so that
             popular titles, over-represented as negatives, are not pushed down (sampling-bias
             correction; see `recs.features.SAMPLING_PROBABILITY`).
+        num_hard_negatives: hard-negative mining: keep only this many highest-scoring
+            in-batch negatives per query in the softmax (TFRS's `HardNegativeMining`); 0 keeps
+            every negative.
         eval_k: K of the Recall@K reported after training.
         cold_start_dropout: share of training queries shown as a new user's (user id out of
             vocabulary, no watch history), so that the query tower also learns to serve from
@@ -115,6 +118,7 @@ class RetrievalConfig(Config):
     tower_layers: tuple[int, ...] = (64, 32)
     temperature: float = 0.1
     logq_correction: bool = True
+    num_hard_negatives: int = 0
     eval_k: int = 100
     cold_start_dropout: float = 0.0
     training: TrainingConfig = TrainingConfig(batch_size=512, epochs=5, learning_rate=0.05,
@@ -124,6 +128,8 @@ class RetrievalConfig(Config):
         require(self.embedding_dim > 0, "embedding_dim", "> 0", self.embedding_dim)
         _positive_layers("tower_layers", self.tower_layers)
         require(self.temperature > 0, "temperature", "> 0", self.temperature)
+        require(self.num_hard_negatives >= 0, "num_hard_negatives", ">= 0 (0 = all)",
+                self.num_hard_negatives)
         require(self.eval_k > 0, "eval_k", "> 0", self.eval_k)
         require(0.0 <= self.cold_start_dropout < 1.0, "cold_start_dropout", "in [0, 1)",
                 self.cold_start_dropout)

@@ -133,3 +133,25 @@ def test_cold_start_dropout_shows_some_queries_as_new_users():
                                   features[user].numpy().ravel()[~dropped])
     with pytest.raises(ValueError, match=r"cold_start_dropout must be in \[0, 1\); received 1.0"):
         RetrievalConfig(cold_start_dropout=1.0)
+
+
+def test_hard_negative_mining_keeps_only_the_hardest_negatives():
+    """Fewer negatives in the softmax can only lower the loss; as many as the batch holds
+    gives the full loss back."""
+    features = {k: tf.constant(v) for k, v in _features(32, seed=5).items()}
+    # Three models with one set of weights, differing only in the mining.
+    config = RetrievalConfig(embedding_dim=4, tower_layers=(8,), logq_correction=False)
+    full = TwoTowerModel(SIZES, config)
+    losses = {}
+    for hard in (0, 2, 31):
+        model = TwoTowerModel(SIZES, RetrievalConfig.from_dict(
+            {**config.to_dict(), "num_hard_negatives": hard}))
+        model.query_tower(features), model.candidate_tower(features)
+        full.query_tower(features), full.candidate_tower(features)
+        model.query_tower.set_weights(full.query_tower.get_weights())
+        model.candidate_tower.set_weights(full.candidate_tower.get_weights())
+        losses[hard] = float(model.compute_loss(features))
+    assert losses[2] < losses[0]
+    assert losses[31] == pytest.approx(losses[0], rel=1e-5)
+    with pytest.raises(ValueError, match="num_hard_negatives must be >= 0"):
+        RetrievalConfig(num_hard_negatives=-1)

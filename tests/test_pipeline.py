@@ -160,10 +160,20 @@ def test_local_pipeline_end_to_end_serves_recommendations(tmp_path):
     via_grpc = recommend(workdir, "u000001", k=5, device_type="tv", hour=21, protocol="grpc")
     assert [i.title_id for i in via_grpc] == [i.title_id for i in items]
 
-    # A retrain (one short epoch each) warm-starts both Trainers from the blessed models.
+    # A retrain (one short epoch each) on the same data: the execution cache reuses the
+    # data components' outputs, and both Trainers warm-start from the blessed models.
     one_epoch = TrainingConfig(batch_size=128, epochs=1, learning_rate=0.01)
-    run_local(dataclasses.replace(config, retrieval=RetrievalConfig(training=one_epoch),
+    run_local(dataclasses.replace(config, enable_cache=True,
+                                  retrieval=RetrievalConfig(training=one_epoch),
                                   ranker=RankerConfig(training=one_epoch)))
+    states = {name: [e.last_known_state for e in sorted(
+        store.get_executions_by_context(context.id), key=lambda e: e.id)]
+        for name, context in nodes.items()}
+    for name in ("ImportExampleGen", "StatisticsGen", "SchemaGen", "Transform"):
+        assert states[name] == [metadata_store_pb2.Execution.COMPLETE,
+                                metadata_store_pb2.Execution.CACHED], name
+    for name in ("RankerTrainer", "RetrievalTrainer", "Evaluator", "IndexBuilder"):
+        assert states[name] == [metadata_store_pb2.Execution.COMPLETE] * 2, name
     for trainer, first in (("RankerTrainer", "ranker"), ("RetrievalTrainer", "query_tower")):
         runs = sorted((tmp_path / "pipeline" / trainer / "model_run").iterdir(),
                       key=lambda path: int(path.name))

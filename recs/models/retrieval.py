@@ -5,7 +5,7 @@ its id, genre, description and popularity, so a title unseen in training still g
 embedding from its metadata. Both outputs are L2-normalized; the retrieval loss is softmax
 over in-batch negatives at a configured temperature, with accidental hits (the same title
 twice in a batch) removed and, by default, the sampling bias of in-batch negatives corrected
-(log-Q).
+(log-Q); optionally only the hardest in-batch negatives are kept (hard-negative mining).
 """
 
 import tensorflow as tf
@@ -80,7 +80,8 @@ class TwoTowerModel(tfrs.Model):
         self.query_tower = query_tower(sizes, config)
         self.candidate_tower = candidate_tower(sizes, config)
         self.task = tfrs.tasks.Retrieval(temperature=config.temperature,
-                                         remove_accidental_hits=True)
+                                         remove_accidental_hits=True,
+                                         num_hard_negatives=config.num_hard_negatives or None)
 
     def _as_new_users(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """A random `cold_start_dropout` share of rows loses its user id (to the OOV id) and
