@@ -141,7 +141,7 @@ def create_pipeline(config: C.PipelineConfig) -> tfx.dsl.Pipeline:
                     index_builder,
                     *pushers],
         metadata_connection_config=metadata, beam_pipeline_args=list(config.beam_args),
-        enable_cache=False)
+        enable_cache=config.enable_cache)
 
 
 def metadata_store_config(path: str) -> metadata_store_pb2.ConnectionConfig:
