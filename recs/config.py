@@ -149,7 +149,7 @@ class TreeRankerConfig(Config):
     Attributes:
         enabled: the ranker Trainer also fits the trees and exports the blend (see
             `recs.ensemble`); off by default: on ML-100K the blend gained 0.01 AUC and 5%
-            log loss for about 4x the training time, and stock TF Serving cannot load it.
+            log loss for 6x the training time, and stock TF Serving cannot load it.
         num_trees: maximum number of trees (TF-DF stops earlier when its validation loss
             stops improving).
         max_depth: depth of each tree.
