@@ -12,7 +12,7 @@ Two blends of the probabilities:
   models were not trained on (so the weights reflect how each generalizes, and the output
   is recalibrated).
 
-Serving: a tree model's SavedModel holds TF-DF's inference ops (`SimpleMLInferenceOp...`).
+Serving: a tree model's SavedModel holds TF-DF's inference ops (`SimpleML*`).
 Stock TF Serving lacks them; it needs a model server built with TF-DF's ops, or the
 project's local model server (which imports `tensorflow_decision_forests` to load it).
 """
