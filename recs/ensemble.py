@@ -93,9 +93,9 @@ class TreeRanker(tf.keras.Model):
         return tf.reshape(self.trees(tree_features(features)), [-1, 1])
 
 
-def _logit(probability: np.ndarray) -> np.ndarray:
-    clipped = np.clip(probability, 1e-6, 1 - 1e-6)
-    return np.log(clipped / (1 - clipped))
+def _logit(probability: tf.Tensor) -> tf.Tensor:
+    clipped = tf.clip_by_value(probability, 1e-6, 1 - 1e-6)
+    return tf.math.log(clipped / (1 - clipped))
 
 
 class BlendedRanker(tf.keras.Model):
@@ -124,12 +124,7 @@ class BlendedRanker(tf.keras.Model):
         if self.blend == "average":
             return (deep + trees) / 2.0
         w_deep, w_trees, bias = self.blend_weights
-
-        def logit(p: tf.Tensor) -> tf.Tensor:
-            p = tf.clip_by_value(p, 1e-6, 1 - 1e-6)
-            return tf.math.log(p / (1 - p))
-
-        return tf.sigmoid(w_deep * logit(deep) + w_trees * logit(trees) + bias)
+        return tf.sigmoid(w_deep * _logit(deep) + w_trees * _logit(trees) + bias)
 
 
 def predict(model: tf.keras.Model, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +146,7 @@ def blend(deep: tf.keras.Model, trees: TreeRanker, held_out: tf.data.Dataset,
 
     deep_p, labels = predict(deep, held_out)
     trees_p, _ = predict(trees, held_out)
-    stack = LogisticRegression().fit(np.stack([_logit(deep_p), _logit(trees_p)], axis=1),
+    stack = LogisticRegression().fit(_logit(np.stack([deep_p, trees_p], axis=1)).numpy(),
                                      labels)
     (w_deep, w_trees), bias = stack.coef_[0], stack.intercept_[0]
     return BlendedRanker(deep, trees, "stacked", (w_deep, w_trees, bias))

@@ -158,9 +158,7 @@ def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: Fea
     with strategy.scope():
         model = DeepRanker(sizes, config)
         model.compile(optimizer=make_optimizer(config.training),
-                      loss=tf.keras.losses.BinaryCrossentropy(),
-                      metrics=[tf.keras.metrics.AUC(name="auc"),
-                               tf.keras.metrics.BinaryCrossentropy(name="log_loss")])
+                      loss=tf.keras.losses.BinaryCrossentropy(), metrics=_ranker_metrics())
         if initialize is not None:
             model(next(iter(train)))  # Builds the variables; the label key is not read.
             initialize(model)
@@ -170,31 +168,36 @@ def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: Fea
     history = model.fit(shard_by_data(train.map(features_and_label)),
                         epochs=config.training.epochs, validation_data=labelled,
                         callbacks=[stop], verbose=2)
-    values = model.evaluate(labelled, return_dict=True, verbose=0)
-    metrics = {"auc": float(values["auc"]), "log_loss": float(values["log_loss"])}
+    metrics = _held_out(model, labelled)
     if not config.trees.enabled:
         return TrainingResult(model=model, history=_history(history), metrics=metrics)
-    return _with_trees(model, train, evaluation, config, metrics, _history(history))
+    return _with_trees(model, train, evaluation, labelled, config, metrics, _history(history))
+
+
+def _ranker_metrics() -> list[tf.keras.metrics.Metric]:
+    return [tf.keras.metrics.AUC(name="auc"),
+            tf.keras.metrics.BinaryCrossentropy(name="log_loss")]
+
+
+def _held_out(model: tf.keras.Model, labelled: tf.data.Dataset) -> dict[str, float]:
+    """The ranker metrics (`auc`, `log_loss`) of a compiled `model` on (features, label)
+    batches."""
+    values = model.evaluate(labelled, return_dict=True, verbose=0)
+    return {"auc": float(values["auc"]), "log_loss": float(values["log_loss"])}
 
 
 def _with_trees(deep: DeepRanker, train: tf.data.Dataset, evaluation: tf.data.Dataset,
-                config: RankerConfig, deep_metrics: dict[str, float],
-                history: dict[str, list[float]]) -> TrainingResult:
-    from recs.ensemble import blend, predict, train_tree_ranker
+                labelled: tf.data.Dataset, config: RankerConfig,
+                deep_metrics: dict[str, float], history: dict[str, list[float]]
+                ) -> TrainingResult:
+    from recs.ensemble import blend, train_tree_ranker
 
     trees, seconds = train_tree_ranker(train, evaluation, config.trees)
     blended = blend(deep, trees, evaluation, config.trees)
-
-    def scores(model: tf.keras.Model) -> dict[str, float]:
-        probabilities, labels = predict(model, evaluation)
-        auc = tf.keras.metrics.AUC()
-        auc.update_state(labels, probabilities)
-        log_loss = tf.keras.losses.binary_crossentropy(labels.astype("f4"),
-                                                       probabilities.astype("f4"))
-        return {"auc": float(auc.result()), "log_loss": float(log_loss)}
-
-    metrics = {**scores(blended), "deep_auc": deep_metrics["auc"],
+    for model in (trees, blended):
+        model.compile(metrics=_ranker_metrics())
+    metrics = {**_held_out(blended, labelled), "deep_auc": deep_metrics["auc"],
                "deep_log_loss": deep_metrics["log_loss"],
-               "trees_auc": scores(trees)["auc"], "trees_seconds": seconds,
+               "trees_auc": _held_out(trees, labelled)["auc"], "trees_seconds": seconds,
                "blend_weights_deep_trees_bias": list(blended.blend_weights)}
     return TrainingResult(model=blended, history=history, metrics=metrics)
