@@ -178,7 +178,8 @@ def two_tower_scores(train: dict[str, np.ndarray], queries: dict[str, np.ndarray
 
     Returns:
         {"ids_only": score fn, "ids_only_rate": examples/s, "ours": score fn,
-         "ours_rate": examples/s, "history": per-epoch loss, "config": RetrievalConfig}.
+         "ours_rate": examples/s, "history": per-epoch loss, "config": RetrievalConfig,
+         "towers": our fitted (query tower, candidate tower)}.
     """
     config = retrieval_config(args)
     ids_model, ids_rate = fit_ids_only(train, sizes, config.training)
@@ -189,7 +190,8 @@ def two_tower_scores(train: dict[str, np.ndarray], queries: dict[str, np.ndarray
     candidate_vectors = embed(model.candidate_tower, candidates)
     return {"ids_only": lambda rows: users[rows] @ titles.T, "ids_only_rate": ids_rate,
             "ours": lambda rows: query_vectors[rows] @ candidate_vectors.T, "ours_rate": rate,
-            "history": history, "config": config}
+            "history": history, "config": config,
+            "towers": (model.query_tower, model.candidate_tower)}
 
 
 def _serving_ms(model, batch: dict[str, np.ndarray], repeats: int = 50) -> float:
@@ -205,18 +207,20 @@ def _serving_ms(model, batch: dict[str, np.ndarray], repeats: int = 50) -> float
 
 
 def rankers(train: dict[str, np.ndarray], test: dict[str, np.ndarray], sizes: FeatureSizes,
-            name: str, title: str, training: TrainingConfig, with_trees: bool = True
-            ) -> dict[str, dict]:
+            name: str, title: str, training: TrainingConfig, with_trees: bool = True,
+            towers: tuple | None = None) -> dict[str, dict]:
     """Fits the deep ranker and the tree ranker, blends them, and scores all four on `test`.
 
     The label is the records' engagement label; 10% of training rows are held out: the deep
     ranker's early stopping and the trees' early stopping watch them, and the stacked blend
     is fitted on them. `training` sets the deep ranker's optimizer and its epoch limit.
     Writes the deep ranker's reliability plot and training curves. `with_trees=False` fits the
-    deep ranker alone.
+    deep ranker alone. With the retrieval model's `towers` (trained on the same training rows)
+    a second deep ranker reads them too (`RankerConfig.tower_features`), and the blends use it.
 
     Returns:
-        {"deep": ..., "trees": ..., "average": ..., "stacked": ...}, each with AUC, log loss,
+        {"deep": ..., ["deep_towers": ...,] "trees": ..., "average": ..., "stacked": ...},
+        each with AUC, log loss,
         expected calibration error, training seconds and serving milliseconds for a
         100-candidate request; "deep" also has its epochs and the positive rate.
     """
@@ -257,26 +261,41 @@ def rankers(train: dict[str, np.ndarray], test: dict[str, np.ndarray], sizes: Fe
                      str(RESULTS / f"{name}_reliability.png"))
     plot_training_curves(deep.history, f"{title} ranker",
                          str(RESULTS / f"{name}_ranker_curves.png"))
+    if towers is not None:
+        tower_config = RankerConfig(training=training, tower_features=True)
+        start = time.perf_counter()
+        deep = train_ranker(dataset(fit, training.batch_size, True),
+                            dataset(held_out, 4096, False), sizes, tower_config, towers=towers)
+        results["deep_towers"] = scored(deep.model, time.perf_counter() - start,
+                                        epochs_run=len(deep.history["loss"]),
+                                        config=tower_config.to_dict())
     if not with_trees:
-        results["deep"].pop("_reliability")
+        for label, figures in results.items():
+            figures.pop("_reliability")
+            _print_ranker(label, figures)
         return results
     tree_config = TreeRankerConfig()
     trees, tree_seconds = train_tree_ranker(dataset(fit, 4096, False),
                                             dataset(held_out, 4096, False), tree_config)
 
     results["trees"] = scored(trees, tree_seconds, config=tree_config.to_dict())
+    deep_label = "deep" if towers is None else "deep_towers"  # The one `deep` holds.
     for kind in ("average", "stacked"):
         start = time.perf_counter()
         blended = blend(deep.model, trees, dataset(held_out, 4096, False),
                         TreeRankerConfig(blend=kind))
         extra = {"weights_deep_trees_bias": list(blended.blend_weights)} if kind == "stacked" \
             else {}
-        results[kind] = scored(blended, results["deep"]["train_seconds"] + tree_seconds
+        results[kind] = scored(blended, results[deep_label]["train_seconds"] + tree_seconds
                                + time.perf_counter() - start, **extra)
     for label, figures in results.items():
         figures.pop("_reliability")
-        print(f"  ranker {label:8s} AUC {figures['auc']:.4f}  log loss {figures['log_loss']:.4f}"
-              f"  ECE {figures['expected_calibration_error']:.4f}  train "
-              f"{figures['train_seconds']:.0f} s  serve {figures['serving_ms_100_candidates']:.1f}"
-              f" ms/100", flush=True)
+        _print_ranker(label, figures)
     return results
+
+
+def _print_ranker(label: str, figures: dict) -> None:
+    print(f"  ranker {label:11s} AUC {figures['auc']:.4f}  log loss {figures['log_loss']:.4f}"
+          f"  ECE {figures['expected_calibration_error']:.4f}  train "
+          f"{figures['train_seconds']:.0f} s  serve {figures['serving_ms_100_candidates']:.1f}"
+          f" ms/100", flush=True)

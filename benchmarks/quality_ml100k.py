@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     # The rankers: label rating >= 4; 10% of training held out for early stopping and
     # for fitting the stacked blend.
     ranked = M.rankers(train, test, sizes, args.name, "ML-100K",
-                       TrainingConfig(batch_size=512, epochs=20, learning_rate=0.001))
+                       TrainingConfig(batch_size=512, epochs=20, learning_rate=0.001),
+                       towers=fitted["towers"])
     ranker_figures = ranked["deep"]
 
     figures = {"recs_two_tower": ours, "top_100_accuracy": ours["recall_at_100"],

@@ -168,11 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     # categorical splits over 6k users and 3.4k titles would take hours on 600k rows here.
     ranked = M.rankers(train, test, sizes, args.name, "ML-1M",
                        TrainingConfig(batch_size=2048, epochs=8, learning_rate=0.003),
-                       with_trees=False)
+                       with_trees=False, towers=fitted["towers"])
 
     figures = {"recs_two_tower": ours, "ndcg_at_10": ours["ndcg_at_10"], "goal": GOAL,
                "goal_met": ours["ndcg_at_10"] >= GOAL,
-               "ranker": ranked["deep"],
+               "ranker": ranked["deep"], "ranker_with_towers": ranked["deep_towers"],
                "training_examples_per_second": rate, "transform_seconds": transform_s,
                "peak_rss_mb": peak_rss_mb(), "config": config.to_dict()}
     peers = {"most_popular": popular, "ease_reg_1000": ease, "ids_only_two_tower": ids_only,
@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> None:
               "ours_over_published_ease": ours["ndcg_at_10"] / PUBLISHED["EASE"],
               "ours_over_same_run_ease": ours["ndcg_at_10"] / ease["ndcg_at_10"],
               "same_run_ease_over_published_ease": ease["ndcg_at_10"] / PUBLISHED["EASE"],
-              "ours_over_ids_only": ours["ndcg_at_10"] / ids_only["ndcg_at_10"]}
+              "ours_over_ids_only": ours["ndcg_at_10"] / ids_only["ndcg_at_10"],
+              "ranker_log_loss_with_towers_over_without": (ranked["deep_towers"]["log_loss"]
+                                                           / ranked["deep"]["log_loss"])}
     path = write_result(args.name, {**vars(args), "positives": "rating >= 3",
                                     "filter": "10-core", "split": "per-user random 80/10/10",
                                     "interactions": int(len(kept))},

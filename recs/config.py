@@ -184,6 +184,10 @@ class RankerConfig(Config):
         embedding_dim: width of every id and token embedding.
         hidden_layers: ReLU Dense widths, default 128 -> 64 (then 1 sigmoid).
         dropout: dropout rate after each hidden layer.
+        tower_features: also read the retrieval model's query and title embeddings and their
+            dot product (the retrieval score), from its two towers frozen as they were trained
+            (`recs.models.ranker.DeepRanker`'s `towers`; in the pipeline, the retrieval
+            Trainer's model of the same run).
         training: optimizer settings.
         trees: the gradient-boosted tree ranker blended with this one (off by default).
     """
@@ -191,6 +195,7 @@ class RankerConfig(Config):
     embedding_dim: int = 16
     hidden_layers: tuple[int, ...] = (128, 64)
     dropout: float = 0.1
+    tower_features: bool = False
     training: TrainingConfig = TrainingConfig(batch_size=256, epochs=3, learning_rate=0.003,
                                               optimizer="adam")
     trees: TreeRankerConfig = TreeRankerConfig()

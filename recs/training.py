@@ -15,7 +15,7 @@ from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
 from recs.distribute import shard_by_data
 from recs.models.encoders import FeatureSizes
 from recs.models.ranker import DeepRanker
-from recs.models.retrieval import TwoTowerModel
+from recs.models.retrieval import Tower, TwoTowerModel
 
 _LABEL = F.transformed_name(F.LABEL)
 
@@ -128,7 +128,8 @@ def retrieval_recall(model: TwoTowerModel, catalogue: tf.data.Dataset,
 
 def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: FeatureSizes,
                  config: RankerConfig, strategy: tf.distribute.Strategy | None = None,
-                 initialize: Callable[[DeepRanker], None] | None = None) -> TrainingResult:
+                 initialize: Callable[[DeepRanker], None] | None = None,
+                 towers: tuple[Tower, Tower] | None = None) -> TrainingResult:
     """Fits the deep sigmoid ranker with binary cross-entropy and early stopping.
 
     Validation runs after each epoch; training stops when validation AUC has not improved
@@ -136,6 +137,8 @@ def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: Fea
     each step splits the global batch across workers and sums their gradients, so the update
     is the one-worker update on the same batch (dropout masks aside). `initialize` is called
     with the built, untrained model before fitting (a warm start: `recs.warm_start`).
+    With `config.tower_features`, `towers` are the trained retrieval model's (query tower,
+    candidate tower), built under `strategy`; the ranker reads them frozen.
 
     With `config.trees.enabled`, gradient-boosted trees are fitted too (one machine: TF-DF
     does not train under a multi-worker strategy) and blended with the deep ranker
@@ -148,7 +151,8 @@ def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: Fea
         `deep_auc`, `deep_log_loss`, `trees_auc`, `trees_seconds` and the blend's weights.
 
     Raises:
-        ValueError: trees are enabled under a strategy with more than one replica.
+        ValueError: trees are enabled under a strategy with more than one replica; `towers`
+            given without `config.tower_features` or missing with it.
     """
     strategy = strategy or tf.distribute.get_strategy()
     if config.trees.enabled and strategy.num_replicas_in_sync > 1:
@@ -156,7 +160,7 @@ def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: Fea
                          f"machine; this strategy has {strategy.num_replicas_in_sync} replicas.")
     tf.keras.utils.set_random_seed(config.training.seed)
     with strategy.scope():
-        model = DeepRanker(sizes, config)
+        model = DeepRanker(sizes, config, towers)
         model.compile(optimizer=make_optimizer(config.training),
                       loss=tf.keras.losses.BinaryCrossentropy(), metrics=_ranker_metrics())
         if initialize is not None:

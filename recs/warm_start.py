@@ -29,11 +29,14 @@ class WarmStartReport:
         copied: variables copied whole (dense layers, fixed-size embeddings).
         remapped: embedding feature -> share of the new vocabulary found in the base one.
         skipped: variables left at their initialization, with the reason.
+        frozen: variables not touched because they are frozen (non-trainable): they come
+            from their own source (`load_frozen`), not from the base model.
     """
 
     copied: int
     remapped: dict[str, float]
     skipped: tuple[str, ...]
+    frozen: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -80,7 +83,8 @@ def warm_start(model: tf.keras.Model, base_model_dir: str, prefix: str,
 
     Returns:
         What was copied, remapped and skipped. A variable whose shape no longer fits (a
-        changed layer width) is skipped, not an error: training starts it afresh.
+        changed layer width) is skipped, not an error: training starts it afresh. Frozen
+        (non-trainable) variables are left alone and counted: they have their own source.
 
     Raises:
         ValueError: the base holds no variables under `prefix`.
@@ -101,8 +105,14 @@ def warm_start(model: tf.keras.Model, base_model_dir: str, prefix: str,
                                   list(new_vocabulary(name)))
         return vocabularies[name]
 
-    copied, remapped, skipped = 0, {}, []
+    frozen = {variable.ref() for variable in model.non_trainable_variables}
+    copied, remapped, skipped, kept = 0, {}, [], 0
     for name, variable in zip(names, model.variables):
+        if variable.ref() in frozen:
+            # Frozen parts (the ranker's copy of the retrieval towers) come from their own
+            # source, newer than the base model's copy: `load_frozen`.
+            kept += 1
+            continue
         if name not in shapes:
             skipped.append(f"{variable.name}: not in the base model")
             continue
@@ -129,4 +139,40 @@ def warm_start(model: tf.keras.Model, base_model_dir: str, prefix: str,
         else:
             skipped.append(f"{variable.name}: shape {tuple(base.shape)} -> "
                            f"{tuple(variable.shape)}")
-    return WarmStartReport(copied=copied, remapped=remapped, skipped=tuple(skipped))
+    return WarmStartReport(copied=copied, remapped=remapped, skipped=tuple(skipped),
+                           frozen=kept)
+
+
+def load_frozen(part: tf.keras.Model, model_dir: str, prefix: str,
+                new_vocabulary: Callable[[str], list[bytes]]) -> WarmStartReport:
+    """Loads every weight of `part` from an export, or fails: for parts used as they are
+    (the retrieval towers inside the ranker), where a weight left at its initialization
+    would be a silent defect.
+
+    Call it before freezing `part` (or on a part built afresh, as `DeepRanker` freezes its
+    towers when it is built around them: load first, then build the ranker).
+
+    Args:
+        part: the part, variables built, all of them trainable (the export's layout).
+        model_dir: the SavedModel holding the part (a `recs.export.RetrievalExport`).
+        prefix: the part's attribute path inside the export (`query_tower`, ...).
+        new_vocabulary: vocabulary name -> tokens of the transform output `part` reads.
+
+    Returns:
+        What was copied and remapped (rows of tokens new to the export's vocabulary keep
+        their initialization, as in a warm start).
+
+    Raises:
+        ValueError: a variable of `part` is not in the export or does not fit it; `part` is
+            frozen already.
+    """
+    if part.non_trainable_variables:
+        raise ValueError(f"{prefix!r} has frozen variables, which a warm start leaves alone; "
+                         f"load the part before freezing it (before building the DeepRanker "
+                         f"around it).")
+    report = warm_start(part, model_dir, prefix, new_vocabulary)
+    if report.skipped:
+        raise ValueError(f"{model_dir!r} does not hold all of {prefix!r}: {list(report.skipped)}; "
+                         f"export the part with the same config (layer widths, embedding "
+                         f"width) as the one it is loaded into.")
+    return report

@@ -35,10 +35,17 @@ def test_components_are_wired_along_the_data_flow(tmp_path):
     cold = create_pipeline(pipeline_config(Workdir(tmp_path), warm_start=False))
     trainers = {c.id: c for c in cold.components if c.id.endswith("Trainer")}
     assert all("base_model" not in c.inputs for c in trainers.values())
+    # A ranker that reads the towers' embeddings trains after the retrieval model.
+    towers = create_pipeline(pipeline_config(Workdir(tmp_path),
+                                             ranker=RankerConfig(tower_features=True)))
+    ranker_trainer = next(c for c in towers.components if c.id == "RankerTrainer")
+    assert {node.id for node in ranker_trainer.upstream_nodes} == {
+        "Transform", "SchemaGen", "LatestBlessedRanker", "RetrievalTrainer"}
+    assert "retrieval_model" not in by_id["RankerTrainer"].inputs
 
 
 def test_compiles_for_kubeflow_v2(tmp_path):
-    ranker = RankerConfig(hidden_layers=(32, 16))
+    ranker = RankerConfig(hidden_layers=(32, 16), tower_features=True)
     config = pipeline_config(Workdir(tmp_path), ranker=ranker)
     path = compile_for_kubeflow(config, str(tmp_path / "spec.json"),
                                 image="registry.example/recs:1")
@@ -58,6 +65,7 @@ def test_compiles_for_kubeflow_v2(tmp_path):
     assert producer("Evaluator", "baseline_model") == "LatestBlessedRanker-model-resolver"
     assert producer("RankerTrainer", "base_model") == "LatestBlessedRanker-model-resolver"
     assert producer("RetrievalTrainer", "base_model") == "LatestBlessedRetrieval-model-resolver"
+    assert producer("RankerTrainer", "retrieval_model") == "RetrievalTrainer"
     executors = spec["pipelineSpec"]["deploymentSpec"]["executors"].values()
     images = {e["container"]["image"] for e in executors if "container" in e}
     assert images == {"registry.example/recs:1"}
@@ -201,13 +209,22 @@ def test_local_pipeline_trains_and_serves_on_movielens_100k(tmp_path, shared_dat
         # AUC 0.78 on the full data; 0.6 leaves room for the small subset.
         min_ranker_auc=0.6, index=IndexConfig(k=50, min_recall=0.9, tuning_margin=0.05),
         retrieval=RetrievalConfig(training=fast),
-        ranker=RankerConfig(training=TrainingConfig(batch_size=256, epochs=6,
+        # The ranker reads the retrieval towers' embeddings: the RankerTrainer takes the
+        # RetrievalTrainer's model.
+        ranker=RankerConfig(tower_features=True,
+                            training=TrainingConfig(batch_size=256, epochs=6,
                                                     learning_rate=0.003)))
     run_local(config)
 
     for name in SERVED_MODELS:
         versions = list((tmp_path / "serving" / name).iterdir())
         assert len(versions) == 1 and (versions[0] / "saved_model.pb").exists(), name
+    run, = (tmp_path / "pipeline" / "RankerTrainer" / "model_run").iterdir()
+    towers = json.loads((run / "metrics.json").read_text())["towers"]
+    assert "/RetrievalTrainer/model/" in towers["retrieval_model"]
+    for tower in ("query_tower", "candidate_tower"):  # Same transform: every row found.
+        assert towers[tower]["skipped"] == [] and towers[tower]["copied"] > 0, tower
+        assert set(towers[tower]["remapped"].values()) == {1.0}, tower
     titles = {json.loads(line)["title_id"]
               for line in (workdir.raw / "titles.jsonl").read_text().splitlines()}
     load_profile_store(workdir).close()

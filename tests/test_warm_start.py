@@ -8,8 +8,8 @@ from recs import features as F
 from recs.config import RankerConfig, RetrievalConfig
 from recs.models.encoders import FeatureSizes
 from recs.models.ranker import DeepRanker
-from recs.models.retrieval import TwoTowerModel
-from recs.warm_start import warm_start
+from recs.models.retrieval import TwoTowerModel, candidate_tower, query_tower
+from recs.warm_start import load_frozen, warm_start
 
 # Vocabularies of two training windows: u2 left, u4 arrived, and the order changed.
 BASE = {F.USER_ID: [b"u1", b"u2", b"u3"], F.TITLE_ID: [b"t1", b"t2", b"t3", b"t4", b"t5"],
@@ -131,3 +131,52 @@ def test_errors_name_what_is_missing(tmp_path):
     (tmp_path / "base" / "assets" / F.USER_ID).unlink()
     with pytest.raises(ValueError, match="no vocabulary asset 'user_id'"):
         warm_start(_built_ranker(), path, "ranker", NEW.__getitem__)
+
+
+def _towers(config: RetrievalConfig, seed: int) -> tuple[tf.keras.Model, tf.keras.Model]:
+    tf.keras.utils.set_random_seed(seed)
+    towers = query_tower(SIZES, config), candidate_tower(SIZES, config)
+    for tower in towers:
+        tower(_batch(4))
+    return towers
+
+
+def test_ranker_reads_loaded_towers_and_its_warm_start_leaves_them_alone(tmp_path):
+    config = RetrievalConfig()
+    trained = _towers(config, seed=1)
+    retrieval = _save(tmp_path, query_tower=trained[0], candidate_tower=trained[1])
+    loaded = _towers(config, seed=2)
+    for tower in loaded:
+        report = load_frozen(tower, retrieval, tower.name, BASE.__getitem__)
+        assert report.skipped == () and set(report.remapped.values()) == {1.0}
+    batch = _batch(8, seed=3)
+    for tower, source in zip(loaded, trained):
+        np.testing.assert_allclose(tower(batch), source(batch), rtol=1e-6)
+
+    # A base ranker built around other towers: the warm start copies the ranker's own
+    # layers and leaves the (frozen) towers as loaded.
+    with_towers = RankerConfig(tower_features=True)
+    tf.keras.utils.set_random_seed(4)
+    base = DeepRanker(SIZES, with_towers, _towers(config, seed=5))
+    base(batch)
+    base_path = _save(tmp_path / "ranker", ranker=base)
+    ranker = DeepRanker(SIZES, with_towers, loaded)
+    ranker(batch)
+    report = warm_start(ranker, base_path, "ranker", BASE.__getitem__)
+    assert report.frozen == len(loaded[0].variables) + len(loaded[1].variables) == 18
+    assert report.skipped == () and report.copied > 0
+    np.testing.assert_array_equal(ranker.output_layer.kernel.numpy(),
+                                  base.output_layer.kernel.numpy())
+    for tower, source in zip(loaded, trained):
+        np.testing.assert_allclose(tower(batch), source(batch), rtol=1e-6)
+
+
+def test_load_frozen_refuses_a_part_that_does_not_fit(tmp_path):
+    trained = _towers(RetrievalConfig(), seed=1)
+    retrieval = _save(tmp_path, query_tower=trained[0], candidate_tower=trained[1])
+    wider, _ = _towers(RetrievalConfig(tower_layers=(128, 32)), seed=2)
+    with pytest.raises(ValueError, match=r"does not hold all of 'query_tower'.*shape"):
+        load_frozen(wider, retrieval, "query_tower", BASE.__getitem__)
+    trained[0].trainable = False
+    with pytest.raises(ValueError, match="load the part before freezing it"):
+        load_frozen(trained[0], retrieval, "query_tower", BASE.__getitem__)

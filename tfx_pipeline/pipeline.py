@@ -6,6 +6,9 @@
                               \\-> RankerTrainer -> Evaluator (AUC gate) -> Pusher (ranker)
                                    LatestBlessedRanker -/ (champion: the last blessed ranker)
 
+The RankerTrainer also takes the RetrievalTrainer's model when the ranker reads the towers'
+embeddings (`RankerConfig.tower_features`).
+
 The two Trainers warm-start from the last blessed model of their kind (LatestBlessedRanker,
 LatestBlessedRetrieval: blessed by the IndexBuilder's recall gate) when `warm_start` is on.
 """
@@ -19,7 +22,7 @@ from ml_metadata.proto import metadata_store_pb2
 from recs import features as F
 from tfx_pipeline import config as C
 from tfx_pipeline import trainer
-from tfx_pipeline.components import IndexBuilder
+from tfx_pipeline.components import IndexBuilder, RankerTrainer
 
 PREPROCESSING_FN = "transforms.preprocessing.preprocessing_fn"
 
@@ -101,20 +104,22 @@ def create_pipeline(config: C.PipelineConfig) -> tfx.dsl.Pipeline:
     last_retrieval = _latest_blessed("RetrievalTrainer", "IndexBuilder",
                                      "LatestBlessedRetrieval")
 
-    def trainer_component(run_fn: str, key: str, settings: dict, base: tfx.dsl.Resolver
-                          ) -> tfx.components.Trainer:
-        return tfx.components.Trainer(
-            run_fn=run_fn, examples=transform.outputs["transformed_examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema_gen.outputs["schema"], custom_config={key: settings},
-            base_model=base.outputs["model"] if config.warm_start else None)
-
-    retrieval_trainer = trainer_component(
-        "tfx_pipeline.trainer.run_retrieval", trainer.RETRIEVAL_CONFIG_KEY,
-        config.retrieval.to_dict(), last_retrieval).with_id("RetrievalTrainer")
-    ranker_trainer = trainer_component(
-        "tfx_pipeline.trainer.run_ranker", trainer.RANKER_CONFIG_KEY,
-        config.ranker.to_dict(), champion).with_id("RankerTrainer")
+    common = dict(examples=transform.outputs["transformed_examples"],
+                  transform_graph=transform.outputs["transform_graph"],
+                  schema=schema_gen.outputs["schema"])
+    retrieval_trainer = tfx.components.Trainer(
+        run_fn="tfx_pipeline.trainer.run_retrieval",
+        custom_config={trainer.RETRIEVAL_CONFIG_KEY: config.retrieval.to_dict()},
+        base_model=last_retrieval.outputs["model"] if config.warm_start else None,
+        **common).with_id("RetrievalTrainer")
+    ranker_trainer = RankerTrainer(
+        run_fn="tfx_pipeline.trainer.run_ranker",
+        custom_config={trainer.RANKER_CONFIG_KEY: config.ranker.to_dict(),
+                       trainer.RETRIEVAL_CONFIG_KEY: config.retrieval.to_dict()},
+        base_model=champion.outputs["model"] if config.warm_start else None,
+        retrieval_model=(retrieval_trainer.outputs["model"]
+                         if config.ranker.tower_features else None),
+        **common).with_id("RankerTrainer")
     evaluator = tfx.components.Evaluator(examples=examples,
                                          model=ranker_trainer.outputs["model"],
                                          baseline_model=champion.outputs["model"],

@@ -18,9 +18,11 @@ from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
 from recs.distribute import is_chief, save_target, strategy_from_environment
 from recs.export import RankerExport, RetrievalExport
 from recs.models.encoders import FeatureSizes
+from recs.models.retrieval import Tower, candidate_tower, query_tower
 from recs.plots import plot_training_curves
 from recs.training import TrainingResult, train_ranker, train_retrieval
-from recs.warm_start import WarmStartReport, warm_start
+from recs.warm_start import WarmStartReport, load_frozen, warm_start
+from tfx_pipeline.components import RETRIEVAL_MODEL_KEY
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -57,14 +59,17 @@ def _inputs(fn_args: tfx.components.FnArgs, training: TrainingConfig
 
 
 def _write_run_outputs(fn_args: tfx.components.FnArgs, result: TrainingResult, title: str,
-                       warm_started: dict[str, WarmStartReport]) -> None:
+                       warm_started: dict[str, WarmStartReport],
+                       towers: dict[str, WarmStartReport] | None = None) -> None:
     tf.io.gfile.makedirs(fn_args.model_run_dir)
+    outputs = {"metrics": result.metrics, "history": result.history,
+               "warm_start": {"base_model": fn_args.base_model,
+                              **{part: report.to_dict() for part, report in warm_started.items()}}}
+    if towers:
+        outputs["towers"] = {"retrieval_model": fn_args.custom_config[RETRIEVAL_MODEL_KEY],
+                             **{part: report.to_dict() for part, report in towers.items()}}
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, METRICS_FILE), "w") as handle:
-        json.dump({"metrics": result.metrics, "history": result.history,
-                   "warm_start": {"base_model": fn_args.base_model,
-                                  **{part: report.to_dict()
-                                     for part, report in warm_started.items()}}},
-                  handle, indent=2)
+        json.dump(outputs, handle, indent=2)
     plot_training_curves(result.history, title,
                          os.path.join(fn_args.model_run_dir, "training_curves.png"))
 
@@ -112,19 +117,51 @@ def _ranker_prefix(base_model: str) -> str:
     return "ranker/deep" if blended else "ranker"
 
 
+def _retrieval_towers(fn_args: tfx.components.FnArgs, transform_output: tft.TFTransformOutput,
+                      strategy: tf.distribute.Strategy, batch: dict[str, tf.Tensor],
+                      reports: dict[str, WarmStartReport]) -> tuple[Tower, Tower]:
+    """The retrieval model's towers, rebuilt from its config and loaded from its export;
+    each tower's load report lands in `reports`.
+
+    Raises:
+        ValueError: the RankerTrainer got no retrieval model.
+    """
+    if not fn_args.custom_config.get(RETRIEVAL_MODEL_KEY):
+        raise ValueError("RankerConfig.tower_features is on but the RankerTrainer got no "
+                         "retrieval_model; wire the RetrievalTrainer's model into it "
+                         "(tfx_pipeline.pipeline does when tower_features is on).")
+    config = RetrievalConfig.from_dict(fn_args.custom_config[RETRIEVAL_CONFIG_KEY])
+    sizes = feature_sizes(transform_output)
+    with strategy.scope():
+        towers = query_tower(sizes, config), candidate_tower(sizes, config)
+        for tower in towers:
+            tower(batch)  # Builds the variables, under the strategy that will train with them.
+    for tower in towers:
+        reports[tower.name] = load_frozen(tower, fn_args.custom_config[RETRIEVAL_MODEL_KEY],
+                                          tower.name, transform_output.vocabulary_by_name)
+        logging.info("%s loaded from %s: %s", tower.name,
+                     fn_args.custom_config[RETRIEVAL_MODEL_KEY], reports[tower.name])
+    return towers
+
+
 def run_ranker(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point of the deep sigmoid ranker (blended with gradient-boosted trees
-    when `RankerConfig.trees.enabled`)."""
+    when `RankerConfig.trees.enabled`; reading the retrieval towers' embeddings when
+    `RankerConfig.tower_features`, from the RankerTrainer's `retrieval_model`)."""
     strategy = strategy_from_environment()
     config = RankerConfig.from_dict(fn_args.custom_config[RANKER_CONFIG_KEY])
     transform_output, train, evaluation = _inputs(fn_args, config.training)
+    towers, loaded = None, {}
+    if config.tower_features:
+        towers = _retrieval_towers(fn_args, transform_output, strategy, next(iter(train)),
+                                   loaded)
     reports: dict[str, WarmStartReport] = {}
     initialize = _warm_start(fn_args, transform_output,
                              lambda model: {_ranker_prefix(fn_args.base_model): model}, reports)
     result = train_ranker(train, evaluation, feature_sizes(transform_output), config, strategy,
-                          initialize)
+                          initialize, towers)
     with save_target(fn_args.serving_model_dir, strategy) as target:
         RankerExport(transform_output.transform_features_layer(),
                      transform_output.raw_feature_spec(), result.model).save(target)
     if is_chief(strategy):
-        _write_run_outputs(fn_args, result, "deep sigmoid ranker", reports)
+        _write_run_outputs(fn_args, result, "deep sigmoid ranker", reports, loaded)

@@ -1,5 +1,6 @@
 """Custom TFX components."""
 
 from tfx_pipeline.components.index_builder import IndexBuilder
+from tfx_pipeline.components.ranker_trainer import RETRIEVAL_MODEL_KEY, RankerTrainer
 
-__all__ = ["IndexBuilder"]
+__all__ = ["IndexBuilder", "RETRIEVAL_MODEL_KEY", "RankerTrainer"]
