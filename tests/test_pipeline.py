@@ -25,9 +25,11 @@ def test_components_are_wired_along_the_data_flow(tmp_path):
     def upstream(name: str) -> set[str]:
         return {node.id for node in by_id[name].upstream_nodes}
 
-    # Each Trainer warm-starts from the last blessed model of its kind.
+    # Each Trainer warm-starts from the last blessed model of its kind; the ranker reads the
+    # retrieval towers' embeddings (the default), so it trains after the retrieval model.
     assert upstream("RetrievalTrainer") == {"Transform", "SchemaGen", "LatestBlessedRetrieval"}
-    assert upstream("RankerTrainer") == {"Transform", "SchemaGen", "LatestBlessedRanker"}
+    assert upstream("RankerTrainer") == {"Transform", "SchemaGen", "LatestBlessedRanker",
+                                         "RetrievalTrainer"}
     assert upstream("IndexBuilder") == {"RetrievalTrainer", "ImportExampleGen"}
     assert upstream("Pusher_ranker") == {"RankerTrainer", "Evaluator"}
     assert upstream("Evaluator") == {"ImportExampleGen", "RankerTrainer", "LatestBlessedRanker"}
@@ -35,13 +37,12 @@ def test_components_are_wired_along_the_data_flow(tmp_path):
     cold = create_pipeline(pipeline_config(Workdir(tmp_path), warm_start=False))
     trainers = {c.id: c for c in cold.components if c.id.endswith("Trainer")}
     assert all("base_model" not in c.inputs for c in trainers.values())
-    # A ranker that reads the towers' embeddings trains after the retrieval model.
-    towers = create_pipeline(pipeline_config(Workdir(tmp_path),
-                                             ranker=RankerConfig(tower_features=True)))
-    ranker_trainer = next(c for c in towers.components if c.id == "RankerTrainer")
+    # A ranker without the towers' embeddings does not wait for the retrieval model.
+    alone = create_pipeline(pipeline_config(Workdir(tmp_path), ranker=RankerConfig()))
+    ranker_trainer = next(c for c in alone.components if c.id == "RankerTrainer")
     assert {node.id for node in ranker_trainer.upstream_nodes} == {
-        "Transform", "SchemaGen", "LatestBlessedRanker", "RetrievalTrainer"}
-    assert "retrieval_model" not in by_id["RankerTrainer"].inputs
+        "Transform", "SchemaGen", "LatestBlessedRanker"}
+    assert "retrieval_model" not in ranker_trainer.inputs
 
 
 def test_compiles_for_kubeflow_v2(tmp_path):
@@ -136,7 +137,8 @@ def test_local_pipeline_end_to_end_serves_recommendations(tmp_path):
         # 20k interactions reach AUC ~0.64 and index recall 1.0.
         min_ranker_auc=0.53, index=IndexConfig(k=20, min_recall=0.7),
         retrieval=RetrievalConfig(training=fast),
-        ranker=RankerConfig(training=TrainingConfig(batch_size=128, epochs=8,
+        ranker=RankerConfig(tower_features=True,
+                            training=TrainingConfig(batch_size=128, epochs=8,
                                                     learning_rate=0.01)))
     run_local(config)
 
@@ -173,7 +175,8 @@ def test_local_pipeline_end_to_end_serves_recommendations(tmp_path):
     one_epoch = TrainingConfig(batch_size=128, epochs=1, learning_rate=0.01)
     run_local(dataclasses.replace(config, enable_cache=True,
                                   retrieval=RetrievalConfig(training=one_epoch),
-                                  ranker=RankerConfig(training=one_epoch)))
+                                  ranker=RankerConfig(tower_features=True,
+                                                      training=one_epoch)))
     states = {name: [e.last_known_state for e in sorted(
         store.get_executions_by_context(context.id), key=lambda e: e.id)]
         for name, context in nodes.items()}
@@ -191,6 +194,12 @@ def test_local_pipeline_end_to_end_serves_recommendations(tmp_path):
         # Same data, same vocabularies: every row found, nothing skipped.
         assert reports[1][first]["remapped"]["user_id"] == 1.0, trainer
         assert reports[1][first]["skipped"] == [] and reports[1][first]["copied"] > 0, trainer
+    # The retrained ranker read this run's towers, not the ones frozen in its base model.
+    ranker_runs = sorted((tmp_path / "pipeline" / "RankerTrainer" / "model_run").iterdir(),
+                         key=lambda path: int(path.name))
+    outputs = [json.loads((run / "metrics.json").read_text()) for run in ranker_runs]
+    assert outputs[1]["warm_start"]["ranker"]["frozen"] > 0
+    assert outputs[0]["towers"]["retrieval_model"] != outputs[1]["towers"]["retrieval_model"]
 
 
 @pytest.mark.slow
