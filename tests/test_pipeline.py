@@ -240,3 +240,16 @@ def test_local_pipeline_trains_and_serves_on_movielens_100k(tmp_path, shared_dat
     items = recommend(workdir, "u1", k=10, device_type="web", hour=20)
     assert len(items) == 10 and {item.title_id for item in items} <= titles
     assert all(0.0 < item.score < 1.0 for item in items)
+
+
+def test_a_ranker_trainer_without_the_retrieval_model_is_a_clear_error():
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    from tfx_pipeline import trainer
+
+    fn_args = FnArgs(custom_config={
+        trainer.RANKER_CONFIG_KEY: RankerConfig(tower_features=True).to_dict(),
+        trainer.RETRIEVAL_CONFIG_KEY: RetrievalConfig().to_dict()})
+    with pytest.raises(ValueError, match="the RankerTrainer got no retrieval_model"):
+        trainer._retrieval_towers(fn_args, transform_output=None, strategy=None, batch={},
+                                  reports={})
