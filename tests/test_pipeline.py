@@ -25,11 +25,10 @@ def test_components_are_wired_along_the_data_flow(tmp_path):
     def upstream(name: str) -> set[str]:
         return {node.id for node in by_id[name].upstream_nodes}
 
-    # Each Trainer warm-starts from the last blessed model of its kind; the ranker reads the
-    # retrieval towers' embeddings (the default), so it trains after the retrieval model.
+    # Each Trainer warm-starts from the last blessed model of its kind.
     assert upstream("RetrievalTrainer") == {"Transform", "SchemaGen", "LatestBlessedRetrieval"}
-    assert upstream("RankerTrainer") == {"Transform", "SchemaGen", "LatestBlessedRanker",
-                                         "RetrievalTrainer"}
+    assert upstream("RankerTrainer") == {"Transform", "SchemaGen", "LatestBlessedRanker"}
+    assert "retrieval_model" not in by_id["RankerTrainer"].inputs
     assert upstream("IndexBuilder") == {"RetrievalTrainer", "ImportExampleGen"}
     assert upstream("Pusher_ranker") == {"RankerTrainer", "Evaluator"}
     assert upstream("Evaluator") == {"ImportExampleGen", "RankerTrainer", "LatestBlessedRanker"}
@@ -37,12 +36,13 @@ def test_components_are_wired_along_the_data_flow(tmp_path):
     cold = create_pipeline(pipeline_config(Workdir(tmp_path), warm_start=False))
     trainers = {c.id: c for c in cold.components if c.id.endswith("Trainer")}
     assert all("base_model" not in c.inputs for c in trainers.values())
-    # A ranker without the towers' embeddings does not wait for the retrieval model.
-    alone = create_pipeline(pipeline_config(Workdir(tmp_path), ranker=RankerConfig()))
-    ranker_trainer = next(c for c in alone.components if c.id == "RankerTrainer")
+    # A ranker that reads the towers' embeddings trains after the retrieval model.
+    towers = create_pipeline(pipeline_config(Workdir(tmp_path),
+                                             ranker=RankerConfig(tower_features=True)))
+    ranker_trainer = next(c for c in towers.components if c.id == "RankerTrainer")
     assert {node.id for node in ranker_trainer.upstream_nodes} == {
-        "Transform", "SchemaGen", "LatestBlessedRanker"}
-    assert "retrieval_model" not in ranker_trainer.inputs
+        "Transform", "SchemaGen", "LatestBlessedRanker", "RetrievalTrainer"}
+    assert "retrieval_model" in ranker_trainer.inputs
 
 
 def test_compiles_for_kubeflow_v2(tmp_path):
