@@ -179,7 +179,7 @@ def two_tower_scores(train: dict[str, np.ndarray], queries: dict[str, np.ndarray
     Returns:
         {"ids_only": score fn, "ids_only_rate": examples/s, "ours": score fn,
          "ours_rate": examples/s, "history": per-epoch loss, "config": RetrievalConfig,
-         "towers": our fitted (query tower, candidate tower)}.
+         "model": our fitted TwoTowerModel, "towers": its (query tower, candidate tower)}.
     """
     config = retrieval_config(args)
     ids_model, ids_rate = fit_ids_only(train, sizes, config.training)
@@ -190,7 +190,7 @@ def two_tower_scores(train: dict[str, np.ndarray], queries: dict[str, np.ndarray
     candidate_vectors = embed(model.candidate_tower, candidates)
     return {"ids_only": lambda rows: users[rows] @ titles.T, "ids_only_rate": ids_rate,
             "ours": lambda rows: query_vectors[rows] @ candidate_vectors.T, "ours_rate": rate,
-            "history": history, "config": config,
+            "history": history, "config": config, "model": model,
             "towers": (model.query_tower, model.candidate_tower)}
 
 
@@ -261,14 +261,18 @@ def rankers(train: dict[str, np.ndarray], test: dict[str, np.ndarray], sizes: Fe
                      str(RESULTS / f"{name}_reliability.png"))
     plot_training_curves(deep.history, f"{title} ranker",
                          str(RESULTS / f"{name}_ranker_curves.png"))
+    # The blends below take the best deep ranker fitted here: the tower-reading one if any.
+    blended_label, blended_deep = "deep", deep.model
     if towers is not None:
         tower_config = RankerConfig(training=training, tower_features=True)
         start = time.perf_counter()
-        deep = train_ranker(dataset(fit, training.batch_size, True),
-                            dataset(held_out, 4096, False), sizes, tower_config, towers=towers)
-        results["deep_towers"] = scored(deep.model, time.perf_counter() - start,
-                                        epochs_run=len(deep.history["loss"]),
+        with_towers = train_ranker(dataset(fit, training.batch_size, True),
+                                   dataset(held_out, 4096, False), sizes, tower_config,
+                                   towers=towers)
+        results["deep_towers"] = scored(with_towers.model, time.perf_counter() - start,
+                                        epochs_run=len(with_towers.history["loss"]),
                                         config=tower_config.to_dict())
+        blended_label, blended_deep = "deep_towers", with_towers.model
     if not with_trees:
         for label, figures in results.items():
             figures.pop("_reliability")
@@ -279,14 +283,13 @@ def rankers(train: dict[str, np.ndarray], test: dict[str, np.ndarray], sizes: Fe
                                             dataset(held_out, 4096, False), tree_config)
 
     results["trees"] = scored(trees, tree_seconds, config=tree_config.to_dict())
-    deep_label = "deep" if towers is None else "deep_towers"  # The one `deep` holds.
     for kind in ("average", "stacked"):
         start = time.perf_counter()
-        blended = blend(deep.model, trees, dataset(held_out, 4096, False),
+        blended = blend(blended_deep, trees, dataset(held_out, 4096, False),
                         TreeRankerConfig(blend=kind))
         extra = {"weights_deep_trees_bias": list(blended.blend_weights)} if kind == "stacked" \
             else {}
-        results[kind] = scored(blended, results[deep_label]["train_seconds"] + tree_seconds
+        results[kind] = scored(blended, results[blended_label]["train_seconds"] + tree_seconds
                                + time.perf_counter() - start, **extra)
     for label, figures in results.items():
         figures.pop("_reliability")

@@ -14,6 +14,7 @@ from recs import features as F
 from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
 from recs.distribute import shard_by_data
 from recs.models.encoders import FeatureSizes
+from recs.models.item_item import fit_item_item
 from recs.models.ranker import DeepRanker
 from recs.models.retrieval import Tower, TwoTowerModel
 
@@ -69,6 +70,9 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
     Returns:
         The fitted `TwoTowerModel`; metrics hold `recall_at_{k}` over the catalogue seen in
         `train` and `evaluation` (exact brute-force search, training items not excluded).
+        With `config.item_item.enabled` the towers carry the item-to-item factors, their
+        blend weight is the one of `config.item_item.weights` with the best Recall@K on
+        `evaluation`, and metrics also hold that weight and the recall of every weight tried.
     """
     tf.keras.utils.set_random_seed(config.training.seed)
     with (strategy or tf.distribute.get_strategy()).scope():
@@ -81,9 +85,37 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
             initialize(model)
     history = model.fit(shard_by_data(train.map(engaged_only)), epochs=config.training.epochs,
                         validation_data=shard_by_data(evaluation.map(engaged_only)), verbose=2)
-    recall = retrieval_recall(model, train.concatenate(evaluation), evaluation, config.eval_k)
-    return TrainingResult(model=model, history=_history(history),
-                          metrics={f"recall_at_{config.eval_k}": recall})
+    name = f"recall_at_{config.eval_k}"
+    catalogue = train.concatenate(evaluation)
+    if not config.item_item.enabled:
+        recall = retrieval_recall(model, catalogue, evaluation, config.eval_k)
+        return TrainingResult(model=model, history=_history(history), metrics={name: recall})
+    with (strategy or tf.distribute.get_strategy()).scope():
+        add_item_item(model, train, sizes, config)
+    by_weight = {}
+    for weight in config.item_item.weights:
+        model.query_tower.item_item.set_weight(weight)
+        by_weight[weight] = retrieval_recall(model, catalogue, evaluation, config.eval_k)
+    best = max(by_weight, key=lambda weight: (by_weight[weight], -weight))
+    model.query_tower.item_item.set_weight(best)
+    metrics = {name: by_weight[best], "item_item_weight": best,
+               **{f"{name}_item_item_weight_{weight:g}": recall
+                  for weight, recall in by_weight.items()}}
+    return TrainingResult(model=model, history=_history(history), metrics=metrics)
+
+
+def add_item_item(model: TwoTowerModel, train: tf.data.Dataset, sizes: FeatureSizes,
+                  config: RetrievalConfig) -> None:
+    """Fits EASE on `train`'s engaged pairs of known users and titles and attaches its
+    factors to `model`'s towers (`recs.models.item_item`), weight 1 until chosen."""
+    user_key, title_key = F.transformed_name(F.USER_ID), F.transformed_name(F.TITLE_ID)
+    pairs = _to_numpy(train.map(engaged_only), (user_key, title_key))
+    users, titles = pairs[user_key].ravel(), pairs[title_key].ravel()
+    # The last index of each vocabulary is its out-of-vocabulary bucket: many people, many
+    # titles; co-watching says nothing about them.
+    known = (users < sizes.users - 1) & (titles < sizes.titles - 1)
+    model.attach_item_item(fit_item_item(users[known], titles[known], sizes.titles,
+                                         config.item_item))
 
 
 def _to_numpy(dataset: tf.data.Dataset, keys: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 
 from recs import features as F
-from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
+from recs.config import ItemItemConfig, RankerConfig, RetrievalConfig, TrainingConfig
 from recs.models.encoders import FeatureEncoder, FeatureSizes
+from recs.models.item_item import ItemItemFactors, fit_item_item, item_item_layers
 from recs.models.ranker import DeepRanker
 from recs.models.retrieval import Tower, TwoTowerModel, candidate_tower, query_tower
 from recs.training import train_ranker, train_retrieval
@@ -120,10 +121,24 @@ def test_ranker_learns_from_frozen_towers_without_changing_them():
                    for tower in towers for variable in tower.variables)
 
 
+def _fitted_factors() -> ItemItemFactors:
+    rng = np.random.default_rng(1)
+    return fit_item_item(rng.integers(0, 5, 60), rng.integers(0, 5, 60), SIZES.titles,
+                         ItemItemConfig(rank=3, l2=1.0))
+
+
+def hybrid_query_tower() -> Tower:
+    """A query tower carrying rank-3 item-to-item factors (blend weight 0.25)."""
+    tower = query_tower(SIZES, RetrievalConfig())
+    tower.attach_item_item(item_item_layers(_fitted_factors(), weight=0.25)[0])
+    return tower
+
+
 @pytest.mark.parametrize("build", [
     lambda: DeepRanker(SIZES, RankerConfig()),
     lambda: DeepRanker(SIZES, RankerConfig(tower_features=True), _towers()),
-    lambda: query_tower(SIZES, RetrievalConfig())])
+    lambda: query_tower(SIZES, RetrievalConfig()),
+    hybrid_query_tower])
 def test_saved_model_round_trip_gives_equal_outputs(build, tmp_path):
     model = build()
     features = {k: tf.constant(v) for k, v in _features(6).items()}

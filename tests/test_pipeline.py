@@ -6,7 +6,8 @@ import pathlib
 
 import pytest
 
-from recs.config import IndexConfig, RankerConfig, RetrievalConfig, TrainingConfig
+from recs.config import (IndexConfig, ItemItemConfig, RankerConfig, RetrievalConfig,
+                         TrainingConfig)
 from recs_cli.main import Workdir, pipeline_config
 from tfx_pipeline import compile_for_kubeflow, create_pipeline
 from tfx_pipeline.config import SERVED_MODELS
@@ -217,7 +218,10 @@ def test_local_pipeline_trains_and_serves_on_movielens_100k(tmp_path, shared_dat
         # Liked (rating >= 4) is predictable from user and film: the benchmark's ranker reaches
         # AUC 0.78 on the full data; 0.6 leaves room for the small subset.
         min_ranker_auc=0.6, index=IndexConfig(k=50, min_recall=0.9, tuning_margin=0.05),
-        retrieval=RetrievalConfig(training=fast),
+        # The towers also carry the item-to-item factors: the index and the services then
+        # work on the wider (32 + 16) embeddings.
+        retrieval=RetrievalConfig(training=fast,
+                                  item_item=ItemItemConfig(enabled=True, rank=16)),
         # The ranker reads the retrieval towers' embeddings: the RankerTrainer takes the
         # RetrievalTrainer's model.
         ranker=RankerConfig(tower_features=True,
@@ -228,6 +232,13 @@ def test_local_pipeline_trains_and_serves_on_movielens_100k(tmp_path, shared_dat
     for name in SERVED_MODELS:
         versions = list((tmp_path / "serving" / name).iterdir())
         assert len(versions) == 1 and (versions[0] / "saved_model.pb").exists(), name
+    retrieval_run, = (tmp_path / "pipeline" / "RetrievalTrainer" / "model_run").iterdir()
+    metrics = json.loads((retrieval_run / "metrics.json").read_text())["metrics"]
+    tried = {key: value for key, value in metrics.items() if "_item_item_weight_" in key}
+    assert len(tried) == len(ItemItemConfig().weights)
+    assert metrics["recall_at_100"] == max(tried.values())
+    assert metrics[f"recall_at_100_item_item_weight_{metrics['item_item_weight']:g}"] == \
+        metrics["recall_at_100"]
     run, = (tmp_path / "pipeline" / "RankerTrainer" / "model_run").iterdir()
     towers = json.loads((run / "metrics.json").read_text())["towers"]
     assert "/RetrievalTrainer/model/" in towers["retrieval_model"]

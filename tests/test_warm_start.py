@@ -180,3 +180,32 @@ def test_load_frozen_refuses_a_part_that_does_not_fit(tmp_path):
     trained[0].trainable = False
     with pytest.raises(ValueError, match="load the part before freezing it"):
         load_frozen(trained[0], retrieval, "query_tower", BASE.__getitem__)
+
+
+def test_plain_towers_warm_start_and_load_from_towers_with_item_item_factors(tmp_path):
+    # The Trainer warm-starts a fresh (plain) model from a base export whose towers carry
+    # item-to-item factors; the ranker loads them frozen. Both find every tower variable.
+    from recs.config import ItemItemConfig
+    from recs.models.item_item import fit_item_item
+
+    config = RetrievalConfig()
+    batch = _batch(6, seed=3)
+    base = TwoTowerModel(SIZES, config)
+    plain = base.query_tower(batch).numpy(), base.candidate_tower(batch).numpy()
+    rng = np.random.default_rng(0)
+    base.attach_item_item(fit_item_item(rng.integers(0, 3, 30), rng.integers(0, 5, 30),
+                                        SIZES.titles, ItemItemConfig(rank=4, l2=1.0)))
+    assert base.query_tower(batch).shape == (6, 32 + 4)
+    path = _save(tmp_path, query_tower=base.query_tower, candidate_tower=base.candidate_tower)
+
+    fresh = TwoTowerModel(SIZES, config)
+    fresh.query_tower(batch), fresh.candidate_tower(batch)
+    frozen = _towers(config, seed=7)
+    for tower, loaded, expected in zip((fresh.query_tower, fresh.candidate_tower), frozen,
+                                       plain):
+        report = warm_start(tower, path, tower.name, BASE.__getitem__)
+        assert report.skipped == () and report.copied > 0
+        np.testing.assert_allclose(tower(batch), expected, rtol=1e-6)
+        report = load_frozen(loaded, path, tower.name, BASE.__getitem__)
+        assert report.skipped == ()
+        np.testing.assert_allclose(loaded(batch), expected, rtol=1e-6)

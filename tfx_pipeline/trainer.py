@@ -62,12 +62,14 @@ def _write_run_outputs(fn_args: tfx.components.FnArgs, result: TrainingResult, t
                        warm_started: dict[str, WarmStartReport],
                        towers: dict[str, WarmStartReport] | None = None) -> None:
     tf.io.gfile.makedirs(fn_args.model_run_dir)
+    def by_part(reports: dict[str, WarmStartReport]) -> dict[str, dict]:
+        return {part: report.to_dict() for part, report in reports.items()}
+
     outputs = {"metrics": result.metrics, "history": result.history,
-               "warm_start": {"base_model": fn_args.base_model,
-                              **{part: report.to_dict() for part, report in warm_started.items()}}}
+               "warm_start": {"base_model": fn_args.base_model, **by_part(warm_started)}}
     if towers:
         outputs["towers"] = {"retrieval_model": fn_args.custom_config[RETRIEVAL_MODEL_KEY],
-                             **{part: report.to_dict() for part, report in towers.items()}}
+                             **by_part(towers)}
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, METRICS_FILE), "w") as handle:
         json.dump(outputs, handle, indent=2)
     plot_training_curves(result.history, title,

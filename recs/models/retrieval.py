@@ -14,6 +14,8 @@ import tensorflow_recommenders as tfrs
 from recs import features as F
 from recs.config import RetrievalConfig
 from recs.models.encoders import FeatureEncoder, FeatureSizes
+from recs.models.item_item import (ItemItemCandidate, ItemItemFactors, ItemItemQuery,
+                                   item_item_layers)
 
 
 class Tower(tf.keras.Model):
@@ -28,7 +30,8 @@ class Tower(tf.keras.Model):
         features: transformed features.
 
     Returns:
-        `[batch_size, config.output_dim]` unit-norm embeddings.
+        `[batch_size, tower_layers[-1]]` unit-norm embeddings; with item-to-item factors
+        attached (`attach_item_item`), those `[batch_size, rank]` factors appended.
     """
 
     def __init__(self, keys: tuple[str, ...], sizes: FeatureSizes, config: RetrievalConfig,
@@ -41,21 +44,40 @@ class Tower(tf.keras.Model):
         *hidden, last = config.tower_layers
         self.dense = [tf.keras.layers.Dense(width, activation="relu") for width in hidden]
         self.dense.append(tf.keras.layers.Dense(last))
+        self.item_item: tf.keras.layers.Layer | None = None
+
+    def attach_item_item(self, layer: ItemItemQuery | ItemItemCandidate) -> None:
+        """Appends `layer`'s output to the embeddings (`recs.models.item_item`).
+
+        Its variables come after the tower's own, so a warm start or a frozen load of a
+        plain tower from an export with the factors still finds every variable it has.
+        """
+        self.item_item = layer
 
     def call(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
         x = self.encoder(features)
         for layer in self.dense:
             x = layer(x)
-        return tf.math.l2_normalize(x, axis=1)
+        x = tf.math.l2_normalize(x, axis=1)
+        if self.item_item is None:
+            return x
+        return tf.concat([x, self.item_item(features)], axis=1)
 
     def get_config(self) -> dict:
         return {"keys": list(self.keys), "sizes": self.sizes.to_dict(),
-                "config": self.config.to_dict(), "name": self.name}
+                "config": self.config.to_dict(), "name": self.name,
+                "item_item": (None if self.item_item is None
+                              else tf.keras.layers.serialize(self.item_item))}
 
     @classmethod
     def from_config(cls, config: dict) -> "Tower":
-        return cls(keys=tuple(config["keys"]), sizes=FeatureSizes.from_dict(config["sizes"]),
-                   config=RetrievalConfig.from_dict(config["config"]), name=config.get("name"))
+        tower = cls(keys=tuple(config["keys"]), sizes=FeatureSizes.from_dict(config["sizes"]),
+                    config=RetrievalConfig.from_dict(config["config"]), name=config.get("name"))
+        if config.get("item_item"):
+            tower.attach_item_item(tf.keras.layers.deserialize(
+                config["item_item"], custom_objects={"ItemItemQuery": ItemItemQuery,
+                                                     "ItemItemCandidate": ItemItemCandidate}))
+        return tower
 
 
 def query_tower(sizes: FeatureSizes, config: RetrievalConfig) -> Tower:
@@ -82,6 +104,14 @@ class TwoTowerModel(tfrs.Model):
         self.task = tfrs.tasks.Retrieval(temperature=config.temperature,
                                          remove_accidental_hits=True,
                                          num_hard_negatives=config.num_hard_negatives or None)
+
+    def attach_item_item(self, factors: ItemItemFactors, weight: float = 1.0) -> None:
+        """Appends fitted item-to-item factors to both towers: the retrieval score becomes
+        tower score + `weight` * item-to-item score (`recs.models.item_item`). Call it after
+        training; the loss never sees them."""
+        query, candidate = item_item_layers(factors, weight)
+        self.query_tower.attach_item_item(query)
+        self.candidate_tower.attach_item_item(candidate)
 
     def _as_new_users(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """A random `cold_start_dropout` share of rows loses its user id (to the OOV id) and

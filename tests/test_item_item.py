@@ -1,0 +1,129 @@
+"""Item-to-item scores (EASE): the closed form, its factors, and the towers that carry them."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from recs import features as F
+from recs.config import ItemItemConfig, RetrievalConfig, TrainingConfig
+from recs.models.item_item import (ItemItemQuery, cooccurrence, ease_weights, fit_item_item,
+                                   item_item_layers)
+from recs.models.retrieval import Tower, TwoTowerModel
+from recs.training import train_retrieval
+from test_models import SIZES, _dataset, _features, _fitted_factors, hybrid_query_tower
+
+
+def test_cooccurrence_counts_users_who_watched_both_titles_once():
+    # User 7 watched titles 0, 1 (title 1 twice); user 9 watched 1, 2.
+    gram = cooccurrence(np.array([7, 7, 7, 9, 9]), np.array([0, 1, 1, 1, 2]), 3)
+    np.testing.assert_array_equal(gram, [[1, 1, 0], [1, 2, 1], [0, 1, 1]])
+
+
+def test_ease_weights_match_the_closed_form_by_hand():
+    # G = [[2, 1], [1, 2]] + 1 I = [[3, 1], [1, 3]]; P = [[3, -1], [-1, 3]] / 8;
+    # B = -P / diag(P) off the diagonal: B[0, 1] = B[1, 0] = (1/8) / (3/8) = 1/3.
+    weights = ease_weights(np.array([[2.0, 1.0], [1.0, 2.0]]), l2=1.0)
+    np.testing.assert_allclose(weights, [[0.0, 1 / 3], [1 / 3, 0.0]], rtol=1e-12)
+
+
+def test_full_rank_factors_reproduce_the_weights():
+    rng = np.random.default_rng(0)
+    users, titles = rng.integers(0, 40, 300), rng.integers(0, 8, 300)
+    factors = fit_item_item(users, titles, 8, ItemItemConfig(l2=2.0, rank=8))
+    expected = ease_weights(cooccurrence(users, titles, 8), 2.0)
+    np.testing.assert_allclose(factors.history @ factors.titles.T, expected, atol=1e-5)
+    watched = np.eye(8)[[1, 3]]
+    np.testing.assert_allclose(factors.scores(watched), watched @ expected, atol=1e-5)
+
+
+def test_a_rank_above_the_catalogue_pads_with_zeros():
+    factors = fit_item_item(np.array([0, 0, 1]), np.array([0, 1, 1]), 3,
+                            ItemItemConfig(l2=1.0, rank=5))
+    assert factors.history.shape == factors.titles.shape == (3, 5)
+    np.testing.assert_array_equal(factors.titles[:, 3:], 0.0)
+
+
+@pytest.mark.parametrize("titles, message", [
+    (np.array([], dtype=np.int64), "at least one"),
+    (np.array([0, 3]), r"must lie in \[0, 3\); received \[0, 3\]")])
+def test_bad_interactions_are_clear_errors(titles, message):
+    with pytest.raises(ValueError, match=message):
+        fit_item_item(np.zeros(len(titles)), titles, 3, ItemItemConfig())
+
+
+@pytest.mark.parametrize("field, value", [("l2", 0.0), ("rank", 0), ("weights", ()),
+                                          ("weights", (0.5, -1.0))])
+def test_item_item_config_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        ItemItemConfig(**{field: value})
+
+
+def test_query_layer_sums_history_rows_skipping_padding_and_scales_by_weight():
+    # History id h is title index h - 1; id 0 is padding.
+    factors = fit_item_item(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 2, 0]), 4,
+                            ItemItemConfig(l2=1.0, rank=4))
+    query, candidate = item_item_layers(factors, weight=0.5)
+    history = np.array([[1, 3, 0, 0]])  # titles 0 and 2
+    out = query({F.transformed_name(F.HISTORY): history}).numpy()
+    np.testing.assert_allclose(out[0], 0.5 * (factors.history[0] + factors.history[2]),
+                               rtol=1e-6)
+    titles = candidate({F.transformed_name(F.TITLE_ID): np.array([[1], [3]])}).numpy()
+    np.testing.assert_allclose(titles, factors.titles[[1, 3]])
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        query.set_weight(-1.0)
+
+
+def test_tower_with_item_item_round_trips_its_config():
+    # The SavedModel round trip is in test_models (`hybrid_query_tower`).
+    tower = hybrid_query_tower()
+    features = {k: tf.constant(v) for k, v in _features(5).items()}
+    expected = tower(features).numpy()
+    assert expected.shape == (5, 32 + 3)
+    np.testing.assert_allclose(np.linalg.norm(expected[:, :32], axis=1), 1.0, rtol=1e-5)
+    clone = Tower.from_config(tower.get_config())
+    assert clone.get_config() == tower.get_config()
+    assert isinstance(clone.item_item, ItemItemQuery)
+    assert clone(features).shape == (5, 35)
+
+
+def test_hybrid_score_is_tower_score_plus_weight_times_item_item_score():
+    model = TwoTowerModel(SIZES, RetrievalConfig())
+    features = {k: tf.constant(v) for k, v in _features(4).items()}
+    plain = (model.query_tower(features).numpy(), model.candidate_tower(features).numpy())
+    factors = _fitted_factors()
+    model.attach_item_item(factors, weight=0.5)
+    query, candidate = model.query_tower(features).numpy(), model.candidate_tower(features).numpy()
+    # The towers' own variables are untouched and come first; the factors are not trained.
+    np.testing.assert_allclose(query[:, :32], plain[0], rtol=1e-6)
+    assert not any("item_item" in v.name for v in model.trainable_variables)
+    watched = np.zeros((4, SIZES.titles))
+    for row, ids in enumerate(features[F.transformed_name(F.HISTORY)].numpy()):
+        for h in ids[ids > 0]:
+            watched[row, h - 1] += 1
+    titles = features[F.transformed_name(F.TITLE_ID)].numpy()
+    expected = plain[0] @ plain[1].T + 0.5 * factors.scores(watched)[:, titles]
+    np.testing.assert_allclose(query @ candidate.T, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_train_retrieval_picks_the_item_item_weight_on_the_evaluation_split():
+    # Every user watched title 1 then engages with title 2 (history id 2): co-watching
+    # alone predicts it; the towers see only 2 epochs of noisy ids.
+    features = _features(600, seed=4)
+    history = np.zeros((600, F.MAX_HISTORY), dtype=np.int64)
+    history[:, 0] = 2
+    features[F.transformed_name(F.HISTORY)] = history
+    features[F.transformed_name(F.TITLE_ID)] = np.where(np.arange(600) % 2, 2, 1)
+    data = _dataset(features, np.ones(600, dtype=np.int64))
+    config = RetrievalConfig(embedding_dim=4, tower_layers=(8,), eval_k=1,
+                             item_item=ItemItemConfig(enabled=True, rank=4, l2=1.0,
+                                                      weights=(0.0, 1.0)),
+                             training=TrainingConfig(batch_size=64, epochs=1))
+    result = train_retrieval(data, data, SIZES, config)
+    metrics = result.metrics
+    assert set(metrics) == {"recall_at_1", "item_item_weight", "recall_at_1_item_item_weight_0",
+                            "recall_at_1_item_item_weight_1"}
+    assert metrics["recall_at_1"] == max(metrics["recall_at_1_item_item_weight_0"],
+                                         metrics["recall_at_1_item_item_weight_1"])
+    assert float(result.model.query_tower.item_item.weight.numpy()) == \
+        metrics["item_item_weight"]
+    assert result.model.query_tower(next(iter(data))).shape[1] == 8 + 4
