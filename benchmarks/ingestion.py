@@ -104,7 +104,7 @@ def run_pandas(raw: str, out: str, result_path: str) -> None:
     for _, sessions in frame.groupby(F.USER_ID, sort=False):
         history: list[str] = []
         for session, titles_played in sessions.groupby("session", sort=True)[F.TITLE_ID]:
-            histories[session] = "|".join(history[:F.MAX_HISTORY])
+            histories[session] = "|".join(history[:F.MAX_WATCHED])
             for title in titles_played:
                 if title in history:
                     history.remove(title)

@@ -18,8 +18,9 @@ SUBSCRIPTION_TIER = "subscription_tier"
 PREFERRED_GENRES = "preferred_genres"  # "|"-joined genre names.
 
 # What the user watched before: "|"-joined title ids played in earlier sessions, most recent
-# first, at most MAX_HISTORY. Built from earlier sessions only, so it never holds the play's own
-# title or outcome.
+# first, at most MAX_WATCHED. Built from earlier sessions only, so it never holds the play's own
+# title or outcome. The towers read the first MAX_HISTORY of them; the item-to-item part of
+# retrieval all of them (WATCHED below).
 HISTORY = "history"
 
 # Context of the play.
@@ -53,6 +54,7 @@ DEVICE_TYPES = ("tv", "mobile", "tablet", "web")
 
 MAX_PREFERRED_GENRES = 3
 MAX_HISTORY = 30
+MAX_WATCHED = 300
 MAX_DESCRIPTION_TOKENS = 16
 DESCRIPTION_VOCAB_SIZE = 2000
 AGE_BUCKETS = 6
@@ -138,6 +140,12 @@ DERIVED_FEATURES = (GENRE_MATCH,)
 
 WATCH_TIME_Z = transformed_name(WATCH_SECONDS)
 """z-score of log1p(watch seconds): a training weight for retrieval, never a model input."""
+
+WATCHED = transformed_name("watched")
+"""Derived in tf.Transform from HISTORY: ids of all its titles, up to MAX_WATCHED (title
+vocabulary index + 1, 0 = padding, as `history`'s). The item-to-item part of retrieval sums
+over it (`recs.models.item_item`); on ML-1M reading 300 titles instead of the towers' 30 took
+it from 0.273 to 0.292 NDCG@10 (a numpy replay). Not a tower input."""
 
 SAMPLING_PROBABILITY = "sampling_probability"
 """Derived in tf.Transform: the title's popularity over the most popular title's. In-batch

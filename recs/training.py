@@ -147,6 +147,8 @@ def retrieval_recall(model: TwoTowerModel, catalogue: tf.data.Dataset,
     candidate_embeddings = model.candidate_tower(candidates)
 
     query_keys = tuple(F.transformed_name(key) for key in F.QUERY_FEATURES) + (title_key,)
+    if F.WATCHED in queries.element_spec:  # The item-to-item part's input.
+        query_keys += (F.WATCHED,)
     tests = _to_numpy(queries.map(engaged_only), query_keys)
     if len(tests[title_key]) == 0:
         raise ValueError("queries holds no engaged rows; Recall@K needs at least one positive.")

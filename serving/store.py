@@ -93,8 +93,8 @@ class ProfileStore:
         with self._lock, self._connection:
             self._connection.executemany(_UPSERT_PLAY, plays)
 
-    def history(self, user_id: str, limit: int = F.MAX_HISTORY) -> list[str]:
-        """The user's played titles, most recent first (the query tower's `history`)."""
+    def history(self, user_id: str, limit: int = F.MAX_WATCHED) -> list[str]:
+        """The user's played titles, most recent first (the query's `history`)."""
         with self._lock:
             rows = self._connection.execute(
                 "SELECT title_id FROM plays WHERE user_id = ? ORDER BY ts DESC, title_id "
@@ -227,7 +227,7 @@ class RedisProfileStore:
         values = self._redis.hgetall(self._key("stats", user_id))
         return {field: float(values.get(field, 0)) for field in STAT_FIELDS}
 
-    def history(self, user_id: str, limit: int = F.MAX_HISTORY) -> list[str]:
+    def history(self, user_id: str, limit: int = F.MAX_WATCHED) -> list[str]:
         """Played titles, most recent first."""
         return self._redis.zrevrange(self._key("plays", user_id), 0, limit - 1)
 

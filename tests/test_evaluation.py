@@ -76,7 +76,7 @@ def test_movielens_100k_maps_into_the_interaction_schema(shared_data):
     full = interaction_records(data, [row], reference=mine)[0][F.HISTORY].split("|")
     earlier = mine[data.timestamps[mine] < data.timestamps[row]]
     expected = data.titles[earlier[np.argsort(-data.timestamps[earlier], kind="stable")]]
-    assert len(full) == min(F.MAX_HISTORY, len(earlier))
+    assert len(full) == min(F.MAX_WATCHED, len(earlier))
     assert set(full) <= set(expected.tolist()) and data.titles[row] not in full
     assert full[0] in data.titles[earlier[data.timestamps[earlier] ==
                                           data.timestamps[earlier].max()]]

@@ -58,13 +58,13 @@ def test_item_item_config_rejects_bad_values(field, value):
         ItemItemConfig(**{field: value})
 
 
-def test_query_layer_sums_history_rows_skipping_padding_and_scales_by_weight():
-    # History id h is title index h - 1; id 0 is padding.
+def test_query_layer_sums_watched_rows_skipping_padding_and_scales_by_weight():
+    # Watched id h is title index h - 1; id 0 is padding.
     factors = fit_item_item(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 2, 0]), 4,
                             ItemItemConfig(l2=1.0, rank=4))
     query, candidate = item_item_layers(factors, weight=0.5)
-    history = np.array([[1, 3, 0, 0]])  # titles 0 and 2
-    out = query({F.transformed_name(F.HISTORY): history}).numpy()
+    watched = np.array([[1, 3, 0, 0]])  # titles 0 and 2
+    out = query({F.WATCHED: watched}).numpy()
     np.testing.assert_allclose(out[0], 0.5 * (factors.history[0] + factors.history[2]),
                                rtol=1e-6)
     titles = candidate({F.transformed_name(F.TITLE_ID): np.array([[1], [3]])}).numpy()
@@ -97,7 +97,7 @@ def test_hybrid_score_is_tower_score_plus_weight_times_item_item_score():
     np.testing.assert_allclose(query[:, :32], plain[0], rtol=1e-6)
     assert not any("item_item" in v.name for v in model.trainable_variables)
     watched = np.zeros((4, SIZES.titles))
-    for row, ids in enumerate(features[F.transformed_name(F.HISTORY)].numpy()):
+    for row, ids in enumerate(features[F.WATCHED].numpy()):
         for h in ids[ids > 0]:
             watched[row, h - 1] += 1
     titles = features[F.transformed_name(F.TITLE_ID)].numpy()
@@ -106,12 +106,12 @@ def test_hybrid_score_is_tower_score_plus_weight_times_item_item_score():
 
 
 def test_train_retrieval_picks_the_item_item_weight_on_the_evaluation_split():
-    # Every user watched title 1 then engages with title 2 (history id 2): co-watching
-    # alone predicts it; the towers see only 2 epochs of noisy ids.
+    # Every query watched title 1 (id 2) and engages with title 1 or 2; the weights tried
+    # are scored on the evaluation split and the best one is kept.
     features = _features(600, seed=4)
-    history = np.zeros((600, F.MAX_HISTORY), dtype=np.int64)
-    history[:, 0] = 2
-    features[F.transformed_name(F.HISTORY)] = history
+    watched = np.zeros((600, F.MAX_WATCHED), dtype=np.int64)
+    watched[:, 0] = 2
+    features[F.WATCHED] = watched
     features[F.transformed_name(F.TITLE_ID)] = np.where(np.arange(600) % 2, 2, 1)
     data = _dataset(features, np.ones(600, dtype=np.int64))
     config = RetrievalConfig(embedding_dim=4, tower_layers=(8,), eval_k=1,

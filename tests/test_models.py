@@ -26,6 +26,7 @@ def _features(n: int, seed: int = 0) -> dict[str, np.ndarray]:
         t(F.HOUR): rng.integers(0, 24, n),
         t(F.PREFERRED_GENRES): rng.integers(0, 4, (n, F.MAX_PREFERRED_GENRES)),
         t(F.HISTORY): rng.integers(0, 6, (n, F.MAX_HISTORY)),
+        F.WATCHED: rng.integers(0, 6, (n, F.MAX_WATCHED)),
         t(F.DESCRIPTION): rng.integers(0, 10, (n, F.MAX_DESCRIPTION_TOKENS)),
         t(F.DEVICE_TYPE): np.eye(len(F.DEVICE_TYPES) + 1, dtype=np.float32)[
             rng.integers(0, len(F.DEVICE_TYPES) + 1, n)],

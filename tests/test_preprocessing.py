@@ -60,6 +60,25 @@ def test_history_is_padded_title_ids(transformed):
     assert history[1][:2] == [1, 0]
     assert history[2][:4] == [2, 0, 1, 0]
     assert all(len(row) == F.MAX_HISTORY for row in history)
+    # The item-to-item part's copy: the same ids, MAX_WATCHED wide.
+    watched = [list(row[F.WATCHED]) for row in transformed]
+    assert [row[:F.MAX_HISTORY] for row in watched] == history
+    assert all(len(row) == F.MAX_WATCHED and not any(row[F.MAX_HISTORY:]) for row in watched)
+
+
+def test_watched_keeps_a_long_history_that_history_cuts():
+    long = "|".join(f"t{i}" for i in range(F.MAX_HISTORY + 20))
+    rows = [dict(ROWS[0], **{F.TITLE_ID: f"t{i}", F.HISTORY: long})
+            for i in range(F.MAX_HISTORY + 20)]
+    metadata = dataset_metadata.DatasetMetadata(
+        schema_utils.schema_from_feature_spec(F.raw_feature_spec()))
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+        (result, _), _ = ((rows, metadata)
+                          | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
+    # Every title is played once, so each history token has an id (index + 1 > 0).
+    assert all((row[F.transformed_name(F.HISTORY)] > 0).sum() == F.MAX_HISTORY
+               for row in result)
+    assert all((row[F.WATCHED] > 0).sum() == F.MAX_HISTORY + 20 for row in result)
 
 
 def test_sampling_probability_is_popularity_over_the_maximum(transformed):

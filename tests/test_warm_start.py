@@ -35,6 +35,7 @@ def _batch(n: int, seed: int = 0) -> dict[str, tf.Tensor]:
     features = {t(key): rng.integers(0, size, n) for key, size in ids.items()}
     features.update({t(key): rng.integers(0, size, (n, length))
                      for key, (size, length) in bags.items()})
+    features[F.WATCHED] = rng.integers(0, SIZES.titles, (n, F.MAX_WATCHED))
     features[t(F.DEVICE_TYPE)] = np.eye(len(F.DEVICE_TYPES) + 1, dtype=np.float32)[
         rng.integers(0, len(F.DEVICE_TYPES) + 1, n)]
     for key in (F.POPULARITY, F.RELEASE_YEAR, F.GENRE_MATCH):

@@ -253,7 +253,7 @@ def _sessionize(element: tuple[str, Iterable[dict[str, Any]]], gap_seconds: int,
 
     Yields:
         (session events, history): the history is the titles played in earlier sessions,
-        most recent first, "|"-joined, at most `MAX_HISTORY`.
+        most recent first, "|"-joined, at most `MAX_WATCHED`.
     """
     _, grouped = element
     events = list(grouped)
@@ -269,7 +269,7 @@ def _sessionize(element: tuple[str, Iterable[dict[str, Any]]], gap_seconds: int,
     history: list[str] = []
 
     def close(session: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
-        earlier = "|".join(history[:F.MAX_HISTORY])
+        earlier = "|".join(history[:F.MAX_WATCHED])
         for event in session:  # The latest event ends up first.
             title = event[F.TITLE_ID]
             if title in history:

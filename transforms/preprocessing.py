@@ -82,6 +82,7 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
                                                                num_oov_buckets=1)
     history = tf.strings.split(raw[F.HISTORY], sep="|")
     out[F.transformed_name(F.HISTORY)] = _padded_ids(history, titles, F.MAX_HISTORY)
+    out[F.WATCHED] = _padded_ids(history, titles, F.MAX_WATCHED)
 
     genres = tft.vocabulary(raw[F.GENRE], vocab_filename=F.GENRE_VOCABULARY)
     out[F.transformed_name(F.GENRE)] = tft.apply_vocabulary(raw[F.GENRE], genres,

@@ -191,11 +191,11 @@ def _histories(data: MovieLens, rows: np.ndarray, reference: np.ndarray) -> list
             # Time order known: the reference ratings strictly before this one.
             stamps = data.timestamps[earlier]
             earlier = earlier[:np.searchsorted(stamps, data.timestamps[index], side="left")]
-            picked = [t for t in data.titles[earlier[::-1]] if t != title][:F.MAX_HISTORY]
+            picked = [t for t in data.titles[earlier[::-1]] if t != title][:F.MAX_WATCHED]
         else:
             # No timestamps: a seeded sample of the user's other reference titles.
             others = earlier[data.titles[earlier] != title]
-            count = min(F.MAX_HISTORY, len(others))
+            count = min(F.MAX_WATCHED, len(others))
             picked = list(data.titles[rng.choice(others, count, replace=False)])
         histories.append("|".join(picked))
     return histories

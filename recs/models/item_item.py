@@ -7,7 +7,8 @@ for title j is the sum of B[i, j] over the titles i they watched. On MovieLens t
 matrix inverse beats most trained models (BASELINES.md).
 
 To keep retrieval a single dot product (one ScaNN index, stock TF Serving), B is truncated
-to rank r by SVD, B ~= (U S^1/2)(V S^1/2)': the query side sums the history's rows of
+to rank r by SVD, B ~= (U S^1/2)(V S^1/2)': the query side sums, over the watched titles
+(`recs.features.WATCHED`: up to 300 of the raw history, where the towers read 30), the rows of
 U S^1/2 (`ItemItemQuery`), the candidate side looks up the title's row of V S^1/2
 (`ItemItemCandidate`). Appended to the towers' embeddings, with the query side scaled by a
 blend weight, the retrieval score becomes
@@ -145,13 +146,14 @@ class ItemItemQuery(_FactorTable):
     """Sums the history factors of a query's watched titles, times the blend weight.
 
     Args:
-        rows: the transformed history's id range (title vocabulary + 1; 0 = padding).
+        rows: the watched ids' range (title vocabulary + 1; 0 = padding).
         rank: factor width.
         values: `[rows, rank]` initial table (row 0, the padding id, must be zeros).
         weight: initial blend weight (a non-trainable variable, set by `set_weight`).
 
     Call args:
-        features: transformed features with `[batch_size, length]` history ids.
+        features: transformed features with `[batch_size, MAX_WATCHED]` ids of the watched
+            titles (`recs.features.WATCHED`: the whole raw history, not the towers' first 30).
 
     Returns:
         `[batch_size, rank]` float32.
@@ -168,7 +170,7 @@ class ItemItemQuery(_FactorTable):
         self.weight.assign(weight)
 
     def call(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
-        ids = features[F.transformed_name(F.HISTORY)]
+        ids = features[F.WATCHED]
         return self.weight * tf.reduce_sum(tf.gather(self.table, ids), axis=1)
 
 
@@ -191,7 +193,7 @@ def item_item_layers(factors: ItemItemFactors, weight: float = 1.0
                      ) -> tuple[ItemItemQuery, ItemItemCandidate]:
     """The query and candidate layers of fitted factors.
 
-    History id h is title index h - 1 (tf.Transform's padded ids; 0 is padding), so the query
+    Watched id h is title index h - 1 (tf.Transform's padded ids; 0 is padding), so the query
     table is the history factors shifted down one row under a zero padding row; the last
     title index (out of vocabulary) never appears in a history.
     """
