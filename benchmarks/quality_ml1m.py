@@ -223,6 +223,12 @@ def main(argv: list[str] | None = None) -> None:
               "same_run_ease_over_published_ease": ease["ndcg_at_10"] / PUBLISHED["EASE"],
               "ours_over_ids_only": ours["ndcg_at_10"] / ids_only["ndcg_at_10"],
               "item_item_over_ours": hybrid["watched feature"]["ndcg_at_10"] / ours["ndcg_at_10"],
+              "item_item_over_published_bpr": (hybrid["watched feature"]["ndcg_at_10"]
+                                               / PUBLISHED["BPR"]),
+              "item_item_over_published_ease": (hybrid["watched feature"]["ndcg_at_10"]
+                                                / PUBLISHED["EASE"]),
+              "item_item_over_same_run_ease": (hybrid["watched feature"]["ndcg_at_10"]
+                                               / ease["ndcg_at_10"]),
               "item_item_whole_history_over_same_run_ease": (
                   hybrid["whole history"]["ndcg_at_10"] / ease["ndcg_at_10"]),
               "ranker_log_loss_with_towers_over_without": (ranked["deep_towers"]["log_loss"]

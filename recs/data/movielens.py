@@ -15,8 +15,9 @@ How the fields map (MovieLens has ratings, not plays):
 |                       | segment the data has                 |                                 |
 | preferred_genres      | the user's 3 most-rated genres in    | "" (items cannot be joined to   |
 |                       | the reference (training) ratings     | genres)                         |
-| history               | the user's reference ratings before  | 30 of the user's other reference|
-|                       | this one, most recent first, <= 30   | titles, drawn at random (seeded)|
+| history               | the user's reference ratings before  | 300 of the user's other         |
+|                       | this one, most recent first, <= 300  | reference titles, drawn at      |
+|                       | (the towers read the first 30)       | random (seeded)                 |
 | device_type, hour     | "web"; UTC hour of the rating        | "web"; 0 (no timestamps)        |
 | title_id              | the movie title (the TFRS protocol's | "i<item_idx>" (opaque)          |
 |                       | item id: duplicate titles collapse)  |                                 |
