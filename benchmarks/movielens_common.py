@@ -159,6 +159,8 @@ def add_model_arguments(parser, epochs: int, batch_size: int, embedding_dim: int
     parser.add_argument("--cold-start-dropout", type=float, default=0.0)
     parser.add_argument("--hard-negatives", type=int, default=0,
                         help="keep only this many hardest in-batch negatives (0: all)")
+    parser.add_argument("--seed", type=int, default=TrainingConfig().seed,
+                        help="the two-towers' training seed (the split keeps its own)")
 
 
 def retrieval_config(args) -> RetrievalConfig:
@@ -168,7 +170,8 @@ def retrieval_config(args) -> RetrievalConfig:
         temperature=args.temperature, cold_start_dropout=args.cold_start_dropout,
         num_hard_negatives=args.hard_negatives,
         training=TrainingConfig(batch_size=args.batch_size, epochs=args.epochs,
-                                learning_rate=args.learning_rate, optimizer=args.optimizer))
+                                learning_rate=args.learning_rate, optimizer=args.optimizer,
+                                seed=args.seed))
 
 
 def two_tower_scores(train: dict[str, np.ndarray], queries: dict[str, np.ndarray],
