@@ -31,8 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import movielens_common as M  # noqa: E402
 from common import RESULTS, peak_rss_mb, timed, write_result  # noqa: E402
 from recs import features as F  # noqa: E402
-from recs.config import TrainingConfig  # noqa: E402
-from recs.config import ItemItemConfig  # noqa: E402
+from recs.config import ItemItemConfig, TrainingConfig  # noqa: E402
 from recs.data.movielens import catalogue_records, interaction_records, read_ml1m  # noqa: E402
 from recs.evaluation import user_metrics  # noqa: E402
 from recs.models.item_item import cooccurrence, ease_weights, fit_item_item  # noqa: E402
@@ -180,11 +179,12 @@ def main(argv: list[str] | None = None) -> None:
     counts = np.bincount(np.concatenate(seen), minlength=len(titles)).astype(np.float32)
     popular = report("most popular", lambda rows: np.tile(counts, (len(rows), 1)))
 
+    seen_users, seen_titles = np.repeat(np.arange(len(seen)), [len(s) for s in seen]), \
+        np.concatenate(seen)
     watched = np.zeros((len(user_ids), len(titles)), dtype=np.float32)
-    watched[np.repeat(np.arange(len(seen)), [len(s) for s in seen]), np.concatenate(seen)] = 1
-    weights, ease_s = timed(lambda: ease_weights(cooccurrence(
-        np.repeat(np.arange(len(seen)), [len(s) for s in seen]), np.concatenate(seen),
-        len(titles)), l2=1000.0).astype(np.float32))
+    watched[seen_users, seen_titles] = 1
+    weights, ease_s = timed(lambda: ease_weights(
+        cooccurrence(seen_users, seen_titles, len(titles)), l2=1000.0).astype(np.float32))
     ease = report("EASE (reg 1000)", lambda rows: watched[rows] @ weights)
     ease["fit_seconds"] = ease_s
 

@@ -92,10 +92,11 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
         return TrainingResult(model=model, history=_history(history), metrics={name: recall})
     with (strategy or tf.distribute.get_strategy()).scope():
         add_item_item(model, train, sizes, config)
-    by_weight = {}
-    for weight in config.item_item.weights:
-        model.query_tower.item_item.set_weight(weight)
-        by_weight[weight] = retrieval_recall(model, catalogue, evaluation, config.eval_k)
+    # Embedded once at weight 1; each weight only scales the query's item-to-item columns.
+    pairs = _embedded_pairs(model, catalogue, evaluation)
+    towers, item_item = tf.split(pairs.queries, [-1, config.item_item.rank], axis=1)
+    by_weight = {weight: pairs.recall(config.eval_k, tf.concat([towers, weight * item_item], 1))
+                 for weight in config.item_item.weights}
     best = max(by_weight, key=lambda weight: (by_weight[weight], -weight))
     model.query_tower.item_item.set_weight(best)
     metrics = {name: by_weight[best], "item_item_weight": best,
@@ -107,7 +108,7 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
 def add_item_item(model: TwoTowerModel, train: tf.data.Dataset, sizes: FeatureSizes,
                   config: RetrievalConfig) -> None:
     """Fits EASE on `train`'s engaged pairs of known users and titles and attaches its
-    factors to `model`'s towers (`recs.models.item_item`), weight 1 until chosen."""
+    factors to `model`'s towers (`recs.models.item_item`) at weight 1."""
     user_key, title_key = F.transformed_name(F.USER_ID), F.transformed_name(F.TITLE_ID)
     pairs = _to_numpy(train.map(engaged_only), (user_key, title_key))
     users, titles = pairs[user_key].ravel(), pairs[title_key].ravel()
@@ -139,12 +140,34 @@ def retrieval_recall(model: TwoTowerModel, catalogue: tf.data.Dataset,
     Returns:
         Recall@k in [0, 1], computed by brute force over the whole candidate set.
     """
+    return _embedded_pairs(model, catalogue, queries).recall(k)
+
+
+@dataclasses.dataclass(frozen=True)
+class _EmbeddedPairs:
+    """Test pairs and the candidate set, embedded once, ready for brute-force Recall@K."""
+
+    queries: tf.Tensor  # [num_pairs, dim]
+    candidates: tf.Tensor  # [num_titles, dim]
+    candidate_titles: np.ndarray  # [num_titles]
+    targets: np.ndarray  # [num_pairs]
+
+    def recall(self, k: int, queries: tf.Tensor | None = None) -> float:
+        """Recall@k of these pairs, or of `queries` (same rows, re-weighted) instead."""
+        queries = self.queries if queries is None else queries
+        k = min(k, len(self.candidate_titles))
+        _, top = tf.math.top_k(tf.matmul(queries, self.candidates, transpose_b=True), k)
+        top_titles = self.candidate_titles[top.numpy()]  # [num_pairs, k]
+        return float((top_titles == self.targets[:, None]).any(axis=1).mean())
+
+
+def _embedded_pairs(model: TwoTowerModel, catalogue: tf.data.Dataset,
+                    queries: tf.data.Dataset) -> _EmbeddedPairs:
     title_key = F.transformed_name(F.TITLE_ID)
     candidate_keys = tuple(F.transformed_name(key) for key in F.CANDIDATE_FEATURES)
     rows = _to_numpy(catalogue, candidate_keys)
     _, first = np.unique(rows[title_key], return_index=True)
     candidates = {key: value[first] for key, value in rows.items()}
-    candidate_embeddings = model.candidate_tower(candidates)
 
     query_keys = tuple(F.transformed_name(key) for key in F.QUERY_FEATURES) + (title_key,)
     if F.WATCHED in queries.element_spec:  # The item-to-item part's input.
@@ -152,12 +175,9 @@ def retrieval_recall(model: TwoTowerModel, catalogue: tf.data.Dataset,
     tests = _to_numpy(queries.map(engaged_only), query_keys)
     if len(tests[title_key]) == 0:
         raise ValueError("queries holds no engaged rows; Recall@K needs at least one positive.")
-    query_embeddings = model.query_tower(tests)
-    k = min(k, len(first))
-    _, top = tf.math.top_k(tf.matmul(query_embeddings, candidate_embeddings, transpose_b=True), k)
-    top_titles = candidates[title_key][top.numpy()]  # [num_queries, k]
-    hits = (top_titles == tests[title_key][:, None]).any(axis=1)
-    return float(hits.mean())
+    return _EmbeddedPairs(queries=model.query_tower(tests),
+                          candidates=model.candidate_tower(candidates),
+                          candidate_titles=candidates[title_key], targets=tests[title_key])
 
 
 def train_ranker(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: FeatureSizes,
