@@ -31,11 +31,12 @@ EXTRAS = {
         "kfp>=2.0,<3",
     ],
     "serving": ["tensorflow-serving-api==2.16.1", "grpcio>=1.60", "redis>=5", "fastapi>=0.110",
-                "uvicorn>=0.29", "prometheus-client>=0.20", "pyyaml>=6", "urllib3>=1.26"],
+                "uvicorn>=0.29", "httptools>=0.6", "uvloop>=0.19",
+                "orjson>=3.9", "prometheus-client>=0.20", "pyyaml>=6", "urllib3>=1.26"],
     "monitoring": ["tensorflow-data-validation==1.16.1", "scikit-learn>=1.3"],
     # The ranker's tree ensemble (RankerConfig.trees) and a model server that loads it.
     "trees": ["tensorflow-decision-forests==1.9.2", "scikit-learn>=1.3"],
-    "test": ["pytest>=8", "pytest-timeout>=2", "schemathesis>=4"],
+    "test": ["pytest>=8", "pytest-timeout>=2", "schemathesis>=4", "hypothesis>=6"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
