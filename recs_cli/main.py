@@ -119,7 +119,7 @@ def generate(out: pathlib.Path, users: int, titles: int, days: int, seed: int,
 def ingest(raw: pathlib.Path, out: pathlib.Path, beam_args: list[str]):
     from transforms.ingestion import IngestionConfig, run_ingestion
 
-    config = IngestionConfig(events_glob=str(raw / "events" / "*" / "*.jsonl"),
+    config = IngestionConfig(events_glob=str(raw / "events" / "*" / "*"),
                              users_path=str(raw / "users.jsonl"),
                              titles_path=str(raw / "titles.jsonl"), output_dir=str(out),
                              profile_updates_glob=str(raw / "profile_updates" / "*" / "*.jsonl"))
@@ -292,7 +292,7 @@ def consume(redis_url: str, store_spec: str, catalogue_path: str, consumer: str,
 
     durations = {row["title_id"]: float(row["duration_seconds"])
                  for row in read_jsonl(catalogue_path)}
-    updater = ProfileUpdater(redis.Redis.from_url(redis_url, decode_responses=True),
+    updater = ProfileUpdater(redis.Redis.from_url(redis_url),
                              open_store(store_spec), durations, consumer=consumer,
                              claim_idle_ms=claim_idle_ms)
     if until_idle:

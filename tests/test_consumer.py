@@ -4,6 +4,7 @@ dead letters, crash recovery, and the next recommendation seeing a new watch."""
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -13,9 +14,11 @@ import pytest
 import redis
 
 from recs import features as F
-from serving.consumer import ProfileUpdater, publish
+from serving.consumer import QUARANTINED, ProfileUpdater, publish
 from serving.store import ProfileStore, RedisProfileStore
 
+NOW = int(time.time()) - 3600
+"""Events are stamped within the consumer's window around their arrival time."""
 PROFILE = {F.AGE: 30, F.COUNTRY: "de", F.SUBSCRIPTION_TIER: "standard",
            F.PREFERRED_GENRES: "drama"}
 DURATIONS = {"t1": 1000.0, "t2": 2000.0}
@@ -37,10 +40,10 @@ def _events(users: int, per_user: int) -> list[dict]:
             title = "t1" if i % 2 == 0 else "t2"
             base = {F.USER_ID: f"u{u}", F.TITLE_ID: title, F.DEVICE_TYPE: "tv"}
             events.append({**base, "event_id": f"e{n}", "event_type": "play_start",
-                           "ts": 1000 + n})
+                           "ts": NOW + n})
             watched = 950.0 if title == "t1" else 100.0
             events.append({**base, "event_id": f"e{n + 1}", "event_type": "play_stop",
-                           "ts": 1001 + n, "watch_seconds": watched})
+                           "ts": NOW + 1 + n, "watch_seconds": watched})
             n += 2
     return events
 
@@ -60,6 +63,93 @@ def _profiles(users: int) -> list[dict]:
     return [{F.USER_ID: f"u{u}", **PROFILE} for u in range(users)]
 
 
+def _poison(n: int) -> list[dict[bytes, bytes]]:
+    """Stream entries of every class that once stopped the consumer for good, and more."""
+    base = {"event_id": f"p{n}", F.USER_ID: "u0", F.TITLE_ID: "t1", F.DEVICE_TYPE: "tv",
+            "event_type": "play_stop", "ts": NOW, "watch_seconds": 10.0}
+    text = json.dumps(base)
+    values = [
+        b"\xff\xfe" + text.encode(),                                     # undecodable value
+        b"[" * 10_000 + b"]" * 10_000,                                    # nesting 10k deep
+        text.replace('"ts": %d' % NOW, '"ts": ' + "9" * 400).encode(),    # 1e400 as digits
+        text.replace("10.0", "NaN").encode(),                             # NaN (NOT NULL)
+        text.replace("10.0", "Infinity").encode(),
+        json.dumps({**base, "watch_seconds": 1e308}).encode(),            # a stat of inf
+        json.dumps({**base, "ts": 2 ** 63}).encode(),                     # beyond SQLite
+        json.dumps({**base, "ts": NOW + 30 * 365 * 86_400}).encode(),     # decades ahead
+        text.replace('"u0"', '"\\ud800"').encode(),                     # lone surrogate
+        json.dumps({**base, "ts": True}).encode(),                        # bool for a number
+    ]
+    entries = [{b"event": value} for value in values]
+    entries.append({b"\xffevent": text.encode()})                        # undecodable name
+    return entries
+
+
+def _publish_raw(client, entries: list[dict[bytes, bytes]]) -> list[str]:
+    return [client.xadd("recs:events", entry) for entry in entries]
+
+
+def test_every_poison_message_is_dead_lettered_with_its_bytes_and_the_rest_applied(
+        client, redis_url):
+    store = ProfileStore(":memory:")
+    store.upsert_profiles(_profiles(1))
+    poison = _poison(0)
+    ids = _publish_raw(client, poison)
+    publish(client, _events(1, 2))
+    counts = ProfileUpdater(client, store, DURATIONS).drain()
+    assert counts.balanced and counts.applied == 4 and counts.retries == 0
+    assert sum(counts.dead_lettered.values()) == len(poison)
+    dead = redis.Redis.from_url(redis_url).xrange("recs:events:dead")  # As bytes.
+    assert [entry[b"message_id"].decode() for _, entry in dead] == ids
+    for (_, entry), original in zip(dead, poison):
+        assert {k[len(b"orig:"):]: v for k, v in entry.items() if k.startswith(b"orig:")} \
+            == original
+    stats = store.stats("u0")
+    assert (stats["plays"], stats["watch_seconds"]) == (2, 1050.0)  # No inf, no NaN.
+
+
+class _FlakyStore(ProfileStore):
+    """Fails to apply: `transient` times with a locked database, or for ever for one id."""
+
+    def __init__(self, transient: int = 0, poisoned: str = "") -> None:
+        super().__init__(":memory:")
+        self.transient, self.poisoned, self.attempts = transient, poisoned, 0
+
+    def apply_event(self, event, duration_seconds):
+        self.attempts += 1
+        if self.transient:
+            self.transient -= 1
+            raise sqlite3.OperationalError("database is locked")
+        if event["event_id"] == self.poisoned:
+            raise RuntimeError("a bug that this event triggers every time")
+        return super().apply_event(event, duration_seconds)
+
+
+def test_a_store_failure_is_retried_with_backoff_and_applied_once(client):
+    store = _FlakyStore(transient=3)
+    store.upsert_profiles(_profiles(1))
+    publish(client, _events(1, 2))
+    updater = ProfileUpdater(client, store, DURATIONS, max_backoff_s=0.05)
+    counts = updater.drain()
+    assert counts.retries == 3 and counts.applied == 4 and counts.balanced
+    assert store.stats("u0")["plays"] == 2
+    assert client.xpending("recs:events", "profile-updater")["pending"] == 0
+
+
+def test_a_message_that_always_fails_is_quarantined_by_its_delivery_count(client, redis_url):
+    events = _events(1, 3)
+    store = _FlakyStore(poisoned=events[1]["event_id"])
+    store.upsert_profiles(_profiles(1))
+    publish(client, events)
+    counts = ProfileUpdater(client, store, DURATIONS, max_deliveries=4,
+                            max_backoff_s=0.01).drain()
+    assert counts.dead_lettered == {QUARANTINED: 1} and counts.applied == len(events) - 1
+    [(_, letter)] = redis.Redis.from_url(redis_url).xrange("recs:events:dead")
+    assert letter[b"reason"] == QUARANTINED.encode()
+    assert json.loads(letter[b"orig:event"])["event_id"] == events[1]["event_id"]
+    assert client.xpending("recs:events", "profile-updater")["pending"] == 0
+
+
 def test_events_apply_exactly_once_and_bad_records_are_dead_lettered(client):
     store = ProfileStore(":memory:")
     store.upsert_profiles(_profiles(2))
@@ -77,7 +167,7 @@ def test_events_apply_exactly_once_and_bad_records_are_dead_lettered(client):
                                     "negative_watch_time": 1, "unknown_title": 1,
                                     "unknown_user": 1}
     dead = client.xrange("recs:events:dead")
-    assert len(dead) == 5 and dead[0][1]["record"] == '{"event_id": "x1", '
+    assert len(dead) == 5 and dead[0][1]["orig:event"] == '{"event_id": "x1", '
     for user, expected in _expected_stats(events).items():
         stats = store.stats(user)
         assert (stats["plays"], stats["watch_seconds"]) == (expected["plays"],
@@ -85,6 +175,10 @@ def test_events_apply_exactly_once_and_bad_records_are_dead_lettered(client):
         assert store.finished(user) == {"t1"}  # 950 of 1000 s is >= 90%: finished.
         assert store.history(user)[0] == "t2"  # The latest play first.
     assert client.xpending("recs:events", "profile-updater")["pending"] == 0
+
+
+class _Died(BaseException):
+    """The process ending (as with SIGKILL): not an error the consumer may catch and retry."""
 
 
 def test_a_crash_between_apply_and_ack_is_redelivered_without_double_counting(
@@ -95,19 +189,18 @@ def test_a_crash_between_apply_and_ack_is_redelivered_without_double_counting(
     publish(client, events)
     crashing = ProfileUpdater(client, store, DURATIONS, consumer="a", batch=1)
     acked = 0
-    real_xack = client.xack
+    real_xack = crashing.redis.xack
 
     def xack_then_crash(*args):
         nonlocal acked
         if acked == 4:
-            raise ConnectionError("consumer a died after applying, before acknowledging")
+            raise _Died("consumer a died after applying, before acknowledging")
         acked += 1
         return real_xack(*args)
 
-    monkeypatch.setattr(client, "xack", xack_then_crash)
-    with pytest.raises(ConnectionError):
+    monkeypatch.setattr(crashing.redis, "xack", xack_then_crash)
+    with pytest.raises(_Died):
         crashing.drain()
-    monkeypatch.setattr(client, "xack", real_xack)
     # Another consumer takes over the message pending on the dead one.
     counts = ProfileUpdater(client, store, DURATIONS, consumer="b", claim_idle_ms=0).drain()
     assert counts.duplicates == 1 and counts.applied == len(events) - 5
@@ -130,8 +223,11 @@ def test_a_killed_consumer_process_resumes_without_loss_or_double_counting(
                                  for t, d in DURATIONS.items()))
     store = RedisProfileStore(redis_url)
     store.upsert_profiles(_profiles(50))
-    events = _events(50, 40)  # 4,000 events.
-    publish(client, events)
+    events = _events(50, 40)  # 4,000 events, with poison messages between them.
+    poison_ids = set()
+    for start in range(0, len(events), 200):
+        publish(client, events[start:start + 200])
+        poison_ids.update(_publish_raw(client, _poison(start)))
     first = _consumer_process(redis_url, redis_url, str(catalogue))
     deadline = time.monotonic() + 120
     while client.scard("recs:applied_events") < 500 and time.monotonic() < deadline:
@@ -153,6 +249,11 @@ def test_a_killed_consumer_process_resumes_without_loss_or_double_counting(
     # not acknowledged (at most one batch) comes back as duplicates.
     assert counts["applied"] == len(events) - applied_before
     assert counts["duplicates"] <= 100
+    # Every poison message is quarantined; one dead-lettered just before the kill may be
+    # dead-lettered again (at least once), none is lost.
+    dead = [entry[b"message_id"].decode()
+            for _, entry in redis.Redis.from_url(redis_url).xrange("recs:events:dead")]
+    assert set(dead) == poison_ids and len(dead) - len(poison_ids) <= 1
     assert client.xpending("recs:events", "profile-updater")["pending"] == 0
 
 
@@ -187,7 +288,7 @@ def test_the_next_recommendation_reflects_a_new_watch(server, tiny_world, redis_
             first = top()[0]
             publish(client, [{"event_id": "live-1", F.USER_ID: user, F.TITLE_ID: first,
                               F.DEVICE_TYPE: "tv", "event_type": "play_stop",
-                              "ts": 2_000_000_000,
+                              "ts": int(time.time()),
                               "watch_seconds": durations[first]}])
             deadline = time.monotonic() + 10
             while first in top() and time.monotonic() < deadline:

@@ -1,11 +1,12 @@
 """Beam ingestion: raw playback events -> one labelled interaction tf.Example per (user, title, session).
 
-    ReadFromText(events/day=D/*) -> parse + validate, time stamp near day D ---> dead letter
-                         -> deduplicate by event_id --------------------------> dead letter
-                         -> group by user: bot-rate hours --------------------> dead letter
+    MatchFiles(events/day=D/*) -> read bytes, line by line (gzip by its magic bytes) --> dead letter
+                         -> parse + validate (transforms.events), time stamp near day D --> dead letter
+                         -> deduplicate by event_id: the earliest delivered copy wins --> dead letter
+                         -> group by user: bot-rate hours ------------------------------> dead letter
                          -> sessionize (inactivity gap; a play is active start -> stop)
                          -> aggregate per (user, title, session)
-                         -> join profile (as of the session) and catalogue ---> dead letter
+                         -> join profile (as of the session) and catalogue -------------> dead letter
                          -> label -> tf.Example -> examples/day=D/ (TFRecord, gzip)
 
 Events arrive in day partitions (`.../day=YYYY-MM-DD/...`, the day the log was delivered).
@@ -14,40 +15,67 @@ first event was delivered that day; ImportExampleGen reads them with the span pa
 `day={YYYY}-{MM}-{DD}/*` (see `SPAN_PATTERN`). Partitioning by delivery day means a late
 event never reopens a span that was already written.
 
+Reading: files are read as bytes and split on newlines, so one undecodable byte costs one line,
+not the job. A byte-order mark and CRLF endings are accepted; a file whose first bytes are
+gzip's magic number is decompressed whatever its name (`*.jsonl.gz`, or a gzip file named
+`.jsonl`); a file with neither a `.json`/`.jsonl` name nor gzip content, or one that breaks
+while being read (a truncated gzip), is one dead letter (`unreadable_file`) for what could not
+be read, never skipped silently. Lines longer than `MAX_RECORD_BYTES` are dead-lettered with
+their first bytes. Blank lines hold no event and are counted apart (`blank_lines`).
+
 Cleaning rules (each refusal is a dead letter with its reason):
-- A record that is not valid JSON, lacks a field or has a wrongly typed one, or reports a
-  negative watch time: refused (`transforms.events.parse_event`, shared with the streaming
-  consumer). Optional fields are not imputed here; numeric normalization is tf.Transform's.
-- An event stamped more than `max_lateness_seconds` before its delivery day or more than
-  `max_early_seconds` after it: a broken device clock, refused.
-- A second copy of an event id: refused.
+- A record that is not UTF-8 or valid JSON, lacks a field or has a wrongly typed one, holds a
+  non-finite number, an invalid id, or a negative or implausibly long watch time, or is
+  stamped more than `max_lateness_seconds` before its delivery day or more than
+  `max_early_seconds` after it: refused by `transforms.events.parse_event`, the contract the
+  streaming consumer applies too. Optional fields are not imputed here; numeric normalization
+  is tf.Transform's.
+- A second copy of an event id: refused. The copy kept is the earliest delivered (delivery
+  day, then file path, then line), whatever order the runner sees them in; the consumer keeps
+  the first to arrive, the same rule in a stream.
 - Every event of a user's clock hour holding more than `bot_events_per_hour` events: bot or
   stuck-client traffic, refused.
 - A (user, title, session) whose play reports more than `max_watch_ratio` x the title's
-  duration: refused as a whole (its watch time cannot be trusted). Below that the watch
-  ratio is capped at 1.
-- Unknown user or title ids: refused, never silently dropped.
+  duration (`transforms.events.plausible_watch`): refused as a whole (its watch time cannot be
+  trusted). Below that the watch ratio is capped at 1.
+- Unknown user or title ids: refused, never silently dropped. Profile and catalogue rows that
+  do not hold their fields with the right types are refused too (`invalid_profile`,
+  `invalid_title`, counted apart from events), so their users' and titles' events become
+  unknown ones rather than a crash.
+- Anything that would raise while a record is processed becomes a dead letter
+  (`processing_error`) naming the exception class, with the events it held.
 
 Accounting invariant, checked by the tests: events read = events accepted + events
-dead-lettered, where an accepted event is one folded into an interaction record. Every
-dead-lettered line is written with its reason so it can be counted, read and replayed.
+dead-lettered, in total and for each file, where an accepted event is one folded into an
+interaction record. Every dead-lettered line is written with its reason, its file and line, and
+its bytes (as text, or base64 when they are not UTF-8), so it can be counted, read and replayed.
 """
 
+import base64
 import dataclasses
 import datetime as dt
 import functools
+import gzip
+import io
 import json
+import math
 import pathlib
 import re
-from typing import Any, Iterable, Iterator, Mapping
+import zlib
+from typing import Any, BinaryIO, Iterable, Iterator, Mapping
 
 import apache_beam as beam
+import orjson
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
 from recs.config import Config, require
-from transforms.events import Reason, parse_event
+from transforms.events import (MAX_RECORD_BYTES, Reason, TimeWindow, parse_event,
+                               plausible_watch)
 
 import tensorflow as tf
 
@@ -55,9 +83,16 @@ _NAMESPACE = "recs.ingestion"
 _DEAD_LETTER = "dead_letter"
 _DAY_PARTITION = re.compile(r"day=(\d{4}-\d{2}-\d{2})")
 _ARRIVAL = "arrival_day"
+_POSITION = "delivered_at"
+"""(delivery day, file, line) of an event: the order in which copies of one id count."""
 _UPDATED_TS = "updated_ts"
+_GZIP_MAGIC = b"\x1f\x8b"
+_TEXT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".txt")
 SPAN_PATTERN = "day={YYYY}-{MM}-{DD}/*.tfrecord.gz"
 """ImportExampleGen's input pattern for ingestion's output: one span per delivery day."""
+INVALID_PROFILE = "invalid_profile"
+INVALID_TITLE = "invalid_title"
+"""Dead-letter reasons of reference rows (profiles, catalogue), counted apart from events."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +100,9 @@ class IngestionConfig(Config):
     """Where ingestion reads and writes, and how it sessionizes.
 
     Attributes:
-        events_glob: raw event JSON-lines files, each inside a delivery-day partition
-            folder `day=YYYY-MM-DD`.
+        events_glob: raw event files, each inside a delivery-day partition folder
+            `day=YYYY-MM-DD`: JSON lines, plain (`.jsonl`) or gzip-compressed (`.jsonl.gz`,
+            or any name: gzip is recognized by its first bytes).
         users_path: user profiles, one JSON object per line.
         titles_path: content catalogue, one JSON object per line.
         output_dir: receives `examples/day=YYYY-MM-DD/` (TFRecord.gz, one span per day,
@@ -120,6 +156,19 @@ class IngestionConfig(Config):
 
 
 @dataclasses.dataclass(frozen=True)
+class FileCounts:
+    """One events file's share of the accounting invariant."""
+
+    read: int = 0
+    accepted: int = 0
+    dead_lettered: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.accepted + self.dead_lettered
+
+
+@dataclasses.dataclass(frozen=True)
 class IngestionReport:
     """Counters of one ingestion run."""
 
@@ -128,6 +177,10 @@ class IngestionReport:
     dead_lettered: dict[str, int]
     records_written: int
     records_per_span: dict[str, int] = dataclasses.field(default_factory=dict)
+    files: dict[str, FileCounts] = dataclasses.field(default_factory=dict)
+    blank_lines: int = 0
+    reference_dead_lettered: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Refused profile and catalogue rows, by reason (not events: outside the invariant)."""
 
     @property
     def events_dead_lettered(self) -> int:
@@ -135,33 +188,70 @@ class IngestionReport:
 
     @property
     def balanced(self) -> bool:
-        """The accounting invariant: nothing read was lost."""
-        return self.events_read == self.events_accepted + self.events_dead_lettered
+        """The accounting invariant: nothing read was lost, in total and in any file."""
+        return (self.events_read == self.events_accepted + self.events_dead_lettered
+                and all(counts.balanced for counts in self.files.values()))
 
     def summary(self) -> str:
         """The counters as a table, dead letters per reason, for the end of a run."""
-        lines = [f"events read          {self.events_read:>12,}",
+        lines = [f"files read           {len(self.files):>12,}",
+                 f"events read          {self.events_read:>12,}",
                  f"events accepted      {self.events_accepted:>12,}",
                  f"events dead-lettered {self.events_dead_lettered:>12,}"]
         lines += [f"  {reason:<26}{count:>10,}" for reason, count in self.dead_lettered.items()]
+        if self.blank_lines:
+            lines.append(f"blank lines skipped  {self.blank_lines:>12,}")
+        for reason, count in self.reference_dead_lettered.items():
+            lines.append(f"refused {reason:<21}{count:>10,}")
         lines.append(f"records written      {self.records_written:>12,}")
         lines += [f"  span {span:<21}{count:>10,}" for span, count in
                   self.records_per_span.items()]
-        lines.append("balanced: read = accepted + dead-lettered" if self.balanced else
-                     "NOT BALANCED: read != accepted + dead-lettered")
+        lines.append("balanced: read = accepted + dead-lettered, in every file"
+                     if self.balanced else "NOT BALANCED: read != accepted + dead-lettered")
         return "\n".join(lines)
 
 
-def _dead(line: str, reason: str, detail: str = "") -> beam.pvalue.TaggedOutput:
-    beam.metrics.Metrics.counter(_NAMESPACE, f"dead_letter.{reason}").inc()
-    return beam.pvalue.TaggedOutput(
-        _DEAD_LETTER, json.dumps({"reason": reason, "detail": detail, "record": line}))
+def _count(name: str, value: int = 1) -> None:
+    beam.metrics.Metrics.counter(_NAMESPACE, name).inc(value)
+
+
+def _dead(record: bytes | str, reason: str, detail: str = "",
+          position: tuple[str, str, int] | None = None, event: bool = True
+          ) -> beam.pvalue.TaggedOutput:
+    """A dead letter: the record as it was delivered, why it was refused, and where from.
+
+    Args:
+        event: an event line (counted in the accounting invariant, and in its file's share)
+            rather than a profile or catalogue row (counted apart).
+    """
+    if not event:
+        _count(f"reference_dead.{reason}")
+    else:
+        _count(f"dead_letter.{reason}")
+        if position is not None:
+            _count(f"file_dead.{position[1]}")
+    letter: dict[str, Any] = {"reason": reason, "detail": detail}
+    if position is not None:
+        letter["file"], letter["line"] = position[1], position[2]
+    if isinstance(record, str):
+        record = record.encode("utf-8", "surrogatepass")
+    try:
+        letter["record"] = record.decode("utf-8")
+    except UnicodeDecodeError:
+        letter["record_b64"] = base64.b64encode(record).decode("ascii")
+    return beam.pvalue.TaggedOutput(_DEAD_LETTER, json.dumps(letter))
 
 
 def _dead_events(events: Iterable[dict[str, Any]], reason: str, detail: str
                  ) -> Iterator[beam.pvalue.TaggedOutput]:
     for event in events:
-        yield _dead(json.dumps(event), reason, detail)
+        position = tuple(event[_POSITION])
+        clean = {key: value for key, value in event.items() if key not in (_ARRIVAL, _POSITION)}
+        yield _dead(json.dumps(clean), reason, detail, position)  # type: ignore[arg-type]
+
+
+def _failure(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def delivery_day(path: str) -> str:
@@ -179,43 +269,118 @@ def delivery_day(path: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _delivery_window(path: str) -> tuple[str, int]:
-    """(delivery day, its start in epoch seconds) of an events file; once per file, not per line."""
-    day = delivery_day(path)
+def _delivery_window(day: str, lateness: int, early: int) -> TimeWindow:
+    """The time stamps a file delivered on `day` may hold; once per file, not per line."""
     date = dt.date.fromisoformat(day)
-    return day, int(dt.datetime(date.year, date.month, date.day,
-                                tzinfo=dt.timezone.utc).timestamp())
+    start = int(dt.datetime(date.year, date.month, date.day, tzinfo=dt.timezone.utc).timestamp())
+    return TimeWindow.around(start, 86_400, lateness, early)
+
+
+def _open_lines(path: str) -> BinaryIO:
+    """The file's bytes, decompressed when they start with gzip's magic number.
+
+    Raises:
+        ValueError: neither a JSON-lines name nor gzip content.
+        OSError: the file cannot be opened.
+    """
+    raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    handle = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
+    if handle.peek(2)[:2] == _GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
+    if not path.lower().endswith(_TEXT_SUFFIXES):
+        handle.close()
+        raise ValueError(f"unknown file type: expected JSON lines ({', '.join(_TEXT_SUFFIXES)}) "
+                         "or gzip-compressed JSON lines")
+    return handle
+
+
+def _lines(handle: BinaryIO, limit: int) -> Iterator[tuple[bytes, int]]:
+    """(line without its newline, full length) pairs; a line over `limit` bytes is cut to its
+    first `limit` bytes (the rest is read and dropped), so one line never fills memory."""
+    while True:
+        line = handle.readline(limit + 1)
+        if not line:
+            return
+        length = len(line)
+        if length > limit and not line.endswith(b"\n"):
+            while True:  # Skip to the end of the over-long line.
+                rest = handle.readline(1 << 20)
+                length += len(rest)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield line[:limit], length
+        else:
+            yield line.rstrip(b"\n"), length
+
+
+class ReadLines(beam.DoFn):
+    """File path -> ((delivery day, path, line number), line bytes) for every non-blank line;
+    what cannot be read becomes a dead letter instead.
+
+    Args:
+        events: events files, which sit in day partitions and count in the accounting
+            invariant; False for reference tables (profiles, catalogue), whose lines get an
+            empty day and whose refusals are counted apart.
+    """
+
+    def __init__(self, events: bool = True) -> None:
+        self._events = events
+
+    def process(self, path: str) -> Iterator[Any]:
+        day = delivery_day(path) if self._events else ""
+        number = 0
+        try:
+            with _open_lines(path) as handle:
+                for number, (line, length) in enumerate(_lines(handle, MAX_RECORD_BYTES), 1):
+                    if not line.strip():
+                        _count("blank_lines")
+                        continue
+                    position = (day, path, number)
+                    if length > MAX_RECORD_BYTES:
+                        self._read(path)
+                        yield _dead(line, Reason.OVERSIZED,
+                                    f"{length} bytes > {MAX_RECORD_BYTES}; first bytes kept",
+                                    position, self._events)
+                        continue
+                    self._read(path)
+                    yield position, line
+        except (OSError, EOFError, ValueError, zlib.error) as error:
+            # A file that cannot be opened, is not JSON lines, or breaks half-way (a truncated
+            # gzip): one dead letter stands for what was not read.
+            self._read(path)
+            yield _dead(b"", Reason.UNREADABLE_FILE,
+                        f"after line {number}: {_failure(error)}", (day, path, number + 1),
+                        self._events)
+
+    def _read(self, path: str) -> None:
+        if self._events:
+            _count("events_read")
+            _count(f"file_read.{path}")
 
 
 class ParseEvent(beam.DoFn):
-    """(file, JSON line) -> validated event dict stamped with its delivery day, or a dead
-    letter with the reason."""
+    """(position, line) -> validated event dict stamped with its delivery day and position,
+    or a dead letter with the reason."""
 
     def __init__(self, max_lateness_seconds: int, max_early_seconds: int) -> None:
         self._lateness = max_lateness_seconds
         self._early = max_early_seconds
 
-    def process(self, element: tuple[str, str]) -> Iterator[Any]:
-        path, line = element
-        beam.metrics.Metrics.counter(_NAMESPACE, "events_read").inc()
-        parsed = parse_event(line)
+    def process(self, element: tuple[tuple[str, str, int], bytes]) -> Iterator[Any]:
+        position, line = element
+        parsed = parse_event(line, _delivery_window(position[0], self._lateness, self._early))
         if parsed.event is None:
-            yield _dead(line, parsed.reason, parsed.detail)
+            yield _dead(line, parsed.reason, parsed.detail, position)
             return
-        day, start = _delivery_window(path)
-        ts = parsed.event["ts"]
-        if not start - self._lateness <= ts < start + 86_400 + self._early:
-            yield _dead(line, Reason.TIMESTAMP_OUT_OF_RANGE, f"ts={ts} delivered {day}")
-            return
-        yield {**parsed.event, _ARRIVAL: day}
+        yield {**parsed.event, _ARRIVAL: position[0], _POSITION: position}
 
 
-def _first_of_duplicates(element: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:
-    _, copies = element
-    ordered = sorted(copies, key=json.dumps)  # Deterministic pick whatever the runner's order.
+def _first_delivered(element: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:
+    """Keeps the earliest delivered copy of an event id; the others are dead letters."""
+    event_id, copies = element
+    ordered = sorted(copies, key=lambda event: tuple(event[_POSITION]))
     yield ordered[0]
-    for extra in ordered[1:]:
-        yield _dead(json.dumps(extra), Reason.DUPLICATE_EVENT_ID, extra["event_id"])
+    yield from _dead_events(ordered[1:], Reason.DUPLICATE_EVENT_ID, event_id)
 
 
 def _activity_ends(events: list[dict[str, Any]], max_play_seconds: int) -> list[int]:
@@ -257,6 +422,14 @@ def _sessionize(element: tuple[str, Iterable[dict[str, Any]]], gap_seconds: int,
     """
     _, grouped = element
     events = list(grouped)
+    try:
+        yield from _sessions(events, gap_seconds, max_play_seconds, bot_events_per_hour)
+    except Exception as error:  # noqa: BLE001  (one user's events must not stop the job)
+        yield from _dead_events(events, Reason.PROCESSING_ERROR, _failure(error))
+
+
+def _sessions(events: list[dict[str, Any]], gap_seconds: int, max_play_seconds: int,
+              bot_events_per_hour: int) -> Iterator[Any]:
     per_hour: dict[int, int] = {}
     for event in events:
         per_hour[event["ts"] // 3600] = per_hour.get(event["ts"] // 3600, 0) + 1
@@ -300,7 +473,18 @@ def _profile_as_of(versions: Iterable[dict[str, Any]], ts: int) -> dict[str, Any
 def _aggregate(element: tuple[list[dict[str, Any]], str],
                profiles: Mapping[str, list[dict[str, Any]]], catalogue: dict[str, dict[str, Any]],
                max_watch_ratio: float) -> Iterator[Any]:
-    """One session -> (span, interaction record) per title, joined with profile and catalogue."""
+    """One session -> (span, interaction record) per title, joined with profile and catalogue;
+    a session that fails is dead-lettered whole."""
+    session, _ = element
+    try:
+        yield from _records(element, profiles, catalogue, max_watch_ratio)
+    except Exception as error:  # noqa: BLE001  (one session must not stop the job)
+        yield from _dead_events(session, Reason.PROCESSING_ERROR, _failure(error))
+
+
+def _records(element: tuple[list[dict[str, Any]], str],
+             profiles: Mapping[str, list[dict[str, Any]]], catalogue: dict[str, dict[str, Any]],
+             max_watch_ratio: float) -> Iterator[Any]:
     session, history = element
     user_id = session[0][F.USER_ID]
     span = session[0][_ARRIVAL]
@@ -311,48 +495,63 @@ def _aggregate(element: tuple[list[dict[str, Any]], str],
     by_title: dict[str, list[dict[str, Any]]] = {}
     for event in session:
         by_title.setdefault(event[F.TITLE_ID], []).append(event)
+    records = []
     for title_id, events in by_title.items():
         title = catalogue.get(title_id)
         if title is None:
             yield from _dead_events(events, Reason.UNKNOWN_TITLE, title_id)
             continue
         duration = max(1, int(title[F.DURATION_SECONDS]))
-        stops = [float(e.get("watch_seconds", 0.0)) for e in events
-                 if e["event_type"] == "play_stop"]
-        if any(stop > max_watch_ratio * duration for stop in stops):
+        stops = [e["watch_seconds"] for e in events if e["event_type"] == "play_stop"]
+        if not all(plausible_watch(stop, duration, max_watch_ratio) for stop in stops):
             yield from _dead_events(events, Reason.IMPLAUSIBLE_WATCH_TIME,
                                     f"{max(stops)} s of a {duration} s title")
             continue
-        watched = min(float(duration), sum(stops))
-        ratio = watched / duration
-        liked = any(e["event_type"] == "like" for e in events)
-        start = events[0]["ts"]
-        beam.metrics.Metrics.counter(_NAMESPACE, "events_accepted").inc(len(events))
-        beam.metrics.Metrics.counter(_NAMESPACE, "records_written").inc()
-        beam.metrics.Metrics.counter(_NAMESPACE, f"span.{span}").inc()
-        yield span, {
-            F.USER_ID: user_id,
-            F.AGE: int(profile[F.AGE]),
-            F.COUNTRY: str(profile[F.COUNTRY]),
-            F.SUBSCRIPTION_TIER: str(profile[F.SUBSCRIPTION_TIER]),
-            F.PREFERRED_GENRES: str(profile[F.PREFERRED_GENRES]),
-            F.HISTORY: history,
-            F.DEVICE_TYPE: events[0][F.DEVICE_TYPE],
-            F.HOUR: (start // 3600) % F.HOURS_PER_DAY,
-            F.TIMESTAMP: start,
-            F.TITLE_ID: title_id,
-            F.GENRE: str(title[F.GENRE]),
-            F.RELEASE_YEAR: int(title[F.RELEASE_YEAR]),
-            F.POPULARITY: float(title[F.POPULARITY]),
-            F.DESCRIPTION: str(title[F.DESCRIPTION]),
-            F.DURATION_SECONDS: duration,
-            F.WATCH_SECONDS: watched,
-            F.WATCH_RATIO: ratio,
-            F.LIKED: int(liked),
-            F.SKIPPED: int(any(e["event_type"] == "skip" for e in events)),
-            F.COMPLETED: int(ratio >= F.COMPLETED_WATCH_RATIO),
-            F.LABEL: int(ratio >= F.ENGAGED_WATCH_RATIO or liked),
-        }
+        records.append((events, _record(user_id, profile, history, title_id, title, events,
+                                        duration, stops)))
+    # Built before anything is counted: a failure above dead-letters the whole session once.
+    for events, record in records:
+        _count("events_accepted", len(events))
+        files: dict[str, int] = {}
+        for event in events:
+            files[event[_POSITION][1]] = files.get(event[_POSITION][1], 0) + 1
+        for path, count in files.items():
+            _count(f"file_accepted.{path}", count)
+        _count("records_written")
+        _count(f"span.{span}")
+        yield span, record
+
+
+def _record(user_id: str, profile: dict[str, Any], history: str, title_id: str,
+            title: dict[str, Any], events: list[dict[str, Any]], duration: int,
+            stops: list[float]) -> dict[str, Any]:
+    watched = min(float(duration), sum(stops))
+    ratio = watched / duration
+    liked = any(e["event_type"] == "like" for e in events)
+    start = events[0]["ts"]
+    return {
+        F.USER_ID: user_id,
+        F.AGE: int(profile[F.AGE]),
+        F.COUNTRY: str(profile[F.COUNTRY]),
+        F.SUBSCRIPTION_TIER: str(profile[F.SUBSCRIPTION_TIER]),
+        F.PREFERRED_GENRES: str(profile[F.PREFERRED_GENRES]),
+        F.HISTORY: history,
+        F.DEVICE_TYPE: events[0][F.DEVICE_TYPE],
+        F.HOUR: (start // 3600) % F.HOURS_PER_DAY,
+        F.TIMESTAMP: start,
+        F.TITLE_ID: title_id,
+        F.GENRE: str(title[F.GENRE]),
+        F.RELEASE_YEAR: int(title[F.RELEASE_YEAR]),
+        F.POPULARITY: float(title[F.POPULARITY]),
+        F.DESCRIPTION: str(title[F.DESCRIPTION]),
+        F.DURATION_SECONDS: duration,
+        F.WATCH_SECONDS: watched,
+        F.WATCH_RATIO: ratio,
+        F.LIKED: int(liked),
+        F.SKIPPED: int(any(e["event_type"] == "skip" for e in events)),
+        F.COMPLETED: int(ratio >= F.COMPLETED_WATCH_RATIO),
+        F.LABEL: int(ratio >= F.ENGAGED_WATCH_RATIO or liked),
+    }
 
 
 def to_example(record: dict[str, Any]) -> bytes:
@@ -369,12 +568,85 @@ def to_example(record: dict[str, Any]) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def _keyed_jsonl(pipeline: beam.Pipeline, label: str, path: str, key: str
-                 ) -> beam.PCollection:
-    return (pipeline
-            | f"Read{label}" >> beam.io.ReadFromText(path)
-            | f"Parse{label}" >> beam.Map(json.loads)
-            | f"Key{label}" >> beam.Map(lambda row: (row[key], row)))
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and value.isprintable() and len(value) <= 4096
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def _is_number(value: Any, low: float, high: float) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and low <= value <= high
+
+
+_PROFILE_RULES = {
+    F.USER_ID: lambda v: _is_text(v) and 0 < len(v) <= 128,
+    F.AGE: lambda v: _is_int(v, 0, 150),
+    F.COUNTRY: _is_text,
+    F.SUBSCRIPTION_TIER: _is_text,
+    F.PREFERRED_GENRES: _is_text,
+}
+_TITLE_RULES = {
+    F.TITLE_ID: lambda v: _is_text(v) and 0 < len(v) <= 128,
+    F.GENRE: _is_text,
+    F.RELEASE_YEAR: lambda v: _is_int(v, 1800, 3000),
+    F.POPULARITY: lambda v: _is_number(v, 0.0, 1e12),
+    F.DESCRIPTION: _is_text,
+    F.DURATION_SECONDS: lambda v: _is_number(v, 1e-3, 1e7),
+}
+
+
+class ParseReference(beam.DoFn):
+    """(position, line) of a profile or catalogue table -> (id, row), or a dead letter.
+
+    Args:
+        key: the row's id field.
+        rules: field -> check; a row failing one is refused.
+        reason: the dead-letter reason of a refused row.
+    """
+
+    def __init__(self, key: str, rules: dict[str, Any], reason: str) -> None:
+        self._key = key
+        self._rules = rules
+        self._reason = reason
+
+    def process(self, element: tuple[tuple[str, str, int], bytes]) -> Iterator[Any]:
+        position, line = element
+        try:
+            row = orjson.loads(line[3:] if line.startswith(b"\xef\xbb\xbf") else line)
+        except orjson.JSONDecodeError as error:
+            yield self._refuse(line, f"not JSON: {error}", position)
+            return
+        if not isinstance(row, dict):
+            yield self._refuse(line, f"not an object: {type(row).__name__}", position)
+            return
+        bad = [field for field, check in self._rules.items() if not check(row.get(field))]
+        updated = row.get(_UPDATED_TS, 0)
+        if type(updated) is not int or abs(updated) >= 2 ** 62:
+            bad.append(_UPDATED_TS)
+        if bad:
+            yield self._refuse(line, f"missing or invalid {bad}", position)
+            return
+        yield row[self._key], row
+
+    def _refuse(self, line: bytes, detail: str, position: tuple[str, str, int]
+                ) -> beam.pvalue.TaggedOutput:
+        return _dead(line, self._reason, detail, position, event=False)
+
+
+def _reference_rows(pipeline: beam.Pipeline, label: str, path: str, key: str,
+                    rules: dict[str, Any], reason: str
+                    ) -> tuple[beam.PCollection, list[beam.PCollection]]:
+    """(id, row) pairs of a reference table, and its dead letters."""
+    read = (pipeline
+            | f"Match{label}" >> fileio.MatchFiles(path)
+            | f"Path{label}" >> beam.Map(lambda metadata: metadata.path)
+            | f"Read{label}" >> beam.ParDo(ReadLines(events=False)).with_outputs(
+                _DEAD_LETTER, main="lines"))
+    parsed = read.lines | f"Parse{label}" >> beam.ParDo(
+        ParseReference(key, rules, reason)).with_outputs(_DEAD_LETTER, main="rows")
+    return parsed.rows, [read[_DEAD_LETTER], parsed[_DEAD_LETTER]]
 
 
 def delivery_days(events_glob: str) -> list[str]:
@@ -392,22 +664,31 @@ def delivery_days(events_glob: str) -> list[str]:
 def build_pipeline(pipeline: beam.Pipeline, config: IngestionConfig) -> None:
     """Adds the ingestion transforms to `pipeline` (runner-agnostic)."""
     days = delivery_days(config.events_glob)
-    profiles = _keyed_jsonl(pipeline, "Users", config.users_path, F.USER_ID)
+    profiles, dead = _reference_rows(pipeline, "Users", config.users_path, F.USER_ID,
+                                     _PROFILE_RULES, INVALID_PROFILE)
     if config.profile_updates_glob and tf.io.gfile.glob(config.profile_updates_glob):
-        updates = _keyed_jsonl(pipeline, "ProfileUpdates", config.profile_updates_glob,
-                               F.USER_ID)
+        updates, more = _reference_rows(pipeline, "ProfileUpdates",
+                                        config.profile_updates_glob, F.USER_ID,
+                                        _PROFILE_RULES, INVALID_PROFILE)
         profiles = (profiles, updates) | "ProfileVersions" >> beam.Flatten()
-    catalogue = _keyed_jsonl(pipeline, "Titles", config.titles_path, F.TITLE_ID)
+        dead += more
+    catalogue, more = _reference_rows(pipeline, "Titles", config.titles_path, F.TITLE_ID,
+                                      _TITLE_RULES, INVALID_TITLE)
+    dead += more
 
-    parsed = (pipeline
-              | "ReadEvents" >> beam.io.ReadFromTextWithFilename(config.events_glob)
+    lines = (pipeline
+             | "MatchEvents" >> fileio.MatchFiles(config.events_glob)
+             | "EventPaths" >> beam.Map(lambda metadata: metadata.path)
+             | "SpreadFiles" >> beam.Reshuffle()
+             | "ReadEvents" >> beam.ParDo(ReadLines()).with_outputs(_DEAD_LETTER, main="lines"))
+    parsed = (lines.lines
               | "Parse" >> beam.ParDo(ParseEvent(config.max_lateness_seconds,
                                                  config.max_early_seconds)).with_outputs(
                   _DEAD_LETTER, main="events"))
     unique = (parsed.events
               | "KeyByEventId" >> beam.Map(lambda e: (e["event_id"], e))
               | "GroupByEventId" >> beam.GroupByKey()
-              | "Deduplicate" >> beam.FlatMap(_first_of_duplicates).with_outputs(
+              | "Deduplicate" >> beam.FlatMap(_first_delivered).with_outputs(
                   _DEAD_LETTER, main="events"))
     sessions = (unique.events
                 | "KeyByUser" >> beam.Map(lambda e: (e[F.USER_ID], e))
@@ -432,8 +713,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: IngestionConfig) -> None:
              | f"WriteExamples[{day}]" >> beam.io.WriteToTFRecord(
                  str(pathlib.Path(config.examples_dir) / f"day={day}" / "interactions"),
                  file_name_suffix=".tfrecord.gz", num_shards=config.num_shards))
-    _ = ((parsed[_DEAD_LETTER], unique[_DEAD_LETTER], sessions[_DEAD_LETTER],
-          records[_DEAD_LETTER])
+    _ = ((lines[_DEAD_LETTER], parsed[_DEAD_LETTER], unique[_DEAD_LETTER],
+          sessions[_DEAD_LETTER], records[_DEAD_LETTER], *dead)
          | "MergeDeadLetters" >> beam.Flatten()
          | "WriteDeadLetters" >> beam.io.WriteToText(
              str(pathlib.Path(config.dead_letter_dir) / "dead_letter"),
@@ -476,13 +757,21 @@ def _report(result: beam.runners.runner.PipelineResult) -> IngestionReport:
     for counter in query["counters"]:
         name = counter.key.metric.name
         totals[name] = totals.get(name, 0) + int(counter.committed or counter.attempted or 0)
-    prefix = f"{_DEAD_LETTER}."
+
+    def prefixed(prefix: str) -> dict[str, int]:
+        return {name[len(prefix):]: count for name, count in sorted(totals.items())
+                if name.startswith(prefix) and count}
+
+    read, accepted, dead = (prefixed("file_read."), prefixed("file_accepted."),
+                            prefixed("file_dead."))
     return IngestionReport(
         events_read=totals.get("events_read", 0),
         events_accepted=totals.get("events_accepted", 0),
-        dead_lettered={name[len(prefix):]: count for name, count in sorted(totals.items())
-                       if name.startswith(prefix)},
+        dead_lettered=prefixed("dead_letter."),
         records_written=totals.get("records_written", 0),
-        records_per_span={name[len("span."):]: count for name, count in sorted(totals.items())
-                          if name.startswith("span.")},
+        records_per_span=prefixed("span."),
+        files={path: FileCounts(read.get(path, 0), accepted.get(path, 0), dead.get(path, 0))
+               for path in sorted(set(read) | set(dead))},
+        blank_lines=totals.get("blank_lines", 0),
+        reference_dead_lettered=prefixed("reference_dead."),
     )
