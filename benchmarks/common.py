@@ -1,4 +1,5 @@
-"""What every benchmark shares: machine facts, timing helpers and the results file.
+"""What every benchmark shares: machine facts, memory measurement and the results file
+(timing helpers come from `recs.timing`, which the library's index tuner uses too).
 
 Each benchmark writes `benchmarks/results/<name>.json` with the date, the machine, its
 parameters, its own figures, the peers' figures from the same run and the ratios between them.
@@ -10,9 +11,10 @@ import os
 import pathlib
 import platform
 import resource
-import statistics
 import time
 from typing import Any, Callable
+
+from recs.timing import latencies_ms, timed  # noqa: F401  (benchmarks import them from here)
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -103,26 +105,6 @@ def run_in_process(target: Callable[..., None], *args: Any, max_rss_mb: float = 
         raise RuntimeError(f"{getattr(target, '__name__', target)} failed with exit code "
                            f"{process.exitcode}")
     return seconds, peak[0]
-
-
-def latencies_ms(call: Callable[[Any], Any], items: list[Any]) -> dict[str, float]:
-    """Calls `call` once per item (after one warm-up call); median and p99 in ms."""
-    call(items[0])
-    times = []
-    for item in items:
-        start = time.perf_counter()
-        call(item)
-        times.append(1000.0 * (time.perf_counter() - start))
-    times.sort()
-    return {"median_ms": statistics.median(times),
-            "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))]}
-
-
-def timed(call: Callable[[], Any]) -> tuple[Any, float]:
-    """Runs `call`; returns its result and the seconds it took."""
-    start = time.perf_counter()
-    result = call()
-    return result, time.perf_counter() - start
 
 
 def _plain(value: Any) -> Any:

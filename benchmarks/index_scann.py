@@ -22,7 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import recs  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 from common import current_rss_mb, latencies_ms, peak_rss_mb, timed, write_result  # noqa: E402
 from recs.config import IndexConfig  # noqa: E402
-from recs.index import exact_top_k, scann_layer, tune_scann  # noqa: E402
+from recs.evaluation import exact_top_k  # noqa: E402
+from recs.index import scann_layer, tune_scann  # noqa: E402
 
 import faiss  # noqa: E402
 import hnswlib  # noqa: E402

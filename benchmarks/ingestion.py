@@ -5,7 +5,7 @@
 For each size, generates seeded streaming logs (with the generator's injected faults) and runs
 `transforms.ingestion` on Beam's DirectRunner with two worker processes. The peer, in the same
 run and on the same files, is a plain single-process pandas script doing the same work: the
-same validation (`transforms.events.parse_event`), deduplication by event id, sessionization at
+same validation (`recs.contract.events.parse_event`), deduplication by event id, sessionization at
 a 30-minute gap, aggregation per (user, title, session) with watch history, the profile and
 catalogue joins, and the same tf.Example output. Its record count must equal Beam's.
 
@@ -50,7 +50,7 @@ def run_pandas(raw: str, out: str, result_path: str) -> None:
     import tensorflow as tf
 
     from recs import features as F
-    from transforms.events import Reason, parse_event
+    from recs.contract.events import Reason, parse_event
     from transforms.ingestion import IngestionConfig, delivery_day, to_example
 
     rules = IngestionConfig(events_glob="", users_path="", titles_path="", output_dir="")

@@ -8,7 +8,7 @@ import pathlib
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs.data import synthetic
-from transforms.events import Reason
+from recs.contract.events import Reason
 from transforms.ingestion import IngestionConfig, run_ingestion
 
 # Generator fault kind -> the dead-letter reason ingestion gives it.

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
-from recs.export import EXAMPLES_INPUT, SERVING_TF_EXAMPLE
+from recs.contract.signatures import EXAMPLES, PROBABILITY, SERVING_TF_EXAMPLE
 from serving.client import GrpcClient, RestClient
 
 
@@ -34,12 +34,12 @@ def main() -> None:
         F.LABEL].numpy() for x in examples]
     # Serialized tf.Examples through the `serving_tf_example` signature: REST sends them as
     # {"b64": ...}, gRPC as a string TensorProto; the clients do that.
-    rest = RestClient(args.rest).predict("ranker", {EXAMPLES_INPUT: examples},
-                                         signature=SERVING_TF_EXAMPLE)["probability"]
+    rest = RestClient(args.rest).predict("ranker", {EXAMPLES: examples},
+                                         signature=SERVING_TF_EXAMPLE)[PROBABILITY]
     grpc = GrpcClient(args.grpc)
     try:
-        via_grpc = grpc.predict("ranker", {EXAMPLES_INPUT: examples},
-                                signature=SERVING_TF_EXAMPLE)["probability"]
+        via_grpc = grpc.predict("ranker", {EXAMPLES: examples},
+                                signature=SERVING_TF_EXAMPLE)[PROBABILITY]
     finally:
         grpc.close()
     for label, p_rest, p_grpc in zip(labels, rest, via_grpc):

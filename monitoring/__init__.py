@@ -4,11 +4,11 @@ The last stage of the data flow: it reads what the others wrote (ingested spans,
 logs, pushed models) and decides per span whether to do nothing, alert, or retrain.
 """
 
-import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from recs._lazy import lazy_exports
 
-from monitoring.config import MonitorConfig
-from monitoring.decision import ALERT, NOTHING, RETRAIN, Decision, Signals, decide
-from monitoring.drift import DriftMeasurement, compare, span_statistics
-
-__all__ = ["ALERT", "Decision", "DriftMeasurement", "MonitorConfig", "NOTHING", "RETRAIN",
-           "Signals", "compare", "decide", "span_statistics"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "MonitorConfig": "monitoring.config",
+    **{name: "monitoring.decision" for name in ("ALERT", "Decision", "NOTHING", "RETRAIN",
+                                                "Signals", "decide")},
+    **{name: "monitoring.drift" for name in ("DriftMeasurement", "compare", "span_statistics")},
+})

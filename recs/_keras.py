@@ -3,8 +3,10 @@
 TensorFlow Recommenders 0.7.3 is written against Keras 2. TensorFlow 2.16 ships Keras 3 as
 `tf.keras` unless `TF_USE_LEGACY_KERAS=1` is set *before TensorFlow is first imported*; with
 Keras 3, TFRS layers such as `BruteForce.index()` fail with "Cannot convert 1 to EagerTensor of
-dtype string". This module is the one place the project sets it; `recs/__init__.py` imports it
-first, and every other package imports `recs` before TensorFlow.
+dtype string". This module is the one place the project sets it; `recs/__init__.py` calls
+`use_keras_2()`, so any `import recs.<module>` selects Keras 2 before TensorFlow can resolve
+`tf.keras`. It imports nothing: a process that never touches Keras (the service, the
+consumer) only carries the environment variable.
 """
 
 import os
@@ -13,7 +15,7 @@ import sys
 _VARIABLE = "TF_USE_LEGACY_KERAS"
 
 
-def select_legacy_keras() -> None:
+def use_keras_2() -> None:
     """Sets `TF_USE_LEGACY_KERAS=1`, or fails if TensorFlow already chose Keras 3.
 
     Raises:

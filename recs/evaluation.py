@@ -9,6 +9,9 @@ Two protocols, as published benchmarks define them:
   NDCG@K = DCG / ideal DCG, Hit@K = any hit; averaged over users.
 
 Items already seen in training can be masked (RecBole always does; the TFRS protocol does not).
+
+Also the one exact top-k of the project (`top_k`, `exact_top_k`: training's Recall@K, the index
+tuner's oracle, the benchmarks) and the recall of an approximate index against it.
 """
 
 from typing import Callable, Sequence
@@ -19,15 +22,63 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]
 """Maps `[batch]` query row indices to `[batch, num_candidates]` scores."""
 
 
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's k highest scores, best first (ties by column).
+
+    Args:
+        scores: `[rows, columns]`.
+        k: kept per row (at most the number of columns).
+
+    Returns:
+        `[rows, min(k, columns)]` int64 indices.
+    """
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
+
+
+def exact_top_k(candidates: np.ndarray, queries: np.ndarray, k: int, chunk: int = 256
+                ) -> np.ndarray:
+    """The brute-force oracle: row indices of the k best dot products, best first.
+
+    Args:
+        candidates: `[num_candidates, dim]`.
+        queries: `[num_queries, dim]`.
+        k: neighbours per query (at most num_candidates).
+        chunk: queries scored at once.
+
+    Returns:
+        `[num_queries, k]` int64 indices into `candidates`.
+    """
+    return np.concatenate([top_k(queries[start:start + chunk] @ candidates.T, k)
+                           for start in range(0, len(queries), chunk)])
+
+
+def recall_against_exact(approximate: np.ndarray, exact: np.ndarray) -> float:
+    """Mean over queries of |approximate top-k ∩ exact top-k| / k.
+
+    Args:
+        approximate: `[num_queries, k]` ids from the index under test.
+        exact: `[num_queries, k]` ids from brute force.
+
+    Raises:
+        ValueError: the two differ in shape.
+    """
+    if approximate.shape != exact.shape:
+        raise ValueError(f"approximate and exact ids must have the same shape; received "
+                         f"{approximate.shape} and {exact.shape}.")
+    hits = [len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approximate, exact)]
+    return float(np.sum(hits) / exact.size)
+
+
 def _ranked(score: ScoreFn, rows: np.ndarray, k: int,
             exclude: Sequence[np.ndarray] | None) -> np.ndarray:
     scores = np.array(score(rows), dtype=np.float32, copy=True)
     if exclude is not None:
         for line, row in enumerate(rows):
             scores[line, exclude[row]] = -np.inf
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1)
+    return top_k(scores, k)
 
 
 def pair_metrics(score: ScoreFn, targets: np.ndarray, ks: Sequence[int],

@@ -1,31 +1,18 @@
 """SavedModels that take raw features: the tf.Transform graph is embedded in each one.
 
-Signatures (all inputs `[batch_size]`, keyed by the raw feature names of `recs.features`):
-
-| model      | signature            | inputs                         | outputs                     |
-|------------|----------------------|--------------------------------|-----------------------------|
-| retrieval  | serving_default,     | QUERY_FEATURES                 | embedding [batch, dim]      |
-| (towers)   | query_embedding      |                                |                             |
-|            | candidate_embedding  | CANDIDATE_FEATURES             | embedding [batch, dim]      |
-| ranker     | serving_default      | RANKER_FEATURES                | probability [batch]         |
-|            | serving_tf_example   | examples: serialized tf.Example| probability [batch]         |
+The towers and the ranker, with the signatures `recs.contract.signatures` lists.
 """
 
 import os
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2
 
 from recs import features as F
-
-SERVING_DEFAULT = "serving_default"
-QUERY_EMBEDDING = "query_embedding"
-CANDIDATE_EMBEDDING = "candidate_embedding"
-SERVING_TF_EXAMPLE = "serving_tf_example"
-EXAMPLES_INPUT = "examples"
-WARMUP_FILE = "tf_serving_warmup_requests"
-"""In `assets.extra/`: PredictionLog records TF Serving replays before a version serves."""
+from recs.contract.models import WARMUP_FILE
+from recs.contract.protos import string_tensor_proto
+from recs.contract.signatures import (CANDIDATE_EMBEDDING, EMBEDDING, EXAMPLES, PROBABILITY,
+                                      QUERY_EMBEDDING, SERVING_DEFAULT, SERVING_TF_EXAMPLE)
 
 
 def to_transform_inputs(features: dict[str, tf.Tensor], raw_shapes: dict[str, list[int]]
@@ -66,10 +53,10 @@ class RetrievalExport(tf.Module):
         return self.transform_layer(to_transform_inputs(features, self._raw_shapes))
 
     def _query(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return {"embedding": self.query_tower(self._transform(features))}
+        return {EMBEDDING: self.query_tower(self._transform(features))}
 
     def _candidate(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return {"embedding": self.candidate_tower(self._transform(features))}
+        return {EMBEDDING: self.candidate_tower(self._transform(features))}
 
     def save(self, path: str) -> None:
         query = self.query_embedding.get_concrete_function()
@@ -101,10 +88,10 @@ class RankerExport(tf.Module):
             self._score, input_signature=[F.serving_input_signature(F.RANKER_FEATURES)])
         self.score_examples = tf.function(
             self._score_examples,
-            input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+            input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES)])
 
     def _probability(self, transformed: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return {"probability": tf.reshape(self.ranker(transformed, training=False), [-1])}
+        return {PROBABILITY: tf.reshape(self.ranker(transformed, training=False), [-1])}
 
     def _score(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         return self._probability(
@@ -124,16 +111,6 @@ class RankerExport(tf.Module):
 def serving_model_dir(model_root: str) -> str:
     """TFX's layout: a Trainer's model artifact holds the SavedModel in `Format-Serving`."""
     return os.path.join(model_root, "Format-Serving")
-
-
-def string_tensor_proto(values: list[bytes], shape: list[int]) -> tensor_pb2.TensorProto:
-    """A DT_STRING TensorProto holding `values` byte for byte.
-
-    `tf.make_tensor_proto` goes through NumPy's fixed-width bytes, which drops trailing NUL
-    bytes; a serialized tf.Example often ends in one.
-    """
-    return tensor_pb2.TensorProto(dtype=tf.string.as_datatype_enum, string_val=values,
-                                  tensor_shape=tf.TensorShape(shape).as_proto())
 
 
 def _placeholder_example() -> bytes:
@@ -182,7 +159,7 @@ def write_warmup_requests(path: str, batch_sizes: tuple[int, ...] = (1, 8)) -> s
                     shape = [batch if d.size < 0 else d.size for d in info.tensor_shape.dim]
                     if dtype == tf.string:
                         request.inputs[key].CopyFrom(string_tensor_proto(
-                            [example if key == EXAMPLES_INPUT else b""] * int(np.prod(shape)),
+                            [example if key == EXAMPLES else b""] * int(np.prod(shape)),
                             shape))
                     else:
                         request.inputs[key].CopyFrom(tf.make_tensor_proto(

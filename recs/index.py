@@ -16,7 +16,6 @@ An index is validated before it is pushed: its top-k on held-out queries must re
 import dataclasses
 import json
 import os
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -25,12 +24,13 @@ from scann.scann_ops.py import scann_ops_pybind
 
 from recs import features as F
 from recs.config import IndexConfig
+from recs.contract.models import ASSETS_EXTRA, CATALOGUE_ASSET
+from recs.evaluation import exact_top_k, recall_against_exact
+from recs.timing import latencies_ms, timed
 from recs.export import write_warmup_requests
 from recs.types import ArrayDict
 
 SCANN_SAVE_OPTIONS = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
-CATALOGUE_ASSET = "catalogue.jsonl"
-"""Written to `assets.extra/` of each index SavedModel: the titles it indexes, id order kept."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,28 +81,6 @@ def scann_layer(ids: np.ndarray, embeddings: np.ndarray, config: IndexConfig
     return layer.index(tf.constant(embeddings), identifiers=tf.constant(ids))
 
 
-def exact_top_k(candidates: np.ndarray, queries: np.ndarray, k: int, chunk: int = 256
-                ) -> np.ndarray:
-    """The NumPy brute-force oracle: row indices of the k best dot products, best first.
-
-    Args:
-        candidates: `[num_candidates, dim]`.
-        queries: `[num_queries, dim]`.
-        k: neighbours per query (at most num_candidates).
-
-    Returns:
-        `[num_queries, k]` int64 indices into `candidates`.
-    """
-    k = min(k, len(candidates))
-    found = []
-    for start in range(0, len(queries), chunk):
-        scores = queries[start:start + chunk] @ candidates.T
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-        found.append(np.take_along_axis(top, order, axis=1))
-    return np.concatenate(found)
-
-
 @dataclasses.dataclass(frozen=True)
 class Trial:
     """One ScaNN setting the tuner measured."""
@@ -128,16 +106,6 @@ def _probe_options(num_leaves: int) -> list[int]:
         options.append(value)
         value = max(value + 1, round(value * 1.5))
     return options + [num_leaves]
-
-
-def _median_ms(search, queries: np.ndarray) -> float:
-    search(queries[0])  # Warm up.
-    times = []
-    for query in queries:
-        start = time.perf_counter()
-        search(query)
-        times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
 
 
 def tune_scann(candidates: np.ndarray, queries: np.ndarray, config: IndexConfig,
@@ -197,8 +165,9 @@ def tune_scann(candidates: np.ndarray, queries: np.ndarray, config: IndexConfig,
                 error = float(per_query.std() / np.sqrt(len(per_query)))
                 reached = (recall >= config.tuning_target
                            and recall - 4.0 * error >= config.min_recall)
-                latency = (_median_ms(lambda q: searcher.search(q, k, depth, probes),
-                                      queries[:latency_queries]) if reached else None)
+                latency = (latencies_ms(lambda q: searcher.search(q, k, depth, probes),
+                                        list(queries[:latency_queries]))["median_ms"]
+                           if reached else None)
                 trials.append(Trial(leaves, probes, depth, recall, error, latency))
                 if reached:
                     break
@@ -265,33 +234,18 @@ class IndexedRetrieval(tf.Module):
         signature = self.recommend.get_concrete_function()
         tf.saved_model.save(self, path, signatures={"serving_default": signature},
                             options=SCANN_SAVE_OPTIONS if scann else None)
-        extra = os.path.join(path, "assets.extra")
+        extra = os.path.join(path, ASSETS_EXTRA)
         tf.io.gfile.makedirs(extra)
         with tf.io.gfile.GFile(os.path.join(extra, CATALOGUE_ASSET), "w") as handle:
             handle.write("\n".join(catalogue_lines) + "\n")
         write_warmup_requests(path)
 
 
-def recall_against_exact(approximate: np.ndarray, exact: np.ndarray) -> float:
-    """Mean over queries of |approximate top-k ∩ exact top-k| / k.
-
-    Args:
-        approximate: `[num_queries, k]` ids from the index under test.
-        exact: `[num_queries, k]` ids from brute force.
-    """
-    if approximate.shape != exact.shape:
-        raise ValueError(f"approximate and exact ids must have the same shape; received "
-                         f"{approximate.shape} and {exact.shape}.")
-    hits = [len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approximate, exact)]
-    return float(np.sum(hits) / exact.size)
-
-
 def _ms_per_query(layer: tf.keras.layers.Layer, queries: np.ndarray, k: int
                   ) -> tuple[np.ndarray, float]:
     layer(tf.constant(queries[:1]), k=k)  # Warm up (traces the function).
-    start = time.perf_counter()
-    ids = [layer(tf.constant(query[None, :]), k=k)[1].numpy()[0] for query in queries]
-    elapsed = time.perf_counter() - start
+    ids, elapsed = timed(lambda: [layer(tf.constant(query[None, :]), k=k)[1].numpy()[0]
+                                  for query in queries])
     # ScaNN returns fewer than k ids when the probed partitions hold fewer than k titles;
     # pad with an empty id, which never matches a real one.
     padded = np.full((len(ids), k), b"", dtype=object)
@@ -374,26 +328,3 @@ def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def merge_top_k(first: list[tuple[str, float]], second: list[tuple[str, float]], k: int,
-                exclude: frozenset[str] | set[str] = frozenset()) -> list[tuple[str, float]]:
-    """Merges two scored candidate lists by score, best first, without duplicates.
-
-    Both lists must hold dot-product scores of the same query embedding (e.g. ScaNN's results
-    and an exact side index of fresh titles), so their scores are comparable.
-
-    Args:
-        first: (title_id, score) pairs.
-        second: (title_id, score) pairs.
-        k: length of the merged list.
-        exclude: title ids to leave out (e.g. titles taken down).
-
-    Returns:
-        At most k (title_id, score) pairs; a title in both lists keeps its higher score.
-    """
-    best: dict[str, float] = {}
-    for title, score in [*first, *second]:
-        if title not in exclude and score > best.get(title, -np.inf):
-            best[title] = score
-    return sorted(best.items(), key=lambda item: -item[1])[:k]

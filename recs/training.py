@@ -13,6 +13,7 @@ import tensorflow as tf
 from recs import features as F
 from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
 from recs.distribute import shard_by_data
+from recs.evaluation import pair_metrics
 from recs.models.encoders import FeatureSizes
 from recs.models.item_item import fit_item_item
 from recs.models.ranker import DeepRanker
@@ -154,11 +155,13 @@ class _EmbeddedPairs:
 
     def recall(self, k: int, queries: tf.Tensor | None = None) -> float:
         """Recall@k of these pairs, or of `queries` (same rows, re-weighted) instead."""
-        queries = self.queries if queries is None else queries
-        k = min(k, len(self.candidate_titles))
-        _, top = tf.math.top_k(tf.matmul(queries, self.candidates, transpose_b=True), k)
-        top_titles = self.candidate_titles[top.numpy()]  # [num_pairs, k]
-        return float((top_titles == self.targets[:, None]).any(axis=1).mean())
+        queries = np.asarray(self.queries if queries is None else queries)
+        candidates = np.asarray(self.candidates)
+        position = {title: index for index, title in enumerate(self.candidate_titles.tolist())}
+        targets = np.array([position[title] for title in self.targets.tolist()])
+        k = min(k, len(candidates))
+        return pair_metrics(lambda rows: queries[rows] @ candidates.T, targets,
+                            (k,))[f"recall_at_{k}"]
 
 
 def _embedded_pairs(model: TwoTowerModel, catalogue: tf.data.Dataset,

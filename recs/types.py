@@ -1,11 +1,13 @@
 """Type aliases shared across the library."""
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
-import tensorflow as tf
 
-TensorDict = Mapping[str, tf.Tensor]
+if TYPE_CHECKING:  # Annotations only: the contract's users need not load TensorFlow.
+    import tensorflow as tf
+
+TensorDict = Mapping[str, "tf.Tensor"]
 """Feature name -> tensor, as produced by tf.Transform or parsed from tf.Examples."""
 
 ArrayDict = Mapping[str, np.ndarray]

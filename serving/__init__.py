@@ -1,17 +1,21 @@
 """Model serving: the TF Serving-protocol model server, its clients, the recommender, the
-recommendation service, and profile updates from the event queue."""
+recommendation service, and profile updates from the event queue.
 
-import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+Names are imported on first use: the service process loads the clients and the recommender,
+never the model server's TensorFlow runtime unless it embeds one.
+"""
 
-from serving.client import GrpcClient, ModelServerError, RestClient
-from serving.config import ModelServingConfig, ServiceConfig
-from serving.fresh import FreshTitles
-from serving.model_server import ModelRegistry, ModelServer, ServingError
-from serving.recommender import (Recommendation, Recommender, ServedList, UnknownUserError,
-                                 load_catalogue)
-from serving.store import ProfileStore, RedisProfileStore, load_store, open_store
+from recs._lazy import lazy_exports
 
-__all__ = ["FreshTitles", "GrpcClient", "ModelRegistry", "ModelServer", "ModelServerError",
-           "ModelServingConfig", "ProfileStore", "Recommendation", "Recommender",
-           "RedisProfileStore", "RestClient", "ServedList", "ServiceConfig", "ServingError",
-           "UnknownUserError", "load_catalogue", "load_store", "open_store"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "GrpcClient": "serving.grpc_client",
+    **{name: "serving.client" for name in ("ModelServerError", "RestClient")},
+    "ModelServingConfig": "serving.config", "ServiceConfig": "serving.config",
+    "FreshTitles": "serving.fresh",
+    **{name: "serving.model_server" for name in ("ModelRegistry", "ModelServer",
+                                                 "ServingError")},
+    **{name: "serving.recommender" for name in ("Recommendation", "Recommender", "ServedList",
+                                                "UnknownUserError", "load_catalogue")},
+    **{name: "serving.store" for name in ("ProfileStore", "RedisProfileStore", "load_store",
+                                          "open_store")},
+})

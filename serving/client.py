@@ -1,30 +1,15 @@
 """Clients of TF Serving's REST and gRPC APIs; the same code talks to the local model server
-and to a real `tensorflow/serving` deployment.
+and to a real `tensorflow/serving` deployment. The REST client needs only NumPy and urllib3;
+the gRPC client (`serving.grpc_client`) loads gRPC and TensorFlow's protos.
 """
 
 import base64
 import json
 from typing import Any, Mapping, Protocol
 
-import grpc
 import numpy as np
-import tensorflow as tf
-from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc)
-
-from recs.export import string_tensor_proto
 
 Inputs = Mapping[str, np.ndarray | list]
-
-
-def tensor_proto(value: np.ndarray | list) -> Any:
-    """A TensorProto of `value`; strings keep every byte (serialized tf.Examples end in NUL
-    bytes, which NumPy's fixed-width bytes would drop)."""
-    if np.asarray(value).dtype.kind not in "SUO":
-        return tf.make_tensor_proto(np.asarray(value))
-    items = np.asarray(value, dtype=object)
-    return string_tensor_proto([v.encode() if isinstance(v, str) else bytes(v)
-                                for v in items.ravel()], list(items.shape))
 
 
 def _json_column(value: np.ndarray | list) -> Any:
@@ -154,56 +139,11 @@ class RestClient:
         return self._call(f"{self._model_url(model, version)}/metadata")
 
 
-class GrpcClient:
-    """TF Serving's gRPC `PredictionService` and `ModelService`.
+def __getattr__(name: str) -> Any:
+    """`GrpcClient` lives in `serving.grpc_client` and loads gRPC and TF Serving's protos
+    (TensorFlow) when first asked for, so a REST-only process never does."""
+    if name == "GrpcClient":
+        from serving.grpc_client import GrpcClient
 
-    Args:
-        target: `host:port`, e.g. `localhost:8500`.
-        timeout: seconds per call.
-    """
-
-    def __init__(self, target: str, timeout: float = 5.0) -> None:
-        self._channel = grpc.insecure_channel(target)
-        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
-        self.timeout = timeout
-
-    def predict(self, model: str, inputs: Inputs, signature: str = "",
-                version: int | None = None, timeout: float | None = None
-                ) -> dict[str, np.ndarray]:
-        return self.predict_versioned(model, inputs, signature, version, timeout)[0]
-
-    def predict_versioned(self, model: str, inputs: Inputs, signature: str = "",
-                          version: int | None = None, timeout: float | None = None
-                          ) -> tuple[dict[str, np.ndarray], int | None]:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = model
-        request.model_spec.signature_name = signature
-        if version is not None:
-            request.model_spec.version.value = version
-        for key, value in inputs.items():
-            request.inputs[key].CopyFrom(tensor_proto(value))
-        try:
-            response = self._predictions.Predict(request, timeout=timeout or self.timeout)
-        except grpc.RpcError as error:
-            raise ModelServerError(error.code().name, error.details()) from error
-        outputs = {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
-        return outputs, response.model_spec.version.value or None
-
-    def status(self, model: str, timeout: float | None = None
-               ) -> get_model_status_pb2.GetModelStatusResponse:
-        request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = model
-        try:
-            return self._models.GetModelStatus(request, timeout=timeout or self.timeout)
-        except grpc.RpcError as error:
-            raise ModelServerError(error.code().name, error.details()) from error
-
-    def available_versions(self, model: str, timeout: float | None = None) -> list[int]:
-        available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-        return sorted(status.version for status in
-                      self.status(model, timeout).model_version_status
-                      if status.state == available)
-
-    def close(self) -> None:
-        self._channel.close()
+        return GrpcClient
+    raise AttributeError(f"module 'serving.client' has no attribute {name!r}")

@@ -13,7 +13,7 @@ messages; messages pending on a consumer that died are claimed (XAUTOCLAIM) once
 No message can stop the consumer:
 - reads are binary-safe (the stream is read as bytes; a field name or value that is not UTF-8
   is just a record the contract refuses);
-- each message is validated by `transforms.events.parse_event`, the contract Beam ingestion
+- each message is validated by `recs.contract.events.parse_event`, the contract Beam ingestion
   applies, with the time stamp bounded by the message's arrival time, and checked against the
   catalogue (known title, `plausible_watch`) and the store (known user);
 - a message refused for good is copied to the dead-letter stream, with the reason and every
@@ -35,8 +35,8 @@ import time
 from typing import Any
 
 from serving.store import ProfileStore, RedisProfileStore
-from transforms import events as E
-from transforms.events import Reason, TimeWindow, parse_event, plausible_watch
+from recs.contract import events as E
+from recs.contract.events import Reason, TimeWindow, parse_event, plausible_watch
 
 EVENT_FIELD = "event"
 """Stream entries carry one raw event (the streaming-log JSON object) in this field."""

@@ -4,14 +4,16 @@ ScaNN indexes cannot add or delete entries, and a rebuild waits for the next pip
 titles are embedded by the served candidate tower (from metadata and description alone, so an id
 the tower never saw falls back to its out-of-vocabulary bucket) and kept in a small exact side
 index; its dot products with the request's query embedding are merged with ScaNN's results by
-score (`recs.index.merge_top_k`). Titles taken down are filtered from both.
+score (`merge_top_k`). Titles taken down are filtered from both.
 """
 
 import threading
 
 import numpy as np
 
-from recs import features as F
+from recs.contract import features as F
+from recs.contract.models import TOWERS
+from recs.contract.signatures import CANDIDATE_EMBEDDING, EMBEDDING
 from recs.types import JsonDict
 from serving.client import PredictClient
 
@@ -24,7 +26,7 @@ class FreshTitles:
         towers_model: served name of the towers model (its `candidate_embedding` signature).
     """
 
-    def __init__(self, client: PredictClient, towers_model: str = "towers") -> None:
+    def __init__(self, client: PredictClient, towers_model: str = TOWERS) -> None:
         self.client = client
         self.towers_model = towers_model
         self._lock = threading.Lock()
@@ -52,7 +54,7 @@ class FreshTitles:
                                  f"{list(F.CANDIDATE_FEATURES)}.")
         columns = {key: [row[key] for row in rows] for key in F.CANDIDATE_FEATURES}
         embeddings = self.client.predict(self.towers_model, columns,
-                                         signature="candidate_embedding")["embedding"]
+                                         signature=CANDIDATE_EMBEDDING)[EMBEDDING]
         with self._lock:
             for row, embedding in zip(rows, np.asarray(embeddings, dtype=np.float32)):
                 title = str(row[F.TITLE_ID])
@@ -96,3 +98,26 @@ class FreshTitles:
         scores = matrix @ np.asarray(query_embedding, dtype=np.float32)
         order = np.argsort(-scores)[:k]
         return [(titles[i], float(scores[i])) for i in order]
+
+
+def merge_top_k(first: list[tuple[str, float]], second: list[tuple[str, float]], k: int,
+                exclude: frozenset[str] | set[str] = frozenset()) -> list[tuple[str, float]]:
+    """Merges two scored candidate lists by score, best first, without duplicates.
+
+    Both lists must hold dot-product scores of the same query embedding (e.g. ScaNN's results
+    and the exact side index of fresh titles), so their scores are comparable.
+
+    Args:
+        first: (title_id, score) pairs.
+        second: (title_id, score) pairs.
+        k: length of the merged list.
+        exclude: title ids to leave out (e.g. titles taken down).
+
+    Returns:
+        At most k (title_id, score) pairs; a title in both lists keeps its higher score.
+    """
+    best: dict[str, float] = {}
+    for title, score in [*first, *second]:
+        if title not in exclude and score > best.get(title, -np.inf):
+            best[title] = score
+    return sorted(best.items(), key=lambda item: -item[1])[:k]

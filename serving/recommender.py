@@ -6,19 +6,18 @@
 """
 
 import dataclasses
-import os
 import time
 
 import numpy as np
 
-from recs import features as F
+from recs.contract import features as F
+from recs.contract.models import CATALOGUE_ASSET, RANKER, RETRIEVAL, asset_path, newest_version_dir
+from recs.contract.signatures import PROBABILITY, QUERY_EMBEDDING_OUTPUT, SCORES, TITLE_IDS
 from recs.data.catalogue import read_jsonl
 from recs.exploration import epsilon_greedy_slot
-from recs.index import CATALOGUE_ASSET, merge_top_k
 from recs.types import JsonDict
 from serving.client import ModelServerError, PredictClient
-from serving.fresh import FreshTitles
-from serving.model_server import versions_on_disk
+from serving.fresh import FreshTitles, merge_top_k
 from serving.store import ProfileStore
 
 MAX_K = 100
@@ -112,12 +111,7 @@ def load_catalogue(serving_base_dir: str, retrieval_model: str) -> dict[str, Jso
     Raises:
         FileNotFoundError: no version of `retrieval_model` has been pushed.
     """
-    versions = versions_on_disk(serving_base_dir, retrieval_model)
-    if not versions:
-        raise FileNotFoundError(f"no pushed version of {retrieval_model!r} under "
-                                f"{serving_base_dir}; run the pipeline first.")
-    path = os.path.join(serving_base_dir, retrieval_model, str(versions[-1]), "assets.extra",
-                        CATALOGUE_ASSET)
+    path = asset_path(newest_version_dir(serving_base_dir, retrieval_model), CATALOGUE_ASSET)
     return {row[F.TITLE_ID]: row for row in read_jsonl(path)}
 
 
@@ -140,8 +134,8 @@ class Recommender:
     """
 
     def __init__(self, client: PredictClient, store: ProfileStore,
-                 catalogue: dict[str, JsonDict], retrieval_model: str = "retrieval",
-                 ranker_model: str = "ranker", fresh: FreshTitles | None = None,
+                 catalogue: dict[str, JsonDict], retrieval_model: str = RETRIEVAL,
+                 ranker_model: str = RANKER, fresh: FreshTitles | None = None,
                  retrieval_client: PredictClient | None = None) -> None:
         self.client = client
         self.retrieval_client = retrieval_client or client
@@ -159,10 +153,10 @@ class Recommender:
 
     def _candidates(self, retrieved: dict[str, np.ndarray]) -> list[tuple[str, float]]:
         indexed = [(_text(title), float(score))
-                   for title, score in zip(retrieved["title_ids"][0], retrieved["scores"][0])]
+                   for title, score in zip(retrieved[TITLE_IDS][0], retrieved[SCORES][0])]
         if self.fresh is None:
             return indexed
-        fresh = self.fresh.search(retrieved["query_embedding"][0], len(indexed))
+        fresh = self.fresh.search(retrieved[QUERY_EMBEDDING_OUTPUT][0], len(indexed))
         return merge_top_k(indexed, fresh, len(indexed), exclude=self.fresh.taken_down)
 
     def _query(self, user_id: str, device_type: str, hour: int,
@@ -256,9 +250,9 @@ class Recommender:
             batch[key] = [row[key] for row in rows]
         ranked, versions[self.ranker_model] = self.client.predict_versioned(
             self.ranker_model, batch, timeout=_remaining(deadline))
-        order = np.argsort(-ranked["probability"], kind="stable")
+        order = np.argsort(-ranked[PROBABILITY], kind="stable")
         items = [Recommendation(title_id=candidates[i][0],
-                                score=float(ranked["probability"][i]),
+                                score=float(ranked[PROBABILITY][i]),
                                 retrieval_score=candidates[i][1],
                                 genre=str(candidates[i][2][F.GENRE])) for i in order]
         stage_ms["ranking"] = 1000.0 * (time.perf_counter() - mark)

@@ -9,9 +9,7 @@ recommendation service reads.
 import sqlite3
 import threading
 
-import tensorflow as tf
-
-from recs import features as F
+from recs.contract import features as F
 from recs.data.catalogue import read_jsonl
 from recs.types import JsonDict
 
@@ -260,9 +258,13 @@ def load_store(store: ProfileStore | RedisProfileStore, users_path: str, example
     Returns:
         (profiles loaded, finished pairs loaded).
     """
+    import tensorflow as tf  # A bulk load from tf.Examples: an offline step, not the service's.
+
+    from recs.features import RAW_FEATURE_DTYPES
+
     profiles = read_jsonl(users_path)
     store.upsert_profiles(profiles)
-    spec = {key: tf.io.FixedLenFeature([], F.RAW_FEATURE_DTYPES[key])
+    spec = {key: tf.io.FixedLenFeature([], RAW_FEATURE_DTYPES[key])
             for key in (F.USER_ID, F.TITLE_ID, F.COMPLETED, F.TIMESTAMP)}
     files = tf.io.gfile.glob(examples_glob)
     dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)

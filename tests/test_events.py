@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transforms.events import (EVENT_TYPES, MAX_RECORD_BYTES, MAX_WATCH_SECONDS, Parsed, Reason,
+from recs.contract.events import (EVENT_TYPES, MAX_RECORD_BYTES, MAX_WATCH_SECONDS, Parsed, Reason,
                                TimeWindow, parse_event, plausible_watch)
 
 T0 = 1_767_600_000

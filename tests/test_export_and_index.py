@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from recs import features as F
 from recs.config import IndexConfig
-from recs.index import (IndexedRetrieval, brute_force_layer, embed, exact_top_k, merge_top_k,
-                        recall_against_exact, scann_layer, tune_scann)
+from recs.evaluation import exact_top_k, recall_against_exact
+from recs.index import IndexedRetrieval, brute_force_layer, embed, scann_layer, tune_scann
 
 
 def _clustered(rng: np.random.Generator, count: int, dim: int = 16, clusters: int = 20
@@ -131,6 +131,8 @@ def test_tuner_rejects_mismatched_dimensions():
 
 
 def test_merge_top_k_orders_by_score_dedupes_and_excludes():
+    from serving.fresh import merge_top_k
+
     indexed = [("a", 0.9), ("b", 0.5), ("c", 0.1)]
     fresh = [("n", 0.7), ("b", 0.6), ("x", 0.95)]
     # x is taken down; b keeps its higher score.

@@ -81,15 +81,15 @@ def _flipped_ranker(ranker_dir: str, out: str) -> str:
     """The ranker with its scores turned around (1 - p): AUC becomes 1 - AUC."""
     import tensorflow as tf
 
-    from recs.export import EXAMPLES_INPUT, SERVING_TF_EXAMPLE
+    from recs.contract.signatures import EXAMPLES, PROBABILITY, SERVING_TF_EXAMPLE
 
     module = tf.Module()
     module.ranker = tf.saved_model.load(ranker_dir)
     score = module.ranker.signatures[SERVING_TF_EXAMPLE]
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES)])
     def flipped(examples):
-        return {"probability": 1.0 - score(**{EXAMPLES_INPUT: examples})["probability"]}
+        return {PROBABILITY: 1.0 - score(**{EXAMPLES: examples})[PROBABILITY]}
 
     module.flipped = flipped
     tf.saved_model.save(module, out, signatures={SERVING_TF_EXAMPLE: flipped})

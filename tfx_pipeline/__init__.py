@@ -1,12 +1,10 @@
 """TFX wiring: components in data-flow order, run_fn adapters, the index component, runners,
 rolling training windows."""
 
-import recs  # noqa: F401  (selects Keras 2 before TFX imports TensorFlow)
+from recs._lazy import lazy_exports
 
-from tfx_pipeline.config import PipelineConfig
-from tfx_pipeline.pipeline import create_pipeline
-from tfx_pipeline.runners import compile_for_kubeflow, run_local
-from tfx_pipeline.windows import rolling_window
-
-__all__ = ["PipelineConfig", "compile_for_kubeflow", "create_pipeline", "rolling_window",
-           "run_local"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "PipelineConfig": "tfx_pipeline.config", "create_pipeline": "tfx_pipeline.pipeline",
+    "compile_for_kubeflow": "tfx_pipeline.runners", "run_local": "tfx_pipeline.runners",
+    "rolling_window": "tfx_pipeline.windows",
+})

@@ -1,8 +1,8 @@
 """Beam ingestion and tf.Transform preprocessing: raw logs -> model-ready features."""
 
-import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from recs._lazy import lazy_exports
 
-from transforms.ingestion import IngestionConfig, IngestionReport, run_ingestion
-from transforms.preprocessing import preprocessing_fn
-
-__all__ = ["IngestionConfig", "IngestionReport", "preprocessing_fn", "run_ingestion"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "IngestionConfig": "transforms.ingestion", "IngestionReport": "transforms.ingestion",
+    "run_ingestion": "transforms.ingestion", "preprocessing_fn": "transforms.preprocessing",
+})

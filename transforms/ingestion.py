@@ -1,7 +1,7 @@
 """Beam ingestion: raw playback events -> one labelled interaction tf.Example per (user, title, session).
 
     MatchFiles(events/day=D/*) -> read bytes, line by line (gzip by its magic bytes) --> dead letter
-                         -> parse + validate (transforms.events), time stamp near day D --> dead letter
+                         -> parse + validate (recs.contract.events), time stamp near day D --> dead letter
                          -> deduplicate by event_id: the earliest delivered copy wins --> dead letter
                          -> group by user: bot-rate hours ------------------------------> dead letter
                          -> sessionize (inactivity gap; a play is active start -> stop)
@@ -27,7 +27,7 @@ Cleaning rules (each refusal is a dead letter with its reason):
 - A record that is not UTF-8 or valid JSON, lacks a field or has a wrongly typed one, holds a
   non-finite number, an invalid id, or a negative or implausibly long watch time, or is
   stamped more than `max_lateness_seconds` before its delivery day or more than
-  `max_early_seconds` after it: refused by `transforms.events.parse_event`, the contract the
+  `max_early_seconds` after it: refused by `recs.contract.events.parse_event`, the contract the
   streaming consumer applies too. Optional fields are not imputed here; numeric normalization
   is tf.Transform's.
 - A second copy of an event id: refused. The copy kept is the earliest delivered (delivery
@@ -36,7 +36,7 @@ Cleaning rules (each refusal is a dead letter with its reason):
 - Every event of a user's clock hour holding more than `bot_events_per_hour` events: bot or
   stuck-client traffic, refused.
 - A (user, title, session) whose play reports more than `max_watch_ratio` x the title's
-  duration (`transforms.events.plausible_watch`): refused as a whole (its watch time cannot be
+  duration (`recs.contract.events.plausible_watch`): refused as a whole (its watch time cannot be
   trusted). Below that the watch ratio is capped at 1.
 - Unknown user or title ids: refused, never silently dropped. Profile and catalogue rows that
   do not hold their fields with the right types are refused too (`invalid_profile`,
@@ -74,7 +74,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
 from recs.config import Config, require
-from transforms.events import (MAX_RECORD_BYTES, Reason, TimeWindow, parse_event,
+from recs.contract.events import (MAX_RECORD_BYTES, Reason, TimeWindow, parse_event,
                                plausible_watch)
 
 import tensorflow as tf

@@ -24,7 +24,7 @@ def _day_start() -> int:
 
 def run(seed: int = 0, count: int = 300, workdir: str = "") -> dict:
     """Writes the hostile day, ingests it (two worker processes) and counts what came out."""
-    from transforms.events import Reason
+    from recs.contract.events import Reason
     from transforms.ingestion import IngestionConfig, run_ingestion
 
     root = pathlib.Path(workdir or tempfile.mkdtemp(prefix="hostile-ingestion-"))

@@ -1,6 +1,9 @@
-"""Synthetic streaming logs and catalogue/profile readers."""
+"""Synthetic streaming logs, MovieLens, and catalogue/profile readers."""
 
-from recs.data.catalogue import read_jsonl, to_columns
-from recs.data.synthetic import GeneratedData, GeneratorConfig, generate
+from recs._lazy import lazy_exports
 
-__all__ = ["GeneratedData", "GeneratorConfig", "generate", "read_jsonl", "to_columns"]
+__getattr__, __all__ = lazy_exports(__name__, {
+    "GeneratedData": "recs.data.synthetic", "GeneratorConfig": "recs.data.synthetic",
+    "generate": "recs.data.synthetic", "read_jsonl": "recs.data.catalogue",
+    "to_columns": "recs.data.catalogue",
+})

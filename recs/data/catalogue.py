@@ -1,11 +1,11 @@
-"""Reading catalogue and profile tables (JSON lines) into typed columns."""
+"""Reading catalogue and profile tables (JSON lines) into typed columns (no TensorFlow)."""
 
 import json
 
 import numpy as np
-import tensorflow as tf
 
-from recs import features as F
+from recs.contract import features as F
+from recs.contract.models import open_text
 from recs.types import JsonDict
 
 
@@ -16,7 +16,7 @@ def read_jsonl(path: str) -> list[JsonDict]:
         ValueError: a line is not a JSON object; the message names the file and line number.
     """
     rows = []
-    with tf.io.gfile.GFile(path) as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -44,10 +44,10 @@ def to_columns(rows: list[JsonDict], keys: tuple[str, ...]) -> dict[str, np.ndar
         if missing:
             raise ValueError(f"{len(missing)} rows lack {key!r} (first at row {missing[0]}); "
                              f"every row needs {list(keys)}.")
-        dtype = F.RAW_FEATURE_DTYPES[key]
+        dtype = F.RAW_FEATURE_TYPES[key]
         values = [row[key] for row in rows]
-        if dtype == tf.string:
+        if dtype == F.STRING:
             columns[key] = np.array([str(v) for v in values], dtype=object)
         else:
-            columns[key] = np.array(values, dtype=dtype.as_numpy_dtype)
+            columns[key] = np.array(values, dtype=dtype)
     return columns

@@ -39,7 +39,7 @@ from typing import Iterator, TextIO
 
 import numpy as np
 
-from recs import features as F
+from recs.contract import features as F
 from recs.config import Config, require
 
 GENRES = ("drama", "comedy", "action", "thriller", "documentary", "animation", "romance",

@@ -1,0 +1,68 @@
+"""TF Serving's gRPC API client (`PredictionService`, `ModelService`).
+
+Imported on demand by `serving.client.GrpcClient`: TF Serving's protos load TensorFlow.
+"""
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
+                                     prediction_service_pb2_grpc)
+
+from recs.contract.protos import tensor_proto
+from serving.client import Inputs, ModelServerError
+
+
+class GrpcClient:
+    """TF Serving's gRPC `PredictionService` and `ModelService`.
+
+    Args:
+        target: `host:port`, e.g. `localhost:8500`.
+        timeout: seconds per call.
+    """
+
+    def __init__(self, target: str, timeout: float = 5.0) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self.timeout = timeout
+
+    def predict(self, model: str, inputs: Inputs, signature: str = "",
+                version: int | None = None, timeout: float | None = None
+                ) -> dict[str, np.ndarray]:
+        return self.predict_versioned(model, inputs, signature, version, timeout)[0]
+
+    def predict_versioned(self, model: str, inputs: Inputs, signature: str = "",
+                          version: int | None = None, timeout: float | None = None
+                          ) -> tuple[dict[str, np.ndarray], int | None]:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        request.model_spec.signature_name = signature
+        if version is not None:
+            request.model_spec.version.value = version
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(tensor_proto(value))
+        try:
+            response = self._predictions.Predict(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise ModelServerError(error.code().name, error.details()) from error
+        outputs = {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
+        return outputs, response.model_spec.version.value or None
+
+    def status(self, model: str, timeout: float | None = None
+               ) -> get_model_status_pb2.GetModelStatusResponse:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model
+        try:
+            return self._models.GetModelStatus(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            raise ModelServerError(error.code().name, error.details()) from error
+
+    def available_versions(self, model: str, timeout: float | None = None) -> list[int]:
+        available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        return sorted(status.version for status in
+                      self.status(model, timeout).model_version_status
+                      if status.state == available)
+
+    def close(self) -> None:
+        self._channel.close()
