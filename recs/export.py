@@ -9,8 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from recs import features as F
-from recs.contract.models import WARMUP_FILE
-from recs.contract.protos import string_tensor_proto
+from recs.contract.models import ASSETS_EXTRA, WARMUP_FILE
+from recs.contract.protos import signature_defs, string_tensor_proto
 from recs.contract.signatures import (CANDIDATE_EMBEDDING, EMBEDDING, EXAMPLES, PROBABILITY,
                                       QUERY_EMBEDDING, SERVING_DEFAULT, SERVING_TF_EXAMPLE)
 
@@ -137,15 +137,10 @@ def write_warmup_requests(path: str, batch_sizes: tuple[int, ...] = (1, 8)) -> s
     Returns:
         The path of `assets.extra/tf_serving_warmup_requests`.
     """
-    from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-    proto = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as handle:
-        proto.ParseFromString(handle.read())
-    signatures = {key: value for key, value in proto.meta_graphs[0].signature_def.items()
-                  if not key.startswith("__")}
-    extra = os.path.join(path, "assets.extra")
+    signatures = signature_defs(path)
+    extra = os.path.join(path, ASSETS_EXTRA)
     tf.io.gfile.makedirs(extra)
     target = os.path.join(extra, WARMUP_FILE)
     example = _placeholder_example()

@@ -258,9 +258,13 @@ def service_app(config):
 
 
 def serve(config, host: str, port: int, embedded_model_server: bool) -> None:
-    """`recs serve`: the HTTP service; `embedded_model_server` first starts a local model
-    server over `config.serving_dir` and points the service at it."""
+    """`recs serve`: the HTTP service on the guarded stack of `serving.http` (uvloop,
+    httptools, the config's header, body and keep-alive limits); `embedded_model_server`
+    first starts a local model server over `config.serving_dir` and points the service at
+    it."""
     import uvicorn
+
+    from serving.http import uvicorn_config
 
     server = None
     if embedded_model_server:
@@ -270,8 +274,8 @@ def serve(config, host: str, port: int, embedded_model_server: bool) -> None:
             else server.grpc_target, retrieval_server="")
         print(f"model server: REST {server.rest_url}  gRPC {server.grpc_target}", flush=True)
     try:
-        uvicorn.run(service_app(config), host=host, port=port, log_level="info",
-                    access_log=False)
+        uvicorn.Server(uvicorn_config(service_app(config), config.http_limits(), host, port,
+                                      log_level="info")).run()
     finally:
         if server is not None:
             server.stop()

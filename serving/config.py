@@ -11,6 +11,8 @@ import os
 
 from recs.config import Config, require
 from recs.experiments import Assigner, Experiment
+from serving.http import HttpLimits
+from serving.recommender import MAX_K
 
 SERVED_MODELS = ("ranker", "retrieval", "retrieval_exact", "towers")
 """Every model the pipeline pushes; `retrieval` (ScaNN) needs a server with ScaNN's ops."""
@@ -38,8 +40,29 @@ class ServiceConfig(Config):
         ranker_model: served name of the ranker.
         model_timeout_ms: budget for all model-server calls of one request; past it the
             service answers from the popularity list and says so.
-        max_k: the largest list a caller may ask for.
-        max_body_bytes: larger request bodies are refused with 413.
+        max_k: the largest list a caller may ask for, at most the recommender's own ceiling
+            (`serving.recommender.MAX_K`). It is the one bound on `k`: the request schema,
+            and so the OpenAPI spec, of an app states the `max_k` it was created with.
+        default_k: the list length when a request gives none; at most `max_k`.
+        max_in_flight: recommendation requests admitted at once; one more is answered 503
+            with `Retry-After` instead of waiting. None admits all, which lets a burst queue
+            for the worker threads with no bound on its wait. A request counts once its body
+            has arrived, so slow clients hold a connection, never a slot. The default is
+            where shedding paid on a 2-core machine serving the tiny test world with the
+            default model budget: a lower limit shed requests that the machine, unlimited,
+            answered within the budget, and a higher one let queueing push the admitted
+            requests' p99 past the budget at 25 and 50 concurrent clients
+            (`python benchmarks/hostile/service.py --sweep` measures it). It stays below the
+            40 worker threads, so readiness always finds a free one.
+        retry_after_s: the `Retry-After` a shed request is given, in whole seconds.
+        max_body_bytes: a larger request body, declared or streamed (chunked), is refused
+            with 413 at the connection.
+        max_header_bytes: a larger request line and headers are refused with 431.
+        header_timeout_s: a request whose line and headers take longer (from the connection,
+            or from its first byte on a kept-alive one) is answered 408 and closed.
+        body_timeout_s: a body that takes longer after its headers is answered 408.
+        keep_alive_s: an idle kept-alive connection is closed after this (whole seconds,
+            at least 1: uvicorn's resolution).
         serving_dir: the models' base directory; the catalogue snapshot is read from the
             newest retrieval version's `assets.extra/`.
         store: the online profile store: a SQLite file path, or a `redis://` URL.
@@ -59,8 +82,15 @@ class ServiceConfig(Config):
     retrieval_model: str = "retrieval"
     ranker_model: str = "ranker"
     model_timeout_ms: int = 1000
-    max_k: int = 100
+    max_k: int = MAX_K
+    default_k: int = 10
+    max_in_flight: int | None = 16
+    retry_after_s: int = 1
     max_body_bytes: int = 16 * 1024
+    max_header_bytes: int = 16 * 1024
+    header_timeout_s: float = 5.0
+    body_timeout_s: float = 10.0
+    keep_alive_s: float = 5.0
     serving_dir: str = "demo_output/serving"
     store: str = "demo_output/profiles.db"
     served_log: str = ""
@@ -82,10 +112,37 @@ class ServiceConfig(Config):
         Assigner(list(self.experiments), self.holdout)  # Validates layers and holdout.
         require(bool(self.model_server), "model_server", "a URL or host:port",
                 self.model_server)
-        require(self.model_timeout_ms > 0, "model_timeout_ms", "> 0", self.model_timeout_ms)
-        require(1 <= self.max_k <= 1000, "max_k", "in [1, 1000]", self.max_k)
-        require(self.max_body_bytes >= 1024, "max_body_bytes", ">= 1024", self.max_body_bytes)
+        require(_is_int(self.model_timeout_ms) and self.model_timeout_ms > 0,
+                "model_timeout_ms", "an int > 0", self.model_timeout_ms)
+        require(_is_int(self.max_k) and 1 <= self.max_k <= MAX_K, "max_k",
+                f"an int in [1, {MAX_K}] (the recommender's ceiling)", self.max_k)
+        require(_is_int(self.default_k) and 1 <= self.default_k <= self.max_k, "default_k",
+                f"an int in [1, max_k={self.max_k}]", self.default_k)
+        require(self.max_in_flight is None
+                or (_is_int(self.max_in_flight) and self.max_in_flight >= 1),
+                "max_in_flight", "None (no limit) or an int >= 1", self.max_in_flight)
+        require(_is_int(self.retry_after_s) and self.retry_after_s >= 1, "retry_after_s",
+                "an int >= 1 (Retry-After takes whole seconds)", self.retry_after_s)
+        require(self.keep_alive_s >= 1, "keep_alive_s", ">= 1 second", self.keep_alive_s)
+        self.http_limits()  # Validates the sizes and timeouts.
         require(self.status_refresh_s > 0, "status_refresh_s", "> 0", self.status_refresh_s)
+
+    def http_limits(self) -> HttpLimits:
+        """The connection limits of `serving.http` that `recs serve` and `ServiceServer` run
+        the app with.
+
+        Raises:
+            ValueError: a size or timeout out of range.
+        """
+        return HttpLimits(header_timeout_s=self.header_timeout_s,
+                          body_timeout_s=self.body_timeout_s, keep_alive_s=self.keep_alive_s,
+                          max_header_bytes=self.max_header_bytes,
+                          max_body_bytes=self.max_body_bytes)
+
+
+def _is_int(value: object) -> bool:
+    """True for ints, not bools: `max_k=True` is a mistake, not 1."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,8 @@ Imported on demand by `serving.client.GrpcClient`: TF Serving's protos load Tens
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
 from recs.contract.protos import tensor_proto
@@ -26,6 +27,28 @@ class GrpcClient:
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self.timeout = timeout
+        self._input_dtypes: dict[tuple[str, int | None, str], dict[str, tf.DType]] = {}
+
+    def _dtypes(self, model: str, version: int | None, signature: str) -> dict[str, tf.DType]:
+        """The signature's input dtypes, read once from GetModelMetadata: TF Serving feeds a
+        tensor as it is sent, so float64 values for a DT_FLOAT input are refused."""
+        key = (model, version, signature or "serving_default")
+        if key not in self._input_dtypes:
+            request = get_model_metadata_pb2.GetModelMetadataRequest(
+                metadata_field=["signature_def"])
+            request.model_spec.name = model
+            if version is not None:
+                request.model_spec.version.value = version
+            try:
+                response = self._predictions.GetModelMetadata(request, timeout=self.timeout)
+            except grpc.RpcError as error:
+                raise ModelServerError(error.code().name, error.details()) from error
+            signatures = get_model_metadata_pb2.SignatureDefMap()
+            response.metadata["signature_def"].Unpack(signatures)
+            inputs = signatures.signature_def[key[2]].inputs
+            self._input_dtypes[key] = {name: tf.dtypes.as_dtype(info.dtype)
+                                       for name, info in inputs.items()}
+        return self._input_dtypes[key]
 
     def predict(self, model: str, inputs: Inputs, signature: str = "",
                 version: int | None = None, timeout: float | None = None
@@ -40,8 +63,9 @@ class GrpcClient:
         request.model_spec.signature_name = signature
         if version is not None:
             request.model_spec.version.value = version
+        dtypes = self._dtypes(model, version, signature)
         for key, value in inputs.items():
-            request.inputs[key].CopyFrom(tensor_proto(value))
+            request.inputs[key].CopyFrom(tensor_proto(value, dtypes.get(key)))
         try:
             response = self._predictions.Predict(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:

@@ -20,6 +20,7 @@ accepted socket, so a response written in two parts is never held back by Nagle'
 import asyncio
 import dataclasses
 import json
+import logging
 import socket
 import threading
 import time
@@ -189,6 +190,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
 
+class _MalformedRequests(logging.Filter):
+    """Drops uvicorn's warning for each malformed request: the client already got its 400 in
+    the envelope, and hostile traffic would otherwise fill the log a line per request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Invalid HTTP request received."
+
+
+_QUIET = _MalformedRequests()
+
+
 def protocol_class(limits: HttpLimits) -> type[GuardedHttpToolsProtocol]:
     """A `GuardedHttpToolsProtocol` bound to `limits`, for `uvicorn.Config(http=...)`."""
     return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
@@ -198,6 +210,7 @@ def uvicorn_config(app: Any, limits: HttpLimits, host: str = "127.0.0.1", port: 
                    log_level: str = "warning", **options: Any) -> uvicorn.Config:
     """uvicorn's config for `app` on the guarded protocol and uvloop; `options` go to
     `uvicorn.Config` unchanged (e.g. `workers`)."""
+    logging.getLogger("uvicorn.error").addFilter(_QUIET)  # Idempotent: a set of filters.
     return uvicorn.Config(app, host=host, port=port, http=protocol_class(limits), loop="uvloop",
                           timeout_keep_alive=max(1, round(limits.keep_alive_s)),
                           log_level=log_level, access_log=False, lifespan="off", **options)

@@ -9,9 +9,13 @@
     GET  /openapi.json  the API's OpenAPI spec (also checked into serving/openapi.json)
 
 When the model server is slow or down the answer comes from the popularity list within the
-model budget, flagged in `fallback`; bad input gets a 4xx with {"error": "..."}, never a 5xx.
-Every served list is logged as one JSON line (logger `recs.served`, and `served_log` if set)
-for the feedback loop.
+model budget, flagged in `fallback`. Every 4xx, the framework's own included, carries
+`{"error": "..."}`: 400 for a body that is not JSON (RFC 8259: no NaN or Infinity, valid
+UTF-8), 422 for JSON the schema refuses (numbers and booleans are strict), 404 for an unknown
+user or route, 405 for a wrong method; the connection layer (`serving.http`) answers 408, 413
+and 431 in the same envelope. Past `ServiceConfig.max_in_flight` recommendation requests the
+service sheds load with 503 and `Retry-After` rather than queueing. Every served list is
+logged as one JSON line (logger `recs.served`, and `served_log` if set) for the feedback loop.
 """
 
 import json
@@ -19,7 +23,7 @@ import logging
 import threading
 import time
 import uuid
-from typing import Literal
+from typing import Annotated, Any, Callable, Literal
 
 import numpy as np
 
@@ -27,50 +31,93 @@ from recs import features as F
 from recs.experiments import Assigner
 from serving.client import ModelServerError
 from serving.config import ServiceConfig
-from serving.recommender import Recommender, ServedList, UnknownUserError
+from serving.http import BackgroundServer, error_body
+from serving.recommender import MAX_K, Recommender, ServedList, UnknownUserError
 
 try:
     import fastapi
+    import orjson
     import prometheus_client
     import pydantic
     from fastapi import responses
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as error:  # pragma: no cover - the lock file installs them
-    raise ImportError("the recommendation service needs fastapi, uvicorn and prometheus-client: "
-                      "pip install fastapi uvicorn prometheus-client") from error
+    raise ImportError("the recommendation service needs fastapi, orjson and prometheus-client: "
+                      "pip install fastapi orjson prometheus-client") from error
 
 API_VERSION = "1.0.0"
+RECOMMENDATIONS_PATH = "/v1/recommendations"
 SERVED_LOGGER = logging.getLogger("recs.served")
-_STAGES = ("profile", "retrieval", "ranking", "total")
+# Strict: JSON's true is not 1 and "5" is not 5.
+_STRICT = pydantic.ConfigDict(extra="forbid", strict=True)
+
+
+def _integral(value: object) -> object:
+    # JSON Schema, which the OpenAPI spec's "integer" follows, counts 5.0 as the integer 5:
+    # refusing it would make the spec untrue. 5.5, true and "5" are left for the strict check
+    # to refuse.
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+def _integer(low: int, high: int) -> Any:
+    """An integer field's type, bounded in [low, high]. The bounds come before the validator,
+    or pydantic would write them into the spec as keywords no JSON Schema validator reads."""
+    return Annotated[int, pydantic.Field(ge=low, le=high), pydantic.BeforeValidator(_integral)]
+
+
+_Genre = pydantic.constr(min_length=1, max_length=64, pattern=r"^[^|]+$")
 
 
 class Context(pydantic.BaseModel):
     """Where and when the user asks; the hour defaults to the current UTC hour."""
 
-    model_config = pydantic.ConfigDict(extra="forbid")
+    model_config = _STRICT
     device_type: Literal[F.DEVICE_TYPES] = "tv"  # type: ignore[valid-type]
-    hour: int | None = pydantic.Field(default=None, ge=0, le=F.HOURS_PER_DAY - 1)
+    hour: _integer(0, F.HOURS_PER_DAY - 1) | None = None  # type: ignore[valid-type]
 
 
 class Profile(pydantic.BaseModel):
     """A new user's profile, used only when the store has none for the user (cold start)."""
 
-    model_config = pydantic.ConfigDict(extra="forbid")
-    age: int = pydantic.Field(ge=0, le=120)
+    model_config = _STRICT
+    age: _integer(0, 120)  # type: ignore[valid-type]
     country: str = pydantic.Field(min_length=1, max_length=64)
     subscription_tier: str = pydantic.Field(min_length=1, max_length=64)
-    preferred_genres: list[str] = pydantic.Field(default=[], max_length=F.MAX_PREFERRED_GENRES)
+    # The query tower reads the genres joined by "|", so a genre may not hold one.
+    preferred_genres: list[_Genre] = pydantic.Field(  # type: ignore[valid-type]
+        default=[], max_length=F.MAX_PREFERRED_GENRES)
 
 
 class RecommendationRequest(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
+    """The body of `POST /v1/recommendations`.
+
+    Types are strict: `k`, `context.hour` and `profile.age` are JSON integers (not `true`,
+    `"5"` or `5.5`; `5.0` is the integer 5, as JSON Schema has it), `diversity` is a finite
+    JSON number (an integer such as `1` is one), strings are strings, and unknown fields are
+    refused.
+    """
+
+    model_config = _STRICT
     user_id: str = pydantic.Field(min_length=1, max_length=128, pattern=r"^[\w.:-]+$")
-    k: int = pydantic.Field(default=10, ge=1, le=100)
+    k: _integer(1, MAX_K) = 10  # type: ignore[valid-type]  # `request_model` narrows it.
     context: Context = Context()
     profile: Profile | None = None
     diversity: float = pydantic.Field(
-        default=0.0, ge=0.0, le=1.0,
+        default=0.0, ge=0.0, le=1.0, allow_inf_nan=False,
         description="0 keeps the ranker's order; towards 1 each further title of an "
                     "already-shown genre is discounted by that factor.")
+
+
+def request_model(config: ServiceConfig) -> type[RecommendationRequest]:
+    """`RecommendationRequest` with `k` in [1, `config.max_k`] and `config.default_k` as its
+    default, so the bound the app enforces is the one its OpenAPI spec states."""
+    return pydantic.create_model(
+        "RecommendationRequest", __base__=RecommendationRequest,
+        __doc__=RecommendationRequest.__doc__,
+        k=(_integer(1, config.max_k),
+           pydantic.Field(default=config.default_k, description="How many titles to return.")))
 
 
 class Item(pydantic.BaseModel):
@@ -151,8 +198,12 @@ class _Metrics:
             registry=self.registry, buckets=(0, 10, 50, 100, 200, 500, 1000))
 
 
-def _error(status: int, message: str) -> responses.JSONResponse:
-    return responses.JSONResponse(status_code=status, content={"error": message})
+def _error(status: int, message: str, headers: dict[str, str] | None = None
+           ) -> responses.Response:
+    # serving.http's envelope: json.dumps escapes what UTF-8 cannot encode (a lone
+    # surrogate decoded from a URL), where JSONResponse would raise.
+    return responses.Response(error_body(message), status_code=status, headers=headers,
+                              media_type="application/json")
 
 
 def _validation_message(errors: list[dict]) -> str:
@@ -163,40 +214,85 @@ def _validation_message(errors: list[dict]) -> str:
     return "; ".join(parts)
 
 
-class _BodyLimit:
-    """ASGI middleware: refuses bodies over `limit` bytes with 413, declared or streamed."""
+class _StrictJsonRequest(fastapi.Request):
+    """Parses the body with orjson, which holds to RFC 8259 where the standard library does
+    not: NaN and Infinity literals, numbers no double holds (1e400), invalid UTF-8, a
+    byte-order mark and lone surrogate escapes are refused, and nesting is capped, so no body
+    can raise RecursionError or Python's limit on the digits of an int."""
 
-    def __init__(self, app, limit: int) -> None:
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            try:
+                self._json = orjson.loads(await self.body())
+            except orjson.JSONDecodeError as error:
+                raise fastapi.HTTPException(
+                    400, f"the request body is not valid JSON (RFC 8259): {error}") from error
+        return self._json
+
+
+class _StrictJsonRoute(fastapi.routing.APIRoute):
+    """A route whose handler reads the body as `_StrictJsonRequest` (FastAPI's documented
+    way of changing how a route reads its request)."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def strict_json_handler(request: fastapi.Request) -> responses.Response:
+            return await handler(_StrictJsonRequest(request.scope, request.receive))
+
+        return strict_json_handler
+
+
+class _InFlightLimit:
+    """ASGI middleware: at most `limit` requests to `path` in the application at once; one
+    more is answered 503 with Retry-After at once instead of waiting for a worker thread.
+
+    A request is admitted once its whole body has arrived (`serving.http` bounds its size and
+    time), so a slow client holds its connection but never a slot. The count needs no lock:
+    it changes only on the event loop.
+    """
+
+    def __init__(self, app: Any, path: str, limit: int, retry_after_s: int,
+                 on_shed: Callable[[], None]) -> None:
         self.app = app
+        self.path = path
         self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.on_shed = on_shed
+        self.in_flight = 0
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path:
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            return await _error(413, f"request body must be at most {self.limit} bytes; "
-                                     f"declared {declared.decode(errors='replace')}")(
-                scope, receive, send)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
+        chunks = []
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge()
-            return message
+            if message["type"] == "http.disconnect":
+                return  # The client left (or serving.http cut it off) before its body ended.
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        if self.in_flight >= self.limit:
+            self.on_shed()
+            return await _error(
+                503, f"the service is at its limit of {self.limit} requests in flight; "
+                     f"retry after {self.retry_after_s} s",
+                {"Retry-After": str(self.retry_after_s)})(scope, receive, send)
+        body = b"".join(chunks)
+        replayed = False
 
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        self.in_flight += 1
         try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _error(413, f"request body must be at most {self.limit} bytes")(
-                scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
+            await self.app(scope, replay, send)
+        finally:
+            self.in_flight -= 1
 
 
 def _served_line(request_id: str, request: RecommendationRequest, hour: int,
@@ -210,9 +306,22 @@ def _served_line(request_id: str, request: RecommendationRequest, hour: int,
                   for position, item in enumerate(served.items)]})
 
 
+_ERRORS = {status: {"model": ErrorResponse, "description": description}
+           for status, description in (
+               (400, "The body is not JSON, or the HTTP request is malformed."),
+               (408, "The request's head or body arrived too slowly."),
+               (413, "The body is over ServiceConfig.max_body_bytes."),
+               (422, "The JSON does not match the request schema."),
+               (431, "The request's head is over ServiceConfig.max_header_bytes."))}
+
+
 def create_app(recommender: Recommender, config: ServiceConfig,
                status: ModelStatus | None = None) -> fastapi.FastAPI:
     """Builds the service's ASGI app around a recommender.
+
+    The sizes and read timeouts of `config` are enforced at the connection, by
+    `serving.http`: run the app with `ServiceServer`, or with
+    `serving.http.uvicorn_config(app, config.http_limits())` as `recs serve` does.
 
     Args:
         recommender: talks to the model server and the profile store.
@@ -220,26 +329,45 @@ def create_app(recommender: Recommender, config: ServiceConfig,
         status: model readiness and versions; built from the recommender's client if None.
 
     Returns:
-        A FastAPI app; serve it with uvicorn (`recs serve` does).
+        A FastAPI app; `app.state.http_limits` holds the connection limits to serve it with.
     """
     status = status or ModelStatus(recommender, (config.retrieval_model, config.ranker_model),
                                    config.status_refresh_s, config.model_timeout_ms / 1000.0)
     metrics = _Metrics()
     assigner = Assigner(list(config.experiments), config.holdout)
     log_lock = threading.Lock()
+    request_type = request_model(config)
     app = fastapi.FastAPI(
         title="recs recommendation service", version=API_VERSION,
         description="Two-tower retrieval (ScaNN) and a deep ranker behind one call.",
-        responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+        responses=_ERRORS)
+    app.router.route_class = _StrictJsonRoute
+    app.state.http_limits = config.http_limits()
 
     @app.exception_handler(fastapi.exceptions.RequestValidationError)
     async def invalid(_, error: fastapi.exceptions.RequestValidationError):
         metrics.requests.labels("invalid").inc()
         return _error(422, _validation_message(error.errors()))
 
-    @app.exception_handler(fastapi.HTTPException)
-    async def http_error(_, error: fastapi.HTTPException):
-        return _error(error.status_code, str(error.detail))
+    # Starlette's own class: its router raises it for 404 and 405, FastAPI's subclass for 400.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: fastapi.Request, error: StarletteHTTPException):
+        message = str(error.detail)
+        if error.status_code == 404:
+            message = (f"no route {request.method} {request.url.path}; the API is described "
+                       "at /openapi.json")
+        elif error.status_code == 405:
+            message = (f"{request.method} is not allowed on {request.url.path}; allowed: "
+                       f"{(error.headers or {}).get('Allow', '')}")
+        if error.status_code == 400:
+            metrics.requests.labels("invalid").inc()
+        return _error(error.status_code, message, dict(error.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def crashed(_, error: Exception):
+        # The envelope even for a bug; Starlette re-raises the error after this so that the
+        # server logs its traceback.
+        return _error(500, f"internal error: {type(error).__name__}")
 
     def write_served(line: str) -> None:
         SERVED_LOGGER.info(line)
@@ -247,16 +375,19 @@ def create_app(recommender: Recommender, config: ServiceConfig,
             with log_lock, open(config.served_log, "a", encoding="utf-8") as handle:
                 handle.write(line + "\n")
 
-    @app.post("/v1/recommendations", response_model=RecommendationResponse,
-              responses={404: {"model": ErrorResponse}})
-    def recommendations(request: RecommendationRequest):
+    shed_response = {"model": ErrorResponse, "description": (
+        "Shedding load: ServiceConfig.max_in_flight requests are in flight; retry after "
+        "Retry-After seconds."), "headers": {"Retry-After": {
+            "description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}}
+
+    @app.post(RECOMMENDATIONS_PATH, response_model=RecommendationResponse,
+              responses={404: {"model": ErrorResponse, "description": "Unknown user_id."},
+                         **({503: shed_response} if config.max_in_flight else {})})
+    def recommendations(request: request_type):  # type: ignore[valid-type]
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
         hour = (request.context.hour if request.context.hour is not None
                 else time.gmtime().tm_hour)
-        if request.k > config.max_k:
-            metrics.requests.labels("invalid").inc()
-            return _error(422, f"k must be at most {config.max_k}; received {request.k}")
         fallback = None
         arms = assigner.arms(request.user_id)
         settings = {"diversity": request.diversity, "exploration": config.exploration}
@@ -300,12 +431,15 @@ def create_app(recommender: Recommender, config: ServiceConfig,
             candidates=served.candidates,
             timings_ms={stage: round(ms, 3) for stage, ms in served.stage_ms.items()})
 
+    # Coroutines, so that they run on the event loop and answer even while every worker
+    # thread is busy with a recommendation.
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", responses={503: {"model": ErrorResponse}})
-    def readyz():
+    @app.get("/readyz", responses={503: {"model": ErrorResponse,
+                                         "description": "A model has no AVAILABLE version."}})
+    def readyz():  # A thread: it may call the model server.
         versions = status.versions()
         if all(version is not None for version in versions.values()):
             return {"status": "ready", "model_versions": versions}
@@ -313,11 +447,14 @@ def create_app(recommender: Recommender, config: ServiceConfig,
         return _error(503, f"model server has no AVAILABLE version of {missing}")
 
     @app.get("/metrics", response_class=responses.PlainTextResponse)
-    def prometheus_metrics():
+    async def prometheus_metrics():
         return responses.Response(prometheus_client.generate_latest(metrics.registry),
                                   media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
-    app.add_middleware(_BodyLimit, limit=config.max_body_bytes)
+    if config.max_in_flight is not None:
+        app.add_middleware(_InFlightLimit, path=RECOMMENDATIONS_PATH,
+                           limit=config.max_in_flight, retry_after_s=config.retry_after_s,
+                           on_shed=metrics.requests.labels("shed").inc)
     return app
 
 
@@ -326,8 +463,10 @@ def openapi_spec(app: fastapi.FastAPI) -> str:
     return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
 
 
-class ServiceServer:
-    """Runs an app under uvicorn on a background thread (tests, the demo, benchmarks).
+class ServiceServer(BackgroundServer):
+    """Runs an app from `create_app` on a background thread (tests, the demo, benchmarks),
+    with the connection limits of the config the app was created with (`serving.http`:
+    header, body and keep-alive timeouts, header and body sizes).
 
     Args:
         app: the ASGI app from `create_app`.
@@ -340,41 +479,4 @@ class ServiceServer:
     """
 
     def __init__(self, app: fastapi.FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        import socket
-
-        import uvicorn
-
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        self.host, self.port = self._socket.getsockname()[:2]
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
-                                                     access_log=False))
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> "ServiceServer":
-        self._thread = threading.Thread(target=self._server.run,
-                                        kwargs={"sockets": [self._socket]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10.0
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError(f"the recommendation service did not start on {self.url}")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10.0)
-        self._socket.close()
-
-    def __enter__(self) -> "ServiceServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(app, app.state.http_limits, host, port)

@@ -13,7 +13,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
                                      prediction_service_pb2_grpc)
 
 from recs import features as F
-from recs.index import exact_top_k
+from recs.evaluation import exact_top_k
 from serving.client import GrpcClient, ModelServerError, RestClient
 from serving.config import ModelServingConfig
 from serving.model_server import ModelRegistry, ModelServer, ServingError, parse_predict_body
@@ -80,7 +80,7 @@ def test_multi_output_rows_are_objects(server, tiny_world):
     ("/v1/models/towers:predict", {"inputs": {"user_id": ["u"]}}, 400, "missing"),
     ("/v1/models/towers:predict", {"instances": [{"user_id": "u"}],
                                    "signature_name": "bogus"}, 400, "bogus"),
-    ("/v1/models/towers:explain", {"instances": [1]}, 404, "Malformed request"),
+    ("/v1/models/towers:explain", {"instances": [1]}, 400, "Malformed request"),
 ])
 def test_rest_errors_use_tf_serving_codes(server, path, body, status, message):
     code, answer = _http(f"{server.rest_url}{path}", body)
@@ -124,8 +124,9 @@ def test_raw_grpc_metadata_and_errors(server):
 
 
 def test_parse_predict_body_rejects_ragged_instances():
+    specs = {"a": tf.TensorSpec([None], tf.int64), "b": tf.TensorSpec([None], tf.int64)}
     with pytest.raises(ServingError, match="same keys"):
-        parse_predict_body({"instances": [{"a": 1}, {"b": 2}]}, ["a", "b"])
+        parse_predict_body({"instances": [{"a": 1}, {"b": 2}]}, specs)
 
 
 def test_models_config_names_every_model(tmp_path):
