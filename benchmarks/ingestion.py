@@ -51,7 +51,8 @@ def run_pandas(raw: str, out: str, result_path: str) -> None:
 
     from recs import features as F
     from recs.contract.events import Reason, parse_event
-    from transforms.ingestion import IngestionConfig, delivery_day, to_example
+    from recs.features import to_example
+    from transforms.ingestion import IngestionConfig, delivery_day
 
     rules = IngestionConfig(events_glob="", users_path="", titles_path="", output_dir="")
     read = 0

@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 
 from monitoring import RETRAIN, MonitorConfig  # noqa: E402
 from monitoring.drift import span_statistics  # noqa: E402
-from monitoring.monitor import ServedModel, monitor_span, newest_version  # noqa: E402
+from monitoring.monitor import ServedModel, monitor_span  # noqa: E402
+from recs.contract.models import newest_version_dir  # noqa: E402
 from monitoring.outcomes import read_records  # noqa: E402
 from recs import features as F  # noqa: E402
 from recs.data.synthetic import GeneratorConfig, generate  # noqa: E402
@@ -73,7 +74,7 @@ class Run:
                                 min_ranker_auc=self.min_auc, warm_start=self.warm_start)
         started = time.perf_counter()
         run_local(config)
-        return newest_version(str(self.root / "serving" / "ranker")), (
+        return newest_version_dir(str(self.root / "serving"), "ranker"), (
             time.perf_counter() - started)
 
     def last_ranker_run(self) -> dict:

@@ -17,8 +17,7 @@ from recs.config import RetrievalConfig, TrainingConfig
 from recs.models.encoders import FeatureSizes
 from recs.models.retrieval import TwoTowerModel
 from recs.training import make_optimizer
-from tfx_pipeline.trainer import feature_sizes
-from transforms.ingestion import to_example
+from recs.features import to_example
 from transforms.preprocessing import preprocessing_fn
 
 import apache_beam as beam
@@ -77,7 +76,8 @@ def transform(train: list[dict], others: list[list[dict]]
             for key, value in apply(batch).items():
                 parts.setdefault(key, []).append(value.numpy())
         transformed.append({key: np.concatenate(value) for key, value in parts.items()})
-    return feature_sizes(output), transformed[0], transformed[1:], time.perf_counter() - start
+    sizes = FeatureSizes.from_transform_output(output)
+    return sizes, transformed[0], transformed[1:], time.perf_counter() - start
 
 
 def dataset(cols: dict[str, np.ndarray], batch_size: int, shuffle: bool, seed: int = 42

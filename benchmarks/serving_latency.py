@@ -152,12 +152,12 @@ def in_process(workdir: pathlib.Path, users: list[str], repeats: int) -> dict:
     filtering, ranking 100 candidates) with the models called in-process."""
     from serving.model_server import ModelRegistry
     from serving.recommender import Recommender, load_catalogue
-    from serving.store import ProfileStore
+    from serving.store import SqliteProfileStore
 
     base = str(workdir / "serving")
     registry = ModelRegistry(base, ("retrieval", "ranker"))
     registry.load()
-    store = ProfileStore(str(workdir / "profiles.db"))
+    store = SqliteProfileStore(str(workdir / "profiles.db"))
     recommender = Recommender(InProcessClient(registry), store,
                               load_catalogue(base, "retrieval"))
 

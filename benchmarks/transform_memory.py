@@ -37,7 +37,7 @@ def write_span(path: pathlib.Path, rows: int, users: int, titles: int, seed: int
     import tensorflow as tf
 
     from recs import features as F
-    from transforms.ingestion import to_example
+    from recs.features import to_example
 
     rng = np.random.default_rng(seed)
     title_genre = rng.integers(0, len(GENRES), titles)

@@ -11,7 +11,7 @@ import argparse
 import pathlib
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from recs_cli.main import Workdir, pipeline_config
+from tfx_pipeline.workdir import Workdir, pipeline_config
 from tfx_pipeline import compile_for_kubeflow
 from transforms.ingestion import SPAN_PATTERN
 

@@ -16,7 +16,8 @@ class Signals:
 
     Attributes:
         span: the span number (day).
-        auc: engagement AUC of the served ranker on the span's records.
+        auc: engagement AUC of the served ranker on the span's records; None when it is
+            undefined (a span whose records are all engaged, or none is): no AUC rule applies.
         ece: its expected calibration error there.
         baseline_auc: the same model's AUC over its baseline spans; None while it has none.
         drift: TFDV measurements against the training spans.
@@ -27,7 +28,7 @@ class Signals:
     """
 
     span: int
-    auc: float
+    auc: float | None
     ece: float
     baseline_auc: float | None = None
     drift: tuple[DriftMeasurement, ...] = ()
@@ -65,10 +66,10 @@ def decide(signals: Signals, config: MonitorConfig) -> Decision:
     last one is held back as an alert.
     """
     retrain, alert = [], []
-    if signals.auc < config.min_auc:
+    if signals.auc is not None and signals.auc < config.min_auc:
         retrain.append(f"auc {signals.auc:.4f} < min_auc {config.min_auc}")
     # Rounded so that a drop equal to the threshold is not pushed over it by float error.
-    if signals.baseline_auc is not None and (
+    if signals.auc is not None and signals.baseline_auc is not None and (
             round(signals.baseline_auc - signals.auc, 9) > config.max_auc_drop):
         retrain.append(f"auc {signals.auc:.4f} fell {signals.baseline_auc - signals.auc:.4f} "
                        f"below its baseline {signals.baseline_auc:.4f} (max_auc_drop "

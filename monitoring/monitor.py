@@ -20,6 +20,7 @@ from monitoring.decision import Decision, DriftMeasurement, Signals, decide
 from monitoring.drift import Statistics, compare
 from monitoring.report import write_report
 from recs import features as F
+from recs.contract.signatures import SERVING_DEFAULT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,20 +31,6 @@ class ServedModel:
     baseline_auc: float | None
     known_titles: tuple[bytes, ...]
     pushed_span: int | None = None
-
-
-def newest_version(model_dir: str) -> str:
-    """The highest numbered version folder of a model in TF Serving's layout.
-
-    Raises:
-        ValueError: the folder holds no numbered version.
-    """
-    versions = [p for p in pathlib.Path(model_dir).iterdir() if p.name.isdigit()] \
-        if pathlib.Path(model_dir).is_dir() else []
-    if not versions:
-        raise ValueError(f"no model version under {model_dir!r}; push a model first "
-                         "(recs pipeline) or pass the serving directory.")
-    return str(max(versions, key=lambda p: int(p.name)))
 
 
 def monitor_span(span: int, examples_glob: str, model: ServedModel, reference: Statistics,
@@ -57,7 +44,7 @@ def monitor_span(span: int, examples_glob: str, model: ServedModel, reference: S
         The decision and the span's prediction-quality figures.
     """
     records = outcomes.read_records(examples_glob)
-    ranker = tf.saved_model.load(model.ranker_dir).signatures["serving_default"]
+    ranker = tf.saved_model.load(model.ranker_dir).signatures[SERVING_DEFAULT]
     probabilities = outcomes.score(ranker, records)
     returning = np.where(np.char.str_len(records[F.HISTORY].astype(str)) > 0, "returning",
                          "new")
@@ -68,11 +55,11 @@ def monitor_span(span: int, examples_glob: str, model: ServedModel, reference: S
     served = (outcomes.served_engagement(served_lines, next_records)
               if served_lines is not None and next_records is not None else None)
     signals = Signals(
-        span=span, auc=quality["auc"] if quality["auc"] is not None else 0.0,
+        span=span, auc=quality["auc"],
         ece=quality["ece"], baseline_auc=model.baseline_auc,
         drift=tuple(compare(current, reference, config)),
         unseen_title_share=outcomes.unseen_share(records, model.known_titles),
-        served_engagement_rate=served["engagement_rate"] if served else None,
+        served_engagement_rate=served["engagement_rate"] if served is not None else None,
         baseline_served_engagement_rate=baseline_served_rate,
         spans_since_retrain=None if model.pushed_span is None else span - model.pushed_span)
     decision = decide(signals, config)
@@ -95,3 +82,41 @@ def _read_decisions(path: str) -> list[Decision]:
         decisions.append(Decision(span=entry["span"], action=entry["action"],
                                   reasons=tuple(entry["reasons"]), signals=Signals(**raw)))
     return decisions
+
+
+def monitor_workdir(serving_dir: str, out_dir: str, span: int, examples: str, reference: str,
+                    config: MonitorConfig, baseline_auc: float | None = None,
+                    pushed_span: int | None = None, served_log: str = "",
+                    next_examples: str = "") -> Decision:
+    """`recs monitor`: one span measured under the newest pushed ranker; the decision is
+    appended to `<out_dir>/decisions.jsonl` and the report written to `<out_dir>/reports/`.
+
+    Args:
+        serving_dir: the Pushers' base directory.
+        out_dir: where decisions and reports go.
+        span: the span's number.
+        examples / reference: the span's and the training spans' examples (globs).
+        config: the thresholds.
+        baseline_auc: the served ranker's AUC over its baseline spans.
+        pushed_span: the span it was pushed at (cooldown).
+        served_log: the span's served lists (JSON lines).
+        next_examples: the following span's examples, for served-title engagement.
+    """
+    from monitoring.drift import span_statistics
+    from recs.contract.models import RANKER, newest_version_dir
+
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    reference_records = outcomes.read_records(reference)
+    model = ServedModel(ranker_dir=newest_version_dir(serving_dir, RANKER),
+                        baseline_auc=baseline_auc,
+                        known_titles=tuple(sorted(set(reference_records[F.TITLE_ID].tolist()))),
+                        pushed_span=pushed_span)
+    served = pathlib.Path(served_log).read_text().splitlines() if served_log else None
+    reference_stats = span_statistics(reference)
+    current = reference_stats if examples == reference else span_statistics(examples)
+    decision, _ = monitor_span(
+        span, examples, model, reference_stats, current, config, str(out / "decisions.jsonl"),
+        str(out / "reports"), served_lines=served,
+        next_records=outcomes.read_records(next_examples) if next_examples else None)
+    return decision

@@ -146,8 +146,8 @@ def served_engagement(served_lines: Iterable[str], next_records: Records) -> dic
 
     Returns:
         {"served": served (user, title) pairs, "engaged": of those engaged next,
-        "engagement_rate": their ratio, "mean_predicted": mean ranker score of the served
-        titles, for comparison}.
+        "engagement_rate": their ratio (None when nothing was served: no rate, not a rate
+        of 0), "mean_predicted": mean ranker score of the served titles, for comparison}.
     """
     engaged = {(u, t) for u, t, label in zip(next_records[F.USER_ID], next_records[F.TITLE_ID],
                                              next_records[F.LABEL]) if label}
@@ -162,7 +162,7 @@ def served_engagement(served_lines: Iterable[str], next_records: Records) -> dic
             if item.get("score") is not None:
                 scores.append(float(item["score"]))
     return {"served": float(served), "engaged": float(hits),
-            "engagement_rate": hits / served if served else 0.0,
+            "engagement_rate": hits / served if served else None,
             "mean_predicted": float(np.mean(scores)) if scores else 0.0}
 
 

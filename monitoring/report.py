@@ -4,6 +4,8 @@ import html
 import json
 import pathlib
 
+import numpy as np
+
 from monitoring.decision import Decision
 from recs.plots import plot_reliability, pyplot, save_figure
 
@@ -12,7 +14,8 @@ def _trends(decisions: list[Decision], path: pathlib.Path) -> None:
     plt = pyplot()
     spans = [d.span for d in decisions]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    top.plot(spans, [d.signals.auc for d in decisions], marker="o", label="engagement AUC")
+    top.plot(spans, [np.nan if d.signals.auc is None else d.signals.auc for d in decisions],
+             marker="o", label="engagement AUC")
     baselines = [d.signals.baseline_auc for d in decisions]
     if any(b is not None for b in baselines):
         top.plot(spans, [b if b is not None else float("nan") for b in baselines],
@@ -77,7 +80,7 @@ def write_report(out_dir: str | pathlib.Path, decisions: list[Decision],
 <body>
 <h1>Span {last.span}: {html.escape(last.action)}</h1>
 <ul>{reasons}</ul>
-<p>AUC {last.signals.auc:.4f} (baseline {last.signals.baseline_auc}), ECE
+<p>AUC {"undefined (one class)" if last.signals.auc is None else f"{last.signals.auc:.4f}"} (baseline {last.signals.baseline_auc}), ECE
 {last.signals.ece:.4f}, unseen-title share {last.signals.unseen_title_share:.3f}</p>
 <h2>Trends</h2><img src="{stem}-trends.png">
 <h2>Calibration</h2><img src="{stem}-reliability.png">

@@ -72,7 +72,8 @@ class TrainingConfig(Config):
 
     Attributes:
         batch_size: examples per step.
-        epochs: passes over the training split (the TFX Trainer's num_steps is derived from it).
+        epochs: passes over the training split (the run_fn iterates the split this many
+            times; TFX's train_args are not used to count steps).
         learning_rate: optimizer step size.
         optimizer: "adam", "adagrad" or "sgd".
         seed: seeds TensorFlow, NumPy and dataset shuffling.
@@ -100,15 +101,14 @@ class ItemItemConfig(Config):
         enabled: after the towers train, fit the item-to-item weights in closed form (EASE)
             on the engaged training pairs and append their low-rank factors to both towers'
             embeddings, so that the retrieval score is tower score + weight * item-to-item
-            score of the query's watch history. Off by default: measured on ML-1M only.
-        l2: EASE's L2 penalty (1000 is the published best on MovieLens; on the demo's
-            synthetic data 300 and 1000 did best too, with larger weights).
+            score of the query's watch history (the README gives the measured effect).
+        l2: EASE's L2 penalty (1000 is the published best on MovieLens).
         rank: width of the factors appended to each embedding (the truncated SVD of the
-            weights); on ML-1M rank 64 kept 98% of the full matrix's NDCG@10.
+            weights).
         weights: blend weights tried on the evaluation split; the one with the best
             Recall@K is exported (0 turns the item-to-item part off). The range is wide
-            because the item-to-item scores' scale follows `l2` and how dense co-watching is:
-            ML-1M picked 1, the demo's synthetic world 32.
+            because the item-to-item scores' scale follows `l2` and how dense co-watching
+            is.
     """
 
     enabled: bool = False
@@ -183,8 +183,8 @@ class TreeRankerConfig(Config):
 
     Attributes:
         enabled: the ranker Trainer also fits the trees and exports the blend (see
-            `recs.ensemble`); off by default: on ML-100K the blend gained 0.01 AUC and 5%
-            log loss for 6x the training time, and stock TF Serving cannot load it.
+            `recs.ensemble`); off by default: it costs several times the training time, and
+            stock TF Serving cannot load it (the README gives the measured gain).
         num_trees: maximum number of trees (TF-DF stops earlier when its validation loss
             stops improving).
         max_depth: depth of each tree.

@@ -5,6 +5,8 @@ re-exports them and adds what needs TensorFlow: the dtypes, the `tf.io.parse_exa
 the serving input signatures.
 """
 
+from typing import Any
+
 import tensorflow as tf
 
 from recs.contract.features import *  # noqa: F401,F403  (the contract, under its usual name)
@@ -23,3 +25,17 @@ def raw_feature_spec() -> dict[str, tf.io.FixedLenFeature]:
 def serving_input_signature(keys: tuple[str, ...]) -> dict[str, tf.TensorSpec]:
     """Returns the raw-feature input signature of a served model: `[batch_size]` per key."""
     return {key: tf.TensorSpec([None], RAW_FEATURE_DTYPES[key], name=key) for key in keys}
+
+
+def to_example(record: dict[str, Any]) -> bytes:
+    """Serializes an interaction record as a tf.Example with the contract's dtypes."""
+    feature = {}
+    for key, dtype in RAW_FEATURE_DTYPES.items():
+        value = record[key]
+        if dtype == tf.string:
+            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+        elif dtype == tf.int64:
+            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+        else:
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()

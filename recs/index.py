@@ -25,6 +25,8 @@ from scann.scann_ops.py import scann_ops_pybind
 from recs import features as F
 from recs.config import IndexConfig
 from recs.contract.models import ASSETS_EXTRA, CATALOGUE_ASSET
+from recs.contract.signatures import (EMBEDDING, QUERY_EMBEDDING_OUTPUT, SCORES, SERVING_DEFAULT,
+                                      TITLE_IDS)
 from recs.evaluation import exact_top_k, recall_against_exact
 from recs.timing import latencies_ms, timed
 from recs.export import write_warmup_requests
@@ -66,7 +68,7 @@ def embed(function: tf.types.experimental.ConcreteFunction | tf.types.experiment
     Returns:
         `[num_rows, dim]` float32 embeddings.
     """
-    return np.concatenate([function(batch)["embedding"].numpy() for batch in _batched(features)])
+    return np.concatenate([function(batch)[EMBEDDING].numpy() for batch in _batched(features)])
 
 
 def scann_layer(ids: np.ndarray, embeddings: np.ndarray, config: IndexConfig
@@ -219,7 +221,7 @@ class IndexedRetrieval(tf.Module):
             self._recommend, input_signature=[F.serving_input_signature(F.QUERY_FEATURES)])
 
     def _recommend(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        embedding = self.towers.query_embedding(features)["embedding"]
+        embedding = self.towers.query_embedding(features)[EMBEDDING]
         scores, ids = self.index(embedding, k=self._k)
         if self.fallback is not None:
             short = tf.logical_or(tf.shape(ids)[1] < self._k,
@@ -227,12 +229,12 @@ class IndexedRetrieval(tf.Module):
             scores, ids = tf.cond(short, lambda: self.fallback(embedding, k=self._k),
                                   lambda: (scores, ids))
         # The query embedding lets the service score fresh titles the index does not hold yet.
-        return {"scores": scores, "title_ids": ids, "query_embedding": embedding}
+        return {SCORES: scores, TITLE_IDS: ids, QUERY_EMBEDDING_OUTPUT: embedding}
 
     def save(self, path: str, catalogue_lines: list[str], scann: bool) -> None:
         """Writes the SavedModel and its catalogue snapshot to `path`."""
         signature = self.recommend.get_concrete_function()
-        tf.saved_model.save(self, path, signatures={"serving_default": signature},
+        tf.saved_model.save(self, path, signatures={SERVING_DEFAULT: signature},
                             options=SCANN_SAVE_OPTIONS if scann else None)
         extra = os.path.join(path, ASSETS_EXTRA)
         tf.io.gfile.makedirs(extra)

@@ -1,5 +1,5 @@
-"""The `recs` command line."""
+"""The `recs` command line (`recs_cli.main`)."""
 
-from recs_cli.main import main
+from recs._lazy import lazy_exports
 
-__all__ = ["main"]
+__getattr__, __all__ = lazy_exports(__name__, {"main": "recs_cli.main"})

@@ -15,405 +15,33 @@
     recs recommend       recommendations for one user from the pushed models
     recs demo            all of the above on embedded defaults
 
-This package sits at the end of the data flow, so it is the one place that imports from every
-other package.
+A parser that dispatches to typed functions living with the code they run; this package sits
+at the end of the data flow, so it is the one place that imports from every other package.
 """
 
 import argparse
 import dataclasses
 import json
-import logging
 import pathlib
-import re
-import shutil
 import sys
-import threading
 import time
-import urllib.request
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from tfx_pipeline.workdir import Workdir
 
-_SERVED = ("ranker", "retrieval", "retrieval_exact", "towers")
 
+def runner_config(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--beam-runner-config", type=pathlib.Path, default=None,
+                         help="a BeamRunnerConfig as JSON (transforms/runners.py): Dataflow, "
+                              "Flink, Spark or the multi-process DirectRunner")
 
-@dataclasses.dataclass(frozen=True)
-class Workdir:
-    """The layout of one end-to-end run under a single directory."""
 
-    root: pathlib.Path
+def beam_args(path: pathlib.Path | None, extra: list[str]) -> list[str]:
+    """Beam options from a `BeamRunnerConfig` JSON file, then any extra options given."""
+    from transforms.runners import BeamRunnerConfig
 
-    @property
-    def raw(self) -> pathlib.Path:
-        return self.root / "raw"
-
-    @property
-    def ingested(self) -> pathlib.Path:
-        return self.root / "ingested"
-
-    @property
-    def pipeline_root(self) -> pathlib.Path:
-        return self.root / "pipeline"
-
-    @property
-    def metadata(self) -> pathlib.Path:
-        return self.root / "metadata.db"
-
-    @property
-    def serving(self) -> pathlib.Path:
-        return self.root / "serving"
-
-    @property
-    def store(self) -> pathlib.Path:
-        return self.root / "profiles.db"
-
-    def clean(self) -> None:
-        """Removes the outputs of an earlier run, so that runs never mix."""
-        for directory in (self.raw, self.ingested, self.pipeline_root, self.serving):
-            shutil.rmtree(directory, ignore_errors=True)
-        for path in (self.metadata, self.store):
-            path.unlink(missing_ok=True)
-
-
-class _ComponentProgress(logging.Handler):
-    """Shows TFX's "Component X is running/finished" lines and errors, nothing else."""
-
-    _PATTERN = re.compile(r"^Component \S+ is (running|finished)\.$")
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
-        self._started: dict[str, float] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if record.levelno >= logging.ERROR:
-            print(f"    ! {message}", file=sys.stderr, flush=True)
-        elif self._PATTERN.match(message):
-            name = message.split()[1]
-            if message.endswith("running."):
-                self._started[name] = time.perf_counter()
-                print(f"    - {name} ...", flush=True)
-            else:
-                seconds = time.perf_counter() - self._started.get(name, time.perf_counter())
-                print(f"    - {name} done in {seconds:.1f}s", flush=True)
-
-
-def show_pipeline_progress() -> None:
-    from absl import logging as absl_logging
-
-    # Through absl's verbosity flag, not Logger.setLevel: components re-apply that flag's value
-    # to the logger while they run, which would silence a level set only on the logger.
-    absl_logging.set_verbosity(absl_logging.INFO)
-    absl_logger = logging.getLogger("absl")
-    absl_logger.addHandler(_ComponentProgress())
-    absl_logger.propagate = False
-
-
-def generate(out: pathlib.Path, users: int, titles: int, days: int, seed: int,
-             sessions_per_user_day: float = 0.6):
-    from recs.data.synthetic import GeneratorConfig, generate as write
-
-    return write(GeneratorConfig(num_users=users, num_titles=titles, days=days, seed=seed,
-                                 sessions_per_user_day=sessions_per_user_day), out)
-
-
-def ingest(raw: pathlib.Path, out: pathlib.Path, beam_args: list[str]):
-    from transforms.ingestion import IngestionConfig, run_ingestion
-
-    config = IngestionConfig(events_glob=str(raw / "events" / "*" / "*"),
-                             users_path=str(raw / "users.jsonl"),
-                             titles_path=str(raw / "titles.jsonl"), output_dir=str(out),
-                             profile_updates_glob=str(raw / "profile_updates" / "*" / "*.jsonl"))
-    return run_ingestion(config, beam_args)
-
-
-def import_movielens(dataset: str, data_dir: pathlib.Path, workdir: Workdir,
-                     max_ratings: int = 0, seed: int = 42) -> int:
-    """Writes MovieLens as the pipeline's inputs: interaction tf.Examples, users and titles.
-
-    Derived features (preferred genres, popularity, history) look at every written rating:
-    this is the operational path. The quality benchmarks, which must not leak test ratings,
-    derive them from their training split instead.
-
-    Args:
-        dataset: "ml-100k" or "ml-1m".
-        data_dir: the folder of the GroupLens files.
-        workdir: where `raw/` and `ingested/examples/` go (cleaned first).
-        max_ratings: keep a seeded random subset of this many ratings (0 = all).
-
-    Returns:
-        The number of interaction records written.
-    """
-    import json
-
-    import numpy as np
-    import tensorflow as tf
-
-    from recs import features as F
-    from recs.data.movielens import (catalogue_rows, interaction_records, read_ml100k,
-                                     read_ml1m)
-    from transforms.ingestion import to_example
-
-    readers = {"ml-100k": read_ml100k, "ml-1m": read_ml1m}
-    if dataset not in readers:
-        raise ValueError(f"dataset must be one of {sorted(readers)}; received {dataset!r}.")
-    data = readers[dataset](str(data_dir))
-    rows = np.arange(data.num_ratings)
-    if max_ratings:
-        rows = np.sort(np.random.default_rng(seed).permutation(rows)[:max_ratings])
-    workdir.clean()
-    records = interaction_records(data, rows, reference=rows)
-    # One folder, read as one span: the ratings are a snapshot, not daily deliveries.
-    examples = workdir.ingested / "examples" / "snapshot"
-    examples.mkdir(parents=True)
-    options = tf.io.TFRecordOptions(compression_type="GZIP")
-    with tf.io.TFRecordWriter(str(examples / "interactions-00000-of-00001.tfrecord.gz"),
-                              options) as writer:
-        for record in records:
-            writer.write(to_example(record))
-    workdir.raw.mkdir(parents=True)
-    preferred = {r[F.USER_ID]: r[F.PREFERRED_GENRES] for r in records}
-    with open(workdir.raw / "users.jsonl", "w") as handle:
-        for user, profile in data.profiles.items():
-            handle.write(json.dumps({F.USER_ID: user, **profile,
-                                     F.PREFERRED_GENRES: preferred.get(user, "")}) + "\n")
-    with open(workdir.raw / "titles.jsonl", "w") as handle:
-        for row in catalogue_rows(data, rows):
-            handle.write(json.dumps(row) + "\n")
-    return len(records)
-
-
-def pipeline_config(workdir: Workdir, **overrides):
-    from tfx_pipeline import PipelineConfig
-
-    paths = dict(pipeline_root=str(workdir.pipeline_root),
-                 examples_dir=str(workdir.ingested / "examples"),
-                 catalogue_path=str(workdir.raw / "titles.jsonl"),
-                 serving_base_dir=str(workdir.serving), metadata_path=str(workdir.metadata))
-    return PipelineConfig(**{**paths, **overrides})
-
-
-def load_profile_store(workdir: Workdir):
-    from serving.store import ProfileStore, load_store
-
-    if workdir.store.exists():
-        workdir.store.unlink()
-    store = ProfileStore(str(workdir.store))
-    load_store(store, str(workdir.raw / "users.jsonl"),
-               str(workdir.ingested / "examples" / "*" / "*.tfrecord.gz"))
-    return store
-
-
-def start_model_server(serving_dir: pathlib.Path, rest_port: int = 0, grpc_port: int = 0,
-                       host: str = "127.0.0.1", poll_seconds: float = 0.0,
-                       num_versions: int = 1):
-    """Loads every pushed model (warmed up) and serves it; `poll_seconds` > 0 also picks up
-    versions pushed later."""
-    from serving.model_server import ModelRegistry, ModelServer
-
-    registry = ModelRegistry(str(serving_dir), _SERVED, num_versions=num_versions)
-    registry.load()
-    if poll_seconds > 0:
-        registry.start_polling(poll_seconds)
-    return ModelServer(registry, host=host, rest_port=rest_port, grpc_port=grpc_port).start()
-
-
-def recommend(workdir: Workdir, user_id: str, k: int, device_type: str, hour: int,
-              model_server: str = "", protocol: str = "rest"):
-    """Recommendations for one user; starts an in-process model server unless one is given."""
-    from serving.client import GrpcClient, RestClient
-    from serving.recommender import Recommender, load_catalogue
-    from serving.store import ProfileStore
-
-    server = None
-    if not model_server:
-        server = start_model_server(workdir.serving)
-        model_server = server.rest_url if protocol == "rest" else server.grpc_target
-    client = RestClient(model_server) if protocol == "rest" else GrpcClient(model_server)
-    store = ProfileStore(str(workdir.store))
-    try:
-        recommender = Recommender(client, store, load_catalogue(str(workdir.serving), "retrieval"))
-        return recommender.recommend(user_id, k=k, device_type=device_type, hour=hour)
-    finally:
-        store.close()
-        if server is not None:
-            server.stop()
-
-
-def service_app(config):
-    """The recommendation service's app as a `serving.config.ServiceConfig` describes it."""
-    from serving.client import GrpcClient, RestClient
-    from serving.recommender import Recommender, load_catalogue
-    from serving.service import create_app
-    from serving.store import open_store
-
-    def client(target: str):
-        return RestClient(target) if config.protocol == "rest" else GrpcClient(target)
-
-    recommender = Recommender(
-        client(config.model_server), open_store(config.store),
-        load_catalogue(config.serving_dir, config.retrieval_model),
-        retrieval_model=config.retrieval_model, ranker_model=config.ranker_model,
-        retrieval_client=client(config.retrieval_server) if config.retrieval_server else None)
-    return create_app(recommender, config)
-
-
-def serve(config, host: str, port: int, embedded_model_server: bool) -> None:
-    """`recs serve`: the HTTP service on the guarded stack of `serving.http` (uvloop,
-    httptools, the config's header, body and keep-alive limits); `embedded_model_server`
-    first starts a local model server over `config.serving_dir` and points the service at
-    it."""
-    import uvicorn
-
-    from serving.http import uvicorn_config
-
-    server = None
-    if embedded_model_server:
-        server = start_model_server(pathlib.Path(config.serving_dir), poll_seconds=5.0)
-        config = dataclasses.replace(
-            config, model_server=server.rest_url if config.protocol == "rest"
-            else server.grpc_target, retrieval_server="")
-        print(f"model server: REST {server.rest_url}  gRPC {server.grpc_target}", flush=True)
-    try:
-        uvicorn.Server(uvicorn_config(service_app(config), config.http_limits(), host, port,
-                                      log_level="info")).run()
-    finally:
-        if server is not None:
-            server.stop()
-
-
-def consume(redis_url: str, store_spec: str, catalogue_path: str, consumer: str,
-            claim_idle_ms: int, until_idle: bool):
-    """`recs consume`: the profile-update consumer until interrupted (or the stream is idle).
-
-    Returns:
-        The consumer's counts.
-    """
-    import redis
-
-    from recs.data.catalogue import read_jsonl
-    from serving.consumer import ProfileUpdater
-    from serving.store import open_store
-
-    durations = {row["title_id"]: float(row["duration_seconds"])
-                 for row in read_jsonl(catalogue_path)}
-    updater = ProfileUpdater(redis.Redis.from_url(redis_url),
-                             open_store(store_spec), durations, consumer=consumer,
-                             claim_idle_ms=claim_idle_ms)
-    if until_idle:
-        return updater.drain()
-    stop = threading.Event()
-    try:
-        return updater.run(stop)
-    except KeyboardInterrupt:
-        stop.set()
-        return updater.counts
-
-
-def abtest(outcomes: pathlib.Path, experiment_name: str, weights: str, out: pathlib.Path,
-           alpha: float):
-    """`recs abtest`: analyzes per-user outcomes, prints a table, writes JSON and a PNG.
-
-    Returns:
-        The `recs.experiments.Analysis`.
-    """
-    from recs.data.catalogue import read_jsonl
-    from recs.experiments import Arm, Experiment, analyze
-    from recs.plots import plot_experiment
-
-    arms = []
-    for part in weights.split(","):
-        name, _, weight = part.partition("=")
-        arms.append(Arm(name.strip(), float(weight or 1.0)))
-    analysis = analyze(Experiment(experiment_name, arms=tuple(arms)),
-                       read_jsonl(str(outcomes)), alpha)
-    report = analysis.to_dict()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"abtest_{experiment_name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot_experiment(report["comparisons"], f"{experiment_name}: {analysis.arms[1]} vs "
-                    f"{analysis.arms[0]}", str(out / f"abtest_{experiment_name}.png"))
-    ratio = analysis.sample_ratio
-    print(f"{experiment_name}: users {dict(zip([a.name for a in arms], ratio.observed))}, "
-          f"sample-ratio p = {ratio.p_value:.3g}"
-          f"{'  *** SAMPLE RATIO MISMATCH: do not trust the results ***' if ratio.mismatch else ''}")
-    print(f"  {'metric':<24} {'control':>10} {'treatment':>10} {'lift':>8} "
-          f"{'CI of difference':>24} {'p':>8}")
-    for c in analysis.comparisons:
-        print(f"  {c.metric:<24} {c.control:>10.4g} {c.treatment:>10.4g} "
-              f"{100 * c.relative_lift:>7.2f}% [{c.ci_low:>10.4g}, {c.ci_high:>10.4g}] "
-              f"{c.p_value:>8.3g}{' *' if c.significant else ''}")
-    return analysis
-
-
-def openapi() -> str:
-    """The service's OpenAPI spec; it depends only on the API, not on models or data."""
-    from serving.config import ServiceConfig
-    from serving.recommender import Recommender
-    from serving.service import create_app, openapi_spec
-    from serving.store import ProfileStore
-
-    recommender = Recommender(client=None, store=ProfileStore(":memory:"), catalogue={})
-    return openapi_spec(create_app(recommender, ServiceConfig()))
-
-
-def print_recommendations(user_id: str, items, protocol: str) -> None:
-    print(f"\n  Top {len(items)} for {user_id} (via {protocol}):")
-    print(f"    {'#':>2}  {'title':<9} {'genre':<12} {'P(engaged)':>10} {'retrieval':>9}")
-    for rank, item in enumerate(items, start=1):
-        print(f"    {rank:>2}  {item.title_id:<9} {item.genre:<12} {item.score:>10.3f} "
-              f"{item.retrieval_score:>9.3f}")
-
-
-def demo(workdir: Workdir, users: int, titles: int, days: int, seed: int, k: int) -> None:
-    """Runs the whole product once: data -> ingestion -> TFX -> serving -> recommendations."""
-    from serving.client import GrpcClient, RestClient
-    from serving.config import ServiceConfig
-    from serving.recommender import Recommender, load_catalogue
-    from serving.service import ServiceServer
-    from tfx_pipeline import run_local
-
-    started = time.perf_counter()
-    workdir.clean()
-
-    def stage(number: int, text: str) -> None:
-        print(f"[{number}/5] {text}  (t={time.perf_counter() - started:.0f}s)", flush=True)
-
-    stage(1, f"generating {users} users, {titles} titles, {days} days of playback logs")
-    data = generate(workdir.raw, users, titles, days, seed)
-    print(f"    {data.num_events} events; faults injected on purpose: {data.faults}")
-    stage(2, "Beam ingestion (DirectRunner)")
-    report = ingest(workdir.raw, workdir.ingested, [])
-    print("    " + report.summary().replace("\n", "\n    "))
-    stage(3, "TFX pipeline on LocalDagRunner")
-    show_pipeline_progress()
-    run_local(pipeline_config(workdir))
-    stage(4, "loading the profile store and starting the model server (REST + gRPC)")
-    store = load_profile_store(workdir)
-    server = start_model_server(workdir.serving)
-    print(f"    REST {server.rest_url}  gRPC {server.grpc_target}")
-    stage(5, "recommendations: retrieve (ScaNN) -> filter finished -> rank")
-    try:
-        catalogue = load_catalogue(str(workdir.serving), "retrieval")
-        for protocol, client in (("REST", RestClient(server.rest_url)),
-                                 ("gRPC", GrpcClient(server.grpc_target))):
-            recommender = Recommender(client, store, catalogue)
-            for user_id in ("u000001", "u000002")[: 2 if protocol == "REST" else 1]:
-                print_recommendations(user_id, recommender.recommend(user_id, k=k), protocol)
-        with ServiceServer(service_app(ServiceConfig(
-                model_server=server.rest_url, serving_dir=str(workdir.serving),
-                store=str(workdir.store),
-                served_log=str(workdir.root / "served.jsonl")))) as service:
-            body = json.dumps({"user_id": "u000003", "k": k,
-                               "context": {"device_type": "mobile", "hour": 8}}).encode()
-            request = urllib.request.Request(f"{service.url}/v1/recommendations", data=body,
-                                             headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=10) as response:
-                answer = json.loads(response.read())
-            print(f"\n  POST {service.url}/v1/recommendations (the service, over HTTP):")
-            print("    " + json.dumps({**answer, "items": answer["items"][:3]})[:600] + " ...")
-    finally:
-        server.stop()
-        store.close()
-    print(f"\nDone in {time.perf_counter() - started:.0f}s. Models: {workdir.serving}")
+    configured = BeamRunnerConfig.from_json(path.read_text()).args() if path else []
+    return configured + extra
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -546,48 +174,187 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def monitor(args: argparse.Namespace) -> str:
-    """`recs monitor`: one span measured under the newest pushed ranker; returns the action."""
-    from monitoring import MonitorConfig
-    from monitoring.drift import span_statistics
-    from monitoring.monitor import ServedModel, monitor_span, newest_version
-    from monitoring.outcomes import read_records
-    from recs import features as F
+def _service_config(args: argparse.Namespace):
+    """The ServiceConfig of `recs serve` / `recs recommend`, and whether to embed a model
+    server (no --config and no --model-server given)."""
+    from serving.config import ServiceConfig
+
+    if getattr(args, "config", None):
+        return ServiceConfig.from_json(args.config.read_text()), False
+    workdir = Workdir(args.workdir)
+    overrides = {"model_server": args.model_server} if args.model_server else {}
+    config = ServiceConfig(protocol=args.protocol, serving_dir=str(workdir.serving),
+                           store=str(workdir.store),
+                           served_log=getattr(args, "served_log", ""), **overrides)
+    return config, not args.model_server
+
+
+def _generate(args: argparse.Namespace, extra: list[str]) -> int:
+    from recs.data.synthetic import GeneratorConfig, generate
+
+    data = generate(GeneratorConfig(num_users=args.users, num_titles=args.titles, days=args.days,
+                                    seed=args.seed,
+                                    sessions_per_user_day=args.sessions_per_user_day), args.out)
+    print(f"wrote {data.num_events} events under {data.events_dir}; faults injected: "
+          f"{data.faults}")
+    return 0
+
+
+def _ingest(args: argparse.Namespace, extra: list[str]) -> int:
+    from transforms.ingestion import IngestionConfig, run_ingestion
+
+    report = run_ingestion(IngestionConfig.for_raw(args.raw, args.out),
+                           beam_args(args.beam_runner_config, extra))
+    print(report.summary())
+    return 0 if report.balanced else 1
+
+
+def _movielens(args: argparse.Namespace, extra: list[str]) -> int:
+    from recs.data.movielens import write_movielens
+
+    workdir = Workdir(args.workdir)
+    workdir.clean()
+    count = write_movielens(args.dataset, str(args.data), str(workdir.raw),
+                            str(workdir.examples_dir), args.max_ratings)
+    print(f"wrote {count} interaction records under {args.workdir}; next: "
+          f"recs pipeline --workdir {args.workdir}")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace, extra: list[str]) -> int:
+    from recs_cli.console import show_pipeline_progress
+    from tfx_pipeline.runners import compile_for_kubeflow, run_local
+    from tfx_pipeline.windows import rolling_window
+    from tfx_pipeline.workdir import pipeline_config
+
+    overrides: dict = ({"beam_args": tuple(beam_args(args.beam_runner_config, []))}
+                       if args.beam_runner_config else {})
+    workdir = Workdir(args.workdir)
+    if args.window_spans:
+        overrides["examples_dir"] = rolling_window(str(workdir.examples_dir),
+                                                   str(workdir.root / "windows"),
+                                                   args.window_spans)
+        print(f"training window: {overrides['examples_dir']}")
+    config = pipeline_config(workdir, **overrides)
+    if args.kubeflow_out:
+        print(compile_for_kubeflow(config, args.kubeflow_out, args.image))
+    else:
+        show_pipeline_progress()
+        run_local(config)
+    return 0
+
+
+def _submit(args: argparse.Namespace, extra: list[str]) -> int:
+    from tfx_pipeline.submit import submit
+
+    try:
+        run_id = submit(args.spec, args.host, args.experiment, args.run_name, args.namespace,
+                        work_dir=str(pathlib.Path(args.spec).resolve().parent))
+    except (ValueError, ConnectionError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"started run {run_id}")
+    return 0
+
+
+def _serve_models(args: argparse.Namespace, extra: list[str]) -> int:
+    from serving.model_server import serve_models
+
+    server = serve_models(str(args.base), rest_port=args.rest_port, grpc_port=args.grpc_port,
+                          host=args.host, poll_seconds=args.poll_seconds,
+                          num_versions=args.num_versions)
+    print(f"serving {server.registry.model_names} from {args.base}: REST {server.rest_url}, "
+          f"gRPC {server.grpc_target}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def _serve(args: argparse.Namespace, extra: list[str]) -> int:
+    from serving.app import run_service
+
+    config, embedded = _service_config(args)
+    run_service(config, args.host, args.port, embedded)
+    return 0
+
+
+def _deploy(args: argparse.Namespace, extra: list[str]) -> int:
+    from serving.deploy import write_deployment
+
+    for path in write_deployment(str(args.out), args.image):
+        print(path)
+    return 0
+
+
+def _openapi(args: argparse.Namespace, extra: list[str]) -> int:
+    from serving.app import openapi_document
+
+    print(openapi_document(), end="")
+    return 0
+
+
+def _monitor(args: argparse.Namespace, extra: list[str]) -> int:
+    from monitoring.config import MonitorConfig
+    from monitoring.decision import ALERT, NOTHING, RETRAIN
+    from monitoring.monitor import monitor_workdir
 
     config = MonitorConfig.from_json(args.config.read_text()) if args.config else MonitorConfig()
     workdir = Workdir(args.workdir)
-    out = args.workdir / "monitoring"
-    out.mkdir(parents=True, exist_ok=True)
-    reference_records = read_records(args.reference)
-    model = ServedModel(ranker_dir=newest_version(str(workdir.serving / "ranker")),
-                        baseline_auc=args.baseline_auc,
-                        known_titles=tuple(sorted(set(reference_records[F.TITLE_ID].tolist()))),
-                        pushed_span=args.pushed_span)
-    served = (pathlib.Path(args.served_log).read_text().splitlines()
-              if args.served_log else None)
-    reference = span_statistics(args.reference)
-    current = reference if args.examples == args.reference else span_statistics(args.examples)
-    decision, _ = monitor_span(
-        args.span, args.examples, model, reference, current, config,
-        str(out / "decisions.jsonl"),
-        str(out / "reports"), served_lines=served,
-        next_records=read_records(args.next_examples) if args.next_examples else None)
+    decision = monitor_workdir(str(workdir.serving), str(workdir.monitoring), args.span,
+                               args.examples, args.reference, config, args.baseline_auc,
+                               args.pushed_span, args.served_log, args.next_examples)
     print(decision.to_json())
-    return decision.action
+    return {NOTHING: 0, ALERT: 3, RETRAIN: 4}[decision.action]
 
 
-def runner_config(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--beam-runner-config", type=pathlib.Path, default=None,
-                         help="a BeamRunnerConfig as JSON (transforms/runners.py): Dataflow, "
-                              "Flink, Spark or the multi-process DirectRunner")
+def _abtest(args: argparse.Namespace, extra: list[str]) -> int:
+    from monitoring.abtest import run_abtest
+
+    analysis = run_abtest(str(args.outcomes), args.experiment, args.arms, str(args.out),
+                          args.alpha)
+    print(analysis.table())
+    return 3 if analysis.sample_ratio.mismatch else 0
 
 
-def beam_args(path: pathlib.Path | None, extra: list[str]) -> list[str]:
-    """Beam options from a `BeamRunnerConfig` JSON file, then any extra options given."""
-    from transforms.runners import BeamRunnerConfig
+def _consume(args: argparse.Namespace, extra: list[str]) -> int:
+    from serving.consumer import consume
 
-    configured = BeamRunnerConfig.from_json(path.read_text()).args() if path else []
-    return configured + extra
+    counts = consume(args.redis, args.store, args.catalogue, args.consumer, args.claim_idle_ms,
+                     args.until_idle)
+    print(json.dumps(dataclasses.asdict(counts)))
+    return 0
+
+
+def _recommend(args: argparse.Namespace, extra: list[str]) -> int:
+    from recs_cli.demo import print_recommendations
+    from serving.app import recommend_once
+    from serving.recommender import UnknownUserError
+
+    config, embedded = _service_config(args)
+    try:
+        items = recommend_once(config, args.user_id, args.k, args.device_type, args.hour,
+                               embedded)
+    except (UnknownUserError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_recommendations(args.user_id, items, args.protocol)
+    return 0
+
+
+def _demo(args: argparse.Namespace, extra: list[str]) -> int:
+    from recs_cli.demo import run_demo
+
+    run_demo(Workdir(args.workdir), args.users, args.titles, args.days, args.seed, args.k)
+    return 0
+
+
+_COMMANDS = {"generate": _generate, "ingest": _ingest, "movielens": _movielens,
+             "pipeline": _pipeline, "submit": _submit, "serve-models": _serve_models,
+             "serve": _serve, "deploy": _deploy, "openapi": _openapi, "monitor": _monitor,
+             "abtest": _abtest, "consume": _consume, "recommend": _recommend, "demo": _demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -595,100 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "ingest":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "generate":
-        data = generate(args.out, args.users, args.titles, args.days, args.seed,
-                        args.sessions_per_user_day)
-        print(f"wrote {data.num_events} events under {data.events_dir}; faults injected: "
-              f"{data.faults}")
-    elif args.command == "ingest":
-        report = ingest(args.raw, args.out, beam_args(args.beam_runner_config, extra))
-        print(report.summary())
-        return 0 if report.balanced else 1
-    elif args.command == "movielens":
-        count = import_movielens(args.dataset, args.data, Workdir(args.workdir), args.max_ratings)
-        print(f"wrote {count} interaction records under {args.workdir}; next: "
-              f"recs pipeline --workdir {args.workdir}")
-    elif args.command == "pipeline":
-        from tfx_pipeline import compile_for_kubeflow, run_local
-
-        overrides = ({"beam_args": tuple(beam_args(args.beam_runner_config, []))}
-                     if args.beam_runner_config else {})
-        workdir = Workdir(args.workdir)
-        if args.window_spans:
-            from tfx_pipeline import rolling_window
-
-            overrides["examples_dir"] = rolling_window(
-                str(workdir.ingested / "examples"), str(workdir.root / "windows"),
-                args.window_spans)
-            print(f"training window: {overrides['examples_dir']}")
-        config = pipeline_config(workdir, **overrides)
-        if args.kubeflow_out:
-            print(compile_for_kubeflow(config, args.kubeflow_out, args.image))
-        else:
-            show_pipeline_progress()
-            run_local(config)
-    elif args.command == "submit":
-        from tfx_pipeline.submit import submit
-
-        try:
-            run_id = submit(args.spec, args.host, args.experiment, args.run_name, args.namespace,
-                            work_dir=str(pathlib.Path(args.spec).resolve().parent))
-        except (ValueError, ConnectionError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"started run {run_id}")
-    elif args.command == "serve-models":
-        server = start_model_server(args.base, args.rest_port, args.grpc_port, args.host,
-                                    args.poll_seconds, args.num_versions)
-        print(f"serving {_SERVED} from {args.base}: REST {server.rest_url}, "
-              f"gRPC {server.grpc_target}", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            server.stop()
-    elif args.command == "serve":
-        from serving.config import ServiceConfig
-
-        if args.config:
-            config, embedded = ServiceConfig.from_json(args.config.read_text()), False
-        else:
-            workdir = Workdir(args.workdir)
-            config = ServiceConfig(model_server=args.model_server or "embedded",
-                                   protocol=args.protocol, serving_dir=str(workdir.serving),
-                                   store=str(workdir.store), served_log=args.served_log)
-            embedded = not args.model_server
-        serve(config, args.host, args.port, embedded)
-    elif args.command == "deploy":
-        from serving.deploy import write_deployment
-
-        for path in write_deployment(str(args.out), args.image):
-            print(path)
-    elif args.command == "openapi":
-        print(openapi(), end="")
-    elif args.command == "monitor":
-        action = monitor(args)
-        return {"nothing": 0, "alert": 3, "retrain": 4}[action]
-    elif args.command == "abtest":
-        analysis = abtest(args.outcomes, args.experiment, args.arms, args.out, args.alpha)
-        return 3 if analysis.sample_ratio.mismatch else 0
-    elif args.command == "consume":
-        counts = consume(args.redis, args.store, args.catalogue, args.consumer,
-                         args.claim_idle_ms, args.until_idle)
-        print(json.dumps(dataclasses.asdict(counts)))
-    elif args.command == "recommend":
-        from serving.recommender import UnknownUserError
-
-        try:
-            items = recommend(Workdir(args.workdir), args.user_id, args.k, args.device_type,
-                              args.hour, args.model_server, args.protocol)
-        except (UnknownUserError, ValueError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print_recommendations(args.user_id, items, args.protocol)
-    elif args.command == "demo":
-        demo(Workdir(args.workdir), args.users, args.titles, args.days, args.seed, args.k)
-    return 0
+    return _COMMANDS[args.command](args, extra)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 
+from recs.contract.signatures import SERVING_DEFAULT
+
 Inputs = Mapping[str, np.ndarray | list]
 
 
@@ -119,7 +121,7 @@ class RestClient:
         return {key: np.asarray(value) for key, value in outputs.items()}, version
 
     def _only_output_name(self, model: str, version: int | None, signature: str) -> str:
-        key = (model, version, signature or "serving_default")
+        key = (model, version, signature or SERVING_DEFAULT)
         if key not in self._output_names:
             signatures = self.metadata(model, version)["metadata"]["signature_def"][
                 "signature_def"]

@@ -10,15 +10,12 @@ import dataclasses
 import os
 
 from recs.config import Config, require
-from recs.experiments import Assigner, Experiment
+from serving.experiments import Assigner, Experiment
 from serving.http import HttpLimits
-from serving.recommender import MAX_K
+from recs.contract.models import RANKER, RETRIEVAL, SERVED_MODELS, STOCK_SERVABLE
 
-SERVED_MODELS = ("ranker", "retrieval", "retrieval_exact", "towers")
-"""Every model the pipeline pushes; `retrieval` (ScaNN) needs a server with ScaNN's ops."""
-
-STOCK_SERVABLE = ("ranker", "retrieval_exact", "towers")
-"""The models the stock `tensorflow/serving` image can load (no custom ops)."""
+MAX_K = 100
+"""The longest list the recommender builds; `ServiceConfig.max_k` may lower it."""
 
 PROTOCOLS = ("rest", "grpc")
 ARM_SETTINGS = ("diversity", "exploration")
@@ -41,7 +38,7 @@ class ServiceConfig(Config):
         model_timeout_ms: budget for all model-server calls of one request; past it the
             service answers from the popularity list and says so.
         max_k: the largest list a caller may ask for, at most the recommender's own ceiling
-            (`serving.recommender.MAX_K`). It is the one bound on `k`: the request schema,
+            (`MAX_K`). It is the one bound on `k`: the request schema,
             and so the OpenAPI spec, of an app states the `max_k` it was created with.
         default_k: the list length when a request gives none; at most `max_k`.
         max_in_flight: recommendation requests admitted at once; one more is answered 503
@@ -79,8 +76,8 @@ class ServiceConfig(Config):
     model_server: str = "http://127.0.0.1:8501"
     protocol: str = "rest"
     retrieval_server: str = ""
-    retrieval_model: str = "retrieval"
-    ranker_model: str = "ranker"
+    retrieval_model: str = RETRIEVAL
+    ranker_model: str = RANKER
     model_timeout_ms: int = 1000
     max_k: int = MAX_K
     default_k: int = 10

@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Any
 
-from serving.store import ProfileStore, RedisProfileStore
+from serving.store import ProfileStore
 from recs.contract import events as E
 from recs.contract.events import Reason, TimeWindow, parse_event, plausible_watch
 
@@ -120,7 +120,7 @@ class ProfileUpdater:
         max_backoff_s: the longest wait between retries after a transient failure.
     """
 
-    def __init__(self, redis_client: Any, store: ProfileStore | RedisProfileStore,
+    def __init__(self, redis_client: Any, store: ProfileStore,
                  durations: dict[str, float], stream: str = "recs:events",
                  group: str = "profile-updater", consumer: str = "updater-1",
                  dead_letter_stream: str = "recs:events:dead", claim_idle_ms: int = 30_000,
@@ -342,3 +342,38 @@ class ProfileUpdater:
                 return
             except _transient_errors() as error:
                 self._retry_later(error)
+
+
+def consume(redis_url: str, store_spec: str, catalogue_path: str, consumer: str = "updater-1",
+            claim_idle_ms: int = 30_000, until_idle: bool = False) -> ConsumerCounts:
+    """`recs consume`: the profile-update consumer until interrupted, or until the stream is
+    idle (`until_idle`).
+
+    Args:
+        redis_url: the event queue.
+        store_spec: the profile store (`serving.store.open_store`).
+        catalogue_path: catalogue JSON lines (title durations).
+        consumer: this consumer's name in the group (keep it across restarts).
+        claim_idle_ms: messages pending this long on another consumer are taken over.
+        until_idle: stop once the stream has nothing new.
+
+    Returns:
+        The consumer's counts.
+    """
+    import redis
+
+    from recs.data.catalogue import read_jsonl
+    from serving.store import open_store
+
+    durations = {row[E.TITLE_ID]: float(row["duration_seconds"])
+                 for row in read_jsonl(catalogue_path)}
+    updater = ProfileUpdater(redis.Redis.from_url(redis_url), open_store(store_spec),
+                             durations, consumer=consumer, claim_idle_ms=claim_idle_ms)
+    if until_idle:
+        return updater.drain()
+    stop = threading.Event()
+    try:
+        return updater.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+        return updater.counts

@@ -11,6 +11,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      prediction_service_pb2_grpc)
 
 from recs.contract.protos import tensor_proto
+from recs.contract.signatures import SERVING_DEFAULT
 from serving.client import Inputs, ModelServerError
 
 
@@ -32,7 +33,7 @@ class GrpcClient:
     def _dtypes(self, model: str, version: int | None, signature: str) -> dict[str, tf.DType]:
         """The signature's input dtypes, read once from GetModelMetadata: TF Serving feeds a
         tensor as it is sent, so float64 values for a DT_FLOAT input are refused."""
-        key = (model, version, signature or "serving_default")
+        key = (model, version, signature or SERVING_DEFAULT)
         if key not in self._input_dtypes:
             request = get_model_metadata_pb2.GetModelMetadataRequest(
                 metadata_field=["signature_def"])

@@ -62,7 +62,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2, predict_pb2, prediction_service_pb2)
 
 from recs.config import require
-from recs.contract.models import ASSETS_EXTRA, WARMUP_FILE, versions_on_disk
+from recs.contract.models import ASSETS_EXTRA, SERVED_MODELS, WARMUP_FILE, versions_on_disk
 from recs.contract.protos import signature_defs
 from recs.contract.signatures import SERVING_DEFAULT
 from serving.http import BackgroundServer, HttpLimits, error_body
@@ -1105,3 +1105,19 @@ class ModelServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serve_models(base_dir: str, models: tuple[str, ...] = SERVED_MODELS, rest_port: int = 0,
+                 grpc_port: int = 0, host: str = "127.0.0.1", poll_seconds: float = 0.0,
+                 num_versions: int = 1) -> ModelServer:
+    """Loads (and warms up) every model pushed under `base_dir` and starts serving it;
+    `poll_seconds` > 0 also picks up versions pushed later (`recs serve-models`).
+
+    Raises:
+        FileNotFoundError: a model has no servable version.
+    """
+    registry = ModelRegistry(base_dir, models, num_versions=num_versions)
+    registry.load()
+    if poll_seconds > 0:
+        registry.start_polling(poll_seconds)
+    return ModelServer(registry, host=host, rest_port=rest_port, grpc_port=grpc_port).start()

@@ -14,14 +14,12 @@ from recs.contract import features as F
 from recs.contract.models import CATALOGUE_ASSET, RANKER, RETRIEVAL, asset_path, newest_version_dir
 from recs.contract.signatures import PROBABILITY, QUERY_EMBEDDING_OUTPUT, SCORES, TITLE_IDS
 from recs.data.catalogue import read_jsonl
-from recs.exploration import epsilon_greedy_slot
 from recs.types import JsonDict
 from serving.client import ModelServerError, PredictClient
+from serving.config import MAX_K
+from serving.exploration import explore
 from serving.fresh import FreshTitles, merge_top_k
 from serving.store import ProfileStore
-
-MAX_K = 100
-
 
 class UnknownUserError(ValueError):
     """The user id is not in the profile store."""
@@ -40,29 +38,6 @@ class Recommendation:
     """Probability the policy had of showing this title in this slot (for off-policy
     evaluation); below 1 only when exploration was on."""
     explored: bool = False
-
-
-def explore(chosen: list[Recommendation], pool: list[Recommendation], epsilon: float,
-            rng: np.random.Generator) -> list[Recommendation]:
-    """Epsilon-greedy exploration slots: each slot keeps its title with probability
-    1 - epsilon, else shows a uniformly drawn title from `pool` (candidates the ranker placed
-    lower, fresh titles among them); every item carries its propensity.
-
-    Raises:
-        ValueError: epsilon outside [0, 1].
-    """
-    remaining = list(pool)
-    shown = []
-    for item in chosen:
-        slot = epsilon_greedy_slot(item.title_id, [p.title_id for p in remaining], epsilon,
-                                   rng)
-        if slot.explored and slot.title_id != item.title_id:
-            picked = next(p for p in remaining if p.title_id == slot.title_id)
-            remaining.remove(picked)
-            item = picked
-        shown.append(dataclasses.replace(item, propensity=slot.propensity,
-                                         explored=slot.explored))
-    return shown
 
 
 @dataclasses.dataclass
@@ -111,7 +86,17 @@ def load_catalogue(serving_base_dir: str, retrieval_model: str) -> dict[str, Jso
     Raises:
         FileNotFoundError: no version of `retrieval_model` has been pushed.
     """
-    path = asset_path(newest_version_dir(serving_base_dir, retrieval_model), CATALOGUE_ASSET)
+    return load_catalogue_file(asset_path(newest_version_dir(serving_base_dir, retrieval_model),
+                                          CATALOGUE_ASSET))
+
+
+def load_catalogue_file(path: str) -> dict[str, JsonDict]:
+    """Reads a catalogue snapshot (JSON lines) as title_id -> row.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: a line is not a JSON object.
+    """
     return {row[F.TITLE_ID]: row for row in read_jsonl(path)}
 
 
@@ -140,12 +125,17 @@ class Recommender:
         self.client = client
         self.retrieval_client = retrieval_client or client
         self.store = store
-        self.catalogue = catalogue
         self.retrieval_model = retrieval_model
         self.ranker_model = ranker_model
         self.fresh = fresh
-        self._by_popularity = sorted(catalogue.values(),
-                                     key=lambda row: (-float(row[F.POPULARITY]), row[F.TITLE_ID]))
+        self.replace_catalogue(catalogue)
+
+    def replace_catalogue(self, catalogue: dict[str, JsonDict]) -> None:
+        """Serves `catalogue` from now on (a new retrieval version's snapshot); requests
+        already running finish with the old one."""
+        by_popularity = sorted(catalogue.values(),
+                               key=lambda row: (-float(row[F.POPULARITY]), row[F.TITLE_ID]))
+        self.catalogue, self._by_popularity = catalogue, by_popularity
 
     def _title_row(self, title: str) -> JsonDict | None:
         row = self.fresh.row(title) if self.fresh is not None else None

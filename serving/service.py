@@ -1,7 +1,8 @@
-"""The recommendation service (`recs serve`): an HTTP JSON API over the recommender.
+"""The recommendation service (`recs serve`): an HTTP JSON API over the online policy.
 
     POST /v1/recommendations  {"user_id", "k", "context": {"device_type", "hour"}, "diversity"}
-        -> profile -> query embedding -> ScaNN candidates -> ranker -> filter -> re-rank
+        -> serving.policy (arms, exploration, fallback, served-list log)
+        -> serving.recommender (profile -> retrieve -> rank -> filter -> re-rank)
         -> {"request_id", "items", "model_versions", "fallback", "timings_ms"}
     GET  /healthz   liveness: the process answers
     GET  /readyz    readiness: the model server serves both models (503 otherwise)
@@ -18,21 +19,16 @@ service sheds load with 503 and `Retry-After` rather than queueing. Every served
 logged as one JSON line (logger `recs.served`, and `served_log` if set) for the feedback loop.
 """
 
+import contextlib
 import json
-import logging
-import threading
 import time
-import uuid
 from typing import Annotated, Any, Callable, Literal
 
-import numpy as np
-
-from recs import features as F
-from recs.experiments import Assigner
-from serving.client import ModelServerError
-from serving.config import ServiceConfig
+from recs.contract import features as F
+from serving.config import MAX_K, ServiceConfig
 from serving.http import BackgroundServer, error_body
-from serving.recommender import MAX_K, Recommender, ServedList, UnknownUserError
+from serving.policy import Ask, OnlinePolicy
+from serving.recommender import UnknownUserError
 
 try:
     import fastapi
@@ -47,7 +43,6 @@ except ImportError as error:  # pragma: no cover - the lock file installs them
 
 API_VERSION = "1.0.0"
 RECOMMENDATIONS_PATH = "/v1/recommendations"
-SERVED_LOGGER = logging.getLogger("recs.served")
 # Strict: JSON's true is not 1 and "5" is not 5.
 _STRICT = pydantic.ConfigDict(extra="forbid", strict=True)
 
@@ -146,38 +141,6 @@ class RecommendationResponse(pydantic.BaseModel):
 
 class ErrorResponse(pydantic.BaseModel):
     error: str
-
-
-class ModelStatus:
-    """Which versions of the service's models the model server has AVAILABLE, refreshed at
-    most every `refresh_s` seconds so that readiness probes do not hammer it."""
-
-    def __init__(self, recommender: Recommender, models: tuple[str, ...], refresh_s: float,
-                 timeout_s: float = 1.0) -> None:
-        self._clients = {model: (recommender.retrieval_client
-                                 if model == recommender.retrieval_model else recommender.client)
-                         for model in models}
-        self._timeout_s = timeout_s
-        self._models = models
-        self._refresh_s = refresh_s
-        self._checked = -float("inf")
-        self._versions: dict[str, int | None] = {model: None for model in models}
-        self._lock = threading.Lock()
-
-    def versions(self) -> dict[str, int | None]:
-        with self._lock:
-            if time.monotonic() - self._checked >= self._refresh_s:
-                for model in self._models:
-                    try:
-                        available = self._clients[model].available_versions(model, self._timeout_s)
-                    except ModelServerError:
-                        available = []
-                    self._versions[model] = max(available) if available else None
-                self._checked = time.monotonic()
-            return dict(self._versions)
-
-    def ready(self) -> bool:
-        return all(version is not None for version in self.versions().values())
 
 
 class _Metrics:
@@ -295,17 +258,6 @@ class _InFlightLimit:
             self.in_flight -= 1
 
 
-def _served_line(request_id: str, request: RecommendationRequest, hour: int,
-                 served: ServedList, fallback: str | None, arms: dict[str, str]) -> str:
-    return json.dumps({
-        "ts": time.time(), "request_id": request_id, "user_id": request.user_id,
-        "device_type": request.context.device_type, "hour": hour, "k": request.k,
-        "fallback": fallback, "model_versions": served.versions, "experiments": arms,
-        "items": [{"title_id": item.title_id, "score": item.score, "position": position,
-                   "propensity": item.propensity, "explored": item.explored}
-                  for position, item in enumerate(served.items)]})
-
-
 _ERRORS = {status: {"model": ErrorResponse, "description": description}
            for status, description in (
                (400, "The body is not JSON, or the HTTP request is malformed."),
@@ -315,34 +267,35 @@ _ERRORS = {status: {"model": ErrorResponse, "description": description}
                (431, "The request's head is over ServiceConfig.max_header_bytes."))}
 
 
-def create_app(recommender: Recommender, config: ServiceConfig,
-               status: ModelStatus | None = None) -> fastapi.FastAPI:
-    """Builds the service's ASGI app around a recommender.
+def create_app(policy: OnlinePolicy) -> fastapi.FastAPI:
+    """Builds the service's ASGI app: HTTP only, the policy decides what is served.
 
-    The sizes and read timeouts of `config` are enforced at the connection, by
+    The sizes and read timeouts of `policy.config` are enforced at the connection, by
     `serving.http`: run the app with `ServiceServer`, or with
     `serving.http.uvicorn_config(app, config.http_limits())` as `recs serve` does.
 
     Args:
-        recommender: talks to the model server and the profile store.
-        config: timeouts, limits and the served-list log.
-        status: model readiness and versions; built from the recommender's client if None.
+        policy: arms, fallbacks and the served-list log around a recommender
+            (`serving.policy.OnlinePolicy(recommender, config)`).
 
     Returns:
         A FastAPI app; `app.state.http_limits` holds the connection limits to serve it with.
     """
-    status = status or ModelStatus(recommender, (config.retrieval_model, config.ranker_model),
-                                   config.status_refresh_s, config.model_timeout_ms / 1000.0)
+    config = policy.config
     metrics = _Metrics()
-    assigner = Assigner(list(config.experiments), config.holdout)
-    log_lock = threading.Lock()
     request_type = request_model(config)
+    @contextlib.asynccontextmanager
+    async def lifespan(_):  # Run by TestClient and by servers with lifespan events on.
+        yield
+        policy.close()
+
     app = fastapi.FastAPI(
         title="recs recommendation service", version=API_VERSION,
         description="Two-tower retrieval (ScaNN) and a deep ranker behind one call.",
-        responses=_ERRORS)
+        responses=_ERRORS, lifespan=lifespan)
     app.router.route_class = _StrictJsonRoute
     app.state.http_limits = config.http_limits()
+    app.state.policy = policy
 
     @app.exception_handler(fastapi.exceptions.RequestValidationError)
     async def invalid(_, error: fastapi.exceptions.RequestValidationError):
@@ -369,12 +322,6 @@ def create_app(recommender: Recommender, config: ServiceConfig,
         # server logs its traceback.
         return _error(500, f"internal error: {type(error).__name__}")
 
-    def write_served(line: str) -> None:
-        SERVED_LOGGER.info(line)
-        if config.served_log:
-            with log_lock, open(config.served_log, "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
-
     shed_response = {"model": ErrorResponse, "description": (
         "Shedding load: ServiceConfig.max_in_flight requests are in flight; retry after "
         "Retry-After seconds."), "headers": {"Retry-After": {
@@ -385,50 +332,31 @@ def create_app(recommender: Recommender, config: ServiceConfig,
                          **({503: shed_response} if config.max_in_flight else {})})
     def recommendations(request: request_type):  # type: ignore[valid-type]
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
-        hour = (request.context.hour if request.context.hour is not None
-                else time.gmtime().tm_hour)
-        fallback = None
-        arms = assigner.arms(request.user_id)
-        settings = {"diversity": request.diversity, "exploration": config.exploration}
-        for arm in arms.values():
-            settings.update(arm.settings)
+        profile = None if request.profile is None else {
+            **request.profile.model_dump(),
+            F.PREFERRED_GENRES: "|".join(request.profile.preferred_genres)}
         try:
-            served = recommender.recommend_detailed(
-                request.user_id, k=request.k, device_type=request.context.device_type,
-                hour=hour, diversity=settings["diversity"],
-                timeout=config.model_timeout_ms / 1000.0,
-                exploration=settings["exploration"],
-                profile=None if request.profile is None else {
-                    **request.profile.model_dump(),
-                    F.PREFERRED_GENRES: "|".join(request.profile.preferred_genres)},
-                # Seeded by the request id, so a logged list can be replayed exactly.
-                rng=np.random.default_rng(int(request_id[:16], 16)))
+            answer = policy.answer(Ask(
+                user_id=request.user_id, k=request.k, device_type=request.context.device_type,
+                hour=request.context.hour, diversity=request.diversity, profile=profile))
         except UnknownUserError as error:
             metrics.requests.labels("unknown_user").inc()
             return _error(404, str(error))
-        except ModelServerError as error:
-            fallback = ("model_server_timeout" if error.status in ("DEADLINE_EXCEEDED", "TIMEOUT")
-                        else "model_server_error")
-            metrics.fallbacks.labels(fallback).inc()
-            served = recommender.popular(request.user_id, request.k)
+        served = answer.served
         served.stage_ms["total"] = 1000.0 * (time.perf_counter() - started)
         for stage, ms in served.stage_ms.items():
             metrics.latency.labels(stage).observe(ms / 1000.0)
         metrics.candidates.observe(served.candidates)
-        metrics.requests.labels("fallback" if fallback else "ok").inc()
-        versions = status.versions() if fallback is None else {}
-        served.versions.update({model: version for model, version in versions.items()
-                                if served.versions.get(model) is None})
-        arm_names = {name: arm.name for name, arm in arms.items()}
-        write_served(_served_line(request_id, request, hour, served, fallback, arm_names))
+        if answer.fallback:
+            metrics.fallbacks.labels(answer.fallback).inc()
+        metrics.requests.labels("fallback" if answer.fallback else "ok").inc()
         return RecommendationResponse(
-            request_id=request_id, user_id=request.user_id,
+            request_id=answer.request_id, user_id=request.user_id,
             items=[Item(title_id=item.title_id, genre=item.genre, score=item.score,
                         retrieval_score=item.retrieval_score, propensity=item.propensity,
                         explored=item.explored) for item in served.items],
-            model_versions=served.versions, experiments=arm_names, fallback=fallback,
-            candidates=served.candidates,
+            model_versions=served.versions, experiments=answer.experiments,
+            fallback=answer.fallback, candidates=served.candidates,
             timings_ms={stage: round(ms, 3) for stage, ms in served.stage_ms.items()})
 
     # Coroutines, so that they run on the event loop and answer even while every worker
@@ -439,12 +367,11 @@ def create_app(recommender: Recommender, config: ServiceConfig,
 
     @app.get("/readyz", responses={503: {"model": ErrorResponse,
                                          "description": "A model has no AVAILABLE version."}})
-    def readyz():  # A thread: it may call the model server.
-        versions = status.versions()
-        if all(version is not None for version in versions.values()):
-            return {"status": "ready", "model_versions": versions}
-        missing = sorted(model for model, version in versions.items() if version is None)
-        return _error(503, f"model server has no AVAILABLE version of {missing}")
+    async def readyz():  # Reads the status the policy refreshes in the background.
+        if policy.status.ready():
+            return {"status": "ready", "model_versions": policy.status.versions()}
+        return _error(503, f"model server has no AVAILABLE version of "
+                           f"{policy.status.missing()}")
 
     @app.get("/metrics", response_class=responses.PlainTextResponse)
     async def prometheus_metrics():
@@ -474,9 +401,14 @@ class ServiceServer(BackgroundServer):
         port: 0 picks a free port (see `url` after `start`).
 
     Example:
-        with ServiceServer(create_app(recommender, ServiceConfig())) as server:
+        with ServiceServer(create_app(OnlinePolicy(recommender, ServiceConfig()))) as server:
             urllib.request.urlopen(server.url + "/healthz")
     """
 
     def __init__(self, app: fastapi.FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(app, app.state.http_limits, host, port)
+        self._policy = app.state.policy
+
+    def stop(self) -> None:
+        super().stop()
+        self._policy.close()

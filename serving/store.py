@@ -8,6 +8,7 @@ recommendation service reads.
 
 import sqlite3
 import threading
+from typing import Protocol
 
 from recs.contract import features as F
 from recs.data.catalogue import read_jsonl
@@ -52,7 +53,51 @@ def event_effects(event: JsonDict, duration_seconds: float) -> tuple[str, float,
     return ("likes" if kind == "like" else "skips"), 1.0, False
 
 
-class ProfileStore:
+def profile_row(profile: JsonDict) -> tuple:
+    """The stored fields of a profile: (user_id, age, country, tier, preferred genres), typed.
+
+    Raises:
+        ValueError: a field is missing or of the wrong type (names the field).
+    """
+    missing = [key for key in (F.USER_ID, *PROFILE_FIELDS) if key not in profile]
+    if missing:
+        raise ValueError(f"profile {profile.get(F.USER_ID)!r} lacks {missing}; expected "
+                         f"{[F.USER_ID, *PROFILE_FIELDS]}.")
+    age = profile[F.AGE]
+    if type(age) is not int:
+        raise ValueError(f"profile {profile[F.USER_ID]!r}: {F.AGE} must be an int; received "
+                         f"{age!r}.")
+    text = [key for key in (F.USER_ID, F.COUNTRY, F.SUBSCRIPTION_TIER, F.PREFERRED_GENRES)
+            if not isinstance(profile[key], str)]
+    if text:
+        raise ValueError(f"profile {profile[F.USER_ID]!r}: {text} must be strings.")
+    return tuple(profile[key] for key in (F.USER_ID, *PROFILE_FIELDS))
+
+
+class ProfileStore(Protocol):
+    """What the recommender and the event consumer need from the online profile store
+    (`SqliteProfileStore` embedded, `RedisProfileStore` shared)."""
+
+    def upsert_profiles(self, profiles: list[JsonDict]) -> None: ...
+
+    def mark_finished(self, pairs: list[tuple[str, str]]) -> None: ...
+
+    def record_plays(self, plays: list[tuple[str, str, int]]) -> None: ...
+
+    def apply_event(self, event: JsonDict, duration_seconds: float) -> bool: ...
+
+    def profile(self, user_id: str) -> JsonDict | None: ...
+
+    def history(self, user_id: str, limit: int = F.MAX_WATCHED) -> list[str]: ...
+
+    def finished(self, user_id: str) -> set[str]: ...
+
+    def stats(self, user_id: str) -> dict[str, float]: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteProfileStore:
     """Thread-safe SQLite store of profiles and finished titles.
 
     Args:
@@ -68,15 +113,9 @@ class ProfileStore:
         """Inserts or replaces profiles (dicts with user_id and PROFILE_FIELDS).
 
         Raises:
-            ValueError: a profile lacks a field.
+            ValueError: a profile lacks a field or has one of the wrong type.
         """
-        rows = []
-        for profile in profiles:
-            missing = [key for key in (F.USER_ID, *PROFILE_FIELDS) if key not in profile]
-            if missing:
-                raise ValueError(f"profile {profile.get(F.USER_ID)!r} lacks {missing}; "
-                                 f"expected {[F.USER_ID, *PROFILE_FIELDS]}.")
-            rows.append(tuple(profile[key] for key in (F.USER_ID, *PROFILE_FIELDS)))
+        rows = [profile_row(profile) for profile in profiles]
         with self._lock, self._connection:
             self._connection.executemany(
                 "INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?)", rows)
@@ -187,16 +226,11 @@ class RedisProfileStore:
         """Inserts or replaces profiles.
 
         Raises:
-            ValueError: a profile lacks a field.
+            ValueError: a profile lacks a field or has one of the wrong type.
         """
         pipeline = self._redis.pipeline(transaction=True)
-        for profile in profiles:
-            missing = [key for key in (F.USER_ID, *PROFILE_FIELDS) if key not in profile]
-            if missing:
-                raise ValueError(f"profile {profile.get(F.USER_ID)!r} lacks {missing}; "
-                                 f"expected {[F.USER_ID, *PROFILE_FIELDS]}.")
-            pipeline.hset(self._key("profile", profile[F.USER_ID]),
-                          mapping={key: profile[key] for key in PROFILE_FIELDS})
+        for user, *fields in (profile_row(profile) for profile in profiles):
+            pipeline.hset(self._key("profile", user), mapping=dict(zip(PROFILE_FIELDS, fields)))
         pipeline.execute()
 
     def mark_finished(self, pairs: list[tuple[str, str]]) -> None:
@@ -242,15 +276,15 @@ class RedisProfileStore:
         self._redis.close()
 
 
-def open_store(spec: str) -> ProfileStore | RedisProfileStore:
+def open_store(spec: str) -> ProfileStore:
     """A `redis://` (or `rediss://`, `unix://`) URL opens Redis; anything else is a SQLite
     file path (":memory:" for a throwaway store)."""
     if spec.startswith(("redis://", "rediss://", "unix://")):
         return RedisProfileStore(spec)
-    return ProfileStore(spec)
+    return SqliteProfileStore(spec)
 
 
-def load_store(store: ProfileStore | RedisProfileStore, users_path: str, examples_glob: str
+def load_store(store: ProfileStore, users_path: str, examples_glob: str
                ) -> tuple[int, int]:
     """Bulk-loads profiles from JSON lines, and plays and finished titles from interaction
     tf.Examples.
@@ -279,3 +313,15 @@ def load_store(store: ProfileStore | RedisProfileStore, users_path: str, example
         pairs.extend((u.decode(), t.decode()) for u, t in zip(users, titles))
     store.mark_finished(pairs)
     return len(profiles), len(set(pairs))
+
+
+def fresh_store(path: str, users_path: str, examples_glob: str) -> SqliteProfileStore:
+    """A new SQLite store at `path` (an old file there is replaced) loaded with the profiles
+    and the plays of the ingested examples (`load_store`)."""
+    import os
+
+    if path != ":memory:" and os.path.exists(path):
+        os.unlink(path)
+    store = SqliteProfileStore(path)
+    load_store(store, users_path, examples_glob)
+    return store

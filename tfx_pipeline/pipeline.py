@@ -20,8 +20,10 @@ from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
 from recs import features as F
-from tfx_pipeline import config as C
+from recs.contract import models as C
+from recs.contract.signatures import PROBABILITY
 from tfx_pipeline import trainer
+from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.components import IndexBuilder, RankerTrainer
 
 PREPROCESSING_FN = "transforms.preprocessing.preprocessing_fn"
@@ -31,7 +33,7 @@ CANDIDATE = "candidate"
 BASELINE = "baseline"
 
 
-def eval_config(config: C.PipelineConfig) -> tfma.EvalConfig:
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     """The ranker's evaluation: an absolute AUC gate, and no worse than the champion.
 
     The change threshold needs the baseline model (the last blessed ranker); without one
@@ -43,7 +45,7 @@ def eval_config(config: C.PipelineConfig) -> tfma.EvalConfig:
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -config.max_auc_drop}))
     spec = dict(signature_name="serving_tf_example", label_key=F.LABEL,
-                prediction_key="probability")
+                prediction_key=PROBABILITY)
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(name=CANDIDATE, **spec),
                      tfma.ModelSpec(name=BASELINE, is_baseline=True, **spec)],
@@ -73,7 +75,7 @@ def _latest_blessed(trainer_id: str, blesser_id: str, resolver_id: str) -> tfx.d
                                        output_key="blessing")).with_id(resolver_id)
 
 
-def _pusher(model: tfx.dsl.Channel, blessing: tfx.dsl.Channel, config: C.PipelineConfig,
+def _pusher(model: tfx.dsl.Channel, blessing: tfx.dsl.Channel, config: PipelineConfig,
             name: str) -> tfx.components.Pusher:
     destination = tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
         base_directory=config.serving_dir(name)))
@@ -81,7 +83,7 @@ def _pusher(model: tfx.dsl.Channel, blessing: tfx.dsl.Channel, config: C.Pipelin
                                  push_destination=destination).with_id(f"Pusher_{name}")
 
 
-def create_pipeline(config: C.PipelineConfig) -> tfx.dsl.Pipeline:
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     """Builds the pipeline; the same object runs locally or compiles for Kubeflow v2."""
     train_buckets, eval_buckets = config.eval_buckets
     example_gen = tfx.components.ImportExampleGen(

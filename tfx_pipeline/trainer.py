@@ -16,7 +16,7 @@ import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
 from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
 from recs.distribute import is_chief, save_target, strategy_from_environment
-from recs.export import RankerExport, RetrievalExport
+from recs.assembly import export_ranker, export_towers
 from recs.models.encoders import FeatureSizes
 from recs.models.retrieval import Tower, candidate_tower, query_tower
 from recs.plots import plot_training_curves
@@ -32,16 +32,6 @@ from tfx_bsl.public import tfxio
 RETRIEVAL_CONFIG_KEY = "retrieval"
 RANKER_CONFIG_KEY = "ranker"
 METRICS_FILE = "metrics.json"
-
-
-def feature_sizes(transform_output: tft.TFTransformOutput) -> FeatureSizes:
-    """Reads vocabulary sizes from tf.Transform's output, adding the OOV/padding slot."""
-    size = transform_output.vocabulary_size_by_name
-    return FeatureSizes(
-        users=size(F.USER_ID) + 1, titles=size(F.TITLE_ID) + 1,
-        countries=size(F.COUNTRY) + 1, subscription_tiers=size(F.SUBSCRIPTION_TIER) + 1,
-        genres=size(F.GENRE_VOCABULARY) + 1,
-        description_tokens=size(F.DESCRIPTION_VOCABULARY) + 1)
 
 
 def _inputs(fn_args: tfx.components.FnArgs, training: TrainingConfig
@@ -101,12 +91,10 @@ def run_retrieval(fn_args: tfx.components.FnArgs) -> None:
     reports: dict[str, WarmStartReport] = {}
     initialize = _warm_start(fn_args, transform_output, lambda model: {
         "query_tower": model.query_tower, "candidate_tower": model.candidate_tower}, reports)
-    result = train_retrieval(train, evaluation, feature_sizes(transform_output), config,
-                             strategy, initialize)
+    sizes = FeatureSizes.from_transform_output(transform_output)
+    result = train_retrieval(train, evaluation, sizes, config, strategy, initialize)
     with save_target(fn_args.serving_model_dir, strategy) as target:
-        RetrievalExport(transform_output.transform_features_layer(),
-                        transform_output.raw_feature_spec(),
-                        result.model.query_tower, result.model.candidate_tower).save(target)
+        export_towers(transform_output, result.model, target)
     if is_chief(strategy):
         _write_run_outputs(fn_args, result, "two-tower retrieval", reports)
 
@@ -133,7 +121,7 @@ def _retrieval_towers(fn_args: tfx.components.FnArgs, transform_output: tft.TFTr
                          "retrieval_model; wire the RetrievalTrainer's model into it "
                          "(tfx_pipeline.pipeline does when tower_features is on).")
     config = RetrievalConfig.from_dict(fn_args.custom_config[RETRIEVAL_CONFIG_KEY])
-    sizes = feature_sizes(transform_output)
+    sizes = FeatureSizes.from_transform_output(transform_output)
     with strategy.scope():
         towers = query_tower(sizes, config), candidate_tower(sizes, config)
         for tower in towers:
@@ -160,10 +148,9 @@ def run_ranker(fn_args: tfx.components.FnArgs) -> None:
     reports: dict[str, WarmStartReport] = {}
     initialize = _warm_start(fn_args, transform_output,
                              lambda model: {_ranker_prefix(fn_args.base_model): model}, reports)
-    result = train_ranker(train, evaluation, feature_sizes(transform_output), config, strategy,
-                          initialize, towers)
+    sizes = FeatureSizes.from_transform_output(transform_output)
+    result = train_ranker(train, evaluation, sizes, config, strategy, initialize, towers)
     with save_target(fn_args.serving_model_dir, strategy) as target:
-        RankerExport(transform_output.transform_features_layer(),
-                     transform_output.raw_feature_spec(), result.model).save(target)
+        export_ranker(transform_output, result.model, target)
     if is_chief(strategy):
         _write_run_outputs(fn_args, result, "deep sigmoid ranker", reports, loaded)

@@ -73,6 +73,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
+from recs.features import to_example
 from recs.config import Config, require
 from recs.contract.events import (MAX_RECORD_BYTES, Reason, TimeWindow, parse_event,
                                plausible_watch)
@@ -145,6 +146,18 @@ class IngestionConfig(Config):
                 self.bot_events_per_hour)
         require(self.max_watch_ratio >= 1.0, "max_watch_ratio", ">= 1", self.max_watch_ratio)
         require(self.num_shards >= 0, "num_shards", ">= 0", self.num_shards)
+
+    @classmethod
+    def for_raw(cls, raw_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
+                **options: Any) -> "IngestionConfig":
+        """The config reading a raw folder as the generator writes it (and as a daily log
+        delivery is laid out): `events/day=D/*`, `users.jsonl`, `titles.jsonl`,
+        `profile_updates/day=D/*.jsonl`; `options` set the other fields."""
+        raw = pathlib.Path(raw_dir)
+        return cls(events_glob=str(raw / "events" / "*" / "*"),
+                   users_path=str(raw / "users.jsonl"), titles_path=str(raw / "titles.jsonl"),
+                   profile_updates_glob=str(raw / "profile_updates" / "*" / "*.jsonl"),
+                   output_dir=str(output_dir), **options)
 
     @property
     def examples_dir(self) -> str:
@@ -552,20 +565,6 @@ def _record(user_id: str, profile: dict[str, Any], history: str, title_id: str,
         F.COMPLETED: int(ratio >= F.COMPLETED_WATCH_RATIO),
         F.LABEL: int(ratio >= F.ENGAGED_WATCH_RATIO or liked),
     }
-
-
-def to_example(record: dict[str, Any]) -> bytes:
-    """Serializes an interaction record as a tf.Example with the contract's dtypes."""
-    feature = {}
-    for key, dtype in F.RAW_FEATURE_DTYPES.items():
-        value = record[key]
-        if dtype == tf.string:
-            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-        elif dtype == tf.int64:
-            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-        else:
-            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 def _is_text(value: Any) -> bool:

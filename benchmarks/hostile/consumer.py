@@ -34,7 +34,7 @@ def run(redis_url: str, seed: int = 0, count: int = 300, kills: int = 2,
     import redis
 
     from serving.consumer import QUARANTINED, publish
-    from serving.store import ProfileStore
+    from serving.store import SqliteProfileStore
 
     root = pathlib.Path(workdir or tempfile.mkdtemp(prefix="hostile-consumer-"))
     client = redis.Redis.from_url(redis_url)
@@ -44,7 +44,7 @@ def run(redis_url: str, seed: int = 0, count: int = 300, kills: int = 2,
     store_path = str(root / "profiles.db")
     catalogue = root / "titles.jsonl"
     catalogue.write_text("".join(json.dumps(t) + "\n" for t in H.catalogue()))
-    store = ProfileStore(store_path)
+    store = SqliteProfileStore(store_path)
     store.upsert_profiles(H.profiles())
     hostile = [{b"event": record} for _, record in corpus.hostile]
     hostile += [{b"\xffevent": json.dumps(corpus.valid[0]).encode()}, {b"other": b"x"}]

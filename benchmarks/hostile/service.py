@@ -633,11 +633,11 @@ def tiny_world(world: pathlib.Path) -> Iterator[Callable[..., _Service]]:
     from serving.model_server import ModelRegistry, ModelServer
     from serving.recommender import Recommender, load_catalogue
     from serving.service import ServiceServer, create_app
-    from serving.store import ProfileStore, load_store
+    from serving.store import SqliteProfileStore, load_store
 
     registry = ModelRegistry(str(world / "serving"), ("ranker", "retrieval"))
     registry.load()
-    store = ProfileStore(":memory:")
+    store = SqliteProfileStore(":memory:")
     load_store(store, str(world / "raw" / "users.jsonl"),
                str(world / "ingested" / "examples" / "*" / "*.tfrecord.gz"))
     catalogue = load_catalogue(str(world / "serving"), "retrieval")

@@ -48,7 +48,7 @@ import os
 
 import numpy as np
 
-from recs import features as F
+from recs.contract import features as F
 from recs.types import JsonDict
 
 NOMINAL_DURATION_SECONDS = 6000
@@ -261,3 +261,62 @@ def interaction_records(data: MovieLens, rows: np.ndarray, reference: np.ndarray
             F.COMPLETED: int(rating >= 3), F.LABEL: int(rating >= 4),
         })
     return records
+
+
+def write_movielens(dataset: str, data_dir: str, raw_dir: str, examples_dir: str,
+                    max_ratings: int = 0, seed: int = 42) -> int:
+    """Writes MovieLens as the pipeline's inputs: interaction tf.Examples (one span folder,
+    `snapshot`), `users.jsonl` and `titles.jsonl`.
+
+    Derived features (preferred genres, popularity, history) look at every written rating:
+    this is the operational path. The quality benchmarks, which must not leak test ratings,
+    derive them from their training split instead.
+
+    Args:
+        dataset: "ml-100k" or "ml-1m".
+        data_dir: the folder of the GroupLens files.
+        raw_dir: receives users.jsonl and titles.jsonl.
+        examples_dir: receives `snapshot/interactions-00000-of-00001.tfrecord.gz`.
+        max_ratings: keep a seeded random subset of this many ratings (0 = all).
+        seed: the subset's seed.
+
+    Returns:
+        The number of interaction records written.
+
+    Raises:
+        ValueError: an unknown dataset.
+    """
+    import json
+    import pathlib
+
+    import tensorflow as tf
+
+    from recs.features import to_example
+
+    readers = {"ml-100k": read_ml100k, "ml-1m": read_ml1m}
+    if dataset not in readers:
+        raise ValueError(f"dataset must be one of {sorted(readers)}; received {dataset!r}.")
+    data = readers[dataset](str(data_dir))
+    rows = np.arange(data.num_ratings)
+    if max_ratings:
+        rows = np.sort(np.random.default_rng(seed).permutation(rows)[:max_ratings])
+    records = interaction_records(data, rows, reference=rows)
+    # One folder, read as one span: the ratings are a snapshot, not daily deliveries.
+    snapshot = pathlib.Path(examples_dir) / "snapshot"
+    snapshot.mkdir(parents=True)
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    with tf.io.TFRecordWriter(str(snapshot / "interactions-00000-of-00001.tfrecord.gz"),
+                              options) as writer:
+        for record in records:
+            writer.write(to_example(record))
+    raw = pathlib.Path(raw_dir)
+    raw.mkdir(parents=True)
+    preferred = {r[F.USER_ID]: r[F.PREFERRED_GENRES] for r in records}
+    with open(raw / "users.jsonl", "w") as handle:
+        for user, profile in data.profiles.items():
+            handle.write(json.dumps({F.USER_ID: user, **profile,
+                                     F.PREFERRED_GENRES: preferred.get(user, "")}) + "\n")
+    with open(raw / "titles.jsonl", "w") as handle:
+        for row in catalogue_rows(data, rows):
+            handle.write(json.dumps(row) + "\n")
+    return len(records)

@@ -1,6 +1,7 @@
 """Turns a dict of transformed features into one dense vector per example."""
 
 import dataclasses
+from typing import Any
 
 import tensorflow as tf
 
@@ -33,6 +34,17 @@ class FeatureSizes(Config):
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             require(isinstance(value, int) and value > 0, field.name, "a positive int", value)
+
+    @classmethod
+    def from_transform_output(cls, transform_output: Any) -> "FeatureSizes":
+        """Reads the vocabulary sizes of a `tft.TFTransformOutput`, adding the OOV/padding
+        slot."""
+        size = transform_output.vocabulary_size_by_name
+        return cls(users=size(F.USER_ID) + 1, titles=size(F.TITLE_ID) + 1,
+                   countries=size(F.COUNTRY) + 1,
+                   subscription_tiers=size(F.SUBSCRIPTION_TIER) + 1,
+                   genres=size(F.GENRE_VOCABULARY) + 1,
+                   description_tokens=size(F.DESCRIPTION_VOCABULARY) + 1)
 
     def vocabulary_size(self, key: str) -> int:
         """Returns the embedding table size of categorical raw feature `key`."""

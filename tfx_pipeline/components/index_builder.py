@@ -12,10 +12,10 @@ import os
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
+from recs.assembly import export_indexes
 from recs.config import IndexConfig
-from recs.data.catalogue import read_jsonl, to_columns
+from recs.data.catalogue import read_jsonl
 from recs.export import serving_model_dir
-from recs.index import build_indexes, catalogue_lines
 from recs.plots import plot_index_tuning
 
 import numpy as np
@@ -55,15 +55,10 @@ def IndexBuilder(  # noqa: N802  (TFX names components like classes)
     """Builds and validates the indexes; see the module docstring."""
     config = IndexConfig.from_json(index_config)
     towers_dir = serving_model_dir(model.uri)
-    towers = tf.saved_model.load(towers_dir)
-    rows = read_jsonl(catalogue_uri)
-    catalogue = to_columns(rows, F.CANDIDATE_FEATURES)
-    queries = _held_out_queries(examples, config.eval_queries)
-    scann_retrieval, exact_retrieval, report = build_indexes(towers, catalogue, queries, config)
-
-    lines = catalogue_lines(catalogue)
-    scann_retrieval.save(serving_model_dir(scann_model.uri), lines, scann=True)
-    exact_retrieval.save(serving_model_dir(exact_model.uri), lines, scann=False)
+    report = export_indexes(towers_dir, read_jsonl(catalogue_uri),
+                            _held_out_queries(examples, config.eval_queries), config,
+                            serving_model_dir(scann_model.uri),
+                            serving_model_dir(exact_model.uri))
     io_utils.copy_dir(towers_dir, serving_model_dir(towers_model.uri))
 
     with tf.io.gfile.GFile(os.path.join(blessing.uri, REPORT_FILE), "w") as handle:

@@ -15,7 +15,7 @@ import redis
 
 from recs import features as F
 from serving.consumer import QUARANTINED, ProfileUpdater, publish
-from serving.store import ProfileStore, RedisProfileStore
+from serving.store import RedisProfileStore, SqliteProfileStore
 
 NOW = int(time.time()) - 3600
 """Events are stamped within the consumer's window around their arrival time."""
@@ -91,7 +91,7 @@ def _publish_raw(client, entries: list[dict[bytes, bytes]]) -> list[str]:
 
 def test_every_poison_message_is_dead_lettered_with_its_bytes_and_the_rest_applied(
         client, redis_url):
-    store = ProfileStore(":memory:")
+    store = SqliteProfileStore(":memory:")
     store.upsert_profiles(_profiles(1))
     poison = _poison(0)
     ids = _publish_raw(client, poison)
@@ -108,7 +108,7 @@ def test_every_poison_message_is_dead_lettered_with_its_bytes_and_the_rest_appli
     assert (stats["plays"], stats["watch_seconds"]) == (2, 1050.0)  # No inf, no NaN.
 
 
-class _FlakyStore(ProfileStore):
+class _FlakyStore(SqliteProfileStore):
     """Fails to apply: `transient` times with a locked database, or for ever for one id."""
 
     def __init__(self, transient: int = 0, poisoned: str = "") -> None:
@@ -151,7 +151,7 @@ def test_a_message_that_always_fails_is_quarantined_by_its_delivery_count(client
 
 
 def test_events_apply_exactly_once_and_bad_records_are_dead_lettered(client):
-    store = ProfileStore(":memory:")
+    store = SqliteProfileStore(":memory:")
     store.upsert_profiles(_profiles(2))
     events = _events(2, 2)
     bad = ['{"event_id": "x1", ', "[1, 2]",
@@ -264,6 +264,7 @@ def test_the_next_recommendation_reflects_a_new_watch(server, tiny_world, redis_
     from serving.client import RestClient
     from serving.config import ServiceConfig
     from serving.recommender import Recommender, load_catalogue
+    from serving.policy import OnlinePolicy
     from serving.service import create_app
     from serving.store import load_store
 
@@ -272,8 +273,8 @@ def test_the_next_recommendation_reflects_a_new_watch(server, tiny_world, redis_
     catalogue = load_catalogue(str(tiny_world.serving_dir), "retrieval")
     durations = {row[F.TITLE_ID]: float(row[F.DURATION_SECONDS])
                  for row in read_jsonl(str(tiny_world.raw / "titles.jsonl"))}
-    app = create_app(Recommender(RestClient(server.rest_url), store, catalogue),
-                     ServiceConfig(model_timeout_ms=30_000))
+    app = create_app(OnlinePolicy(Recommender(RestClient(server.rest_url), store, catalogue),
+                                  ServiceConfig(model_timeout_ms=30_000)))
     user = tiny_world.records[0][F.USER_ID]
     stop = threading.Event()
     updater = ProfileUpdater(client, store, durations)

@@ -1,4 +1,4 @@
-"""Exploration slots and off-policy evaluation.
+"""Exploration slots: online policy, where requests are served.
 
 A share of each list's slots goes to titles the system knows little about (fresh titles,
 titles with few impressions). Two policies pick them:
@@ -9,14 +9,18 @@ titles with few impressions). Two policies pick them:
 
 Every shown title is logged with its propensity, the probability that the policy shows it in
 that slot given what it knew, so that a new policy can be evaluated offline from the logs with
-inverse-propensity scoring (IPS) or its self-normalized form (SNIPS).
+inverse-propensity scoring (IPS) or its self-normalized form (SNIPS): `monitoring.off_policy`.
 """
 
 import dataclasses
+from typing import TypeVar
 
 import numpy as np
 
 from recs.config import require
+
+_Item = TypeVar("_Item")
+"""A frozen dataclass with `title_id`, `propensity` and `explored` (a served list's item)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,45 +92,24 @@ def thompson_slot(pool: list[str], posteriors: BetaPosteriors, rng: np.random.Ge
     return Shown(pool[choice], propensity, True)
 
 
-@dataclasses.dataclass(frozen=True)
-class OffPolicyEstimate:
-    ips: float
-    snips: float
-    ips_standard_error: float
-    effective_sample_size: float
-
-
-def off_policy_value(rewards: np.ndarray, logged_propensities: np.ndarray,
-                     target_probabilities: np.ndarray) -> OffPolicyEstimate:
-    """The value of a target policy estimated from another policy's logs.
-
-    Args:
-        rewards: `[n]` observed outcome of each logged impression (e.g. engaged 0/1).
-        logged_propensities: `[n]` probability the logging policy had of showing the logged
-            title.
-        target_probabilities: `[n]` probability the target policy would show that title in
-            that context.
-
-    Returns:
-        IPS (unbiased when every title the target policy may show has a positive logging
-        propensity) and SNIPS (a little biased, much lower variance), with IPS's standard
-        error and the importance weights' effective sample size.
+def explore(chosen: list[_Item], pool: list[_Item], epsilon: float,
+            rng: np.random.Generator) -> list[_Item]:
+    """Epsilon-greedy exploration slots: each slot keeps its title with probability
+    1 - epsilon, else shows a uniformly drawn title from `pool` (candidates the ranker placed
+    lower, fresh titles among them); every item carries its propensity.
 
     Raises:
-        ValueError: mismatched lengths, no impressions, or a propensity outside (0, 1].
+        ValueError: epsilon outside [0, 1].
     """
-    rewards = np.asarray(rewards, float)
-    logged = np.asarray(logged_propensities, float)
-    target = np.asarray(target_probabilities, float)
-    require(len(rewards) == len(logged) == len(target) > 0, "inputs",
-            "equal, non-zero lengths", (len(rewards), len(logged), len(target)))
-    require(bool(np.all((logged > 0) & (logged <= 1))), "logged_propensities", "in (0, 1]",
-            float(logged.min()))
-    weights = target / logged
-    terms = rewards * weights
-    snips = float(terms.sum() / weights.sum()) if weights.sum() > 0 else 0.0
-    return OffPolicyEstimate(float(terms.mean()), snips,
-                             float(terms.std(ddof=1) / np.sqrt(len(terms))) if len(terms) > 1
-                             else float("nan"),
-                             float(weights.sum() ** 2 / np.sum(weights ** 2))
-                             if weights.any() else 0.0)
+    remaining = list(pool)
+    shown = []
+    for item in chosen:
+        slot = epsilon_greedy_slot(item.title_id, [p.title_id for p in remaining], epsilon,
+                                   rng)
+        if slot.explored and slot.title_id != item.title_id:
+            picked = next(p for p in remaining if p.title_id == slot.title_id)
+            remaining.remove(picked)
+            item = picked
+        shown.append(dataclasses.replace(item, propensity=slot.propensity,
+                                         explored=slot.explored))
+    return shown

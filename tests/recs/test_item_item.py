@@ -10,7 +10,7 @@ from recs.models.item_item import (ItemItemQuery, cooccurrence, ease_weights, fi
                                    item_item_layers)
 from recs.models.retrieval import Tower, TwoTowerModel
 from recs.training import train_retrieval
-from test_models import SIZES, _dataset, _features, _fitted_factors, hybrid_query_tower
+from tests.recs.test_models import SIZES, _dataset, _features, _fitted_factors, hybrid_query_tower
 
 
 def test_cooccurrence_counts_users_who_watched_both_titles_once():

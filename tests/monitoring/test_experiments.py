@@ -4,11 +4,11 @@ numbers and seeded simulations with known truth."""
 import numpy as np
 import pytest
 
-from recs.experiments import (Arm, Assigner, Experiment, compare_means, compare_proportions,
-                              cuped, sample_ratio_check, sample_size_means,
-                              sample_size_proportions)
-from recs.exploration import (BetaPosteriors, epsilon_greedy_slot, off_policy_value,
-                              thompson_slot)
+from monitoring.abtest import (compare_means, compare_proportions, cuped, sample_ratio_check,
+                               sample_size_means, sample_size_proportions)
+from monitoring.off_policy import off_policy_value
+from serving.experiments import Arm, Assigner, Experiment
+from serving.exploration import BetaPosteriors, epsilon_greedy_slot, thompson_slot
 
 USERS = [f"u{i:06d}" for i in range(40_000)]
 

@@ -1,6 +1,6 @@
 """One training task of tests/test_distribute.py: run alone, or as one worker of a cluster.
 
-    python tests/multi_worker_job.py OUT_DIR      # TF_CONFIG decides single or multi-worker
+    python tests/recs/multi_worker_job.py OUT_DIR      # TF_CONFIG decides single or multi-worker
 
 Trains the ranker (no dropout, so every replica computes the same function) and the two-tower
 model on seeded data whose label has a learnable rule, then, on the chief only, writes the

@@ -134,7 +134,7 @@ got = model.signatures["serving_default"](**batch)["probability"]
 np.testing.assert_allclose(got.numpy(), np.load(path + "/expected.npy"), atol=1e-5)
 print("served")
 """
-    root = pathlib.Path(__file__).resolve().parents[1]
+    root = pathlib.Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=root,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]

@@ -27,7 +27,7 @@ def _free_ports(n: int) -> list[int]:
 
 def _environment(tf_config: dict | None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != distribute.TF_CONFIG}
-    env["PYTHONPATH"] = os.pathsep.join([str(JOB.parents[1]), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(JOB.parents[2]), env.get("PYTHONPATH", "")])
     if tf_config is not None:
         env[distribute.TF_CONFIG] = json.dumps(tf_config)
     return env

@@ -1,4 +1,5 @@
-"""The TFX pipeline: a fast Kubeflow v2 compile, and a slow LocalDagRunner run end to end."""
+"""The whole product on LocalDagRunner (slow): generated logs or MovieLens -> ingestion ->
+the TFX pipeline -> pushed models -> recommendations over REST and gRPC; a warm retrain."""
 
 import dataclasses
 import json
@@ -8,115 +9,9 @@ import pytest
 
 from recs.config import (IndexConfig, ItemItemConfig, RankerConfig, RetrievalConfig,
                          TrainingConfig)
-from recs_cli.main import Workdir, pipeline_config
-from tfx_pipeline import compile_for_kubeflow, create_pipeline
-from tfx_pipeline.config import SERVED_MODELS
-
-COMPONENTS = ["ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
-              "RetrievalTrainer", "RankerTrainer", "LatestBlessedRanker",
-              "LatestBlessedRetrieval", "Evaluator", "IndexBuilder",
-              "Pusher_ranker", "Pusher_retrieval", "Pusher_retrieval_exact", "Pusher_towers"]
-
-
-def test_components_are_wired_along_the_data_flow(tmp_path):
-    pipeline = create_pipeline(pipeline_config(Workdir(tmp_path)))
-    by_id = {component.id: component for component in pipeline.components}
-    assert sorted(by_id) == sorted(COMPONENTS)
-
-    def upstream(name: str) -> set[str]:
-        return {node.id for node in by_id[name].upstream_nodes}
-
-    # Each Trainer warm-starts from the last blessed model of its kind.
-    assert upstream("RetrievalTrainer") == {"Transform", "SchemaGen", "LatestBlessedRetrieval"}
-    assert upstream("RankerTrainer") == {"Transform", "SchemaGen", "LatestBlessedRanker"}
-    assert "retrieval_model" not in by_id["RankerTrainer"].inputs
-    assert upstream("IndexBuilder") == {"RetrievalTrainer", "ImportExampleGen"}
-    assert upstream("Pusher_ranker") == {"RankerTrainer", "Evaluator"}
-    assert upstream("Evaluator") == {"ImportExampleGen", "RankerTrainer", "LatestBlessedRanker"}
-    assert upstream("Pusher_retrieval") == {"IndexBuilder"}
-    cold = create_pipeline(pipeline_config(Workdir(tmp_path), warm_start=False))
-    trainers = {c.id: c for c in cold.components if c.id.endswith("Trainer")}
-    assert all("base_model" not in c.inputs for c in trainers.values())
-    # A ranker that reads the towers' embeddings trains after the retrieval model.
-    towers = create_pipeline(pipeline_config(Workdir(tmp_path),
-                                             ranker=RankerConfig(tower_features=True)))
-    ranker_trainer = next(c for c in towers.components if c.id == "RankerTrainer")
-    assert {node.id for node in ranker_trainer.upstream_nodes} == {
-        "Transform", "SchemaGen", "LatestBlessedRanker", "RetrievalTrainer"}
-    assert "retrieval_model" in ranker_trainer.inputs
-
-
-def test_compiles_for_kubeflow_v2(tmp_path):
-    ranker = RankerConfig(hidden_layers=(32, 16), tower_features=True)
-    config = pipeline_config(Workdir(tmp_path), ranker=ranker)
-    path = compile_for_kubeflow(config, str(tmp_path / "spec.json"),
-                                image="registry.example/recs:1")
-    spec = json.loads(pathlib.Path(path).read_text())
-    assert spec["pipelineSpec"]["pipelineInfo"]["name"] == "recs"
-    # On Kubeflow each latest-blessed resolver compiles to two resolver tasks (blessing,
-    # then model).
-    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
-    latest = ("LatestBlessedRanker", "LatestBlessedRetrieval")
-    resolvers = [f"{name}-{step}-resolver" for name in latest
-                 for step in ("model-blessing", "model")]
-    assert sorted(tasks) == sorted(set(COMPONENTS) - set(latest) | set(resolvers))
-
-    def producer(task: str, key: str) -> str:
-        return tasks[task]["inputs"]["artifacts"][key]["taskOutputArtifact"]["producerTask"]
-
-    assert producer("Evaluator", "baseline_model") == "LatestBlessedRanker-model-resolver"
-    assert producer("RankerTrainer", "base_model") == "LatestBlessedRanker-model-resolver"
-    assert producer("RetrievalTrainer", "base_model") == "LatestBlessedRetrieval-model-resolver"
-    assert producer("RankerTrainer", "retrieval_model") == "RetrievalTrainer"
-    executors = spec["pipelineSpec"]["deploymentSpec"]["executors"].values()
-    images = {e["container"]["image"] for e in executors if "container" in e}
-    assert images == {"registry.example/recs:1"}
-    assert sum("resolver" in e for e in executors) == 4  # Run by the orchestrator itself.
-    text = json.dumps(spec)
-    assert "transforms.preprocessing.preprocessing_fn" in text
-    assert "tfx_pipeline.trainer.run_ranker" in text and "[32, 16]" in text
-
-
-def _flipped_ranker(ranker_dir: str, out: str) -> str:
-    """The ranker with its scores turned around (1 - p): AUC becomes 1 - AUC."""
-    import tensorflow as tf
-
-    from recs.contract.signatures import EXAMPLES, PROBABILITY, SERVING_TF_EXAMPLE
-
-    module = tf.Module()
-    module.ranker = tf.saved_model.load(ranker_dir)
-    score = module.ranker.signatures[SERVING_TF_EXAMPLE]
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES)])
-    def flipped(examples):
-        return {PROBABILITY: 1.0 - score(**{EXAMPLES: examples})[PROBABILITY]}
-
-    module.flipped = flipped
-    tf.saved_model.save(module, out, signatures={SERVING_TF_EXAMPLE: flipped})
-    return out
-
-
-def test_evaluator_refuses_a_challenger_worse_than_the_champion(tiny_world, tmp_path):
-    # The pipeline's own EvalConfig, run by TFMA as the Evaluator runs it: with the absolute
-    # gate at 0, only the comparison with the champion (the last blessed ranker) can refuse.
-    import tensorflow_model_analysis as tfma
-
-    from tfx_pipeline.pipeline import BASELINE, CANDIDATE, eval_config
-
-    config = eval_config(pipeline_config(Workdir(tmp_path), min_ranker_auc=0.0,
-                                         max_auc_drop=0.005))
-    good = str(tiny_world.serving_dir / "ranker" / "1")
-    bad = _flipped_ranker(good, str(tmp_path / "flipped"))
-
-    def blessed(candidate: str, champion: str, out: str) -> bool:
-        models = [tfma.default_eval_shared_model(path, model_name=name, eval_config=config)
-                  for name, path in ((CANDIDATE, candidate), (BASELINE, champion))]
-        tfma.run_model_analysis(eval_shared_model=models, eval_config=config,
-                                data_location=tiny_world.examples_glob, output_path=out)
-        return tfma.load_validation_result(out).validation_ok
-
-    assert blessed(good, bad, str(tmp_path / "better"))
-    assert not blessed(bad, good, str(tmp_path / "worse"))
+from recs.contract.models import SERVED_MODELS
+from tfx_pipeline.workdir import Workdir, pipeline_config
+from tests.tfx_pipeline.test_pipeline import COMPONENTS
 
 
 @pytest.mark.slow
@@ -124,13 +19,14 @@ def test_local_pipeline_end_to_end_serves_recommendations(tmp_path):
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
-    from recs_cli.main import generate, ingest, load_profile_store, recommend
+    from recs.data.synthetic import GeneratorConfig, generate
+    from transforms.ingestion import IngestionConfig, run_ingestion
     from tfx_pipeline import run_local
     from tfx_pipeline.pipeline import metadata_store_config
 
     workdir = Workdir(tmp_path)
-    generate(workdir.raw, users=700, titles=80, days=4, seed=7)
-    assert ingest(workdir.raw, workdir.ingested, []).balanced
+    generate(GeneratorConfig(num_users=700, num_titles=80, days=4, seed=7), workdir.raw)
+    assert run_ingestion(IngestionConfig.for_raw(workdir.raw, workdir.ingested)).balanced
     fast = TrainingConfig(batch_size=128, epochs=2, learning_rate=0.05, optimizer="adagrad")
     config = pipeline_config(
         workdir,
@@ -164,11 +60,10 @@ def test_local_pipeline_end_to_end_serves_recommendations(tmp_path):
         versions = list((tmp_path / "serving" / name).iterdir())
         assert len(versions) == 1 and (versions[0] / "saved_model.pb").exists(), name
 
-    load_profile_store(workdir).close()
-    items = recommend(workdir, "u000001", k=5, device_type="tv", hour=21)
+    items = _recommend(workdir, "u000001", k=5, device_type="tv", hour=21)
     assert len(items) == 5
     assert all(0.0 < item.score < 1.0 for item in items)
-    via_grpc = recommend(workdir, "u000001", k=5, device_type="tv", hour=21, protocol="grpc")
+    via_grpc = _recommend(workdir, "u000001", k=5, device_type="tv", hour=21, protocol="grpc")
     assert [i.title_id for i in via_grpc] == [i.title_id for i in items]
 
     # A retrain (one short epoch each) on the same data: the execution cache reuses the
@@ -203,15 +98,27 @@ def test_local_pipeline_end_to_end_serves_recommendations(tmp_path):
     assert outputs[0]["towers"]["retrieval_model"] != outputs[1]["towers"]["retrieval_model"]
 
 
+def _recommend(workdir: Workdir, user_id: str, protocol: str = "rest", **ask):
+    """`recs recommend` on the run's pushed models, after loading its profile store."""
+    from serving.app import recommend_once
+    from serving.config import ServiceConfig
+    from serving.store import fresh_store
+
+    fresh_store(str(workdir.store), str(workdir.users), workdir.examples_glob).close()
+    config = ServiceConfig(protocol=protocol, serving_dir=str(workdir.serving),
+                           store=str(workdir.store))
+    return recommend_once(config, user_id, embedded_model_server=True, **ask)
+
+
 @pytest.mark.slow
 def test_local_pipeline_trains_and_serves_on_movielens_100k(tmp_path, shared_data):
-    from recs_cli.main import import_movielens, load_profile_store, recommend
+    from recs.data.movielens import write_movielens
     from tfx_pipeline import run_local
 
     workdir = Workdir(tmp_path)
     # A seeded 20k-rating subset keeps the run near the synthetic end-to-end test's size.
-    assert import_movielens("ml-100k", shared_data / "movielens-100k", workdir,
-                            max_ratings=20_000) == 20_000
+    assert write_movielens("ml-100k", str(shared_data / "movielens-100k"), str(workdir.raw),
+                           str(workdir.examples_dir), max_ratings=20_000) == 20_000
     fast = TrainingConfig(batch_size=256, epochs=3, learning_rate=0.1, optimizer="adagrad")
     config = pipeline_config(
         workdir,
@@ -247,20 +154,6 @@ def test_local_pipeline_trains_and_serves_on_movielens_100k(tmp_path, shared_dat
         assert set(towers[tower]["remapped"].values()) == {1.0}, tower
     titles = {json.loads(line)["title_id"]
               for line in (workdir.raw / "titles.jsonl").read_text().splitlines()}
-    load_profile_store(workdir).close()
-    items = recommend(workdir, "u1", k=10, device_type="web", hour=20)
+    items = _recommend(workdir, "u1", k=10, device_type="web", hour=20)
     assert len(items) == 10 and {item.title_id for item in items} <= titles
     assert all(0.0 < item.score < 1.0 for item in items)
-
-
-def test_a_ranker_trainer_without_the_retrieval_model_is_a_clear_error():
-    from tfx.components.trainer.fn_args_utils import FnArgs
-
-    from tfx_pipeline import trainer
-
-    fn_args = FnArgs(custom_config={
-        trainer.RANKER_CONFIG_KEY: RankerConfig(tower_features=True).to_dict(),
-        trainer.RETRIEVAL_CONFIG_KEY: RetrievalConfig().to_dict()})
-    with pytest.raises(ValueError, match="the RankerTrainer got no retrieval_model"):
-        trainer._retrieval_towers(fn_args, transform_output=None, strategy=None, batch={},
-                                  reports={})

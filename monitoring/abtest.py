@@ -1,129 +1,23 @@
-"""A/B testing: deterministic assignment, and the analysis of logged outcomes.
+"""A/B test analysis of logged per-user outcomes (statsmodels and SciPy).
 
-Assignment hashes `salt:user_id` (SHA-256) into [0, 1): the same user always lands in the same
-arm of an experiment, experiments with different salts are independent, and experiments in the
-same layer own disjoint slices of the layer's users, so they never share a user. A global
-holdout sees no experiment at all.
-
-Analysis (statsmodels and SciPy):
     engagement, retention   two-proportion z-test, CI of the difference (Newcombe's score method)
     watch time              Welch's t-test, with CUPED variance reduction by a pre-period covariate
     the split itself        chi-square sample-ratio-mismatch check against the designed weights
     design                  sample size per arm for a minimum detectable effect and power
+
+The experiments and their arms are `serving.experiments`' (where users are assigned).
 """
 
 import dataclasses
-import hashlib
 
 import numpy as np
 from scipy import stats
 
-from recs.config import Config, require
+from recs.config import require
+from serving.experiments import Experiment
 
 SRM_ALPHA = 0.001
 """p-value below which a split counts as broken (conventional for SRM checks)."""
-
-
-def unit_hash(salt: str, user_id: str) -> float:
-    """A uniform, reproducible number in [0, 1) for (salt, user)."""
-    digest = hashlib.sha256(f"{salt}:{user_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-@dataclasses.dataclass(frozen=True)
-class Arm(Config):
-    """One variant: a name, a relative weight, and the settings it changes (what they mean is
-    up to the system running the experiment, e.g. the service's `diversity`)."""
-
-    name: str
-    weight: float = 1.0
-    settings: dict[str, float] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        require(bool(self.name), "arm name", "non-empty", self.name)
-        require(self.weight > 0, "arm weight", "> 0", self.weight)
-
-
-@dataclasses.dataclass(frozen=True)
-class Experiment(Config):
-    """One experiment.
-
-    Attributes:
-        name: unique; also the default hashing salt.
-        arms: the variants with relative weights, control first.
-        traffic: share of its layer's users in the experiment, in (0, 1].
-        layer: experiments in one layer are mutually exclusive.
-        salt: hashing salt for the arm split; change it to reshuffle users.
-    """
-
-    name: str
-    arms: tuple[Arm, ...] = (Arm("control"), Arm("treatment"))
-    traffic: float = 1.0
-    layer: str = "default"
-    salt: str = ""
-
-    def __post_init__(self) -> None:
-        require(bool(self.name), "name", "non-empty", self.name)
-        require(len(self.arms) >= 2, "arms", "at least two (control first)", self.arms)
-        names = [arm.name for arm in self.arms]
-        require(len(set(names)) == len(names), "arms", "uniquely named", names)
-        require(0.0 < self.traffic <= 1.0, "traffic", "in (0, 1]", self.traffic)
-
-    @property
-    def weights(self) -> np.ndarray:
-        weights = np.array([arm.weight for arm in self.arms], dtype=float)
-        return weights / weights.sum()
-
-
-class Assigner:
-    """Assigns users to arms of several experiments.
-
-    Args:
-        experiments: the running experiments; per layer their traffic must sum to <= 1.
-        holdout: share of all users kept out of every experiment.
-
-    Raises:
-        ValueError: duplicate names, a layer over-subscribed, or holdout outside [0, 1).
-
-    Example:
-        assigner = Assigner([Experiment("ranker-v2")], holdout=0.05)
-        assigner.assign("u000001")  # {"ranker-v2": "treatment"} (or control, or {} if held out)
-    """
-
-    def __init__(self, experiments: list[Experiment], holdout: float = 0.0) -> None:
-        require(0.0 <= holdout < 1.0, "holdout", "in [0, 1)", holdout)
-        names = [experiment.name for experiment in experiments]
-        require(len(set(names)) == len(names), "experiment names", "unique", names)
-        self.holdout = holdout
-        self._layers: dict[str, list[tuple[float, float, Experiment]]] = {}
-        for experiment in experiments:
-            slices = self._layers.setdefault(experiment.layer, [])
-            start = slices[-1][1] if slices else 0.0
-            end = start + experiment.traffic
-            require(end <= 1.0 + 1e-9, f"traffic of layer {experiment.layer!r}",
-                    "at most 1 in total", round(end, 6))
-            slices.append((start, end, experiment))
-
-    def assign(self, user_id: str) -> dict[str, str]:
-        """{experiment name: arm name} for every experiment the user is in."""
-        return {name: arm.name for name, arm in self.arms(user_id).items()}
-
-    def arms(self, user_id: str) -> dict[str, Arm]:
-        """{experiment name: arm} for every experiment the user is in."""
-        if unit_hash("__holdout__", user_id) < self.holdout:
-            return {}
-        assigned = {}
-        for layer, slices in self._layers.items():
-            position = unit_hash(f"__layer__:{layer}", user_id)
-            for start, end, experiment in slices:
-                if start <= position < end:
-                    draw = unit_hash(experiment.salt or experiment.name, user_id)
-                    index = int(np.searchsorted(np.cumsum(experiment.weights), draw,
-                                                side="right"))
-                    assigned[experiment.name] = experiment.arms[min(index,
-                                                                    len(experiment.arms) - 1)]
-                    break
-        return assigned
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,6 +190,22 @@ class Analysis:
                 "comparisons": [{**dataclasses.asdict(c), "significant": c.significant,
                                  "relative_lift": c.relative_lift} for c in self.comparisons]}
 
+    def table(self) -> str:
+        """The split check and the comparisons as a text table."""
+        ratio = self.sample_ratio
+        lines = [f"{self.experiment}: users {dict(zip(self.arms, ratio.observed))}, "
+                 f"sample-ratio p = {ratio.p_value:.3g}"
+                 + ("  *** SAMPLE RATIO MISMATCH: do not trust the results ***"
+                    if ratio.mismatch else ""),
+                 f"  {'metric':<24} {'control':>10} {'treatment':>10} {'lift':>8} "
+                 f"{'CI of difference':>24} {'p':>8}"]
+        for c in self.comparisons:
+            lines.append(f"  {c.metric:<24} {c.control:>10.4g} {c.treatment:>10.4g} "
+                         f"{100 * c.relative_lift:>7.2f}% [{c.ci_low:>10.4g}, "
+                         f"{c.ci_high:>10.4g}] {c.p_value:>8.3g}"
+                         f"{' *' if c.significant else ''}")
+        return "\n".join(lines)
+
 
 def analyze(experiment: Experiment, rows: list[dict], alpha: float = 0.05) -> Analysis:
     """Compares the first two arms of `experiment` on per-user outcome rows.
@@ -334,3 +244,44 @@ def analyze(experiment: Experiment, rows: list[dict], alpha: float = 0.05) -> An
             comparisons.append(compare_means(f"{CONTINUOUS_METRIC} (CUPED)", adjusted_control,
                                              adjusted_treatment, alpha))
     return Analysis(experiment.name, (names[0], names[1]), ratio, comparisons)
+
+
+def run_abtest(outcomes_path: str, experiment_name: str, weights: str, out_dir: str,
+               alpha: float = 0.05) -> Analysis:
+    """`recs abtest`: analyzes per-user outcome rows (JSON lines) and writes
+    `abtest_<name>.json` and `abtest_<name>.png` to `out_dir`.
+
+    Args:
+        outcomes_path: one JSON object per user (see `analyze`).
+        experiment_name: the experiment.
+        weights: the designed split, control first, e.g. "control=1,treatment=1".
+        out_dir: where the report and the plot go.
+        alpha: the significance level.
+
+    Raises:
+        ValueError: a malformed `weights` or outcome rows `analyze` refuses.
+    """
+    import json
+    import pathlib
+
+    from recs.data.catalogue import read_jsonl
+    from recs.plots import plot_experiment
+    from serving.experiments import Arm
+
+    arms = []
+    for part in weights.split(","):
+        name, _, weight = part.partition("=")
+        try:
+            arms.append(Arm(name.strip(), float(weight or 1.0)))
+        except ValueError as error:
+            raise ValueError(f"weights must be name=weight pairs such as "
+                             f"'control=1,treatment=1'; received {weights!r} ({error}).") from error
+    analysis = analyze(Experiment(experiment_name, arms=tuple(arms)),
+                       read_jsonl(outcomes_path), alpha)
+    report = analysis.to_dict()
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"abtest_{experiment_name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_experiment(report["comparisons"], f"{experiment_name}: {analysis.arms[1]} vs "
+                    f"{analysis.arms[0]}", str(out / f"abtest_{experiment_name}.png"))
+    return analysis

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from tests.test_ingestion import T0, TITLES, USERS, _event, _records
+from tests.transforms.test_ingestion import T0, TITLES, USERS, _event, _records
 from transforms import ingestion
 from transforms.ingestion import INVALID_PROFILE, INVALID_TITLE, IngestionConfig, Reason, run_ingestion
 

@@ -16,10 +16,11 @@ from fastapi.testclient import TestClient
 from recs import features as F
 from serving.client import GrpcClient, RestClient
 from serving.config import ServiceConfig
+from serving.policy import OnlinePolicy
 from serving.recommender import Recommendation, Recommender, diversify, load_catalogue
 from serving.service import ServiceServer, create_app, openapi_spec
 
-SPEC = pathlib.Path(__file__).resolve().parents[1] / "serving" / "openapi.json"
+SPEC = pathlib.Path(__file__).resolve().parents[2] / "serving" / "openapi.json"
 
 
 def _user(tiny_world) -> str:
@@ -36,7 +37,7 @@ def _app(client, store, catalogue, tmp_path, **overrides):
     # over a second for one call (the fallback test sets its own short budget).
     config = ServiceConfig(**{"served_log": str(tmp_path / "served.jsonl"),
                               "model_timeout_ms": 30_000, **overrides})
-    return create_app(Recommender(client, store, catalogue), config)
+    return create_app(OnlinePolicy(Recommender(client, store, catalogue), config))
 
 
 @pytest.fixture
@@ -193,7 +194,7 @@ def test_schemathesis_with_every_check_finds_nothing(server, store, catalogue, t
 
 def test_arms_tag_responses_change_settings_and_exploration_logs_propensities(
         server, store, catalogue, tiny_world, tmp_path):
-    from recs.experiments import Arm, Assigner, Experiment
+    from serving.experiments import Arm, Assigner, Experiment
 
     experiment = Experiment("diverse", arms=(Arm("control"),
                                              Arm("treatment", settings={"diversity": 1.0})))
@@ -221,7 +222,7 @@ def test_arms_tag_responses_change_settings_and_exploration_logs_propensities(
 
 
 def test_arm_settings_the_service_does_not_know_are_refused():
-    from recs.experiments import Arm, Experiment
+    from serving.experiments import Arm, Experiment
 
     with pytest.raises(ValueError, match=r"settings of arm 'b' must be among \('diversity', "
                                          r"'exploration'\); received \['temperature'\]"):

@@ -190,10 +190,11 @@ def tiny_stats(tiny_world):
 
 def test_monitor_span_scores_compares_decides_records_and_reports(tiny_world, tiny_stats,
                                                                   tmp_path):
-    from monitoring.monitor import ServedModel, _read_decisions, monitor_span, newest_version
+    from monitoring.monitor import ServedModel, _read_decisions, monitor_span
+    from recs.contract.models import newest_version_dir
 
     stats = tiny_stats
-    model = ServedModel(ranker_dir=newest_version(str(tiny_world.serving_dir / "ranker")),
+    model = ServedModel(ranker_dir=newest_version_dir(str(tiny_world.serving_dir), "ranker"),
                         baseline_auc=0.99, known_titles=(b"t000001",))
     config = MonitorConfig(min_auc=0.0, max_auc_drop=0.05)
     log = tmp_path / "decisions.jsonl"
@@ -213,11 +214,27 @@ def test_monitor_span_scores_compares_decides_records_and_reports(tiny_world, ti
         assert (tmp_path / "reports" / f"span-3-{suffix}.png").stat().st_size > 1000
 
 
-def test_newest_version_refuses_an_empty_model_folder(tmp_path):
-    from monitoring.monitor import newest_version
+def test_the_newest_version_is_one_with_a_saved_model_never_a_half_copied_folder(tmp_path):
+    from recs.contract.models import newest_version_dir
 
-    with pytest.raises(ValueError, match="no model version under"):
-        newest_version(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no pushed version of 'ranker'"):
+        newest_version_dir(str(tmp_path), "ranker")
+    (tmp_path / "ranker" / "3").mkdir(parents=True)
+    (tmp_path / "ranker" / "3" / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "ranker" / "4").mkdir()  # Being copied in: no saved_model.pb yet.
+    assert newest_version_dir(str(tmp_path), "ranker") == str(tmp_path / "ranker" / "3")
+
+
+def test_an_undefined_auc_and_an_empty_served_log_trigger_nothing():
+    # A span with one class only has no AUC: it must not read as 0 and retrain.
+    signals = Signals(span=1, auc=None, ece=0.0, baseline_auc=0.8)
+    assert decide(signals, MonitorConfig(min_auc=0.6)).action == NOTHING
+    # Nothing served: no engagement rate at all, not a rate of 0 and an alert.
+    rate = served_engagement([], _records([b"u1"], [b"t1"], [1], [60.0]))["engagement_rate"]
+    assert rate is None
+    signals = Signals(span=1, auc=0.7, ece=0.0, served_engagement_rate=rate,
+                      baseline_served_engagement_rate=0.3)
+    assert decide(signals, MonitorConfig()).action == NOTHING
 
 
 def test_monitor_command_exits_with_the_action(tiny_world, tmp_path):

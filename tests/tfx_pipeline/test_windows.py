@@ -3,7 +3,7 @@
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from recs_cli.main import Workdir, pipeline_config
+from tfx_pipeline.workdir import Workdir, pipeline_config
 from tfx_pipeline.windows import day_spans, rolling_window
 
 

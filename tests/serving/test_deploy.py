@@ -14,7 +14,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving.config import STOCK_SERVABLE, ModelServingConfig, ServiceConfig
 from serving.deploy import CONFIG_MOUNT, manifests, render, write_deployment
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 IMAGE = "registry.example/recs:0.1.0"
 
 

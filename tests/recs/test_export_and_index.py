@@ -44,7 +44,7 @@ def test_ranker_signatures_take_raw_features_or_tf_examples(tiny_world):
     raw = ranker.signatures["serving_default"].structured_input_signature[1]
     assert set(raw) == set(F.RANKER_FEATURES)
     records = tiny_world.records[:4]
-    from transforms.ingestion import to_example
+    from recs.features import to_example
 
     serialized = tf.constant([to_example(r) for r in records])
     by_example = ranker.signatures["serving_tf_example"](examples=serialized)["probability"]

@@ -15,9 +15,10 @@ from fastapi.testclient import TestClient
 
 from serving import http as guarded_http
 from serving.config import ServiceConfig
+from serving.policy import OnlinePolicy
 from serving.recommender import Recommendation, Recommender, ServedList
 from serving.service import RECOMMENDATIONS_PATH, ServiceServer, create_app
-from serving.store import ProfileStore
+from serving.store import SqliteProfileStore
 
 GHOST = "ghost"
 PROFILE = {"age": 31, "country": "de", "subscription_tier": "premium"}
@@ -31,6 +32,12 @@ class _Ready:
 
     def ready(self) -> bool:
         return True
+
+    def missing(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
 
 
 class _Gated:
@@ -51,8 +58,8 @@ class _Gated:
 
 
 def _empty_app(**overrides) -> fastapi.FastAPI:
-    recommender = Recommender(client=None, store=ProfileStore(":memory:"), catalogue={})
-    return create_app(recommender, ServiceConfig(**overrides), status=_Ready())
+    recommender = Recommender(client=None, store=SqliteProfileStore(":memory:"), catalogue={})
+    return create_app(OnlinePolicy(recommender, ServiceConfig(**overrides), status=_Ready()))
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +253,7 @@ def test_requests_over_the_limit_are_shed_while_probes_still_answer():
     gated = _Gated()
     config = ServiceConfig(max_in_flight=2, retry_after_s=3)
     body = b'{"user_id": "u1", "k": 1}'
-    with ServiceServer(create_app(gated, config, status=_Ready())) as server, \
+    with ServiceServer(create_app(OnlinePolicy(gated, config, status=_Ready()))) as server, \
             futures.ThreadPoolExecutor(max_workers=2) as pool:
         try:
             held = [pool.submit(_call, server, "POST", RECOMMENDATIONS_PATH, body)
@@ -272,7 +279,7 @@ def test_a_slow_body_holds_no_slot():
     gated = _Gated()
     gated.gate.set()
     config = ServiceConfig(max_in_flight=1, body_timeout_s=30.0)
-    with ServiceServer(create_app(gated, config, status=_Ready())) as server, \
+    with ServiceServer(create_app(OnlinePolicy(gated, config, status=_Ready()))) as server, \
             socket.create_connection((server.host, server.port), timeout=_WAIT_S) as slow:
         slow.sendall(_post(b'{"user_id": "u1", "k": 1}')[:-5])
         # A round trip on the event loop after the slow head: it has been read by now.
@@ -281,11 +288,12 @@ def test_a_slow_body_holds_no_slot():
 
 
 def test_recs_serve_runs_on_the_guarded_http_stack(monkeypatch):
-    import importlib
+    import types
 
     import uvicorn
 
-    main = importlib.import_module("recs_cli.main")  # The package exports main(), the function.
+    from serving import app as service_app
+
     started = {}
 
     class Server:
@@ -300,10 +308,13 @@ def test_recs_serve_runs_on_the_guarded_http_stack(monkeypatch):
 
     monkeypatch.setattr(uvicorn, "Server", Server)
     monkeypatch.setattr(uvicorn, "run", unguarded)
-    monkeypatch.setattr(main, "service_app", lambda config: "the app")
+    app = types.SimpleNamespace(state=types.SimpleNamespace(
+        policy=types.SimpleNamespace(close=lambda: started.setdefault("closed", True))))
+    monkeypatch.setattr(service_app, "build_app", lambda config: app)
     config = ServiceConfig(header_timeout_s=2.0, max_body_bytes=4096)
-    main.serve(config, "127.0.0.1", 8080, embedded_model_server=False)
+    service_app.run_service(config, "127.0.0.1", 8080, embedded_model_server=False)
     uvicorn_config = started["config"]
-    assert started["ran"] and (uvicorn_config.app, uvicorn_config.port) == ("the app", 8080)
+    assert started["ran"] and (uvicorn_config.app, uvicorn_config.port) == (app, 8080)
+    assert started["closed"]  # The policy's status thread is stopped with the server.
     assert issubclass(uvicorn_config.http, guarded_http.GuardedHttpToolsProtocol)
     assert uvicorn_config.http.limits == config.http_limits()

@@ -19,7 +19,7 @@ from serving.config import ModelServingConfig
 from serving.model_server import ModelRegistry, ModelServer, ServingError, parse_predict_body
 from serving.fresh import FreshTitles
 from serving.recommender import Recommender, UnknownUserError, load_catalogue
-from serving.store import ProfileStore, load_store
+from serving.store import load_store
 
 MODELS = ("ranker", "retrieval", "retrieval_exact", "towers")
 
@@ -223,7 +223,7 @@ def test_publishing_a_title_without_its_features_is_refused(server):
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
 def test_serialized_tf_examples_score_like_raw_features_through_both_clients(server, tiny_world,
                                                                              protocol):
-    from transforms.ingestion import to_example
+    from recs.features import to_example
 
     records = tiny_world.records[:4]
     client = (RestClient(server.rest_url) if protocol == "rest"

@@ -9,12 +9,12 @@ import tfx
 from kfp.pipeline_spec import pipeline_spec_pb2
 from google.protobuf import json_format
 
-from recs_cli.main import Workdir, pipeline_config
+from tfx_pipeline.workdir import Workdir, pipeline_config
 from tfx_pipeline import compile_for_kubeflow
 from tfx_pipeline.submit import pipeline_package, submit
 from transforms.runners import BeamRunnerConfig
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "deploy" / "pipeline" / "Dockerfile"
 IMAGE = "registry.example/recs-pipeline:1"
 

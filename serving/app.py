@@ -1,0 +1,109 @@
+"""The service assembled from a `ServiceConfig`: clients, profile store, catalogue, recommender,
+policy and app. `recs serve`, `recs recommend`, the demo, the tests and the benchmarks build
+the service here, one way."""
+
+from recs.contract.models import RANKER, RETRIEVAL
+from serving.client import PredictClient, RestClient
+from serving.config import ServiceConfig
+from serving.policy import FixedStatus, OnlinePolicy
+from serving.recommender import Recommender, load_catalogue
+from serving.store import SqliteProfileStore, open_store
+
+
+def client(target: str, protocol: str) -> PredictClient:
+    """A REST (`http://host:8501`) or gRPC (`host:8500`) client of TF Serving's API."""
+    if protocol == "rest":
+        return RestClient(target)
+    from serving.grpc_client import GrpcClient  # Loads gRPC and TensorFlow's protos.
+
+    return GrpcClient(target)
+
+
+def build_recommender(config: ServiceConfig) -> Recommender:
+    """The recommender `config` describes: its model servers, profile store and the
+    catalogue snapshot of the newest retrieval version under `config.serving_dir`.
+
+    Raises:
+        FileNotFoundError: no retrieval version has been pushed to `config.serving_dir`.
+    """
+    return Recommender(
+        client(config.model_server, config.protocol), open_store(config.store),
+        load_catalogue(config.serving_dir, config.retrieval_model),
+        retrieval_model=config.retrieval_model, ranker_model=config.ranker_model,
+        retrieval_client=(client(config.retrieval_server, config.protocol)
+                          if config.retrieval_server else None))
+
+
+def build_app(config: ServiceConfig):
+    """The recommendation service's app as `config` describes it."""
+    from serving.service import create_app
+
+    return create_app(OnlinePolicy(build_recommender(config), config))
+
+
+def openapi_document() -> str:
+    """The service's OpenAPI spec; it depends only on the API, not on models or data."""
+    from serving.service import create_app, openapi_spec
+
+    recommender = Recommender(client=None, store=SqliteProfileStore(":memory:"), catalogue={})
+    status = FixedStatus({RETRIEVAL: None, RANKER: None})
+    return openapi_spec(create_app(OnlinePolicy(recommender, ServiceConfig(), status)))
+
+
+def run_service(config: ServiceConfig, host: str, port: int,
+                embedded_model_server: bool) -> None:
+    """`recs serve`: the HTTP service on the guarded stack of `serving.http` (uvloop,
+    httptools, the config's header, body and keep-alive limits) until interrupted;
+    `embedded_model_server` first starts a local model server over `config.serving_dir` and
+    points the service at it."""
+    import dataclasses
+
+    import uvicorn
+
+    from serving.http import uvicorn_config
+    from serving.model_server import serve_models
+
+    server = None
+    if embedded_model_server:
+        server = serve_models(config.serving_dir, poll_seconds=5.0)
+        config = dataclasses.replace(
+            config, model_server=server.rest_url if config.protocol == "rest"
+            else server.grpc_target, retrieval_server="")
+        print(f"model server: REST {server.rest_url}  gRPC {server.grpc_target}", flush=True)
+    app = build_app(config)
+    try:
+        uvicorn.Server(uvicorn_config(app, config.http_limits(), host, port,
+                                      log_level="info")).run()
+    finally:
+        app.state.policy.close()
+        if server is not None:
+            server.stop()
+
+
+def recommend_once(config: ServiceConfig, user_id: str, k: int, device_type: str, hour: int,
+                   embedded_model_server: bool):
+    """Recommendations for one user (`recs recommend`); with `embedded_model_server`, over a
+    model server started in-process for the call.
+
+    Returns:
+        The `serving.recommender.Recommendation`s, best first.
+
+    Raises:
+        serving.recommender.UnknownUserError: no profile for `user_id`.
+        ValueError: `k` or `hour` out of range.
+    """
+    import dataclasses
+
+    from serving.model_server import serve_models
+
+    server = serve_models(config.serving_dir) if embedded_model_server else None
+    if server is not None:
+        config = dataclasses.replace(config, model_server=server.rest_url
+                                     if config.protocol == "rest" else server.grpc_target)
+    recommender = build_recommender(config)
+    try:
+        return recommender.recommend(user_id, k=k, device_type=device_type, hour=hour)
+    finally:
+        recommender.store.close()
+        if server is not None:
+            server.stop()
