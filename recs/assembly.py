@@ -5,10 +5,13 @@ TF Serving's layout.
     export_ranker(ranker)            -> ranker/               (serving_default, serving_tf_example)
     export_indexes(towers/, catalogue) -> retrieval/ (ScaNN), retrieval_exact/ (brute force),
                                         each with its catalogue snapshot; the recall gate's report
+    export_recommenders(retrieval/, ranker, catalogue)
+                                     -> recommender/, recommender_exact/ (one call per request)
 
 The TFX components run these one per component (the RetrievalTrainer and RankerTrainer
-export, the IndexBuilder indexes, the Pushers copy to `<base>/<model>/<version>/`); `assemble`
-runs all of them into a serving directory at once, for the tests' worlds and the benchmarks.
+export, the IndexBuilder indexes, the RecommenderBuilder joins both, the Pushers copy to
+`<base>/<model>/<version>/`); `assemble` runs all of them into a serving directory at once,
+for the tests' worlds and the benchmarks.
 """
 
 from typing import Any
@@ -17,7 +20,8 @@ import tensorflow as tf
 
 from recs import features as F
 from recs.config import IndexConfig
-from recs.contract.models import RANKER, RETRIEVAL, RETRIEVAL_EXACT, TOWERS, version_dir
+from recs.contract.models import (RANKER, RECOMMENDER, RECOMMENDER_EXACT, RETRIEVAL,
+                                  RETRIEVAL_EXACT, TOWERS, version_dir)
 from recs.data.catalogue import to_columns
 from recs.export import RankerExport, RetrievalExport
 from recs.index import IndexReport, build_indexes, catalogue_lines
@@ -67,6 +71,30 @@ def export_indexes(towers_dir: str, catalogue: list[JsonDict], queries: ArrayDic
     return report
 
 
+def export_recommenders(transform_output: Any, scann_dir: str, exact_dir: str, ranker: Any,
+                        catalogue: list[JsonDict], recommender_dir: str,
+                        recommender_exact_dir: str) -> None:
+    """Joins each retrieval model with the ranker into a recommender model
+    (`recs.recommend.RecommenderExport`): one over the ScaNN index, one over brute force.
+
+    Args:
+        transform_output: the `tft.TFTransformOutput` the ranker was trained on.
+        scann_dir / exact_dir: the `export_indexes` retrieval models.
+        ranker: the ranker's Keras model, or the `ranker` of a loaded ranker export.
+        catalogue: the rows the indexes hold (their catalogue snapshot).
+        recommender_dir / recommender_exact_dir: where the two recommenders go.
+    """
+    import scann  # noqa: F401  (registers ScaNN's ops: the ScaNN retrieval model loads)
+
+    from recs.recommend import RecommenderExport
+
+    columns = to_columns(catalogue, F.CANDIDATE_FEATURES)
+    for retrieval_dir, target, scann_ops in ((scann_dir, recommender_dir, True),
+                                             (exact_dir, recommender_exact_dir, False)):
+        RecommenderExport(transform_output, tf.saved_model.load(retrieval_dir), ranker,
+                          columns).save(target, scann=scann_ops)
+
+
 def assemble(transform_output: Any, retrieval_model: tf.keras.Model,
              ranker_model: tf.keras.Model, catalogue: list[JsonDict], queries: ArrayDict,
              index_config: IndexConfig, serving_dir: str, version: int = 1) -> IndexReport:
@@ -81,8 +109,12 @@ def assemble(transform_output: Any, retrieval_model: tf.keras.Model,
 
     export_towers(transform_output, retrieval_model, target(TOWERS))
     export_ranker(transform_output, ranker_model, target(RANKER))
-    return export_indexes(target(TOWERS), catalogue, queries, index_config, target(RETRIEVAL),
-                          target(RETRIEVAL_EXACT))
+    report = export_indexes(target(TOWERS), catalogue, queries, index_config, target(RETRIEVAL),
+                            target(RETRIEVAL_EXACT))
+    export_recommenders(transform_output, target(RETRIEVAL), target(RETRIEVAL_EXACT),
+                        ranker_model, catalogue, target(RECOMMENDER), target(RECOMMENDER_EXACT))
+    return report
 
 
-__all__ = ["assemble", "export_indexes", "export_ranker", "export_towers"]
+__all__ = ["assemble", "export_indexes", "export_ranker", "export_recommenders",
+           "export_towers"]

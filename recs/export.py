@@ -4,12 +4,13 @@ The towers and the ranker, with the signatures `recs.contract.signatures` lists.
 """
 
 import os
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from recs import features as F
-from recs.contract.models import ASSETS_EXTRA, WARMUP_FILE
+from recs.contract.models import ASSETS_EXTRA, WARMUP_FILE, write_batching_params
 from recs.contract.protos import signature_defs, string_tensor_proto
 from recs.contract.signatures import (CANDIDATE_EMBEDDING, EMBEDDING, EXAMPLES, PROBABILITY,
                                       QUERY_EMBEDDING, SERVING_DEFAULT, SERVING_TF_EXAMPLE)
@@ -64,6 +65,7 @@ class RetrievalExport(tf.Module):
             SERVING_DEFAULT: query, QUERY_EMBEDDING: query,
             CANDIDATE_EMBEDDING: self.candidate_embedding.get_concrete_function()})
         write_warmup_requests(path)
+        write_batching_params(path)  # Every signature is row-aligned.
 
 
 class RankerExport(tf.Module):
@@ -106,6 +108,19 @@ class RankerExport(tf.Module):
             SERVING_DEFAULT: self.score.get_concrete_function(),
             SERVING_TF_EXAMPLE: self.score_examples.get_concrete_function()})
         write_warmup_requests(path)
+        write_batching_params(path)  # Every signature is row-aligned.
+
+
+def load_saved_model(path: str) -> Any:
+    """`tf.saved_model.load`, registering TF-DF's ops first when the model holds trees (a
+    ranker blended with gradient-boosted trees: `recs.ensemble`)."""
+    try:
+        return tf.saved_model.load(path)
+    except (RuntimeError, tf.errors.NotFoundError) as error:  # "Op type not registered"
+        if "SimpleML" not in str(error):
+            raise
+    import tensorflow_decision_forests  # noqa: F401  (registers the trees' inference ops)
+    return tf.saved_model.load(path)
 
 
 def serving_model_dir(model_root: str) -> str:

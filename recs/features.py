@@ -27,6 +27,23 @@ def serving_input_signature(keys: tuple[str, ...]) -> dict[str, tf.TensorSpec]:
     return {key: tf.TensorSpec([None], RAW_FEATURE_DTYPES[key], name=key) for key in keys}
 
 
+def genre_match(preferred_genres: tf.Tensor, genre: tf.Tensor) -> tf.Tensor:
+    """`GENRE_MATCH`: 1.0 where the title's genre is among the "|"-joined preferred genres.
+
+    One implementation for tf.Transform (`transforms.preprocessing`) and for the recommender
+    model, which computes it per candidate from the catalogue's raw genre.
+
+    Args:
+        preferred_genres: `[batch_size]` strings such as "drama|comedy".
+        genre: `[batch_size]` genre names.
+
+    Returns:
+        `[batch_size]` float32.
+    """
+    preferred = tf.strings.split(preferred_genres, sep="|")
+    return tf.cast(tf.reduce_any(tf.equal(preferred, genre[:, tf.newaxis]), axis=1), tf.float32)
+
+
 def to_example(record: dict[str, Any]) -> bytes:
     """Serializes an interaction record as a tf.Example with the contract's dtypes."""
     feature = {}

@@ -24,7 +24,7 @@ from scann.scann_ops.py import scann_ops_pybind
 
 from recs import features as F
 from recs.config import IndexConfig
-from recs.contract.models import ASSETS_EXTRA, CATALOGUE_ASSET
+from recs.contract.models import ASSETS_EXTRA, CATALOGUE_ASSET, write_batching_params
 from recs.contract.signatures import (EMBEDDING, QUERY_EMBEDDING_OUTPUT, SCORES, SERVING_DEFAULT,
                                       TITLE_IDS)
 from recs.evaluation import exact_top_k, recall_against_exact
@@ -241,6 +241,7 @@ class IndexedRetrieval(tf.Module):
         with tf.io.gfile.GFile(os.path.join(extra, CATALOGUE_ASSET), "w") as handle:
             handle.write("\n".join(catalogue_lines) + "\n")
         write_warmup_requests(path)
+        write_batching_params(path)  # One row per query in and out.
 
 
 def _ms_per_query(layer: tf.keras.layers.Layer, queries: np.ndarray, k: int

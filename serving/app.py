@@ -30,7 +30,7 @@ def build_recommender(config: ServiceConfig) -> Recommender:
         client(config.model_server, config.protocol), open_store(config.store),
         load_catalogue(config.serving_dir, config.retrieval_model),
         retrieval_model=config.retrieval_model, ranker_model=config.ranker_model,
-        retrieval_client=(client(config.retrieval_server, config.protocol)
+        recommender_model=config.recommender_model, retrieval_client=(client(config.retrieval_server, config.protocol)
                           if config.retrieval_server else None))
 
 

@@ -12,7 +12,8 @@ import os
 from recs.config import Config, require
 from serving.experiments import Assigner, Experiment
 from serving.http import HttpLimits
-from recs.contract.models import RANKER, RETRIEVAL, SERVED_MODELS, STOCK_SERVABLE
+from recs.contract.models import (RANKER, RECOMMENDER, RETRIEVAL, SERVED_MODELS, STOCK_SERVABLE,
+                                  BatchingParams)
 
 MAX_K = 100
 """The longest list the recommender builds; `ServiceConfig.max_k` may lower it."""
@@ -35,6 +36,9 @@ class ServiceConfig(Config):
         retrieval_model: served name of the retrieval model (ScaNN, or `retrieval_exact`
             behind a stock TF Serving).
         ranker_model: served name of the ranker.
+        recommender_model: served name of the one-call recommender, asked on the retrieval
+            server (`recommender` with ScaNN; `recommender_exact` behind a stock TF Serving);
+            "" always makes two calls (retrieval, then the ranker).
         model_timeout_ms: budget for all model-server calls of one request; past it the
             service answers from the popularity list and says so.
         max_k: the largest list a caller may ask for, at most the recommender's own ceiling
@@ -78,6 +82,7 @@ class ServiceConfig(Config):
     retrieval_server: str = ""
     retrieval_model: str = RETRIEVAL
     ranker_model: str = RANKER
+    recommender_model: str = RECOMMENDER
     model_timeout_ms: int = 1000
     max_k: int = MAX_K
     default_k: int = 10
@@ -155,8 +160,12 @@ class ModelServingConfig(Config):
         rest_port / grpc_port: TF Serving's defaults are 8501 and 8500.
         poll_seconds: how often the base directory is scanned for new versions.
         max_batch_size, batch_timeout_micros, max_enqueued_batches, num_batch_threads:
-            server-side batching (`--enable_batching`); threads should match the cores the
-            server's pod requests.
+            server-side batching (`--enable_batching` with
+            `--enable_per_model_batching_parameters`): only models whose version directory
+            holds `batching_params.pbtxt` are batched (the export writes it for models whose
+            signatures are all row-aligned, never for the recommender), with the batch size and
+            timeout it holds; from this global file TF Serving then reads only the thread pool
+            (`num_batch_threads`, which should match the cores the server's pod requests).
         monitoring_path: where Prometheus scrapes TF Serving's metrics.
     """
 
@@ -218,11 +227,8 @@ class ModelServingConfig(Config):
 
     def batching_parameters(self) -> str:
         """TF Serving's `--batching_parameters_file` (BatchingParameters text proto)."""
-        return (f"max_batch_size {{ value: {self.max_batch_size} }}\n"
-                f"batch_timeout_micros {{ value: {self.batch_timeout_micros} }}\n"
-                f"max_enqueued_batches {{ value: {self.max_enqueued_batches} }}\n"
-                f"num_batch_threads {{ value: {self.num_batch_threads} }}\n"
-                "pad_variable_length_inputs: true\n")
+        return BatchingParams(self.max_batch_size, self.batch_timeout_micros,
+                              self.max_enqueued_batches, self.num_batch_threads).text()
 
     def monitoring_config(self) -> str:
         """TF Serving's `--monitoring_config_file` (MonitoringConfig text proto)."""
@@ -235,7 +241,7 @@ class ModelServingConfig(Config):
                 f"--model_config_file={config_dir}/models.config",
                 f"--model_config_file_poll_wait_seconds={int(max(1, self.poll_seconds))}",
                 f"--file_system_poll_wait_seconds={int(max(1, self.poll_seconds))}",
-                "--enable_batching=true",
+                "--enable_batching=true", "--enable_per_model_batching_parameters=true",
                 f"--batching_parameters_file={config_dir}/batching_parameters.txt",
                 f"--monitoring_config_file={config_dir}/monitoring.config",
                 "--enable_model_warmup=true"]

@@ -64,7 +64,9 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from recs.config import require
 from recs.contract.models import ASSETS_EXTRA, SERVED_MODELS, WARMUP_FILE, versions_on_disk
 from recs.contract.protos import signature_defs
+from recs.export import load_saved_model
 from recs.contract.signatures import SERVING_DEFAULT
+from serving.batching import Batcher, BatchingParams, Overloaded, ShapeMismatch, read_params
 from serving.http import BackgroundServer, HttpLimits, error_body
 
 _LOG = logging.getLogger("recs.model_server")
@@ -124,6 +126,27 @@ class LoadedModel:
     path: str
     saved_model: Any
     signature_defs: dict[str, meta_graph_pb2.SignatureDef]
+    batching: BatchingParams | None = None
+    """Batch concurrent requests to each signature (`serving.batching`); None: never."""
+    _batchers: dict[str, Batcher] = dataclasses.field(default_factory=dict)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def batcher(self, signature_name: str, call: Callable[[dict], dict]) -> Batcher | None:
+        """The signature's batcher (made on first use), or None when the model is not
+        batched."""
+        if self.batching is None:
+            return None
+        with self._lock:
+            if signature_name not in self._batchers:
+                self._batchers[signature_name] = Batcher(call, self.batching)
+            return self._batchers[signature_name]
+
+    def close(self) -> None:
+        """Stops the batch threads (after an unload: running requests finish first)."""
+        with self._lock:
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for batcher in batchers:
+            batcher.close()
 
     def signature(self, name: str) -> Any:
         signature_name = name or DEFAULT_SIGNATURE
@@ -149,18 +172,6 @@ class VersionStatus:
     state: str
     error_code: grpc.StatusCode = grpc.StatusCode.OK
     error_message: str = ""
-
-
-def _load_saved_model(path: str):
-    """`tf.saved_model.load`, registering TF-DF's ops first when the model holds trees (a
-    ranker blended with gradient-boosted trees: `recs.ensemble`)."""
-    try:
-        return tf.saved_model.load(path)
-    except (RuntimeError, tf.errors.NotFoundError) as error:  # "Op type not registered"
-        if "SimpleML" not in str(error):
-            raise
-    import tensorflow_decision_forests  # noqa: F401  (registers the trees' inference ops)
-    return tf.saved_model.load(path)
 
 
 def _load_failure(error: Exception) -> ServingError:
@@ -192,9 +203,11 @@ class ModelRegistry:
     """
 
     def __init__(self, base_dir: str, model_names: tuple[str, ...], num_versions: int = 1,
-                 labels: dict[str, dict[str, int]] | None = None) -> None:
+                 labels: dict[str, dict[str, int]] | None = None, batching: bool = False
+                 ) -> None:
         if num_versions < 1:
             raise ValueError(f"num_versions must be >= 1; received {num_versions}.")
+        self.batching = batching
         self.base_dir = base_dir
         self.model_names = tuple(model_names)
         self.num_versions = num_versions
@@ -219,8 +232,9 @@ class ModelRegistry:
     def _load_version(self, name: str, version: int) -> LoadedModel:
         path = os.path.join(self.base_dir, name, str(version))
         model = LoadedModel(name=name, version=version, path=path,
-                            saved_model=_load_saved_model(path),
-                            signature_defs=signature_defs(path))
+                            saved_model=load_saved_model(path),
+                            signature_defs=signature_defs(path),
+                            batching=read_params(path) if self.batching else None)
         warm_up(model)
         return model
 
@@ -260,12 +274,23 @@ class ModelRegistry:
             if not keep and current:
                 keep = current  # Never unload the last servable version for a broken one.
             with self._lock:
+                dropped = [m for v, m in self._models.get(name, {}).items() if v not in keep]
                 self._models[name] = keep
                 for key in [key for key in self._failures if key[0] == name]:
                     if key[1] in keep or key[1] not in wanted:
                         del self._failures[key]
+            for model in dropped:
+                model.close()  # Its queued batches still run.
             loaded[name] = sorted(keep)
         return loaded
+
+    def close(self) -> None:
+        """Stops polling and every batch thread."""
+        self.stop_polling()
+        with self._lock:
+            models = [m for versions in self._models.values() for m in versions.values()]
+        for model in models:
+            model.close()
 
     def load(self) -> None:
         """Loads (and warms up) the versions the policy keeps, once.
@@ -398,29 +423,35 @@ def _input_array(key: str, value: Any, spec: tf.TensorSpec) -> np.ndarray:
     return array if dtype == tf.string else array.astype(dtype.as_numpy_dtype, copy=False)
 
 
-def run_signature(model: LoadedModel, signature_name: str, inputs: dict[str, np.ndarray]
-                  ) -> dict[str, np.ndarray]:
-    """Runs `signature_name` of `model` on NumPy inputs.
+def _checked_inputs(function: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The inputs as arrays of the signature's dtypes and shapes.
 
     Raises:
-        ServingError: INVALID_ARGUMENT for an unknown signature or inputs that do not match
-            its names, dtypes or shapes (see `_input_array`); TensorFlow's code when the graph
-            refuses them.
+        ServingError: INVALID_ARGUMENT for inputs that do not match its names, dtypes or
+            shapes (see `_input_array`).
     """
-    function = model.signature(signature_name)
     expected = function.structured_input_signature[1]
     _check_input_names(inputs, expected)
-    tensors = {}
+    arrays = {}
     for key, spec in expected.items():
         array = _input_array(key, inputs[key], spec)
         if not _fits(spec.shape, array.shape):
             raise _invalid(f"input {key!r} must have shape {_dims(spec.shape)}; received "
                            f"{list(array.shape)}")
+        arrays[key] = array
+    return arrays
+
+
+def _call(function: Any, signature_name: str, arrays: dict[str, np.ndarray]
+          ) -> dict[str, np.ndarray]:
+    expected = function.structured_input_signature[1]
+    tensors = {}
+    for key, array in arrays.items():
         try:
-            tensors[key] = tf.convert_to_tensor(array, dtype=spec.dtype)
+            tensors[key] = tf.convert_to_tensor(array, dtype=expected[key].dtype)
         except (TypeError, ValueError) as error:  # e.g. an object array holding numbers
-            raise _invalid(f"input {key!r} must be {spec.dtype.name} of shape "
-                           f"{_dims(spec.shape)}: {error}") from error
+            raise _invalid(f"input {key!r} must be {expected[key].dtype.name} of shape "
+                           f"{_dims(expected[key].shape)}: {error}") from error
     try:
         outputs = function(**tensors)
     except tf.errors.OpError as error:
@@ -431,6 +462,42 @@ def run_signature(model: LoadedModel, signature_name: str, inputs: dict[str, np.
         raise _invalid(f"input could not be parsed by signature {signature_name!r}: "
                        f"{error.reason}") from error
     return {key: value.numpy() for key, value in outputs.items()}
+
+
+def run_signature(model: LoadedModel, signature_name: str, inputs: dict[str, np.ndarray]
+                  ) -> dict[str, np.ndarray]:
+    """Runs `signature_name` of `model` on NumPy inputs, alone (no batching).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for an unknown signature or inputs that do not match
+            its names, dtypes or shapes (see `_input_array`); TensorFlow's code when the graph
+            refuses them.
+    """
+    function = model.signature(signature_name)
+    return _call(function, signature_name, _checked_inputs(function, inputs))
+
+
+def predict(model: LoadedModel, signature_name: str, inputs: dict[str, np.ndarray]
+            ) -> dict[str, np.ndarray]:
+    """`run_signature`, in a batch with concurrent requests when the model is batched.
+
+    Raises:
+        ServingError: as `run_signature`; INVALID_ARGUMENT also for inputs a batched model
+            cannot batch (not sharing their 0th dimension), UNAVAILABLE when its batch queue
+            is full.
+    """
+    function = model.signature(signature_name)
+    arrays = _checked_inputs(function, inputs)
+    batcher = model.batcher(signature_name or DEFAULT_SIGNATURE,
+                            lambda batch: _call(function, signature_name, batch))
+    if batcher is None:
+        return _call(function, signature_name, arrays)
+    try:
+        return batcher.run(arrays)
+    except ShapeMismatch as error:
+        raise _invalid(str(error)) from error
+    except Overloaded as error:
+        raise ServingError(grpc.StatusCode.UNAVAILABLE, str(error)) from error
 
 
 def _fits(shape: tf.TensorShape, dims: list[int] | tuple[int, ...]) -> bool:
@@ -808,7 +875,7 @@ def _rest_predict(registry: ModelRegistry, route: _Route, data: bytes) -> bytes:
                        "'signature_name' key must be a string value.")
     model = registry.get(route.name, route.version, route.label)
     inputs, row_format = parse_predict_body(body, model.input_specs(signature_name))
-    outputs = run_signature(model, signature_name, inputs)
+    outputs = predict(model, signature_name, inputs)
     return json.dumps(format_predict_response(outputs, row_format)).encode()
 
 
@@ -951,7 +1018,7 @@ def _predict(registry: ModelRegistry, request: predict_pb2.PredictRequest
     signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
     specs = model.input_specs(signature_name)
     _check_input_names(request.inputs, specs)
-    outputs = run_signature(model, signature_name, {
+    outputs = predict(model, signature_name, {
         key: tensor_from_proto(key, request.inputs[key], spec) for key, spec in specs.items()})
     wanted = list(request.output_filter) or list(outputs)
     unknown = sorted(set(wanted) - set(outputs))
@@ -1095,7 +1162,7 @@ class ModelServer:
         return self
 
     def stop(self) -> None:
-        self.registry.stop_polling()
+        self.registry.close()
         self._rest.stop()
         self._grpc.stop(grace=1.0).wait()
         self._workers.shutdown()
@@ -1109,14 +1176,16 @@ class ModelServer:
 
 def serve_models(base_dir: str, models: tuple[str, ...] = SERVED_MODELS, rest_port: int = 0,
                  grpc_port: int = 0, host: str = "127.0.0.1", poll_seconds: float = 0.0,
-                 num_versions: int = 1) -> ModelServer:
+                 num_versions: int = 1, batching: bool = False) -> ModelServer:
     """Loads (and warms up) every model pushed under `base_dir` and starts serving it;
-    `poll_seconds` > 0 also picks up versions pushed later (`recs serve-models`).
+    `poll_seconds` > 0 also picks up versions pushed later (`recs serve-models`); with
+    `batching`, models whose version holds `batching_params.pbtxt` batch concurrent requests
+    (`serving.batching`).
 
     Raises:
         FileNotFoundError: a model has no servable version.
     """
-    registry = ModelRegistry(base_dir, models, num_versions=num_versions)
+    registry = ModelRegistry(base_dir, models, num_versions=num_versions, batching=batching)
     registry.load()
     if poll_seconds > 0:
         registry.start_polling(poll_seconds)

@@ -68,16 +68,21 @@ class Answer:
 
 
 class _Status:
-    """Reads of the newest AVAILABLE version per model, kept in `_versions`."""
+    """Reads of the newest AVAILABLE version per model, kept in `_versions`; models in
+    `_optional` (the one-call recommender, which the service can do without) never make the
+    service unready."""
 
     _versions: dict[str, int | None]
+    _optional: frozenset[str] = frozenset()
 
     def versions(self) -> dict[str, int | None]:
         return dict(self._versions)
 
     def missing(self) -> list[str]:
-        """Models with no AVAILABLE version: the service is not ready while any is."""
-        return sorted(model for model, version in self._versions.items() if version is None)
+        """Required models with no AVAILABLE version: the service is not ready while any
+        is."""
+        return sorted(model for model, version in self._versions.items()
+                      if version is None and model not in self._optional)
 
     def ready(self) -> bool:
         return not self.missing()
@@ -93,12 +98,15 @@ class ModelStatus(_Status):
         refresh_s: seconds between refreshes.
         timeout_s: budget of each status call.
         on_change: called with (model, version) when a model's newest version changes.
+        optional: models whose absence leaves the service ready.
     """
 
     def __init__(self, clients: dict[str, PredictClient], refresh_s: float,
                  timeout_s: float = 1.0,
-                 on_change: Callable[[str, int], None] | None = None) -> None:
+                 on_change: Callable[[str, int], None] | None = None,
+                 optional: tuple[str, ...] = ()) -> None:
         self._clients = clients
+        self._optional = frozenset(optional)
         self._refresh_s = refresh_s
         self._timeout_s = timeout_s
         self._on_change = on_change
@@ -158,10 +166,13 @@ class OnlinePolicy:
         self.config = config
         self.assigner = Assigner(list(config.experiments), config.holdout)
         self._log_lock = threading.Lock()
+        clients = {config.retrieval_model: recommender.retrieval_client,
+                   config.ranker_model: recommender.client}
+        if config.recommender_model:
+            clients[config.recommender_model] = recommender.retrieval_client
         self.status = status or ModelStatus(
-            {config.retrieval_model: recommender.retrieval_client,
-             config.ranker_model: recommender.client},
-            config.status_refresh_s, config.model_timeout_ms / 1000.0, self._new_version)
+            clients, config.status_refresh_s, config.model_timeout_ms / 1000.0,
+            self._new_version, optional=(config.recommender_model,))
 
     def _new_version(self, model: str, version: int) -> None:
         """A new retrieval version may index titles the served catalogue lacks: read its
@@ -206,9 +217,10 @@ class OnlinePolicy:
                         else MODEL_SERVER_ERROR)
             served = self.recommender.popular(ask.user_id, ask.k)
         if fallback is None:
+            # REST answers do not name the version: the status tells the newest one.
             known = self.status.versions()
-            served.versions.update({model: version for model, version in known.items()
-                                    if served.versions.get(model) is None})
+            served.versions.update({model: known.get(model) for model, version
+                                    in served.versions.items() if version is None})
         answer = Answer(request_id, served, fallback,
                         {name: arm.name for name, arm in arms.items()})
         self._log(answer, ask, hour)

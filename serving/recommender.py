@@ -1,8 +1,14 @@
 """Retrieve, rank, filter: one recommendation list from the served models.
 
-    profile store -> query features -> retrieval model (ScaNN top-k candidates)
+One model call, where the server has the recommender model (`recs.recommend`):
+    profile store -> query features + excluded titles (finished, taken down)
+                  -> recommender `recommend` (retrieve, exclude, rank in-graph)
+                  -> fresh titles above the retrieval cut ranked from their features, merged
+                  -> genre re-rank, exploration slots -> top k
+Two model calls otherwise (any TF Serving with the retrieval model and the ranker):
+    profile store -> query features -> retrieval model (top candidates, query embedding)
                   -> merge fresh titles (exact side index) -> drop finished and taken-down
-                  titles -> ranker (P(engaged)) -> top k by probability
+                  titles -> ranker over the candidates' raw features -> top k by probability
 """
 
 import dataclasses
@@ -11,8 +17,10 @@ import time
 import numpy as np
 
 from recs.contract import features as F
-from recs.contract.models import CATALOGUE_ASSET, RANKER, RETRIEVAL, asset_path, newest_version_dir
-from recs.contract.signatures import PROBABILITY, QUERY_EMBEDDING_OUTPUT, SCORES, TITLE_IDS
+from recs.contract.models import (CATALOGUE_ASSET, RANKER, RECOMMENDER, RETRIEVAL, asset_path,
+                                  newest_version_dir)
+from recs.contract.signatures import (EXCLUDED_TITLE_IDS, PROBABILITY, QUERY_EMBEDDING_OUTPUT,
+                                      RECOMMEND, RETRIEVAL_SCORE, SCORES, TITLE_IDS)
 from recs.data.catalogue import read_jsonl
 from recs.types import JsonDict
 from serving.client import ModelServerError, PredictClient
@@ -20,6 +28,12 @@ from serving.config import MAX_K
 from serving.exploration import explore
 from serving.fresh import FreshTitles, merge_top_k
 from serving.store import ProfileStore
+
+_NOT_SERVED = (404, "NOT_FOUND")
+"""How a model server says it serves no such model (REST, gRPC)."""
+_RECOMMENDER_RETRY_S = 30.0
+"""After a NOT_FOUND for the recommender model, how long the two-call path is used."""
+
 
 class UnknownUserError(ValueError):
     """The user id is not in the profile store."""
@@ -115,15 +129,22 @@ class Recommender:
         ranker_model: served name of the ranker.
         fresh: titles published since the index was built, and titles taken down.
         retrieval_client: the server of the retrieval model when it is not `client`'s, e.g.
-            a ScaNN-capable server beside a stock TF Serving that serves the ranker.
+            a ScaNN-capable server beside a stock TF Serving that serves the ranker; the
+            recommender model is asked there too.
+        recommender_model: served name of the one-call recommender (`recommender` with
+            ScaNN, `recommender_exact` on stock TF Serving); "" always makes two calls. A
+            server without it answers NOT_FOUND, and the two calls are used for a while.
     """
 
     def __init__(self, client: PredictClient, store: ProfileStore,
                  catalogue: dict[str, JsonDict], retrieval_model: str = RETRIEVAL,
                  ranker_model: str = RANKER, fresh: FreshTitles | None = None,
-                 retrieval_client: PredictClient | None = None) -> None:
+                 retrieval_client: PredictClient | None = None,
+                 recommender_model: str = RECOMMENDER) -> None:
         self.client = client
         self.retrieval_client = retrieval_client or client
+        self.recommender_model = recommender_model
+        self._one_call_retry_at = 0.0
         self.store = store
         self.retrieval_model = retrieval_model
         self.ranker_model = ranker_model
@@ -221,7 +242,100 @@ class Recommender:
         query = self._query(user_id, device_type, hour, profile)
         finished = self.store.finished(user_id)
         stage_ms = {"profile": 1000.0 * (time.perf_counter() - started)}
+        if self._one_call_usable():
+            try:
+                items, versions = self._one_call(query, finished, deadline, stage_ms)
+            except ModelServerError as error:
+                if error.status not in _NOT_SERVED:
+                    raise
+                # The server has no recommender model: two calls, and ask again later.
+                self._one_call_retry_at = time.monotonic() + _RECOMMENDER_RETRY_S
+                items, versions = self._two_calls(query, finished, deadline, stage_ms)
+        else:
+            items, versions = self._two_calls(query, finished, deadline, stage_ms)
+        chosen = diversify(items, k, diversity)
+        if exploration > 0:
+            shown = {item.title_id for item in chosen}
+            chosen = explore(chosen, [i for i in items if i.title_id not in shown], exploration,
+                             rng or np.random.default_rng())
+        return ServedList(chosen, versions, stage_ms, len(items))
 
+    def _one_call_usable(self) -> bool:
+        return bool(self.recommender_model) and time.monotonic() >= self._one_call_retry_at
+
+    def _one_call(self, query: dict[str, list], finished: set[str], deadline: float | None,
+                  stage_ms: dict[str, float]
+                  ) -> tuple[list["Recommendation"], dict[str, int | None]]:
+        """The recommender's `recommend` signature: retrieval, exclusion and ranking in one
+        model call. Fresh titles, which its catalogue table lacks, are scored with the
+        ranker's raw-feature signature and merged by probability."""
+        mark = time.perf_counter()
+        taken_down = self.fresh.taken_down if self.fresh is not None else frozenset()
+        # An empty list has no dtype in TF Serving's JSON: an empty id (never a title's)
+        # stands for "nothing to exclude".
+        excluded = sorted(finished | taken_down) or [""]
+        served, version = self.retrieval_client.predict_versioned(
+            self.recommender_model, {**query, EXCLUDED_TITLE_IDS: excluded},
+            signature=RECOMMEND, timeout=_remaining(deadline))
+        items = []
+        for title, probability, score in zip(served[TITLE_IDS], served[PROBABILITY],
+                                             served[RETRIEVAL_SCORE]):
+            title = _text(title)
+            row = self._title_row(title)
+            if row is not None:
+                items.append(Recommendation(title, float(probability), float(score),
+                                            str(row[F.GENRE])))
+        versions: dict[str, int | None] = {self.recommender_model: version}
+        stage_ms["recommend"] = 1000.0 * (time.perf_counter() - mark)
+        fresh = self._fresh_candidates(served[QUERY_EMBEDDING_OUTPUT][0], items, finished)
+        if fresh:
+            # The candidates are the best retrieval scores of indexed and fresh titles
+            # together, as in the two-call path's merge: fresh ones push the lowest out.
+            mark = time.perf_counter()
+            scored = sorted([(item.retrieval_score, False, item) for item in items]
+                            + [(score, True, (title, score, row)) for title, score, row in fresh],
+                            key=lambda entry: -entry[0])[:len(items) or len(fresh)]
+            kept = [entry[2] for entry in scored if not entry[1]]
+            ranked, versions[self.ranker_model] = self._rank_rows(
+                query, [entry[2] for entry in scored if entry[1]], deadline)
+            items = sorted(kept + ranked, key=lambda item: -(item.score or 0.0))
+            stage_ms["ranking"] = 1000.0 * (time.perf_counter() - mark)
+        return items, versions
+
+    def _fresh_candidates(self, query_embedding: np.ndarray, items: list["Recommendation"],
+                          finished: set[str]) -> list[tuple[str, float, JsonDict]]:
+        """Fresh titles that would make the retrieval cut: scored at or above the lowest
+        retrieved candidate (or any, when nothing was retrieved)."""
+        if self.fresh is None or not len(self.fresh):
+            return []
+        floor = min((item.retrieval_score for item in items), default=-np.inf)
+        taken_down = self.fresh.taken_down
+        found = []
+        for title, score in self.fresh.search(query_embedding, max(1, len(items))):
+            row = self.fresh.row(title)
+            if (score >= floor and title not in finished and title not in taken_down
+                    and row is not None):
+                found.append((title, score, row))
+        return found
+
+    def _rank_rows(self, query: dict[str, list], candidates: list[tuple[str, float, JsonDict]],
+                   deadline: float | None
+                   ) -> tuple[list["Recommendation"], int | None]:
+        """Ranks candidates from their raw features with the ranker's `serving_default`."""
+        rows = [row for _, _, row in candidates]
+        batch = {key: np.repeat(values, len(rows)).tolist() for key, values in query.items()}
+        for key in F.CANDIDATE_FEATURES:
+            batch[key] = [row[key] for row in rows]
+        ranked, version = self.client.predict_versioned(self.ranker_model, batch,
+                                                        timeout=_remaining(deadline))
+        return [Recommendation(title, float(probability), score, str(row[F.GENRE]))
+                for (title, score, row), probability in zip(candidates, ranked[PROBABILITY])
+                ], version
+
+    def _two_calls(self, query: dict[str, list], finished: set[str], deadline: float | None,
+                   stage_ms: dict[str, float]
+                   ) -> tuple[list["Recommendation"], dict[str, int | None]]:
+        """Retrieval, then the ranker over the candidates' raw features: any TF Serving."""
         mark = time.perf_counter()
         retrieved, retrieval_version = self.retrieval_client.predict_versioned(
             self.retrieval_model, query, timeout=_remaining(deadline))
@@ -231,27 +345,11 @@ class Recommender:
         stage_ms["retrieval"] = 1000.0 * (time.perf_counter() - mark)
         versions = {self.retrieval_model: retrieval_version, self.ranker_model: None}
         if not candidates:
-            return ServedList([], versions, stage_ms, 0)
-
+            return [], versions
         mark = time.perf_counter()
-        rows = [row for _, _, row in candidates]
-        batch = {key: np.repeat(values, len(rows)).tolist() for key, values in query.items()}
-        for key in F.CANDIDATE_FEATURES:
-            batch[key] = [row[key] for row in rows]
-        ranked, versions[self.ranker_model] = self.client.predict_versioned(
-            self.ranker_model, batch, timeout=_remaining(deadline))
-        order = np.argsort(-ranked[PROBABILITY], kind="stable")
-        items = [Recommendation(title_id=candidates[i][0],
-                                score=float(ranked[PROBABILITY][i]),
-                                retrieval_score=candidates[i][1],
-                                genre=str(candidates[i][2][F.GENRE])) for i in order]
+        ranked, versions[self.ranker_model] = self._rank_rows(query, candidates, deadline)
         stage_ms["ranking"] = 1000.0 * (time.perf_counter() - mark)
-        chosen = diversify(items, k, diversity)
-        if exploration > 0:
-            shown = {item.title_id for item in chosen}
-            chosen = explore(chosen, [i for i in items if i.title_id not in shown], exploration,
-                             rng or np.random.default_rng())
-        return ServedList(chosen, versions, stage_ms, len(candidates))
+        return sorted(ranked, key=lambda item: -(item.score or 0.0)), versions
 
     def popular(self, user_id: str, k: int = 10) -> ServedList:
         """The fallback list: the most popular titles the user has not finished (no model

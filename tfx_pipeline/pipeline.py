@@ -24,7 +24,7 @@ from recs.contract import models as C
 from recs.contract.signatures import PROBABILITY
 from tfx_pipeline import trainer
 from tfx_pipeline.config import PipelineConfig
-from tfx_pipeline.components import IndexBuilder, RankerTrainer
+from tfx_pipeline.components import IndexBuilder, RankerTrainer, RecommenderBuilder
 
 PREPROCESSING_FN = "transforms.preprocessing.preprocessing_fn"
 
@@ -130,6 +130,14 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                                  catalogue_uri=config.catalogue_path,
                                  index_config=config.index.to_json())
     index_blessing = index_builder.outputs["blessing"]
+    recommender_builder = RecommenderBuilder(
+        transform_graph=transform.outputs["transform_graph"],
+        ranker_model=ranker_trainer.outputs["model"],
+        ranker_blessing=evaluator.outputs["blessing"],
+        scann_model=index_builder.outputs["scann_model"],
+        exact_model=index_builder.outputs["exact_model"], index_blessing=index_blessing,
+        catalogue_uri=config.catalogue_path)
+    recommender_blessing = recommender_builder.outputs["blessing"]
     pushers = [
         _pusher(ranker_trainer.outputs["model"], evaluator.outputs["blessing"], config,
                 C.RANKER),
@@ -137,6 +145,10 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         _pusher(index_builder.outputs["exact_model"], index_blessing, config,
                 C.RETRIEVAL_EXACT),
         _pusher(index_builder.outputs["towers_model"], index_blessing, config, C.TOWERS),
+        _pusher(recommender_builder.outputs["recommender_model"], recommender_blessing, config,
+                C.RECOMMENDER),
+        _pusher(recommender_builder.outputs["recommender_exact_model"], recommender_blessing,
+                config, C.RECOMMENDER_EXACT),
     ]
     metadata = None
     if config.metadata_path:
@@ -145,8 +157,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
                     champion, last_retrieval, retrieval_trainer, ranker_trainer, evaluator,
-                    index_builder,
-                    *pushers],
+                    index_builder, recommender_builder, *pushers],
         metadata_connection_config=metadata, beam_pipeline_args=list(config.beam_args),
         enable_cache=config.enable_cache)
 

@@ -90,8 +90,7 @@ def preprocessing_fn(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     preferred = tf.strings.split(raw[F.PREFERRED_GENRES], sep="|")
     out[F.transformed_name(F.PREFERRED_GENRES)] = _padded_ids(preferred, genres,
                                                               F.MAX_PREFERRED_GENRES)
-    out[F.transformed_name(F.GENRE_MATCH)] = tf.cast(
-        tf.reduce_any(tf.equal(preferred, raw[F.GENRE][:, tf.newaxis]), axis=1), tf.float32)
+    out[F.transformed_name(F.GENRE_MATCH)] = F.genre_match(raw[F.PREFERRED_GENRES], raw[F.GENRE])
 
     tokens = _tokenize(raw[F.DESCRIPTION])
     words = tft.vocabulary(tokens, top_k=F.DESCRIPTION_VOCAB_SIZE,

@@ -632,6 +632,7 @@ def tiny_world(world: pathlib.Path) -> Iterator[Callable[..., _Service]]:
     from serving.config import ServiceConfig
     from serving.model_server import ModelRegistry, ModelServer
     from serving.recommender import Recommender, load_catalogue
+    from serving.policy import OnlinePolicy
     from serving.service import ServiceServer, create_app
     from serving.store import SqliteProfileStore, load_store
 
@@ -646,8 +647,8 @@ def tiny_world(world: pathlib.Path) -> Iterator[Callable[..., _Service]]:
             @contextlib.contextmanager
             def service(**overrides) -> Iterator[str]:
                 config = ServiceConfig(model_server=models.rest_url, **overrides)
-                app = create_app(Recommender(RestClient(models.rest_url), store, catalogue),
-                                 config)
+                app = create_app(OnlinePolicy(
+                    Recommender(RestClient(models.rest_url), store, catalogue), config))
                 with ServiceServer(app) as running:
                     yield running.url
 

@@ -139,6 +139,12 @@ WATCHED = transformed_name("watched")
 vocabulary index + 1, 0 = padding, as `history`'s). The item-to-item part of retrieval sums
 over it (`recs.models.item_item`). Not a tower input."""
 
+CANDIDATE_TRANSFORMED = tuple(transformed_name(key) for key in CANDIDATE_FEATURES)
+"""Transformed features that depend on the title alone: computed once per catalogue title."""
+
+CROSS_TRANSFORMED = (transformed_name(GENRE_MATCH),)
+"""Transformed features of a (user, title) pair: recomputed for each candidate."""
+
 SAMPLING_PROBABILITY = "sampling_probability"
 """Derived in tf.Transform: the title's popularity over the most popular title's. In-batch
 negatives are drawn in proportion to how often titles are played, which popularity measures up

@@ -12,6 +12,16 @@ each (the tf.Transform graph is inside the SavedModel):
 | retrieval_exact  |                      |                                 | query_embedding [batch, dim]   |
 | ranker           | serving_default      | RANKER_FEATURES                 | probability [batch]            |
 |                  | serving_tf_example   | examples: serialized tf.Example | probability [batch]            |
+| recommender,     | recommend            | QUERY_FEATURES [1],             | title_ids, probability,        |
+| recommender_exact|                      | excluded_title_ids [E]          | retrieval_score [C] (by P),    |
+|                  |                      |                                 | query_embedding [1, dim]       |
+|                  | rank_candidates      | QUERY_FEATURES [1],             | probability [N], found [N]     |
+|                  |                      | title_ids [N]                   |                                |
+
+The recommender's two signatures take one query and many titles, so their inputs do not share
+a batch dimension: a server must not batch them across requests (TF Serving batches a model
+only when its directory holds `batching_params.pbtxt`, with
+`--enable_per_model_batching_parameters`; the recommender has none).
 """
 
 SERVING_DEFAULT = "serving_default"
@@ -29,3 +39,13 @@ SCORES = "scores"
 QUERY_EMBEDDING_OUTPUT = "query_embedding"
 """Retrieval's third output: the embedding the index was searched with (fresh titles are
 scored against it)."""
+RECOMMEND = "recommend"
+RANK_CANDIDATES = "rank_candidates"
+EXCLUDED_TITLE_IDS = "excluded_title_ids"
+"""`recommend`'s titles never to return (finished, taken down)."""
+CANDIDATE_TITLE_IDS = "title_ids"
+"""`rank_candidates`' titles to score (the same name as retrieval's output)."""
+RETRIEVAL_SCORE = "retrieval_score"
+FOUND = "found"
+"""`rank_candidates`: False for a title the model's catalogue snapshot does not hold (its
+probability is 0: score such titles from their features with the ranker's serving_default)."""

@@ -130,17 +130,6 @@ def test_tuner_rejects_mismatched_dimensions():
         tune_scann(np.zeros((10, 16), "f4"), np.zeros((2, 8), "f4"), IndexConfig(k=5))
 
 
-def test_merge_top_k_orders_by_score_dedupes_and_excludes():
-    from serving.fresh import merge_top_k
-
-    indexed = [("a", 0.9), ("b", 0.5), ("c", 0.1)]
-    fresh = [("n", 0.7), ("b", 0.6), ("x", 0.95)]
-    # x is taken down; b keeps its higher score.
-    assert merge_top_k(indexed, fresh, 3, exclude={"x"}) == [("a", 0.9), ("n", 0.7),
-                                                              ("b", 0.6)]
-    assert merge_top_k([], [], 3) == []
-
-
 def test_retrieval_models_return_known_titles_and_agree(tiny_world):
     batch = _query_batch(tiny_world.records, 8)
     scann = tf.saved_model.load(str(tiny_world.serving_dir / "retrieval" / "1"))

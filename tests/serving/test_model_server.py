@@ -16,8 +16,8 @@ from recs import features as F
 from recs.evaluation import exact_top_k
 from serving.client import GrpcClient, ModelServerError, RestClient
 from serving.config import ModelServingConfig
+from serving.fresh import FreshTitles, merge_top_k
 from serving.model_server import ModelRegistry, ModelServer, ServingError, parse_predict_body
-from serving.fresh import FreshTitles
 from serving.recommender import Recommender, UnknownUserError, load_catalogue
 from serving.store import load_store
 
@@ -175,7 +175,7 @@ def with_fresh(server, store, tiny_world) -> tuple[Recommender, FreshTitles, dic
     catalogue = load_catalogue(str(tiny_world.serving_dir), "retrieval_exact")
     fresh = FreshTitles(client)
     return (Recommender(client, store, catalogue, retrieval_model="retrieval_exact",
-                        fresh=fresh), fresh, catalogue)
+                        recommender_model="recommender_exact", fresh=fresh), fresh, catalogue)
 
 
 def test_fresh_titles_are_searchable_at_once_and_merged_by_score(with_fresh, tiny_world):
@@ -237,3 +237,12 @@ def test_serialized_tf_examples_score_like_raw_features_through_both_clients(ser
         key: [getattr(r[key], "item", lambda: r[key])() for r in records]
         for key in F.RANKER_FEATURES})["probability"]
     np.testing.assert_allclose(by_example, by_features, rtol=1e-5)
+
+
+def test_merge_top_k_orders_by_score_dedupes_and_excludes():
+    indexed = [("a", 0.9), ("b", 0.5), ("c", 0.1)]
+    fresh = [("n", 0.7), ("b", 0.6), ("x", 0.95)]
+    # x is taken down; b keeps its higher score.
+    assert merge_top_k(indexed, fresh, 3, exclude={"x"}) == [("a", 0.9), ("n", 0.7),
+                                                              ("b", 0.6)]
+    assert merge_top_k([], [], 3) == []

@@ -12,8 +12,9 @@ from tfx_pipeline.workdir import Workdir, pipeline_config
 
 COMPONENTS = ["ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
               "RetrievalTrainer", "RankerTrainer", "LatestBlessedRanker",
-              "LatestBlessedRetrieval", "Evaluator", "IndexBuilder",
-              "Pusher_ranker", "Pusher_retrieval", "Pusher_retrieval_exact", "Pusher_towers"]
+              "LatestBlessedRetrieval", "Evaluator", "IndexBuilder", "RecommenderBuilder",
+              "Pusher_ranker", "Pusher_retrieval", "Pusher_retrieval_exact", "Pusher_towers",
+              "Pusher_recommender", "Pusher_recommender_exact"]
 
 
 def test_components_are_wired_along_the_data_flow(tmp_path):
@@ -32,6 +33,10 @@ def test_components_are_wired_along_the_data_flow(tmp_path):
     assert upstream("Pusher_ranker") == {"RankerTrainer", "Evaluator"}
     assert upstream("Evaluator") == {"ImportExampleGen", "RankerTrainer", "LatestBlessedRanker"}
     assert upstream("Pusher_retrieval") == {"IndexBuilder"}
+    # The one-call recommenders join a blessed ranker and a blessed index.
+    assert upstream("RecommenderBuilder") == {"Transform", "RankerTrainer", "Evaluator",
+                                              "IndexBuilder"}
+    assert upstream("Pusher_recommender") == {"RecommenderBuilder"}
     cold = create_pipeline(pipeline_config(Workdir(tmp_path), warm_start=False))
     trainers = {c.id: c for c in cold.components if c.id.endswith("Trainer")}
     assert all("base_model" not in c.inputs for c in trainers.values())
