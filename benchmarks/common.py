@@ -30,7 +30,10 @@ def machine() -> dict[str, Any]:
     with open("/proc/meminfo") as handle:
         total_kb = int(handle.readline().split()[1])
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(total_kb / 2**20, 1),
-            "python": platform.python_version(), "platform": platform.platform()}
+            "python": platform.python_version(), "platform": platform.platform(),
+            # The 1-minute load when the result was written: above the cores, something else
+            # (or the benchmark's own processes) kept them busy.
+            "load_average_1m": round(os.getloadavg()[0], 2)}
 
 
 def peak_rss_mb() -> float:

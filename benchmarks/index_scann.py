@@ -23,7 +23,7 @@ import recs  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 from common import current_rss_mb, latencies_ms, peak_rss_mb, timed, write_result  # noqa: E402
 from recs.config import IndexConfig  # noqa: E402
 from recs.evaluation import exact_top_k  # noqa: E402
-from recs.index import scann_layer, tune_scann  # noqa: E402
+from recs.index import tune_scann, validated_scann_layer  # noqa: E402
 
 import faiss  # noqa: E402
 import hnswlib  # noqa: E402
@@ -103,7 +103,10 @@ def exact_tf(candidates: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> 
 def scann_sweep(candidates: np.ndarray, tuning: np.ndarray, queries: np.ndarray,
                 truth: np.ndarray) -> tuple[dict, dict]:
     config = IndexConfig(k=K, min_recall=TARGET, tuning_margin=0.005)
-    (chosen, trials), tune_s = timed(lambda: tune_scann(candidates, tuning, config))
+    # As the IndexBuilder does: tune on one half of the held-out queries; the other half
+    # validates the build that is served (`recs.index.validated_scann_layer`).
+    half = len(tuning) // 2
+    (chosen, trials), tune_s = timed(lambda: tune_scann(candidates, tuning[:half], config))
     print(f"  tuner: {len(trials)} trials in {tune_s:.0f} s -> leaves {chosen.num_leaves}, "
           f"search {chosen.num_leaves_to_search}, reorder {chosen.num_reordering_candidates}",
           flush=True)
@@ -124,16 +127,23 @@ def scann_sweep(candidates: np.ndarray, tuning: np.ndarray, queries: np.ndarray,
             lambda q, n=leaves: searcher.search_batched_parallel(q, K, reorder, n)[0],
             lambda q, n=leaves: searcher.search(q, K, reorder, n), queries, truth))
     del searcher
-    # The served path: the TFRS layer inside the retrieval SavedModel (TF ops, same setting).
+    # The served path: the TFRS layer inside the retrieval SavedModel (TF ops), built and
+    # validated as the IndexBuilder builds it, then measured on queries held out from both.
     ids = np.arange(len(candidates), dtype=np.int64)
-    layer, layer_cost = build(lambda: scann_layer(ids, candidates, chosen))
+    validation = tuning[half:]
+    validation_truth = exact_top_k(candidates, validation, K)
+    (layer, served_config, validated, _, rejected), layer_cost = build(
+        lambda: validated_scann_layer(ids, candidates, validation, validation_truth, chosen,
+                                      trials, TARGET))
     search = tf.function(lambda batch: layer(batch, k=K)[1],
                          input_signature=[tf.TensorSpec([None, candidates.shape[1]], tf.float32)])
     served = measure(
-        "ScaNN (TFRS)", {"leaves_to_search": chosen.num_leaves_to_search,
-                         "reorder": chosen.num_reordering_candidates},
+        "ScaNN (TFRS)", {"leaves_to_search": served_config.num_leaves_to_search,
+                         "reorder": served_config.num_reordering_candidates},
         lambda q: search(q).numpy(), lambda q: search(q[None, :]).numpy(), queries, truth)
-    tuner = {"seconds": tune_s, "chosen": chosen.to_dict(),
+    tuner = {"seconds": tune_s, "chosen": chosen.to_dict(), "served": served_config.to_dict(),
+             "validation_recall_at_100": validated, "rejected_on_validation": rejected,
+             "served_recall_at_100_held_out": served["recall_at_100"],
              "trials": [vars(trial) for trial in trials]}
     return ({**cost, "points": points, "tuner": tuner},
             {**layer_cost, "points": [served]})

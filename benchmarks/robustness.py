@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--count", type=int, default=300, help="hostile inputs per component")
     parser.add_argument("--shed-seconds", type=float, default=15.0)
+    parser.add_argument("--note", default="run alone on the machine",
+                        help="what else ran on the machine (goes into the result)")
     args = parser.parse_args()
 
     from benchmarks.hostile import consumer, ingestion, model_server, service
@@ -115,7 +117,7 @@ def main() -> None:
         parameters={"seed": args.seed, "inputs_per_component": args.count,
                     "shedding_clients": 50, "shedding_seconds": args.shed_seconds,
                     "world": str(world.root),
-                    "note": "run alone on the machine; ingestion uses two worker processes"},
+                    "note": f"{args.note}; ingestion uses two worker processes"},
         figures={**figures, "service_shedding": shedding, "seconds": seconds,
                  "wall_seconds": round(time.perf_counter() - started, 1)},
         peers={"service_without_limit": shedding["unlimited"]},

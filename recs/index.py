@@ -257,6 +257,53 @@ def _ms_per_query(layer: tf.keras.layers.Layer, queries: np.ndarray, k: int
     return padded, 1000.0 * elapsed / len(queries)
 
 
+def validated_scann_layer(ids: np.ndarray, candidates: np.ndarray, queries: np.ndarray,
+                          exact_ids: np.ndarray, chosen: IndexConfig, trials: list[Trial],
+                          min_recall: float
+                          ) -> tuple[tfrs.layers.factorized_top_k.ScaNN, IndexConfig, float,
+                                     float, list[dict]]:
+    """Builds the ScaNN layer that will be served and measures it, escalating when it falls
+    short: ScaNN trains its partitions and codebooks afresh at every build, so a setting the
+    tuner accepted can miss on the build that is served (seen on small, tightly clustered
+    catalogues). Should `queries` refuse the chosen setting, the most accurate tuned one,
+    then an exhaustive one (every partition probed, the deepest re-ordering), are built.
+
+    Args:
+        ids: `[num_candidates]` title ids.
+        candidates: `[num_candidates, dim]` embeddings.
+        queries: `[num_queries, dim]` held-out query embeddings (not the tuner's).
+        exact_ids: `[num_queries, k]` brute-force ids of `queries`.
+        chosen: the tuned (or configured) setting.
+        trials: the tuner's trials (empty when not tuned).
+        min_recall: the recall@k the served build must reach.
+
+    Returns:
+        (the layer, its resolved config, its recall@k on `queries`, its ms per query, the
+        settings refused before it with their recall).
+    """
+    attempts = [chosen]
+    if trials:
+        accurate = max(trials, key=lambda t: (t.recall, -(t.ms_per_query or 0.0)))
+        attempts += [dataclasses.replace(chosen, num_leaves=accurate.num_leaves,
+                                         num_leaves_to_search=accurate.num_leaves_to_search,
+                                         num_reordering_candidates=(
+                                             accurate.num_reordering_candidates)),
+                     dataclasses.replace(chosen, num_leaves_to_search=chosen.num_leaves,
+                                         num_reordering_candidates=min(len(ids),
+                                                                       8 * chosen.k))]
+    rejected: list[dict] = []
+    for attempt in attempts:
+        resolved = attempt.resolved(len(ids))
+        scann = scann_layer(ids, candidates, resolved)
+        approximate_ids, scann_ms = _ms_per_query(scann, queries, resolved.k)
+        recall = recall_against_exact(approximate_ids, exact_ids)
+        if recall >= min_recall:
+            break
+        if attempt is not attempts[-1]:
+            rejected.append({**resolved.to_dict(), "recall_at_k": recall})
+    return scann, resolved, recall, scann_ms, rejected
+
+
 def build_indexes(towers: tf.Module, catalogue: ArrayDict, queries: ArrayDict,
                   config: IndexConfig) -> tuple[IndexedRetrieval, IndexedRetrieval, IndexReport]:
     """Embeds the catalogue, builds ScaNN and brute-force retrieval, validates ScaNN.
@@ -277,37 +324,17 @@ def build_indexes(towers: tf.Module, catalogue: ArrayDict, queries: ArrayDict,
     candidate_embeddings = embed(towers.candidate_embedding, catalogue)
     query_embeddings = embed(towers.query_embedding, queries)[:config.eval_queries]
     trials: list[Trial] = []
-    attempts = [config]
+    chosen = config
     if config.tune and len(query_embeddings) >= 2:
         # Tune on one half of the held-out queries, validate on the other.
         half = len(query_embeddings) // 2
         chosen, trials = tune_scann(candidate_embeddings, query_embeddings[:half], config)
         query_embeddings = query_embeddings[half:]
-        # ScaNN trains its partitions and codebooks afresh at every build, so the served
-        # index can miss where the tuner's hit (seen on small, tightly clustered
-        # catalogues). Should validation refuse the chosen setting, the most accurate tuned
-        # one, then an exhaustive one (every partition probed, deepest re-ordering), follow.
-        accurate = max(trials, key=lambda t: (t.recall, -(t.ms_per_query or 0.0)))
-        attempts = [chosen,
-                    dataclasses.replace(chosen, num_leaves=accurate.num_leaves,
-                                        num_leaves_to_search=accurate.num_leaves_to_search,
-                                        num_reordering_candidates=(
-                                            accurate.num_reordering_candidates)),
-                    dataclasses.replace(chosen, num_leaves_to_search=chosen.num_leaves,
-                                        num_reordering_candidates=min(len(ids),
-                                                                      8 * chosen.k))]
     exact = brute_force_layer(ids, candidate_embeddings, min(config.k, len(ids)))
     exact_ids, exact_ms = _ms_per_query(exact, query_embeddings, min(config.k, len(ids)))
-    rejected: list[dict] = []
-    for attempt in attempts:
-        resolved = attempt.resolved(len(ids))
-        scann = scann_layer(ids, candidate_embeddings, resolved)
-        approximate_ids, scann_ms = _ms_per_query(scann, query_embeddings, resolved.k)
-        recall = recall_against_exact(approximate_ids, exact_ids)
-        if recall >= config.min_recall:
-            break
-        if attempt is not attempts[-1]:
-            rejected.append({**resolved.to_dict(), "recall_at_k": recall})
+    scann, resolved, recall, scann_ms, rejected = validated_scann_layer(
+        ids, candidate_embeddings, query_embeddings, exact_ids, chosen, trials,
+        config.min_recall)
     report = IndexReport(num_candidates=len(ids), num_queries=len(query_embeddings),
                          k=resolved.k, recall_at_k=recall, scann_ms_per_query=scann_ms,
                          exact_ms_per_query=exact_ms, blessed=recall >= config.min_recall,

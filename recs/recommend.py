@@ -78,7 +78,7 @@ class RecommenderExport(tf.Module):
         self.title_genres = tf.Variable(np.asarray(catalogue[F.GENRE]).astype(object),
                                         trainable=False, name="genre")
         self.rows = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(ids.astype(bytes)),
+            tf.lookup.KeyValueTensorInitializer(tf.constant([str(i).encode() for i in ids]),
                                                 tf.range(len(ids), dtype=tf.int64)),
             default_value=-1)
         query = F.serving_input_signature(F.QUERY_FEATURES)

@@ -101,6 +101,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="scan for new versions this often; 0 loads once")
     command.add_argument("--num-versions", type=int, default=1,
                          help="versions kept per model (TF Serving's latest policy)")
+    command.add_argument("--batching", action="store_true",
+                         help="batch concurrent requests of the models whose version holds "
+                              "batching_params.pbtxt (TF Serving's --enable_batching with "
+                              "per-model parameters)")
 
     command = commands.add_parser("serve", help="the recommendation service (HTTP JSON API)")
     command.add_argument("--config", type=pathlib.Path,
@@ -262,7 +266,7 @@ def _serve_models(args: argparse.Namespace, extra: list[str]) -> int:
 
     server = serve_models(str(args.base), rest_port=args.rest_port, grpc_port=args.grpc_port,
                           host=args.host, poll_seconds=args.poll_seconds,
-                          num_versions=args.num_versions)
+                          num_versions=args.num_versions, batching=args.batching)
     print(f"serving {server.registry.model_names} from {args.base}: REST {server.rest_url}, "
           f"gRPC {server.grpc_target}", flush=True)
     try:

@@ -7,7 +7,7 @@ from serving.client import PredictClient, RestClient
 from serving.config import ServiceConfig
 from serving.policy import FixedStatus, OnlinePolicy
 from serving.recommender import Recommender, load_catalogue
-from serving.store import SqliteProfileStore, open_store
+from serving.store import CachedProfileStore, ProfileStore, SqliteProfileStore, open_store
 
 
 def client(target: str, protocol: str) -> PredictClient:
@@ -27,11 +27,25 @@ def build_recommender(config: ServiceConfig) -> Recommender:
         FileNotFoundError: no retrieval version has been pushed to `config.serving_dir`.
     """
     return Recommender(
-        client(config.model_server, config.protocol), open_store(config.store),
+        client(config.model_server, config.protocol), _store(config),
         load_catalogue(config.serving_dir, config.retrieval_model),
         retrieval_model=config.retrieval_model, ranker_model=config.ranker_model,
         recommender_model=config.recommender_model, retrieval_client=(client(config.retrieval_server, config.protocol)
                           if config.retrieval_server else None))
+
+
+def _store(config: ServiceConfig) -> ProfileStore:
+    """The profile store, behind the read cache `config.profile_cache_s` asks for, listening
+    for the consumer's changes when there is a Redis to hear them on."""
+    store = open_store(config.store)
+    if not config.profile_cache_s:
+        return store
+    cached = CachedProfileStore(store, config.profile_cache_s)
+    changes = config.profile_changes or (config.store if config.store.startswith(
+        ("redis://", "rediss://", "unix://")) else "")
+    if changes:
+        cached.listen_for_changes(changes)
+    return cached
 
 
 def build_app(config: ServiceConfig):

@@ -67,6 +67,11 @@ class ServiceConfig(Config):
         serving_dir: the models' base directory; the catalogue snapshot is read from the
             newest retrieval version's `assets.extra/`.
         store: the online profile store: a SQLite file path, or a `redis://` URL.
+        profile_cache_s: how long the service reuses a user's profile, history and finished
+            titles (`serving.store.CachedProfileStore`); 0 reads the store on every request.
+        profile_changes: Redis URL of the consumer's profile-change channel, so that a cached
+            user is dropped the moment the consumer changes them; empty uses `store` when it
+            is a Redis URL (else a change shows within `profile_cache_s`).
         served_log: JSON-lines file of every served list (the feedback loop's input); empty
             logs through the `recs.served` logger only.
         status_refresh_s: how often model versions and readiness are re-read.
@@ -95,6 +100,8 @@ class ServiceConfig(Config):
     keep_alive_s: float = 5.0
     serving_dir: str = "demo_output/serving"
     store: str = "demo_output/profiles.db"
+    profile_cache_s: float = 2.0
+    profile_changes: str = ""
     served_log: str = ""
     status_refresh_s: float = 1.0
     exploration: float = 0.0
@@ -127,6 +134,8 @@ class ServiceConfig(Config):
                 "an int >= 1 (Retry-After takes whole seconds)", self.retry_after_s)
         require(self.keep_alive_s >= 1, "keep_alive_s", ">= 1 second", self.keep_alive_s)
         self.http_limits()  # Validates the sizes and timeouts.
+        require(_is_number(self.profile_cache_s) and self.profile_cache_s >= 0,
+                "profile_cache_s", ">= 0 seconds", self.profile_cache_s)
         require(self.status_refresh_s > 0, "status_refresh_s", "> 0", self.status_refresh_s)
 
     def http_limits(self) -> HttpLimits:
@@ -140,6 +149,11 @@ class ServiceConfig(Config):
                           body_timeout_s=self.body_timeout_s, keep_alive_s=self.keep_alive_s,
                           max_header_bytes=self.max_header_bytes,
                           max_body_bytes=self.max_body_bytes)
+
+
+def _is_number(value: object) -> bool:
+    """True for ints and floats, not bools."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_int(value: object) -> bool:

@@ -4,6 +4,9 @@ profile store, so the next recommendation reflects a watch that just happened.
     producers --XADD--> stream `recs:events` --XREADGROUP--> ProfileUpdater --> profile store
                                                                    |--XADD--> `recs:events:dead`
 
+After applying an event it publishes the user's id on `recs:profile-changes`, so services that
+cache profile reads (`serving.store.CachedProfileStore`) drop that user's entry at once.
+
 Delivery is at least once: a message is acknowledged (XACK) only after the store applied it.
 Effects are exactly once: the store applies each event id once, atomically with its effects, so
 a redelivered message changes nothing. A consumer that restarts first re-reads its own pending
@@ -62,7 +65,7 @@ class ConsumerCounts:
 
 
 def publish(redis_client: Any, events: list[dict[str, Any] | str | bytes],
-            stream: str = "recs:events") -> list[Any]:
+            stream: str = E.EVENT_STREAM) -> list[Any]:
     """Appends events (dicts, or raw strings or bytes as a producer might send them) to the
     stream.
 
@@ -121,9 +124,9 @@ class ProfileUpdater:
     """
 
     def __init__(self, redis_client: Any, store: ProfileStore,
-                 durations: dict[str, float], stream: str = "recs:events",
+                 durations: dict[str, float], stream: str = E.EVENT_STREAM,
                  group: str = "profile-updater", consumer: str = "updater-1",
-                 dead_letter_stream: str = "recs:events:dead", claim_idle_ms: int = 30_000,
+                 dead_letter_stream: str = E.DEAD_LETTER_STREAM, claim_idle_ms: int = 30_000,
                  batch: int = 100, max_deliveries: int = 10,
                  max_lateness_seconds: int = 2 * 86_400, max_early_seconds: int = 3600,
                  max_watch_ratio: float = 3.0, max_backoff_s: float = 30.0) -> None:
@@ -215,6 +218,9 @@ class ProfileUpdater:
             self._dead_letter(message_id, fields, reason, detail)
         elif self.store.apply_event(event, self.durations[event[E.TITLE_ID]]):
             self.counts.applied += 1
+            # Services cache profile reads: tell them this user changed. Fire and forget:
+            # a service that misses it still sees the change when its cache entry expires.
+            self.redis.publish(E.PROFILE_CHANGES, event[E.USER_ID])
         else:
             self.counts.duplicates += 1
         self.counts.read += 1

@@ -305,9 +305,22 @@ class ModelRegistry:
                     f"expected <version>/saved_model.pb. Run the pipeline to push one. "
                     f"Load errors: {self.load_errors or 'none'}")
 
-    def start_polling(self, seconds: float) -> None:
-        """Refreshes every `seconds` on a daemon thread until `stop_polling`."""
+    def start_polling(self, seconds: float, niceness: int = 10) -> None:
+        """Refreshes every `seconds` on a daemon thread until `stop_polling`.
+
+        Args:
+            seconds: the polling period.
+            niceness: added to the thread's OS scheduling niceness (Linux schedules threads
+                apart), so that loading and warming up a new version yields the cores to
+                the requests being served; 0 keeps the process's priority.
+        """
         def poll() -> None:
+            if niceness and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+                try:
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                                   min(19, os.getpriority(os.PRIO_PROCESS, 0) + niceness))
+                except OSError:  # Not permitted here: load at the normal priority.
+                    pass
             while not self._stop.wait(seconds):
                 try:
                     self.refresh()
@@ -1110,6 +1123,10 @@ def _default_workers() -> int:
     return 2 * (cores or 1)
 
 
+_RUNNING: set["ModelServer"] = set()
+"""Started servers not yet stopped."""
+
+
 class ModelServer:
     """REST and gRPC front ends over one `ModelRegistry`, sharing one worker pool for their
     TensorFlow calls.
@@ -1159,9 +1176,11 @@ class ModelServer:
     def start(self) -> "ModelServer":
         self._grpc.start()
         self._rest.start()
+        _RUNNING.add(self)  # Serves until stopped, held or not: a collected grpc.Server stops.
         return self
 
     def stop(self) -> None:
+        _RUNNING.discard(self)
         self.registry.close()
         self._rest.stop()
         self._grpc.stop(grace=1.0).wait()
@@ -1190,3 +1209,46 @@ def serve_models(base_dir: str, models: tuple[str, ...] = SERVED_MODELS, rest_po
     if poll_seconds > 0:
         registry.start_polling(poll_seconds)
     return ModelServer(registry, host=host, rest_port=rest_port, grpc_port=grpc_port).start()
+
+
+class LocalClient:
+    """A `serving.client.PredictClient` over a registry in this process: the same signatures,
+    checks and batching as the servers, without HTTP or gRPC (benchmarks' in-process peer,
+    tests).
+
+    Args:
+        registry: the loaded models.
+    """
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    def predict(self, model: str, inputs: Mapping[str, Any], signature: str = "",
+                version: int | None = None, timeout: float | None = None
+                ) -> dict[str, np.ndarray]:
+        return self.predict_versioned(model, inputs, signature, version, timeout)[0]
+
+    def predict_versioned(self, model: str, inputs: Mapping[str, Any], signature: str = "",
+                          version: int | None = None, timeout: float | None = None
+                          ) -> tuple[dict[str, np.ndarray], int | None]:
+        """Outputs and the version that computed them.
+
+        Raises:
+            serving.client.ModelServerError: the registry refused the request.
+        """
+        from serving.client import ModelServerError
+
+        try:
+            loaded = self.registry.get(model, version)
+            arrays = {key: np.asarray(value, dtype=object)
+                      if np.asarray(value).dtype.kind in "SUO" else np.asarray(value)
+                      for key, value in inputs.items()}
+            return predict(loaded, signature, arrays), loaded.version
+        except ServingError as error:
+            raise ModelServerError(error.code.name, error.message) from error
+
+    def available_versions(self, model: str, timeout: float | None = None) -> list[int]:
+        try:
+            return self.registry.versions(model)
+        except ServingError:
+            return []

@@ -166,13 +166,17 @@ class OnlinePolicy:
         self.config = config
         self.assigner = Assigner(list(config.experiments), config.holdout)
         self._log_lock = threading.Lock()
+        self.status = status or self._model_status()
+
+    def _model_status(self) -> ModelStatus:
+        """A status refreshed from the model servers this recommender calls."""
+        config, recommender = self.config, self.recommender
         clients = {config.retrieval_model: recommender.retrieval_client,
                    config.ranker_model: recommender.client}
         if config.recommender_model:
             clients[config.recommender_model] = recommender.retrieval_client
-        self.status = status or ModelStatus(
-            clients, config.status_refresh_s, config.model_timeout_ms / 1000.0,
-            self._new_version, optional=(config.recommender_model,))
+        return ModelStatus(clients, config.status_refresh_s, config.model_timeout_ms / 1000.0,
+                           self._new_version, optional=(config.recommender_model,))
 
     def _new_version(self, model: str, version: int) -> None:
         """A new retrieval version may index titles the served catalogue lacks: read its

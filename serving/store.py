@@ -6,8 +6,10 @@ sorted sets) is the shared store of a deployment. The event-queue consumer write
 recommendation service reads.
 """
 
+import collections
 import sqlite3
 import threading
+import time
 from typing import Protocol
 
 from recs.contract import features as F
@@ -274,6 +276,120 @@ class RedisProfileStore:
 
     def close(self) -> None:
         self._redis.close()
+
+
+class CachedProfileStore:
+    """A read-through cache of a `ProfileStore`'s per-user reads, for the service: a request
+    reads a user's profile, history and finished titles, three store round trips, at most
+    once per `ttl_s`.
+
+    An entry is dropped when its time is up or when `invalidate(user)` is called: the event
+    consumer publishes every user it changes (`recs.contract.events.PROFILE_CHANGES`), and
+    `listen_for_changes` turns those messages into invalidations, so a finished title leaves
+    the next list at once; without that channel a change shows within `ttl_s`. Writes go
+    through to the store and invalidate their users.
+
+    Args:
+        store: the store to read from.
+        ttl_s: how long an entry is served; 0 disables the cache.
+        max_users: entries kept (least recently used out first).
+    """
+
+    def __init__(self, store: ProfileStore, ttl_s: float = 2.0, max_users: int = 100_000
+                 ) -> None:
+        if ttl_s < 0 or max_users < 1:
+            raise ValueError(f"ttl_s must be >= 0 and max_users >= 1; received {ttl_s} and "
+                             f"{max_users}.")
+        self.store = store
+        self.ttl_s = ttl_s
+        self.max_users = max_users
+        self._entries: "collections.OrderedDict[str, tuple[float, dict]]" = (
+            collections.OrderedDict())
+        self._lock = threading.Lock()
+        self._listener: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def _entry(self, user_id: str) -> dict:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._entries.get(user_id)
+            if cached is not None and now - cached[0] < self.ttl_s:
+                self._entries.move_to_end(user_id)
+                return cached[1]
+        entry = {"profile": self.store.profile(user_id), "history": self.store.history(user_id),
+                 "finished": frozenset(self.store.finished(user_id))}
+        if self.ttl_s > 0:
+            with self._lock:
+                self._entries[user_id] = (now, entry)
+                self._entries.move_to_end(user_id)
+                while len(self._entries) > self.max_users:
+                    self._entries.popitem(last=False)
+        return entry
+
+    def invalidate(self, user_id: str) -> None:
+        with self._lock:
+            self._entries.pop(user_id, None)
+
+    def profile(self, user_id: str) -> JsonDict | None:
+        return self._entry(user_id)["profile"]
+
+    def history(self, user_id: str, limit: int = F.MAX_WATCHED) -> list[str]:
+        return self._entry(user_id)["history"][:limit]
+
+    def finished(self, user_id: str) -> set[str]:
+        return set(self._entry(user_id)["finished"])
+
+    def stats(self, user_id: str) -> dict[str, float]:
+        return self.store.stats(user_id)
+
+    def upsert_profiles(self, profiles: list[JsonDict]) -> None:
+        self.store.upsert_profiles(profiles)
+        for profile in profiles:
+            self.invalidate(str(profile.get(F.USER_ID)))
+
+    def mark_finished(self, pairs: list[tuple[str, str]]) -> None:
+        self.store.mark_finished(pairs)
+        for user, _ in pairs:
+            self.invalidate(user)
+
+    def record_plays(self, plays: list[tuple[str, str, int]]) -> None:
+        self.store.record_plays(plays)
+        for user, _, _ in plays:
+            self.invalidate(user)
+
+    def apply_event(self, event: JsonDict, duration_seconds: float) -> bool:
+        applied = self.store.apply_event(event, duration_seconds)
+        self.invalidate(str(event[F.USER_ID]))
+        return applied
+
+    def listen_for_changes(self, redis_url: str) -> None:
+        """Drops a user's entry whenever the consumer publishes a change to them, on a daemon
+        thread until `close` (reconnecting after a failure; entries still expire meanwhile)."""
+        import redis
+
+        from recs.contract.events import PROFILE_CHANGES
+
+        def listen() -> None:
+            while not self._stop.is_set():
+                try:
+                    pubsub = redis.Redis.from_url(redis_url).pubsub(
+                        ignore_subscribe_messages=True)
+                    pubsub.subscribe(PROFILE_CHANGES)
+                    while not self._stop.is_set():
+                        message = pubsub.get_message(timeout=0.5)
+                        if message is not None:
+                            self.invalidate(message["data"].decode("utf-8", "replace"))
+                except redis.RedisError:
+                    self._stop.wait(1.0)
+
+        self._listener = threading.Thread(target=listen, name="profile-changes", daemon=True)
+        self._listener.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5.0)
+        self.store.close()
 
 
 def open_store(spec: str) -> ProfileStore:

@@ -39,6 +39,13 @@ WATCH_SECONDS = "watch_seconds"
 ID_FIELDS = (EVENT_ID, USER_ID, TITLE_ID, DEVICE_TYPE)
 """String fields every event carries; they must be valid ids."""
 
+EVENT_STREAM = "recs:events"
+"""The Redis stream of raw playback events (one event per entry, in its `event` field)."""
+DEAD_LETTER_STREAM = "recs:events:dead"
+PROFILE_CHANGES = "recs:profile-changes"
+"""Redis pub/sub channel: the consumer publishes the id of each user whose online profile it
+changed, so services drop their cached reads of that user at once."""
+
 MAX_RECORD_BYTES = 64 * 1024
 """A raw event is a few hundred bytes; anything this large is refused before parsing."""
 MAX_ID_CHARS = 128

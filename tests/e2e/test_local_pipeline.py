@@ -47,7 +47,8 @@ def test_local_pipeline_end_to_end_serves_recommendations(tmp_path):
         states = [e.last_known_state for e in store.get_executions_by_context(context.id)]
         assert states == [metadata_store_pb2.Execution.COMPLETE], name
     blessings = store.get_artifacts_by_type("ModelBlessing")
-    assert len(blessings) == 2  # The Evaluator's (ranker) and the IndexBuilder's.
+    # The Evaluator's (ranker), the IndexBuilder's and the RecommenderBuilder's (both inputs).
+    assert len(blessings) == 3
     for blessing in blessings:
         assert blessing.custom_properties["blessed"].int_value == 1, blessing.custom_properties
     index_blessing = next(b for b in blessings if "recall_at_k" in b.custom_properties)

@@ -121,14 +121,14 @@ def test_the_model_server_loads_a_blend_in_a_fresh_process(fitted, tmp_path):
     np.savez(tmp_path / "batch.npz", **{key: value.numpy() for key, value in batch.items()})
     script = """
 import sys, numpy as np, recs, tensorflow as tf
-from serving.model_server import _load_saved_model
+from serving.model_server import load_saved_model  # what the model server loads with
 path = sys.argv[1]
 try:
     tf.saved_model.load(path + "/blended")
     sys.exit("plain tf.saved_model.load should not find the trees' ops")
 except RuntimeError as error:
     assert "SimpleML" in str(error), error
-model = _load_saved_model(path + "/blended")
+model = load_saved_model(path + "/blended")
 batch = {k: tf.constant(v) for k, v in np.load(path + "/batch.npz").items()}
 got = model.signatures["serving_default"](**batch)["probability"]
 np.testing.assert_allclose(got.numpy(), np.load(path + "/expected.npy"), atol=1e-5)

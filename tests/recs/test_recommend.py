@@ -115,3 +115,19 @@ def test_the_recommender_is_never_batched_and_the_row_aligned_models_are(tiny_wo
     assert batched == {"ranker": True, "towers": True, "retrieval": True,
                        "retrieval_exact": True, "recommender": False,
                        "recommender_exact": False}
+
+
+def test_title_ids_are_any_unicode_text(models, tiny_world):
+    import tensorflow_transform as tft
+
+    from recs.data.catalogue import to_columns
+    from recs.recommend import RecommenderExport
+
+    catalogue = read_jsonl(str(tiny_world.raw / "titles.jsonl"))
+    catalogue[0] = {**catalogue[0], F.TITLE_ID: "Amélie (2001) 🎬"}
+    export = RecommenderExport(tft.TFTransformOutput(tiny_world.transform_dir),
+                               models["retrieval_exact"], models["ranker"].ranker,
+                               to_columns(catalogue, F.CANDIDATE_FEATURES))
+    ranked = export.rank_candidates(_query(tiny_world.records[0]),
+                                    tf.constant(["Amélie (2001) 🎬", catalogue[1][F.TITLE_ID]]))
+    assert ranked[FOUND].numpy().tolist() == [True, True]

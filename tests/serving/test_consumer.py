@@ -300,3 +300,49 @@ def test_the_next_recommendation_reflects_a_new_watch(server, tiny_world, redis_
         stop.set()
         consumer.join()
     assert updater.counts.applied == 1
+
+
+def test_a_cached_profile_read_is_dropped_the_moment_the_consumer_changes_the_user(
+        client, redis_url):
+    from serving.store import CachedProfileStore
+
+    store = SqliteProfileStore(":memory:")
+    store.upsert_profiles(_profiles(1))
+    cached = CachedProfileStore(store, ttl_s=600.0)  # Only an invalidation can refresh it.
+    cached.listen_for_changes(redis_url)
+    time.sleep(0.5)  # The listener subscribes.
+    assert cached.finished("u0") == set() and cached.history("u0") == []
+    events = _events(1, 1)
+    publish(client, events)
+    ProfileUpdater(client, store, DURATIONS).drain()
+    deadline = time.monotonic() + 5
+    while cached.finished("u0") != {"t1"} and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cached.finished("u0") == {"t1"} and cached.history("u0") == ["t1"]
+    cached.close()
+
+
+def test_the_profile_cache_serves_repeats_from_memory_until_its_time_is_up():
+    class Counting(SqliteProfileStore):
+        reads = 0
+
+        def profile(self, user_id):
+            Counting.reads += 1
+            return super().profile(user_id)
+
+    from serving.store import CachedProfileStore
+
+    store = Counting(":memory:")
+    store.upsert_profiles(_profiles(3))
+    cached = CachedProfileStore(store, ttl_s=0.3, max_users=2)
+    for _ in range(5):
+        assert cached.profile("u0")[F.AGE] == 30
+    assert Counting.reads == 1
+    time.sleep(0.35)
+    cached.profile("u0")
+    assert Counting.reads == 2  # Expired: read again.
+    cached.profile("u1"), cached.profile("u2")  # u0 is the least recently used: out.
+    cached.profile("u0")
+    assert Counting.reads == 5
+    cached.mark_finished([("u1", "t1")])  # A write through the cache drops its user.
+    assert cached.finished("u1") == {"t1"}

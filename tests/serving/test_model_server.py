@@ -17,7 +17,8 @@ from recs.evaluation import exact_top_k
 from serving.client import GrpcClient, ModelServerError, RestClient
 from serving.config import ModelServingConfig
 from serving.fresh import FreshTitles, merge_top_k
-from serving.model_server import ModelRegistry, ModelServer, ServingError, parse_predict_body
+from serving.model_server import (LocalClient, ModelRegistry, ModelServer, ServingError,
+                                  parse_predict_body)
 from serving.recommender import Recommender, UnknownUserError, load_catalogue
 from serving.store import load_store
 
@@ -94,6 +95,24 @@ def test_wrong_dtype_is_a_400_naming_the_input(server, tiny_world):
     columns[F.AGE] = ["thirty"]
     code, answer = _http(f"{server.rest_url}/v1/models/towers:predict", {"inputs": columns})
     assert code == 400 and "'age'" in answer["error"]
+
+
+def test_the_in_process_client_answers_like_rest_and_refuses_like_it(server, tiny_world):
+    rows = [_query_row(r) for r in tiny_world.records[:3]]
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    local = LocalClient(server.registry)
+    outputs, version = local.predict_versioned("towers", columns, "query_embedding")
+    over_rest = RestClient(server.rest_url).predict("towers", columns, "query_embedding")
+    (key,) = over_rest  # The signature's one output, under the name the model gives it.
+    assert version == 1 and set(outputs) == {key}
+    np.testing.assert_allclose(outputs[key], over_rest[key], rtol=1e-5)
+    assert local.available_versions("towers") == [1] and local.available_versions("nope") == []
+    with pytest.raises(ModelServerError) as refused:
+        local.predict("nope", columns, "query_embedding")
+    assert refused.value.status == "NOT_FOUND"
+    with pytest.raises(ModelServerError) as refused:
+        local.predict("towers", {**columns, F.AGE: ["old"] * 3}, "query_embedding")
+    assert refused.value.status == "INVALID_ARGUMENT"
 
 
 def test_grpc_predict_matches_rest(server, tiny_world):
@@ -246,3 +265,18 @@ def test_merge_top_k_orders_by_score_dedupes_and_excludes():
     assert merge_top_k(indexed, fresh, 3, exclude={"x"}) == [("a", 0.9), ("n", 0.7),
                                                               ("b", 0.6)]
     assert merge_top_k([], [], 3) == []
+
+
+def test_a_started_server_serves_until_stopped_held_or_not(tiny_world):
+    import gc
+
+    from serving import model_server
+
+    target = model_server.serve_models(str(tiny_world.serving_dir), ("towers",)).grpc_target
+    gc.collect()  # A collected grpc.Server would stop answering.
+    try:
+        assert GrpcClient(target).available_versions("towers", timeout=10) == [1]
+    finally:
+        for running in [s for s in model_server._RUNNING if s.grpc_target == target]:
+            running.stop()
+    assert not [s for s in model_server._RUNNING if s.grpc_target == target]

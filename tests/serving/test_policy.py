@@ -48,10 +48,11 @@ def test_versions_are_read_from_a_status_refreshed_off_the_request_path(tmp_path
     recommender = _Recommender(client)
     policy = OnlinePolicy(recommender, ServiceConfig(status_refresh_s=3600,
                                                      served_log=str(tmp_path / "s.jsonl")))
-    calls = client.calls  # The start-up refresh: one call per model.
+    calls = client.calls  # The start-up refresh: one call per model (retrieval, ranker and
+    # the one-call recommender).
     answers = [policy.answer(Ask("u1", 1, "tv", 20)) for _ in range(5)]
     policy.close()
-    assert calls == 2 and client.calls == calls  # No request asked the model server.
+    assert calls == 3 and client.calls == calls  # No request asked the model server.
     # The version the ranker call reported is kept; the status fills the one it left out.
     assert answers[0].served.versions == {"retrieval": 4, "ranker": 3}
     logged = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]

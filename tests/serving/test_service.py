@@ -46,13 +46,25 @@ def api(server, store, catalogue, tmp_path):
         yield client
 
 
+# The one-call recommender model, and the two calls (retrieval, then ranking) a server without
+# it gets: the same answer's shape either way, with the versions and stages of the path taken.
+PATHS = {"one_call": ("recommender", {"recommender": 1}, {"profile", "recommend", "total"}),
+         "two_calls": ("", {"retrieval": 1, "ranker": 1},
+                       {"profile", "retrieval", "ranking", "total"})}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
 def test_recommendations_are_ranked_unfinished_and_logged(server, store, catalogue, tiny_world,
-                                                         tmp_path, protocol):
+                                                         tmp_path, protocol, path):
+    recommender_model, versions, stages = PATHS[path]
     client = (RestClient(server.rest_url) if protocol == "rest"
               else GrpcClient(server.grpc_target))
     user = _user(tiny_world)
-    with TestClient(_app(client, store, catalogue, tmp_path)) as api:
+    config = ServiceConfig(served_log=str(tmp_path / "served.jsonl"), model_timeout_ms=30_000,
+                           recommender_model=recommender_model)
+    recommender = Recommender(client, store, catalogue, recommender_model=recommender_model)
+    with TestClient(create_app(OnlinePolicy(recommender, config))) as api:
         response = api.post("/v1/recommendations",
                             json={"user_id": user, "k": 5,
                                   "context": {"device_type": "mobile", "hour": 8}})
@@ -62,9 +74,9 @@ def test_recommendations_are_ranked_unfinished_and_logged(server, store, catalog
     scores = [item["score"] for item in body["items"]]
     assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
     assert not store.finished(user) & {item["title_id"] for item in body["items"]}
-    assert body["model_versions"] == {"retrieval": 1, "ranker": 1}
+    assert body["model_versions"] == versions
     assert body["candidates"] >= 5
-    assert set(body["timings_ms"]) == {"profile", "retrieval", "ranking", "total"}
+    assert set(body["timings_ms"]) == stages
     (line,) = (tmp_path / "served.jsonl").read_text().splitlines()
     logged = json.loads(line)
     assert logged["request_id"] == body["request_id"] and logged["hour"] == 8
@@ -160,13 +172,13 @@ def test_health_readiness_and_metrics(api, tiny_world):
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["model_versions"] == {"retrieval": 1, "ranker": 1}
+    assert ready.json()["model_versions"] == {"retrieval": 1, "ranker": 1, "recommender": 1}
     assert api.post("/v1/recommendations", json={"user_id": _user(tiny_world)}).status_code == 200
     assert api.post("/v1/recommendations", json={"user_id": "ghost"}).status_code == 404
     metrics = api.get("/metrics").text
     assert 'recs_requests_total{outcome="ok"} 1.0' in metrics
     assert 'recs_requests_total{outcome="unknown_user"} 1.0' in metrics
-    for stage in ("profile", "retrieval", "ranking", "total"):
+    for stage in PATHS["one_call"][2]:
         assert f'recs_stage_latency_seconds_count{{stage="{stage}"}} 1.0' in metrics
 
 
