@@ -2,6 +2,9 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Test worker processes (pytest-xdist), each taking whole files so module fixtures build once;
+# the suite is mostly single-threaded, so two workers use both cores of the 2-core machines.
+TEST_WORKERS ?= 2
 
 .PHONY: venv system-deps demo test test-fast lock clean
 
@@ -15,10 +18,10 @@ demo: venv
 	$(VENV)/bin/recs demo --workdir demo_output
 
 test: venv system-deps
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: venv system-deps
-	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 lock: venv
 	$(VENV)/bin/uv pip compile requirements/requirements.in --python-version 3.10 -o requirements/lock.txt

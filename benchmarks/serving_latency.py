@@ -270,11 +270,15 @@ def bare_signatures(serving_dir: pathlib.Path, users: list[str], repeats: int) -
     for name, call in calls.items():
         call()
         times = []
+        cpu_start = time.process_time()
         for _ in range(repeats):
             start = time.perf_counter()
             call()
             times.append(1000.0 * (time.perf_counter() - start))
         figures[name] = float(np.median(times))
+        # CPU of every thread of the process (TensorFlow's inter- and intra-op pools included):
+        # the floor to set against the servers' CPU ms per request.
+        figures[f"{name}_cpu_ms"] = 1000.0 * (time.process_time() - cpu_start) / repeats
     figures["candidates"] = int(len(ids))
     return figures
 
