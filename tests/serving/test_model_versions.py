@@ -132,10 +132,12 @@ def test_swapping_versions_under_load_fails_no_request(base, tiny_world):
         while registry.versions("ranker") != [2] and time.monotonic() < deadline:
             time.sleep(0.1)
         swapped = time.monotonic()
+        loaded_in_time = registry.versions("ranker") == [2]
         time.sleep(0.5)
         stop.set()
         for worker in workers:
             worker.join()
+    assert loaded_in_time, "version 2 did not load within 60 s"
     assert registry.versions("ranker") == [2]  # Version 1 unloaded by the latest-1 policy.
     assert not failures
     assert min(seen)[1] == 1  # Before the push, version 1 answered.
