@@ -7,7 +7,8 @@ from serving.client import PredictClient, RestClient
 from serving.config import ServiceConfig
 from serving.policy import FixedStatus, OnlinePolicy
 from serving.recommender import Recommender, load_catalogue
-from serving.store import CachedProfileStore, ProfileStore, SqliteProfileStore, open_store
+from serving.store import (CachedProfileStore, ProfileStore, SqliteProfileStore, is_redis_url,
+                           open_store)
 
 
 def client(target: str, protocol: str) -> PredictClient:
@@ -41,8 +42,7 @@ def _store(config: ServiceConfig) -> ProfileStore:
     if not config.profile_cache_s:
         return store
     cached = CachedProfileStore(store, config.profile_cache_s)
-    changes = config.profile_changes or (config.store if config.store.startswith(
-        ("redis://", "rediss://", "unix://")) else "")
+    changes = config.profile_changes or (config.store if is_redis_url(config.store) else "")
     if changes:
         cached.listen_for_changes(changes)
     return cached

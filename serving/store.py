@@ -392,10 +392,18 @@ class CachedProfileStore:
         self.store.close()
 
 
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def is_redis_url(spec: str) -> bool:
+    """True for a store spec that names a Redis (`open_store` opens it as one)."""
+    return spec.startswith(REDIS_URL_SCHEMES)
+
+
 def open_store(spec: str) -> ProfileStore:
     """A `redis://` (or `rediss://`, `unix://`) URL opens Redis; anything else is a SQLite
     file path (":memory:" for a throwaway store)."""
-    if spec.startswith(("redis://", "rediss://", "unix://")):
+    if is_redis_url(spec):
         return RedisProfileStore(spec)
     return SqliteProfileStore(spec)
 

@@ -47,7 +47,7 @@ def RecommenderBuilder(  # noqa: N802  (TFX names components like classes)
     blessing.set_int_custom_property(BLESSED, int(blessed))
     blessing.set_string_custom_property("current_model", recommender_model.uri)
     if not blessed:
-        tf.io.gfile.makedirs(os.path.join(blessing.uri))
+        tf.io.gfile.makedirs(blessing.uri)
         with tf.io.gfile.GFile(os.path.join(blessing.uri, "NOT_BLESSED"), "w") as handle:
             handle.write("the ranker or the index was not blessed\n")
         return
