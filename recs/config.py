@@ -93,6 +93,9 @@ class TrainingConfig(Config):
                  "one of 'adam', 'adagrad', 'sgd'", self.optimizer)
 
 
+ITEM_ITEM_METHODS = ("auto", "dense", "low_rank")
+
+
 @dataclasses.dataclass(frozen=True)
 class ItemItemConfig(Config):
     """Co-watching item-to-item scores added to the two-tower score (`recs.models.item_item`).
@@ -101,24 +104,42 @@ class ItemItemConfig(Config):
         enabled: after the towers train, fit the item-to-item weights in closed form (EASE)
             on the engaged training pairs and append their low-rank factors to both towers'
             embeddings, so that the retrieval score is tower score + weight * item-to-item
-            score of the query's watch history (the README gives the measured effect).
+            score of the query's watch history (the README gives the measured effect). The
+            weight is chosen on the evaluation split among `weights`, 0 included: when 0
+            wins, the factors are not exported and the embeddings keep the towers' width.
+        method: "dense" (the exact closed form on one titles x titles float32 matrix),
+            "low_rank" (never forms titles x titles: memory linear in titles), or "auto":
+            dense up to `dense_max_titles` titles, low-rank above.
         l2: EASE's L2 penalty (1000 is the published best on MovieLens).
-        rank: width of the factors appended to each embedding (the truncated SVD of the
-            weights).
+        rank: width of the factors appended to each embedding.
+        components: eigenpairs of the co-occurrence matrix the low-rank fit keeps before
+            truncating to `rank`.
+        dense_max_titles: the largest catalogue "auto" fits densely (titles^2 * 4 bytes of
+            memory and titles^3 flops).
         weights: blend weights tried on the evaluation split; the one with the best
             Recall@K is exported (0 turns the item-to-item part off). The range is wide
             because the item-to-item scores' scale follows `l2` and how dense co-watching
             is.
+        seed: seed of the randomized factorizations.
     """
 
-    enabled: bool = False
+    enabled: bool = True
+    method: str = "auto"
     l2: float = 1000.0
     rank: int = 64
+    components: int = 512
+    dense_max_titles: int = 20_000
     weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    seed: int = 0
 
     def __post_init__(self) -> None:
+        require(self.method in ITEM_ITEM_METHODS, "method",
+                f"one of {', '.join(map(repr, ITEM_ITEM_METHODS))}", self.method)
         require(self.l2 > 0, "l2", "> 0", self.l2)
         require(self.rank > 0, "rank", "> 0", self.rank)
+        require(self.components >= self.rank, "components", f">= rank ({self.rank})",
+                self.components)
+        require(self.dense_max_titles > 0, "dense_max_titles", "> 0", self.dense_max_titles)
         require(len(self.weights) > 0 and all(w >= 0 for w in self.weights), "weights",
                 "a non-empty tuple of floats >= 0 such as (0.0, 0.5, 1.0)", self.weights)
 

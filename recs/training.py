@@ -15,7 +15,7 @@ from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
 from recs.distribute import shard_by_data
 from recs.evaluation import pair_metrics
 from recs.models.encoders import FeatureSizes
-from recs.models.item_item import fit_item_item
+from recs.models.item_item import ItemItemFactors, fit_item_item, item_item_layers
 from recs.models.ranker import DeepRanker
 from recs.models.retrieval import Tower, TwoTowerModel
 
@@ -73,7 +73,8 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
         `train` and `evaluation` (exact brute-force search, training items not excluded).
         With `config.item_item.enabled` the towers carry the item-to-item factors, their
         blend weight is the one of `config.item_item.weights` with the best Recall@K on
-        `evaluation`, and metrics also hold that weight and the recall of every weight tried.
+        `evaluation` (at weight 0 the factors are dropped again), and metrics also hold that
+        weight and the recall of every weight tried.
     """
     tf.keras.utils.set_random_seed(config.training.seed)
     with (strategy or tf.distribute.get_strategy()).scope():
@@ -91,33 +92,38 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
     if not config.item_item.enabled:
         recall = retrieval_recall(model, catalogue, evaluation, config.eval_k)
         return TrainingResult(model=model, history=_history(history), metrics={name: recall})
-    with (strategy or tf.distribute.get_strategy()).scope():
-        add_item_item(model, train, sizes, config)
-    # Embedded once at weight 1; each weight only scales the query's item-to-item columns.
-    pairs = _embedded_pairs(model, catalogue, evaluation)
+    factors = item_item_factors(train, sizes, config)
+    query, candidate = item_item_layers(factors, weight=1.0)
+    # Embedded once at weight 1, before anything is attached: each weight only scales the
+    # query's item-to-item columns, and at weight 0 the towers export alone.
+    pairs = _embedded_pairs(lambda batch: tf.concat([model.query_tower(batch), query(batch)], 1),
+                            lambda batch: tf.concat([model.candidate_tower(batch),
+                                                     candidate(batch)], 1),
+                            catalogue, evaluation)
     towers, item_item = tf.split(pairs.queries, [-1, config.item_item.rank], axis=1)
     by_weight = {weight: pairs.recall(config.eval_k, tf.concat([towers, weight * item_item], 1))
                  for weight in config.item_item.weights}
     best = max(by_weight, key=lambda weight: (by_weight[weight], -weight))
-    model.query_tower.item_item.set_weight(best)
+    if best > 0:
+        with (strategy or tf.distribute.get_strategy()).scope():
+            model.attach_item_item(factors, weight=best)
     metrics = {name: by_weight[best], "item_item_weight": best,
                **{f"{name}_item_item_weight_{weight:g}": recall
                   for weight, recall in by_weight.items()}}
     return TrainingResult(model=model, history=_history(history), metrics=metrics)
 
 
-def add_item_item(model: TwoTowerModel, train: tf.data.Dataset, sizes: FeatureSizes,
-                  config: RetrievalConfig) -> None:
-    """Fits EASE on `train`'s engaged pairs of known users and titles and attaches its
-    factors to `model`'s towers (`recs.models.item_item`) at weight 1."""
+def item_item_factors(train: tf.data.Dataset, sizes: FeatureSizes, config: RetrievalConfig
+                      ) -> ItemItemFactors:
+    """Fits EASE on `train`'s engaged pairs of known users and titles
+    (`recs.models.item_item`)."""
     user_key, title_key = F.transformed_name(F.USER_ID), F.transformed_name(F.TITLE_ID)
     pairs = _to_numpy(train.map(engaged_only), (user_key, title_key))
     users, titles = pairs[user_key].ravel(), pairs[title_key].ravel()
     # The last index of each vocabulary is its out-of-vocabulary bucket: many people, many
     # titles; co-watching says nothing about them.
     known = (users < sizes.users - 1) & (titles < sizes.titles - 1)
-    model.attach_item_item(fit_item_item(users[known], titles[known], sizes.titles,
-                                         config.item_item))
+    return fit_item_item(users[known], titles[known], sizes.titles, config.item_item)
 
 
 def _to_numpy(dataset: tf.data.Dataset, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -141,7 +147,7 @@ def retrieval_recall(model: TwoTowerModel, catalogue: tf.data.Dataset,
     Returns:
         Recall@k in [0, 1], computed by brute force over the whole candidate set.
     """
-    return _embedded_pairs(model, catalogue, queries).recall(k)
+    return _embedded_pairs(model.query_tower, model.candidate_tower, catalogue, queries).recall(k)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,8 +170,9 @@ class _EmbeddedPairs:
                             (k,))[f"recall_at_{k}"]
 
 
-def _embedded_pairs(model: TwoTowerModel, catalogue: tf.data.Dataset,
-                    queries: tf.data.Dataset) -> _EmbeddedPairs:
+def _embedded_pairs(query: Callable[[dict], tf.Tensor], candidate: Callable[[dict], tf.Tensor],
+                    catalogue: tf.data.Dataset, queries: tf.data.Dataset) -> _EmbeddedPairs:
+    """`query` and `candidate` embed transformed feature batches (the towers)."""
     title_key = F.transformed_name(F.TITLE_ID)
     candidate_keys = tuple(F.transformed_name(key) for key in F.CANDIDATE_FEATURES)
     rows = _to_numpy(catalogue, candidate_keys)
@@ -178,8 +185,7 @@ def _embedded_pairs(model: TwoTowerModel, catalogue: tf.data.Dataset,
     tests = _to_numpy(queries.map(engaged_only), query_keys)
     if len(tests[title_key]) == 0:
         raise ValueError("queries holds no engaged rows; Recall@K needs at least one positive.")
-    return _EmbeddedPairs(queries=model.query_tower(tests),
-                          candidates=model.candidate_tower(candidates),
+    return _EmbeddedPairs(queries=query(tests), candidates=candidate(candidates),
                           candidate_titles=candidates[title_key], targets=tests[title_key])
 
 

@@ -1,5 +1,7 @@
 """Item-to-item scores (EASE): the closed form, its factors, and the towers that carry them."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -7,7 +9,7 @@ import tensorflow as tf
 from recs import features as F
 from recs.config import ItemItemConfig, RetrievalConfig, TrainingConfig
 from recs.models.item_item import (ItemItemQuery, cooccurrence, ease_weights, fit_item_item,
-                                   item_item_layers)
+                                   item_item_layers, resolve_method)
 from recs.models.retrieval import Tower, TwoTowerModel
 from recs.training import train_retrieval
 from tests.recs.test_models import SIZES, _dataset, _features, _fitted_factors, hybrid_query_tower
@@ -52,7 +54,8 @@ def test_bad_interactions_are_clear_errors(titles, message):
 
 
 @pytest.mark.parametrize("field, value", [("l2", 0.0), ("rank", 0), ("weights", ()),
-                                          ("weights", (0.5, -1.0))])
+                                          ("weights", (0.5, -1.0)), ("method", "svd"),
+                                          ("components", 8), ("dense_max_titles", 0)])
 def test_item_item_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         ItemItemConfig(**{field: value})
@@ -124,6 +127,97 @@ def test_train_retrieval_picks_the_item_item_weight_on_the_evaluation_split():
                             "recall_at_1_item_item_weight_1"}
     assert metrics["recall_at_1"] == max(metrics["recall_at_1_item_item_weight_0"],
                                          metrics["recall_at_1_item_item_weight_1"])
-    assert float(result.model.query_tower.item_item.weight.numpy()) == \
-        metrics["item_item_weight"]
-    assert result.model.query_tower(next(iter(data))).shape[1] == 8 + 4
+    if metrics["item_item_weight"] > 0:
+        assert float(result.model.query_tower.item_item.weight.numpy()) == \
+            metrics["item_item_weight"]
+        assert result.model.query_tower(next(iter(data))).shape[1] == 8 + 4
+    else:
+        assert result.model.query_tower.item_item is None
+
+
+@pytest.mark.parametrize("weight, width", [(1.0, 8 + 3), (0.0, 8)])
+def test_a_winning_weight_of_zero_exports_the_towers_alone(weight, width, tmp_path):
+    features = _features(200, seed=5)
+    data = _dataset(features, np.ones(200, dtype=np.int64))
+    config = RetrievalConfig(embedding_dim=4, tower_layers=(8,), eval_k=1,
+                             item_item=ItemItemConfig(rank=3, l2=1.0, weights=(weight,)),
+                             training=TrainingConfig(batch_size=64, epochs=1))
+    model = train_retrieval(data, data, SIZES, config).model
+    batch = next(iter(data))
+    for tower in (model.query_tower, model.candidate_tower):
+        assert (tower.item_item is None) == (weight == 0)
+        assert tower(batch).shape[1] == width
+    tf.saved_model.save(model.candidate_tower, str(tmp_path / "candidate"))
+    reloaded = tf.saved_model.load(str(tmp_path / "candidate"))
+    # The factors are the only [titles, 3] table (embeddings are 4 wide).
+    assert any(tuple(v.shape) == (SIZES.titles, 3) for v in reloaded.variables) == (weight > 0)
+
+
+def test_dense_fit_in_float32_matches_the_float64_closed_form():
+    rng = np.random.default_rng(3)
+    users, titles = rng.integers(0, 300, 3000), rng.integers(0, 60, 3000)
+    gram = cooccurrence(users, titles, 60)
+    assert gram.dtype == np.float32
+    expected = ease_weights(gram.astype(np.float64), 5.0)
+    in_place = ease_weights(gram, 5.0, overwrite=True)
+    assert in_place.dtype == np.float32 and np.shares_memory(in_place, gram)
+    np.testing.assert_allclose(in_place, expected, atol=1e-5)
+
+
+def test_low_rank_fit_with_every_component_reproduces_ease_off_the_diagonal():
+    # With all eigenpairs X'X is exact (no residual), so Woodbury gives EASE's B exactly;
+    # the diagonal (which B has at zero and retrieval masks as watched) is not kept.
+    rng = np.random.default_rng(1)
+    users, titles = rng.integers(0, 50, 400), rng.integers(0, 10, 400)
+    factors = fit_item_item(users, titles, 10, ItemItemConfig(method="low_rank", l2=2.0,
+                                                              rank=10, components=10))
+    assert factors.method == "low_rank"
+    product = factors.history @ factors.titles.T
+    expected = ease_weights(cooccurrence(users, titles, 10).astype(np.float64), 2.0)
+    off = ~np.eye(10, dtype=bool)
+    np.testing.assert_allclose(product[off], expected[off], atol=1e-5)
+
+
+def test_low_rank_truncation_without_forming_the_product_equals_the_dense_one():
+    from recs.models.item_item import _truncate_off_diagonal
+    rng = np.random.default_rng(2)
+    history, candidate = rng.normal(size=(60, 8)), rng.normal(size=(60, 8))
+    dense = history @ candidate.T
+    dense[np.diag_indices_from(dense)] = 0.0
+    left, singular, right = np.linalg.svd(dense)
+    best = (left[:, :3] * singular[:3]) @ right[:3]  # the best rank-3 approximation
+    low, high = _truncate_off_diagonal(history, candidate, rank=3, seed=0)  # 60 > 4 * 3
+    np.testing.assert_allclose(low @ high.T, best, atol=1e-4)
+    low, high = _truncate_off_diagonal(history[:10], candidate[:10], rank=3, seed=0)
+    small = history[:10] @ candidate[:10].T
+    small[np.diag_indices_from(small)] = 0.0
+    u, s, vt = np.linalg.svd(small)
+    np.testing.assert_allclose(low @ high.T, (u[:, :3] * s[:3]) @ vt[:3], atol=1e-4)
+
+
+def test_low_rank_fit_ranks_co_watched_titles_like_the_dense_fit():
+    # Two audiences: users 0-99 watch titles 0-9, users 100-199 titles 10-19 (plus noise).
+    rng = np.random.default_rng(4)
+    users = rng.integers(0, 200, 6000)
+    titles = np.where(users < 100, 0, 10) + rng.integers(0, 10, 6000)
+    noise = rng.random(6000) < 0.1
+    titles[noise] = rng.integers(0, 20, noise.sum())
+    config = ItemItemConfig(l2=10.0, rank=4, components=8)
+    dense = fit_item_item(users, titles, 20, dataclasses.replace(config, method="dense"))
+    low = fit_item_item(users, titles, 20, dataclasses.replace(config, method="low_rank"))
+    watched = np.zeros((1, 20))
+    watched[0, [0, 1]] = 1.0  # someone from the first audience
+    for factors in (dense, low):
+        scores = factors.scores(watched)[0]
+        scores[[0, 1]] = -np.inf  # watched: never recommended
+        assert set(np.argsort(-scores)[:8]) == set(range(2, 10)), factors.method
+
+
+def test_auto_picks_the_dense_fit_up_to_its_limit_and_low_rank_above():
+    config = ItemItemConfig(dense_max_titles=100)
+    assert resolve_method(config, 100) == "dense"
+    assert resolve_method(config, 101) == "low_rank"
+    assert resolve_method(dataclasses.replace(config, method="low_rank"), 10) == "low_rank"
+    factors = fit_item_item(np.arange(300) % 40, np.arange(300) % 150, 150,
+                            dataclasses.replace(config, rank=4, components=16))
+    assert factors.method == "low_rank" and factors.history.shape == (150, 4)
