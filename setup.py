@@ -21,6 +21,9 @@ INSTALL_REQUIRES = [
     "protobuf>=3.20,<4",
     "matplotlib>=3.7",
     "statsmodels>=0.14",
+    # The item-to-item fit's sparse matrices, LAPACK inverse and randomized SVD.
+    "scipy>=1.10",
+    "scikit-learn>=1.3",
 ]
 EXTRAS = {
     "pipeline": [
