@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
 
     data = read_ml100k(args.data)
     order = np.random.default_rng(42).permutation(data.num_ratings)
-    train_rows, test_rows = order[:80_000], order[80_000:]
+    train_rows, test_rows = order[:80_000], order[80_000:]  # = recs.protocols.split_random
     train_records = interaction_records(data, train_rows, reference=train_rows)
     test_records = interaction_records(data, test_rows, reference=train_rows)
     titles = catalogue_records(data, train_rows)
