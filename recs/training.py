@@ -89,7 +89,9 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
                         validation_data=shard_by_data(evaluation.map(engaged_only)), verbose=2)
     name = f"recall_at_{config.eval_k}"
     catalogue = train.concatenate(evaluation)
-    if not config.item_item.enabled:
+    # The item-to-item part reads the watched titles; data without them trains the towers
+    # alone.
+    if not config.item_item.enabled or F.WATCHED not in evaluation.element_spec:
         recall = retrieval_recall(model, catalogue, evaluation, config.eval_k)
         return TrainingResult(model=model, history=_history(history), metrics={name: recall})
     factors = item_item_factors(train, sizes, config)

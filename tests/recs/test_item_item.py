@@ -221,3 +221,15 @@ def test_auto_picks_the_dense_fit_up_to_its_limit_and_low_rank_above():
     factors = fit_item_item(np.arange(300) % 40, np.arange(300) % 150, 150,
                             dataclasses.replace(config, rank=4, components=16))
     assert factors.method == "low_rank" and factors.history.shape == (150, 4)
+
+
+def test_data_without_watched_titles_trains_the_towers_alone():
+    features = _features(200, seed=6)
+    features.pop(F.WATCHED)
+    data = _dataset(features, np.ones(200, dtype=np.int64))
+    config = RetrievalConfig(embedding_dim=4, tower_layers=(8,), eval_k=1,
+                             training=TrainingConfig(batch_size=64, epochs=1))
+    assert config.item_item.enabled  # the default
+    result = train_retrieval(data, data, SIZES, config)
+    assert set(result.metrics) == {"recall_at_1"}
+    assert result.model.query_tower.item_item is None
