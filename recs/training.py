@@ -53,6 +53,68 @@ def _history(history: tf.keras.callbacks.History) -> dict[str, list[float]]:
     return {name: [float(v) for v in values] for name, values in history.history.items()}
 
 
+class EpochMeans(tf.keras.callbacks.Callback):
+    """Puts each epoch's mean of the per-batch figures in its logs, for training and validation.
+
+    `tfrs.Model`'s train and test steps return the current batch's loss, not a running mean
+    as compiled Keras metrics do, so without this the history holds each epoch's last batch
+    (a partial one, often). Every figure a batch reports (`loss`, `regularization_loss`,
+    `total_loss`) becomes its mean over the epoch's batches, validation ones under `val_`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sums: dict[str, dict[str, float]] = {}
+        self._batches: dict[str, int] = {}
+
+    def _reset(self, prefix: str) -> None:
+        self._sums[prefix], self._batches[prefix] = {}, 0
+
+    def _add(self, prefix: str, logs: dict | None) -> None:
+        self._batches[prefix] += 1
+        for name, value in (logs or {}).items():
+            self._sums[prefix][name] = self._sums[prefix].get(name, 0.0) + float(value)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._reset("")
+        self._reset("val_")
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._add("", logs)
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self._reset("val_")
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._add("val_", logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for prefix, sums in self._sums.items():
+            for name, total in sums.items():
+                if logs is not None and prefix + name in logs:
+                    logs[prefix + name] = total / self._batches[prefix]
+
+
+class ValidationRecall(tf.keras.callbacks.Callback):
+    """Adds `val_recall_at_{k}` to each epoch's logs: `retrieval_recall` of the model so far,
+    the same exact brute-force Recall@K that training reports at the end.
+
+    Args:
+        catalogue: batches whose distinct titles form the candidate set.
+        queries: held-out batches whose engaged rows are the test pairs.
+        k: cut-off.
+    """
+
+    def __init__(self, catalogue: tf.data.Dataset, queries: tf.data.Dataset, k: int) -> None:
+        super().__init__()
+        self._catalogue, self._queries, self._k = catalogue, queries, k
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs[f"val_recall_at_{self._k}"] = retrieval_recall(self.model, self._catalogue,
+                                                                self._queries, self._k)
+
+
 def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: FeatureSizes,
                     config: RetrievalConfig, strategy: tf.distribute.Strategy | None = None,
                     initialize: Callable[[TwoTowerModel], None] | None = None
@@ -85,10 +147,12 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
             model.query_tower(batch)
             model.candidate_tower(batch)
             initialize(model)
-    history = model.fit(shard_by_data(train.map(engaged_only)), epochs=config.training.epochs,
-                        validation_data=shard_by_data(evaluation.map(engaged_only)), verbose=2)
-    name = f"recall_at_{config.eval_k}"
     catalogue = train.concatenate(evaluation)
+    history = model.fit(shard_by_data(train.map(engaged_only)), epochs=config.training.epochs,
+                        validation_data=shard_by_data(evaluation.map(engaged_only)), verbose=2,
+                        callbacks=[EpochMeans(),
+                                   ValidationRecall(catalogue, evaluation, config.eval_k)])
+    name = f"recall_at_{config.eval_k}"
     if not config.item_item.enabled:
         recall = retrieval_recall(model, catalogue, evaluation, config.eval_k)
         return TrainingResult(model=model, history=_history(history), metrics={name: recall})
