@@ -31,16 +31,17 @@ def _ingestion(workdir: Workdir, dead: dict[str, int], read: int = 1000,
 
 def test_ingestion_warnings_flag_dead_letters_above_the_threshold_and_lost_events(tmp_path):
     workdir = Workdir(tmp_path)
-    # 20 of 1,000 events = 2.0%: at the 2% threshold, not above it.
-    at = json.loads(_ingestion(workdir, {"malformed_json": 15, "unknown_user": 5}).read_text())
+    # 50 of 1,000 events = 5.0%: at the 5% threshold, not above it.
+    at = json.loads(_ingestion(workdir, {"malformed_json": 45, "unknown_user": 5}).read_text())
     assert at["balanced"] and ingestion_warnings(at) == []
-    # 21 of 1,000 = 2.1%: flagged, with the biggest reasons first.
-    above = json.loads(_ingestion(workdir, {"malformed_json": 15, "unknown_user": 6})
+    # 51 of 1,000 = 5.1%: flagged, with the biggest reasons first.
+    above = json.loads(_ingestion(workdir, {"malformed_json": 45, "unknown_user": 6})
                        .read_text())
     warning, = ingestion_warnings(above)
-    assert warning.startswith("2.1% of the events were dead-lettered (21 of 1,000")
-    assert "malformed_json 15, unknown_user 6" in warning
-    assert ingestion_warnings(above, threshold=0.05) == []
+    assert warning.startswith("5.1% of the events were dead-lettered (51 of 1,000")
+    assert "malformed_json 45, unknown_user 6" in warning
+    assert ingestion_warnings(above, threshold=0.06) == []
+    assert len(ingestion_warnings(at, threshold=0.02)) == 1
     lost = json.loads(_ingestion(workdir, {}, unbalanced=True).read_text())
     assert not lost["balanced"]
     assert ingestion_warnings(lost)[0].startswith("ingestion is NOT balanced")
