@@ -316,7 +316,8 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; } th { background:
 .ok { background: #eaf7ea; border-left: 4px solid #3a3; padding: 0.5em 1em; }
 .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr));
            gap: 0.6em; } .figure { background: #f4f4f6; padding: 0.5em 0.8em; }
-.figure b { display: block; font-size: 1.15em; } img { max-width: 100%; }
+.figure b { display: block; font-size: 1.15em; } .figure.wide { grid-column: span 2; }
+img { max-width: 100%; }
 """
 
 # Records, once the page has loaded, how many images decoded: a headless browser's dumped DOM
@@ -373,8 +374,9 @@ def _plotted(plot: Any, *args: Any, **kwargs: Any) -> bytes:
 
 
 def _summary_section(summary: RunSummary, run: str, executions: list[Execution]) -> str:
-    figures = "".join(f'<div class="figure">{_e(label)}<b>{_e(value)}</b></div>'
-                      for label, value in summary.figures)
+    # A long value (the pushed versions) gets two columns rather than a narrow, tall box.
+    figures = "".join(f'<div class="figure{" wide" if len(value) > 40 else ""}">{_e(label)}'
+                      f"<b>{_e(value)}</b></div>" for label, value in summary.figures)
     verdict = ('<div class="warn"><b>Needs attention</b><ul>'
                + "".join(f"<li>{_e(w)}</li>" for w in summary.warnings) + "</ul></div>"
                if summary.warnings else

@@ -142,8 +142,8 @@ def _recommendations(console: Console, workdir: Workdir, k: int) -> None:
         server = serve_models(str(workdir.serving))
     console.detail(f"REST {server.rest_url}  gRPC {server.grpc_target}")
     try:
-        with console.stage(f"[5/{_STAGES}] recommendations: ScaNN retrieval -> filter "
-                           "finished -> rank; then the service over HTTP"):
+        with console.stage(f"[5/{_STAGES}] recommendations over REST, gRPC and the "
+                           "service's HTTP API"):
             catalogue = load_catalogue(str(workdir.serving), RETRIEVAL)
             lists = {protocol: Recommender(client(target, protocol), store, catalogue)
                      .recommend("u000001", k=k)
