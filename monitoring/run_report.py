@@ -30,6 +30,9 @@ from typing import Any
 from tfx_pipeline.workdir import Workdir
 
 REPORT_FILE = "report.html"
+REPORT_LOG = "report.log"
+"""Where `recs report` puts the libraries' output (TensorFlow loads to score the ranker); not
+the run's `recs.log`, which it would otherwise overwrite."""
 INGESTION_REPORT = "ingestion_report.json"
 DEAD_LETTER_WARNING_SHARE = 0.05
 """Dead letters above this share of the events read are flagged. The demo's injected faults

@@ -156,7 +156,7 @@ def session(log_path: str | pathlib.Path, verbose: bool = False) -> Iterator[Con
     """
     _log_to_root()
     if verbose:
-        yield Console(RichConsole(), live=False)
+        yield Console(RichConsole(soft_wrap=True), live=False)
         return
     path = pathlib.Path(log_path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +170,9 @@ def session(log_path: str | pathlib.Path, verbose: bool = False) -> Iterator[Con
     # TensorFlow objects that outlive the command print tracebacks from their finalizers while
     # the interpreter shuts down, after the session: those belong in the log too.
     atexit.register(_stderr_to, path)
-    console = Console(RichConsole(file=terminal), live=True)
+    # soft_wrap: the terminal wraps long lines itself; rich's own wrapping at its guess of the
+    # width breaks paths in two and leaves a warning's continuation unindented.
+    console = Console(RichConsole(file=terminal, soft_wrap=True), live=True)
     console.terminal.print(f"[dim]library output: {path} (--verbose shows it here)[/]",
                            highlight=False)
     try:

@@ -359,13 +359,18 @@ def _recommend(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _report(args: argparse.Namespace, extra: list[str]) -> int:
-    from monitoring.run_report import write_run_report
+    from monitoring.run_report import REPORT_LOG, write_run_report
+    from recs_cli.console import session
 
-    try:
-        print(write_run_report(Workdir(args.workdir), args.out))
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+    workdir = Workdir(args.workdir)
+    if not workdir.root.is_dir():  # Refused before a session would create it for its log.
+        print(f"error: workdir {str(workdir.root)!r} does not exist; pass the directory a run "
+              "wrote (recs demo --workdir W, recs pipeline --workdir W).", file=sys.stderr)
         return 2
+    with session(workdir.root / REPORT_LOG, args.verbose) as console:
+        with console.stage("run report"):
+            path = write_run_report(workdir, args.out)
+        console.detail(str(path))
     return 0
 
 

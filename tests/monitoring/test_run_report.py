@@ -57,6 +57,14 @@ def test_report_refuses_a_missing_workdir_and_metadata_file(tmp_path):
     assert not (tmp_path / "metadata.db").exists()  # Read-only: nothing was created.
 
 
+def test_report_command_refuses_a_missing_workdir_without_creating_it(tmp_path, capsys):
+    from recs_cli.main import main
+
+    assert main(["report", "--workdir", str(tmp_path / "missing")]) == 2
+    assert f"error: workdir '{tmp_path / 'missing'}' does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()
+
+
 class _Store:
     """Writes ML-Metadata the way a TFX run does: one run context, one node context per
     component, an execution per component with OUTPUT events naming each artifact's key."""
