@@ -108,11 +108,18 @@ class ValidationRecall(tf.keras.callbacks.Callback):
     def __init__(self, catalogue: tf.data.Dataset, queries: tf.data.Dataset, k: int) -> None:
         super().__init__()
         self._catalogue, self._queries, self._k = catalogue, queries, k
+        self._rows: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        # Read once: each epoch would otherwise pass over the training data again to find
+        # the candidate set.
+        self._rows = _pair_rows(self._catalogue, self._queries)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if logs is not None:
-            logs[f"val_recall_at_{self._k}"] = retrieval_recall(self.model, self._catalogue,
-                                                                self._queries, self._k)
+        if logs is not None and self._rows is not None:
+            pairs = _embed_pairs(self.model.query_tower, self.model.candidate_tower,
+                                 *self._rows)
+            logs[f"val_recall_at_{self._k}"] = pairs.recall(self._k)
 
 
 def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: FeatureSizes,
@@ -237,6 +244,17 @@ class _EmbeddedPairs:
 def _embedded_pairs(query: Callable[[dict], tf.Tensor], candidate: Callable[[dict], tf.Tensor],
                     catalogue: tf.data.Dataset, queries: tf.data.Dataset) -> _EmbeddedPairs:
     """`query` and `candidate` embed transformed feature batches (the towers)."""
+    return _embed_pairs(query, candidate, *_pair_rows(catalogue, queries))
+
+
+def _pair_rows(catalogue: tf.data.Dataset, queries: tf.data.Dataset
+               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One row per distinct title of `catalogue` (candidate features) and the engaged rows of
+    `queries` (query features and title): the inputs of `_embed_pairs`.
+
+    Raises:
+        ValueError: `queries` holds no engaged rows.
+    """
     title_key = F.transformed_name(F.TITLE_ID)
     candidate_keys = tuple(F.transformed_name(key) for key in F.CANDIDATE_FEATURES)
     rows = _to_numpy(catalogue, candidate_keys)
@@ -249,6 +267,13 @@ def _embedded_pairs(query: Callable[[dict], tf.Tensor], candidate: Callable[[dic
     tests = _to_numpy(queries.map(engaged_only), query_keys)
     if len(tests[title_key]) == 0:
         raise ValueError("queries holds no engaged rows; Recall@K needs at least one positive.")
+    return candidates, tests
+
+
+def _embed_pairs(query: Callable[[dict], tf.Tensor], candidate: Callable[[dict], tf.Tensor],
+                 candidates: dict[str, np.ndarray], tests: dict[str, np.ndarray]
+                 ) -> _EmbeddedPairs:
+    title_key = F.transformed_name(F.TITLE_ID)
     return _EmbeddedPairs(queries=query(tests), candidates=candidate(candidates),
                           candidate_titles=candidates[title_key], targets=tests[title_key])
 
