@@ -1,11 +1,12 @@
 """What the commands show on the terminal while they run.
 
-Long commands (`recs demo`, `recs pipeline`, `recs ingest`, `recs generate`) run inside a
-`session`: everything the libraries write (TensorFlow's C++ logs, absl, Beam, Keras's epoch
-lines, Python warnings) goes to a log file in the work directory, and the terminal shows the
-command's own stages, each with a spinner or a progress bar and its elapsed time, then a short
-summary, with the warnings that need a person (a model not blessed, an index refused, too many
-dead letters) in bold. `--verbose` keeps the libraries' output on the terminal.
+Long commands (`recs demo`, `recs pipeline`, `recs ingest`, `recs generate`, `recs report`)
+run inside a `session`: everything the libraries write (TensorFlow's C++ logs, absl, Beam,
+Keras's epoch lines, Python warnings) goes to a log file in the work directory, and the
+terminal shows the command's own stages, each with a spinner or a progress bar and its elapsed
+time, then a short summary, with the warnings that need a person (a model not blessed, an index
+refused, too many dead letters) in bold. `--verbose` keeps the libraries' output on the
+terminal.
 """
 
 import atexit

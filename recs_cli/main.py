@@ -17,7 +17,8 @@
     recs demo            all of the above on embedded defaults
 
 `recs demo`, `pipeline`, `ingest` and `generate` send the libraries' output to `recs.log` in
-their work directory and show their stages; `--verbose` shows everything.
+their work directory (`recs report` to `report.log`) and show their stages; `--verbose` shows
+everything.
 
 A parser that dispatches to typed functions living with the code they run; this package sits
 at the end of the data flow, so it is the one place that imports from every other package.
