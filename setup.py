@@ -24,6 +24,9 @@ INSTALL_REQUIRES = [
     # The item-to-item fit's sparse matrices, LAPACK inverse and randomized SVD.
     "scipy>=1.10",
     "scikit-learn>=1.3",
+    # `recs import`: CSV, Parquet and JSON-lines tables.
+    "pandas>=1.5",
+    "pyarrow>=10",
 ]
 EXTRAS = {
     "pipeline": [

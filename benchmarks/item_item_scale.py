@@ -120,11 +120,11 @@ def scale_runs(sizes: list[int], max_rss_mb: float) -> list[dict]:
 
 def ml1m_quality(data_dir: str, scratch: str) -> dict[str, dict]:
     """NDCG@10 (and Recall@10) on ML-1M's test split of each fit's item-to-item scores."""
-    from quality_ml1m import core_filter, split_per_user
     from recs.config import ItemItemConfig
     from recs.data.movielens import read_ml1m
     from recs.evaluation import user_metrics
     from recs.models.item_item import cooccurrence, ease_weights
+    from recs.protocols import core_filter, split_per_user
 
     data = read_ml1m(data_dir)
     positive = np.flatnonzero(data.ratings >= 3)

@@ -36,6 +36,7 @@ from recs.data.movielens import catalogue_records, interaction_records, read_ml1
 from recs.evaluation import user_metrics  # noqa: E402
 from recs.models.item_item import cooccurrence, ease_weights, fit_item_item  # noqa: E402
 from recs.plots import plot_training_curves  # noqa: E402
+from recs.protocols import core_filter, split_per_user  # noqa: E402
 
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
@@ -46,36 +47,6 @@ PUBLISHED = {"Pop": 0.1006, "ItemKNN": 0.2389, "BPR": 0.2396, "NeuMF": 0.2393,
 GOAL = 0.29
 DEFAULT_GOAL = 0.2950  # the library's default configuration, no flags
 EPOCHS = 6
-
-
-def core_filter(users: np.ndarray, items: np.ndarray, k: int = 10) -> np.ndarray:
-    """Boolean mask of the interactions left after repeated k-core filtering."""
-    keep = np.ones(len(users), dtype=bool)
-    while True:
-        _, user_index, user_counts = np.unique(users[keep], return_inverse=True,
-                                               return_counts=True)
-        _, item_index, item_counts = np.unique(items[keep], return_inverse=True,
-                                               return_counts=True)
-        good = (user_counts[user_index] >= k) & (item_counts[item_index] >= k)
-        if good.all():
-            return keep
-        keep[np.flatnonzero(keep)[~good]] = False
-
-
-def split_per_user(users: np.ndarray, seed: int = 2020) -> np.ndarray:
-    """0 = train, 1 = valid, 2 = test: a per-user random 80/10/10 split."""
-    rng = np.random.default_rng(seed)
-    part = np.zeros(len(users), dtype=np.int8)
-    order = np.argsort(users, kind="stable")
-    ordered = users[order]
-    bounds = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
-    for group in np.split(order, bounds):
-        group = rng.permutation(group)
-        train_end = int(round(0.8 * len(group)))
-        valid_end = train_end + int(round(0.1 * len(group)))
-        part[group[train_end:valid_end]] = 1
-        part[group[valid_end:]] = 2
-    return part
 
 
 def item_item_hybrids(model, train: dict[str, np.ndarray], queries: dict[str, np.ndarray],

@@ -163,7 +163,8 @@ class RetrievalConfig(Config):
         cold_start_dropout: share of training queries shown as a new user's (user id out of
             vocabulary, no watch history), so that the query tower also learns to serve from
             profile and context alone.
-        item_item: co-watching item-to-item scores added to the towers' (off by default).
+        item_item: co-watching item-to-item scores added to the towers' (on by default;
+            attached only when they help on the eval split).
         training: optimizer settings.
     """
 

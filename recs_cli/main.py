@@ -3,6 +3,7 @@
     recs generate        seeded synthetic streaming logs
     recs ingest          Beam ingestion -> tf.Examples + dead letters
     recs movielens       MovieLens 100K or 1M as ingested records, ready for the pipeline
+    recs import          your interaction tables (CSV, Parquet, JSON lines) the same way
     recs pipeline        run the TFX pipeline locally, or compile it for Kubeflow v2
     recs submit          start a run of the compiled pipeline on a Kubeflow Pipelines endpoint
     recs serve-models    the local TF Serving-protocol model server (REST + gRPC)
@@ -78,6 +79,20 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--raw", type=pathlib.Path, required=True)
     command.add_argument("--out", type=pathlib.Path, required=True)
     runner_config(command)
+
+    command = add_command(
+        "import", help="interaction tables (CSV, TSV, Parquet, JSON lines) as the pipeline's "
+                       "inputs, through a column mapping")
+    command.add_argument("--interactions", type=pathlib.Path, required=True)
+    command.add_argument("--users", type=pathlib.Path, default=None,
+                         help="a user attribute table (age, country, segment columns)")
+    command.add_argument("--items", type=pathlib.Path, default=None,
+                         help="an item attribute table (genre, description, year columns)")
+    command.add_argument("--mapping", default="{}",
+                         help="a ColumnMapping (recs/data/tables.py) as JSON, or a JSON file: "
+                              "'{\"user\": \"customer\", \"item\": \"sku\", "
+                              "\"rating\": \"stars\"}'")
+    command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("import_output"))
 
     command = add_command("movielens", help="MovieLens as the pipeline's inputs")
     command.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-100k")
@@ -246,6 +261,33 @@ def _movielens(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace, extra: list[str]) -> int:
+    from recs.data.tables import ColumnMapping, import_tables, write_import
+
+    try:
+        text = args.mapping
+        if text.lstrip()[:1] not in ("{", "["):  # a file holding the JSON
+            text = pathlib.Path(text).read_text()
+        values = json.loads(text)
+        if not isinstance(values, dict):
+            raise ValueError(f"--mapping must be a JSON object of ColumnMapping fields; "
+                             f"received {type(values).__name__}.")
+        mapping = ColumnMapping.from_dict(values)
+        result = import_tables(args.interactions, mapping, args.users, args.items)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"recs import: {error}", file=sys.stderr)
+        return 2
+    workdir = Workdir(args.workdir)
+    workdir.clean()
+    counts = write_import(result, str(workdir.raw), str(workdir.examples_dir))
+    print(json.dumps(counts, indent=2))
+    print(f"wrote {counts['records_written']} interaction records under {args.workdir} "
+          f"({counts['dead_lettered']} rows dead-lettered to "
+          f"{workdir.raw / 'import_dead_letters.jsonl'}); next: "
+          f"recs pipeline --workdir {args.workdir}")
+    return 0
+
+
 def _pipeline(args: argparse.Namespace, extra: list[str]) -> int:
     from recs_cli.console import LOG_FILE, session
     from recs_cli.demo import pipeline_command
@@ -386,6 +428,7 @@ def _demo(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 _COMMANDS = {"generate": _generate, "ingest": _ingest, "movielens": _movielens,
+             "import": _import,
              "pipeline": _pipeline, "submit": _submit, "serve-models": _serve_models,
              "serve": _serve, "deploy": _deploy, "openapi": _openapi, "monitor": _monitor,
              "abtest": _abtest, "consume": _consume, "recommend": _recommend,

@@ -35,11 +35,11 @@ class PipelineConfig(Config):
             scheduled run on new spans changes every input anyway.
         eval_buckets: ExampleGen's hash-bucket split, (train, eval).
         beam_args: Beam options of every Beam-based component.
-        retrieval: two-tower model settings. `RetrievalConfig.item_item` adds co-watching
-            item-to-item scores to the towers' (fitted by the RetrievalTrainer after the
-            towers, weight picked on the eval split); the exported embeddings then have
-            `item_item.rank` more dimensions, which the IndexBuilder and the services take
-            as they come.
+        retrieval: two-tower model settings. `RetrievalConfig.item_item` (on by default)
+            adds co-watching item-to-item scores to the towers' (fitted by the
+            RetrievalTrainer after the towers, weight picked on the eval split, 0 included);
+            when a weight above 0 wins, the exported embeddings have `item_item.rank` more
+            dimensions, which the IndexBuilder and the services take as they come.
         ranker: ranker settings. `RankerConfig(tower_features=True)` makes the ranker read
             the retrieval towers' embeddings (the RankerTrainer then takes the
             RetrievalTrainer's model); off by default: measured, it helps on MovieLens and

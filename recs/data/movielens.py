@@ -286,6 +286,18 @@ def write_movielens(dataset: str, data_dir: str, raw_dir: str, examples_dir: str
     Raises:
         ValueError: an unknown dataset.
     """
+    readers = {"ml-100k": read_ml100k, "ml-1m": read_ml1m}
+    if dataset not in readers:
+        raise ValueError(f"dataset must be one of {sorted(readers)}; received {dataset!r}.")
+    return write_pipeline_inputs(readers[dataset](str(data_dir)), raw_dir, examples_dir,
+                                 max_ratings, seed)
+
+
+def write_pipeline_inputs(data: MovieLens, raw_dir: str, examples_dir: str,
+                          max_ratings: int = 0, seed: int = 42) -> int:
+    """Writes ratings as the pipeline's inputs: interaction tf.Examples (one span folder,
+    `snapshot`), `users.jsonl` and `titles.jsonl`; derived features look at every written
+    rating. Returns the number of interaction records written."""
     import json
     import pathlib
 
@@ -293,10 +305,6 @@ def write_movielens(dataset: str, data_dir: str, raw_dir: str, examples_dir: str
 
     from recs.features import to_example
 
-    readers = {"ml-100k": read_ml100k, "ml-1m": read_ml1m}
-    if dataset not in readers:
-        raise ValueError(f"dataset must be one of {sorted(readers)}; received {dataset!r}.")
-    data = readers[dataset](str(data_dir))
     rows = np.arange(data.num_ratings)
     if max_ratings:
         rows = np.sort(np.random.default_rng(seed).permutation(rows)[:max_ratings])
@@ -310,7 +318,7 @@ def write_movielens(dataset: str, data_dir: str, raw_dir: str, examples_dir: str
         for record in records:
             writer.write(to_example(record))
     raw = pathlib.Path(raw_dir)
-    raw.mkdir(parents=True)
+    raw.mkdir(parents=True, exist_ok=True)
     preferred = {r[F.USER_ID]: r[F.PREFERRED_GENRES] for r in records}
     with open(raw / "users.jsonl", "w") as handle:
         for user, profile in data.profiles.items():
