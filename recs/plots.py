@@ -1,6 +1,7 @@
 """PNG plots of results people would rather look at than read."""
 
 import io
+from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
 
@@ -26,34 +27,72 @@ def pyplot():
     return plt
 
 
-def plot_training_curves(history: dict[str, list[float]], title: str, path: str) -> None:
-    """Writes one line per metric of a Keras history, by epoch, to a PNG at `path`."""
+def plot_training_curves(history: Mapping[str, Sequence[float]], title: str, path: str,
+                         panels: Mapping[str, str] | None = None) -> None:
+    """Writes a Keras history by epoch to a PNG: one axis per metric, its training and
+    validation values on the same axis.
+
+    Args:
+        history: metric name -> one value per epoch; validation metrics are `val_<name>`.
+        title: the figure's title.
+        path: where the PNG goes.
+        panels: metric name -> its axis label, in drawing order; `{"auc": "AUC"}` draws
+            `auc` and `val_auc`, or only one of them if the other is not in `history`.
+            None draws every metric of `history` under its own name.
+
+    Raises:
+        ValueError: a panel's metric is not in `history`, neither for training nor validation.
+    """
+    if panels is None:
+        names = dict.fromkeys(key.removeprefix("val_") for key in history)
+        panels = {name: name for name in names}
+    missing = [name for name in panels if name not in history and f"val_{name}" not in history]
+    if missing:
+        raise ValueError(f"panels {missing} are not in the history; it holds "
+                         f"{sorted(history)}.")
     plt = pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for name, values in sorted(history.items()):
-        axis.plot(range(1, len(values) + 1), values, marker="o", label=name)
-    axis.set_xlabel("epoch")
-    axis.set_title(title)
-    axis.legend()
-    axis.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False,
+                                layout="constrained")
+    for axis, (name, label) in zip(axes[0], panels.items()):
+        for key, split in ((name, "training"), (f"val_{name}", "validation")):
+            if key in history:
+                values = history[key]
+                axis.plot(range(1, len(values) + 1), values, marker="o", label=split)
+        axis.set_xlabel("epoch")
+        axis.set_title(label, fontsize="medium")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.legend()
+        axis.grid(alpha=0.3)
+    figure.suptitle(title)
     save_figure(figure, path)
 
 
-def plot_index_tuning(trials: list[dict], target: float, path: str) -> None:
+def plot_index_tuning(trials: list[dict], target: float, path: str,
+                      chosen: Mapping[str, int] | None = None) -> None:
     """Writes the tuner's trials (recall against latency, one line per partitioning) to a PNG.
 
     Args:
         trials: `recs.index.Trial` fields as dicts.
         target: the recall the tuner aimed at, drawn as a vertical line.
         path: where the PNG goes.
+        chosen: the settings the index was built with (`IndexReport.config`), marked with a
+            star when a trial measured them.
     """
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
     for leaves in sorted({trial["num_leaves"] for trial in trials}):
-        chosen = [t for t in trials if t["num_leaves"] == leaves and t["ms_per_query"]]
-        chosen.sort(key=lambda t: t["recall"])
-        axis.plot([t["recall"] for t in chosen], [t["ms_per_query"] for t in chosen],
+        line = [t for t in trials if t["num_leaves"] == leaves and t["ms_per_query"]]
+        line.sort(key=lambda t: t["recall"])
+        axis.plot([t["recall"] for t in line], [t["ms_per_query"] for t in line],
                   marker="o", label=f"{leaves} partitions")
+    settings = ("num_leaves", "num_leaves_to_search", "num_reordering_candidates")
+    picked = [t for t in trials if chosen and t["ms_per_query"]
+              and all(t[name] == chosen[name] for name in settings)]
+    for trial in picked:
+        axis.plot(trial["recall"], trial["ms_per_query"], marker="*", markersize=16,
+                  color="black", linestyle="none", label="chosen")
     axis.axvline(target, color="grey", linestyle="--", linewidth=1)
     axis.set_xlabel("recall@k against exact search")
     axis.set_ylabel("median ms per query")

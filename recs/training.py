@@ -53,6 +53,75 @@ def _history(history: tf.keras.callbacks.History) -> dict[str, list[float]]:
     return {name: [float(v) for v in values] for name, values in history.history.items()}
 
 
+class EpochMeans(tf.keras.callbacks.Callback):
+    """Puts each epoch's mean of the per-batch figures in its logs, for training and validation.
+
+    `tfrs.Model`'s train and test steps return the current batch's loss, not a running mean
+    as compiled Keras metrics do, so without this the history holds each epoch's last batch
+    (a partial one, often). Every figure a batch reports (`loss`, `regularization_loss`,
+    `total_loss`) becomes its mean over the epoch's batches, validation ones under `val_`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sums: dict[str, dict[str, float]] = {}
+        self._batches: dict[str, int] = {}
+
+    def _reset(self, prefix: str) -> None:
+        self._sums[prefix], self._batches[prefix] = {}, 0
+
+    def _add(self, prefix: str, logs: dict | None) -> None:
+        self._batches[prefix] += 1
+        for name, value in (logs or {}).items():
+            self._sums[prefix][name] = self._sums[prefix].get(name, 0.0) + float(value)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._reset("")
+        self._reset("val_")
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._add("", logs)
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self._reset("val_")
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._add("val_", logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for prefix, sums in self._sums.items():
+            for name, total in sums.items():
+                if logs is not None and prefix + name in logs:
+                    logs[prefix + name] = total / self._batches[prefix]
+
+
+class ValidationRecall(tf.keras.callbacks.Callback):
+    """Adds `val_recall_at_{k}` to each epoch's logs: `retrieval_recall` of the model so far,
+    the same exact brute-force Recall@K that training reports at the end.
+
+    Args:
+        catalogue: batches whose distinct titles form the candidate set.
+        queries: held-out batches whose engaged rows are the test pairs.
+        k: cut-off.
+    """
+
+    def __init__(self, catalogue: tf.data.Dataset, queries: tf.data.Dataset, k: int) -> None:
+        super().__init__()
+        self._catalogue, self._queries, self._k = catalogue, queries, k
+        self._rows: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        # Read once: each epoch would otherwise pass over the training data again to find
+        # the candidate set.
+        self._rows = _pair_rows(self._catalogue, self._queries)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None and self._rows is not None:
+            pairs = _embed_pairs(self.model.query_tower, self.model.candidate_tower,
+                                 *self._rows)
+            logs[f"val_recall_at_{self._k}"] = pairs.recall(self._k)
+
+
 def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: FeatureSizes,
                     config: RetrievalConfig, strategy: tf.distribute.Strategy | None = None,
                     initialize: Callable[[TwoTowerModel], None] | None = None
@@ -73,7 +142,7 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
         `train` and `evaluation` (exact brute-force search, training items not excluded).
         With `config.item_item.enabled` the towers carry the item-to-item factors, their
         blend weight is the one of `config.item_item.weights` with the best Recall@K on
-        `evaluation` (at weight 0 the factors are dropped again), and metrics also hold that
+        `evaluation` (at weight 0 they are not attached), and metrics also hold that
         weight and the recall of every weight tried.
     """
     tf.keras.utils.set_random_seed(config.training.seed)
@@ -85,10 +154,12 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
             model.query_tower(batch)
             model.candidate_tower(batch)
             initialize(model)
-    history = model.fit(shard_by_data(train.map(engaged_only)), epochs=config.training.epochs,
-                        validation_data=shard_by_data(evaluation.map(engaged_only)), verbose=2)
-    name = f"recall_at_{config.eval_k}"
     catalogue = train.concatenate(evaluation)
+    history = model.fit(shard_by_data(train.map(engaged_only)), epochs=config.training.epochs,
+                        validation_data=shard_by_data(evaluation.map(engaged_only)), verbose=2,
+                        callbacks=[EpochMeans(),
+                                   ValidationRecall(catalogue, evaluation, config.eval_k)])
+    name = f"recall_at_{config.eval_k}"
     # The item-to-item part reads the watched titles; data without them trains the towers
     # alone.
     if not config.item_item.enabled or F.WATCHED not in evaluation.element_spec:
@@ -175,6 +246,17 @@ class _EmbeddedPairs:
 def _embedded_pairs(query: Callable[[dict], tf.Tensor], candidate: Callable[[dict], tf.Tensor],
                     catalogue: tf.data.Dataset, queries: tf.data.Dataset) -> _EmbeddedPairs:
     """`query` and `candidate` embed transformed feature batches (the towers)."""
+    return _embed_pairs(query, candidate, *_pair_rows(catalogue, queries))
+
+
+def _pair_rows(catalogue: tf.data.Dataset, queries: tf.data.Dataset
+               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One row per distinct title of `catalogue` (candidate features) and the engaged rows of
+    `queries` (query features and title): the inputs of `_embed_pairs`.
+
+    Raises:
+        ValueError: `queries` holds no engaged rows.
+    """
     title_key = F.transformed_name(F.TITLE_ID)
     candidate_keys = tuple(F.transformed_name(key) for key in F.CANDIDATE_FEATURES)
     rows = _to_numpy(catalogue, candidate_keys)
@@ -187,6 +269,13 @@ def _embedded_pairs(query: Callable[[dict], tf.Tensor], candidate: Callable[[dic
     tests = _to_numpy(queries.map(engaged_only), query_keys)
     if len(tests[title_key]) == 0:
         raise ValueError("queries holds no engaged rows; Recall@K needs at least one positive.")
+    return candidates, tests
+
+
+def _embed_pairs(query: Callable[[dict], tf.Tensor], candidate: Callable[[dict], tf.Tensor],
+                 candidates: dict[str, np.ndarray], tests: dict[str, np.ndarray]
+                 ) -> _EmbeddedPairs:
+    title_key = F.transformed_name(F.TITLE_ID)
     return _EmbeddedPairs(queries=query(tests), candidates=candidate(candidates),
                           candidate_titles=candidates[title_key], targets=tests[title_key])
 

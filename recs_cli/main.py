@@ -14,7 +14,12 @@
     recs monitor         one span's outcome metrics, calibration, drift and the retrain decision
     recs abtest          an A/B test's analysis: z-tests, Welch + CUPED, sample-ratio check
     recs recommend       recommendations for one user from the pushed models
+    recs report          one HTML page of what a run did (data, checks, curves, gates, pushes)
     recs demo            all of the above on embedded defaults
+
+`recs demo`, `pipeline`, `ingest` and `generate` send the libraries' output to `recs.log` in
+their work directory (`recs report` to `report.log`) and show their stages; `--verbose` shows
+everything.
 
 A parser that dispatches to typed functions living with the code they run; this package sits
 at the end of the data flow, so it is the one place that imports from every other package.
@@ -22,12 +27,14 @@ at the end of the data flow, so it is the one place that imports from every othe
 
 import argparse
 import dataclasses
+import functools
 import json
 import pathlib
 import sys
 import time
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from recs_cli.console import quiet_tensorflow
 from tfx_pipeline.workdir import Workdir
 
 
@@ -49,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true",
+                        help="show the libraries' output (TensorFlow, absl, Beam) on the "
+                             "terminal instead of in the work directory's recs.log")
+    add_command = functools.partial(commands.add_parser, parents=[common])
 
     def sizes(command: argparse.ArgumentParser) -> None:
         command.add_argument("--users", type=int, default=2000)
@@ -56,19 +68,19 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--days", type=int, default=5)
         command.add_argument("--seed", type=int, default=7)
 
-    command = commands.add_parser("generate", help="write synthetic streaming logs")
+    command = add_command("generate", help="write synthetic streaming logs")
     command.add_argument("--out", type=pathlib.Path, required=True)
     sizes(command)
     command.add_argument("--sessions-per-user-day", type=float, default=0.6,
                          help="mean sessions per user and day (about 5.5 events each); "
                               "1M users at 1.8 give about 10M events a day")
 
-    command = commands.add_parser("ingest", help="Beam ingestion; extra args go to Beam")
+    command = add_command("ingest", help="Beam ingestion; extra args go to Beam")
     command.add_argument("--raw", type=pathlib.Path, required=True)
     command.add_argument("--out", type=pathlib.Path, required=True)
     runner_config(command)
 
-    command = commands.add_parser(
+    command = add_command(
         "import", help="interaction tables (CSV, TSV, Parquet, JSON lines) as the pipeline's "
                        "inputs, through a column mapping")
     command.add_argument("--interactions", type=pathlib.Path, required=True)
@@ -82,14 +94,14 @@ def _parser() -> argparse.ArgumentParser:
                               "\"rating\": \"stars\"}'")
     command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("import_output"))
 
-    command = commands.add_parser("movielens", help="MovieLens as the pipeline's inputs")
+    command = add_command("movielens", help="MovieLens as the pipeline's inputs")
     command.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-100k")
     command.add_argument("--data", type=pathlib.Path, required=True,
                          help="folder of the GroupLens files, e.g. ../shared/data/movielens-100k")
     command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("movielens_output"))
     command.add_argument("--max-ratings", type=int, default=0, help="0 = all")
 
-    command = commands.add_parser("pipeline", help="run the TFX pipeline or compile it")
+    command = add_command("pipeline", help="run the TFX pipeline or compile it")
     command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"))
     command.add_argument("--kubeflow-out", default="",
                          help="compile a Kubeflow Pipelines v2 spec here instead of running")
@@ -99,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
                               "window); 0 reads every span")
     runner_config(command)
 
-    command = commands.add_parser("submit", help="run the compiled pipeline on Kubeflow")
+    command = add_command("submit", help="run the compiled pipeline on Kubeflow")
     command.add_argument("--spec", required=True, help="the file `recs pipeline "
                          "--kubeflow-out` wrote")
     command.add_argument("--host", required=True, help="the KFP API, e.g. http://localhost:8080")
@@ -107,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--run-name", default="")
     command.add_argument("--namespace", default="kubeflow")
 
-    command = commands.add_parser("serve-models", help="TF Serving-protocol model server")
+    command = add_command("serve-models", help="TF Serving-protocol model server")
     command.add_argument("--base", type=pathlib.Path, required=True)
     command.add_argument("--host", default="127.0.0.1")
     command.add_argument("--rest-port", type=int, default=8501)
@@ -121,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
                               "batching_params.pbtxt (TF Serving's --enable_batching with "
                               "per-model parameters)")
 
-    command = commands.add_parser("serve", help="the recommendation service (HTTP JSON API)")
+    command = add_command("serve", help="the recommendation service (HTTP JSON API)")
     command.add_argument("--config", type=pathlib.Path,
                          help="ServiceConfig JSON (the deploy manifests mount one)")
     command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"),
@@ -134,13 +146,13 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--protocol", choices=("rest", "grpc"), default="rest")
     command.add_argument("--served-log", default="", help="JSON lines of every served list")
 
-    command = commands.add_parser("deploy", help="write TF Serving configs and k8s manifests")
+    command = add_command("deploy", help="write TF Serving configs and k8s manifests")
     command.add_argument("--out", type=pathlib.Path, default=pathlib.Path("deploy"))
     command.add_argument("--image", default="registry.example/recs:0.1.0")
 
-    commands.add_parser("openapi", help="print the service's OpenAPI spec")
+    add_command("openapi", help="print the service's OpenAPI spec")
 
-    command = commands.add_parser("monitor", help="measure a span, decide: nothing/alert/retrain")
+    command = add_command("monitor", help="measure a span, decide: nothing/alert/retrain")
     command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"),
                          help="holds serving/ranker; decisions and reports go to monitoring/")
     command.add_argument("--span", type=int, required=True)
@@ -156,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--config", type=pathlib.Path, default=None,
                          help="MonitorConfig as JSON")
 
-    command = commands.add_parser("abtest", help="analyze an A/B test's per-user outcomes")
+    command = add_command("abtest", help="analyze an A/B test's per-user outcomes")
     command.add_argument("--outcomes", type=pathlib.Path, required=True,
                          help="JSON lines: arm, engaged, returned, watch_seconds "
                               "[, pre_watch_seconds]")
@@ -166,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--alpha", type=float, default=0.05)
     command.add_argument("--out", type=pathlib.Path, default=pathlib.Path("abtest_report"))
 
-    command = commands.add_parser("consume", help="profile updates from a Redis Stream")
+    command = add_command("consume", help="profile updates from a Redis Stream")
     command.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     command.add_argument("--store", default="demo_output/profiles.db",
                          help="SQLite path or redis:// URL of the profile store")
@@ -176,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--until-idle", action="store_true",
                          help="stop once the stream has nothing new")
 
-    command = commands.add_parser("recommend", help="recommendations for one user")
+    command = add_command("recommend", help="recommendations for one user")
     command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"))
     command.add_argument("--user-id", required=True)
     command.add_argument("-k", type=int, default=10)
@@ -186,7 +198,12 @@ def _parser() -> argparse.ArgumentParser:
                          help="REST URL or gRPC host:port of a running model server")
     command.add_argument("--protocol", choices=("rest", "grpc"), default="rest")
 
-    command = commands.add_parser("demo", help="everything end to end on embedded defaults")
+    command = add_command("report", help="one HTML page of what a run in a workdir did")
+    command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"))
+    command.add_argument("--out", type=pathlib.Path, default=None,
+                         help="the HTML file; default <workdir>/report.html")
+
+    command = add_command("demo", help="everything end to end on embedded defaults")
     command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"))
     command.add_argument("-k", type=int, default=10)
     sizes(command)
@@ -209,22 +226,26 @@ def _service_config(args: argparse.Namespace):
 
 
 def _generate(args: argparse.Namespace, extra: list[str]) -> int:
-    from recs.data.synthetic import GeneratorConfig, generate
+    from recs.data.synthetic import GeneratorConfig
+    from recs_cli.console import LOG_FILE, session
+    from recs_cli.demo import generate_logs
 
-    data = generate(GeneratorConfig(num_users=args.users, num_titles=args.titles, days=args.days,
-                                    seed=args.seed,
-                                    sessions_per_user_day=args.sessions_per_user_day), args.out)
-    print(f"wrote {data.num_events} events under {data.events_dir}; faults injected: "
-          f"{data.faults}")
+    with session(args.out / LOG_FILE, args.verbose) as console:
+        config = GeneratorConfig(num_users=args.users, num_titles=args.titles, days=args.days,
+                                 seed=args.seed,
+                                 sessions_per_user_day=args.sessions_per_user_day)
+        generate_logs(console, config, args.out, f"generating {args.users:,} users, "
+                                                 f"{args.titles:,} titles, {args.days} days")
     return 0
 
 
 def _ingest(args: argparse.Namespace, extra: list[str]) -> int:
-    from transforms.ingestion import IngestionConfig, run_ingestion
+    from recs_cli.console import LOG_FILE, session
+    from recs_cli.demo import ingest
 
-    report = run_ingestion(IngestionConfig.for_raw(args.raw, args.out),
-                           beam_args(args.beam_runner_config, extra))
-    print(report.summary())
+    with session(args.out / LOG_FILE, args.verbose) as console:
+        report = ingest(console, args.raw, args.out, beam_args(args.beam_runner_config, extra),
+                        "Beam ingestion", per_span=True)
     return 0 if report.balanced else 1
 
 
@@ -268,25 +289,15 @@ def _import(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _pipeline(args: argparse.Namespace, extra: list[str]) -> int:
-    from recs_cli.console import show_pipeline_progress
-    from tfx_pipeline.runners import compile_for_kubeflow, run_local
-    from tfx_pipeline.windows import rolling_window
-    from tfx_pipeline.workdir import pipeline_config
+    from recs_cli.console import LOG_FILE, session
+    from recs_cli.demo import pipeline_command
 
-    overrides: dict = ({"beam_args": tuple(beam_args(args.beam_runner_config, []))}
-                       if args.beam_runner_config else {})
     workdir = Workdir(args.workdir)
-    if args.window_spans:
-        overrides["examples_dir"] = rolling_window(str(workdir.examples_dir),
-                                                   str(workdir.root / "windows"),
-                                                   args.window_spans)
-        print(f"training window: {overrides['examples_dir']}")
-    config = pipeline_config(workdir, **overrides)
-    if args.kubeflow_out:
-        print(compile_for_kubeflow(config, args.kubeflow_out, args.image))
-    else:
-        show_pipeline_progress()
-        run_local(config)
+    with session(workdir.root / LOG_FILE, args.verbose) as console:
+        pipeline_command(console, workdir, args.window_spans,
+                         beam_args(args.beam_runner_config, [])
+                         if args.beam_runner_config else None,
+                         args.kubeflow_out, args.image)
     return 0
 
 
@@ -375,7 +386,7 @@ def _consume(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _recommend(args: argparse.Namespace, extra: list[str]) -> int:
-    from recs_cli.demo import print_recommendations
+    from recs_cli.demo import format_recommendations
     from serving.app import recommend_once
     from serving.recommender import UnknownUserError
 
@@ -386,14 +397,33 @@ def _recommend(args: argparse.Namespace, extra: list[str]) -> int:
     except (UnknownUserError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print_recommendations(args.user_id, items, args.protocol)
+    print(format_recommendations(args.user_id, items, args.protocol))
+    return 0
+
+
+def _report(args: argparse.Namespace, extra: list[str]) -> int:
+    from monitoring.run_report import REPORT_LOG, write_run_report
+    from recs_cli.console import session
+
+    workdir = Workdir(args.workdir)
+    if not workdir.root.is_dir():  # Refused before a session would create it for its log.
+        print(f"error: workdir {str(workdir.root)!r} does not exist; pass the directory a run "
+              "wrote (recs demo --workdir W, recs pipeline --workdir W).", file=sys.stderr)
+        return 2
+    with session(workdir.root / REPORT_LOG, args.verbose) as console:
+        with console.stage("run report"):
+            path = write_run_report(workdir, args.out)
+        console.detail(str(path))
     return 0
 
 
 def _demo(args: argparse.Namespace, extra: list[str]) -> int:
+    from recs_cli.console import LOG_FILE, session
     from recs_cli.demo import run_demo
 
-    run_demo(Workdir(args.workdir), args.users, args.titles, args.days, args.seed, args.k)
+    workdir = Workdir(args.workdir)
+    with session(workdir.root / LOG_FILE, args.verbose) as console:
+        run_demo(console, workdir, args.users, args.titles, args.days, args.seed, args.k)
     return 0
 
 
@@ -401,7 +431,8 @@ _COMMANDS = {"generate": _generate, "ingest": _ingest, "movielens": _movielens,
              "import": _import,
              "pipeline": _pipeline, "submit": _submit, "serve-models": _serve_models,
              "serve": _serve, "deploy": _deploy, "openapi": _openapi, "monitor": _monitor,
-             "abtest": _abtest, "consume": _consume, "recommend": _recommend, "demo": _demo}
+             "abtest": _abtest, "consume": _consume, "recommend": _recommend,
+             "report": _report, "demo": _demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "ingest":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    quiet_tensorflow(args.verbose)  # Before any command imports TensorFlow.
     return _COMMANDS[args.command](args, extra)
 
 

@@ -49,8 +49,11 @@ def _inputs(fn_args: tfx.components.FnArgs, training: TrainingConfig
 
 
 def _write_run_outputs(fn_args: tfx.components.FnArgs, result: TrainingResult, title: str,
-                       warm_started: dict[str, WarmStartReport],
+                       panels: dict[str, str], warm_started: dict[str, WarmStartReport],
                        towers: dict[str, WarmStartReport] | None = None) -> None:
+    """Writes `metrics.json` (held-out metrics, per-epoch history, warm start and tower loads)
+    and `training_curves.png` (the `panels` of the history, one axis each) to the model run
+    directory."""
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     def by_part(reports: dict[str, WarmStartReport]) -> dict[str, dict]:
         return {part: report.to_dict() for part, report in reports.items()}
@@ -63,7 +66,7 @@ def _write_run_outputs(fn_args: tfx.components.FnArgs, result: TrainingResult, t
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, METRICS_FILE), "w") as handle:
         json.dump(outputs, handle, indent=2)
     plot_training_curves(result.history, title,
-                         os.path.join(fn_args.model_run_dir, "training_curves.png"))
+                         os.path.join(fn_args.model_run_dir, "training_curves.png"), panels)
 
 
 def _warm_start(fn_args: tfx.components.FnArgs, transform_output: tft.TFTransformOutput,
@@ -96,7 +99,12 @@ def run_retrieval(fn_args: tfx.components.FnArgs) -> None:
     with save_target(fn_args.serving_model_dir, strategy) as target:
         export_towers(transform_output, result.model, target)
     if is_chief(strategy):
-        _write_run_outputs(fn_args, result, "two-tower retrieval", reports)
+        # The towers' own recall by epoch; metrics.json's final Recall@K also counts the
+        # item-to-item part when `config.item_item` is on.
+        _write_run_outputs(fn_args, result, "two-tower retrieval",
+                           {"loss": "in-batch softmax loss (epoch mean)",
+                            f"recall_at_{config.eval_k}": f"Recall@{config.eval_k}, exact "
+                                                          "search (validation)"}, reports)
 
 
 def _ranker_prefix(base_model: str) -> str:
@@ -153,4 +161,5 @@ def run_ranker(fn_args: tfx.components.FnArgs) -> None:
     with save_target(fn_args.serving_model_dir, strategy) as target:
         export_ranker(transform_output, result.model, target)
     if is_chief(strategy):
-        _write_run_outputs(fn_args, result, "deep sigmoid ranker", reports, loaded)
+        _write_run_outputs(fn_args, result, "deep sigmoid ranker",
+                           {"auc": "AUC", "log_loss": "log loss"}, reports, loaded)
