@@ -43,7 +43,7 @@ from recs.data.movielens import MovieLens, write_pipeline_inputs
 from recs.types import JsonDict
 
 READERS = (".csv", ".tsv", ".parquet", ".jsonl", ".json")
-# Deeper than this, or longer ids than this, is not an id someone meant.
+# An id longer than this is not one someone meant.
 _MAX_ID_CHARS = 512
 
 
@@ -301,20 +301,25 @@ def import_tables(interactions: str | os.PathLike, mapping: ColumnMapping,
     return ImportResult(data=data, dead_letters=dead_letters, counts=counts)
 
 
-def _attribute_rows(path: str | os.PathLike | None, field: str, key: str,
-                    wanted: set[str], dead_letters: list[JsonDict]) -> dict[str, JsonDict]:
-    """`{id: raw row}` of an attribute table, for the ids in `wanted`; a row without a usable
-    id is a dead letter, a second row for an id is ignored (the first stands)."""
+def _attribute_rows(path: str | os.PathLike | None, key_field: str, key: str,
+                    mapping: ColumnMapping, fields: tuple[str, ...], wanted: set[str],
+                    dead_letters: list[JsonDict]) -> dict[str, JsonDict]:
+    """`{id: raw row}` of an attribute table, for the ids in `wanted`; every column that
+    `mapping` names for `fields` must exist. A row without a usable id is a dead letter, a
+    second row for an id is ignored (the first stands)."""
     if path is None:
         return {}
     path = pathlib.Path(path)
     table = read_table(path)
-    ids = _ids(_column(table, field, key, path))
+    ids = _ids(_column(table, key_field, key, path))
+    for field in fields:
+        if getattr(mapping, field):
+            _column(table, field, getattr(mapping, field), path)
     rows: dict[str, JsonDict] = {}
     for number, (identifier, row) in enumerate(zip(ids, table.to_dict("records"))):
         if identifier is None:
             dead_letters.append({"source": path.name, "row": number,
-                                 "reason": f"{field} empty or not a scalar",
+                                 "reason": f"{key_field} empty or not a scalar",
                                  "values": {str(k): str(v)[:200] for k, v in row.items()}})
         elif identifier in wanted:
             rows.setdefault(identifier, row)
@@ -340,16 +345,8 @@ def _integer(row: JsonDict, column: str, low: int, high: int) -> int:
 
 def _profiles(path, mapping: ColumnMapping, wanted: set[str],
               dead_letters: list[JsonDict]) -> dict[str, JsonDict]:
-    rows = _attribute_rows(path, "user_key", mapping.user_key or mapping.user, wanted,
-                           dead_letters)
-    if rows and path is not None:
-        table_columns = set(next(iter(rows.values())))
-        for field in ("age", "country", "segment"):
-            column = getattr(mapping, field)
-            if column and column not in table_columns:
-                raise ValueError(f"column mapping: {field}={column!r}, but "
-                                 f"{pathlib.Path(path).name} has no column {column!r}; its "
-                                 f"columns are {sorted(map(str, table_columns))}.")
+    rows = _attribute_rows(path, "user_key", mapping.user_key or mapping.user, mapping,
+                           ("age", "country", "segment"), wanted, dead_letters)
     return {user: {F.AGE: _integer(rows.get(user, {}), mapping.age, 0, 130),
                    F.COUNTRY: _text(rows.get(user, {}), mapping.country),
                    F.SUBSCRIPTION_TIER: _text(rows.get(user, {}), mapping.segment)}
@@ -358,16 +355,8 @@ def _profiles(path, mapping: ColumnMapping, wanted: set[str],
 
 def _catalogue(path, mapping: ColumnMapping, wanted: set[str],
                dead_letters: list[JsonDict]) -> dict[str, JsonDict]:
-    rows = _attribute_rows(path, "item_key", mapping.item_key or mapping.item, wanted,
-                           dead_letters)
-    if rows and path is not None:
-        table_columns = set(next(iter(rows.values())))
-        for field in ("genre", "description", "release_year"):
-            column = getattr(mapping, field)
-            if column and column not in table_columns:
-                raise ValueError(f"column mapping: {field}={column!r}, but "
-                                 f"{pathlib.Path(path).name} has no column {column!r}; its "
-                                 f"columns are {sorted(map(str, table_columns))}.")
+    rows = _attribute_rows(path, "item_key", mapping.item_key or mapping.item, mapping,
+                           ("genre", "description", "release_year"), wanted, dead_letters)
     catalogue = {}
     for item in wanted:
         row = rows.get(item, {})
