@@ -96,27 +96,21 @@ class EpochMeans(tf.keras.callbacks.Callback):
 
 
 class ValidationRecall(tf.keras.callbacks.Callback):
-    """Adds `val_recall_at_{k}` to each epoch's logs: `retrieval_recall` of the model so far,
-    the same exact brute-force Recall@K that training reports at the end.
+    """Adds `val_recall_at_{k}` to each epoch's logs: the exact brute-force Recall@K of the
+    model so far, the same that training reports at the end.
 
     Args:
-        catalogue: batches whose distinct titles form the candidate set.
-        queries: held-out batches whose engaged rows are the test pairs.
+        rows: the candidate and test-pair rows (`_pair_rows`), read once by the caller.
         k: cut-off.
     """
 
-    def __init__(self, catalogue: tf.data.Dataset, queries: tf.data.Dataset, k: int) -> None:
+    def __init__(self, rows: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
+                 k: int) -> None:
         super().__init__()
-        self._catalogue, self._queries, self._k = catalogue, queries, k
-        self._rows: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        # Read once: each epoch would otherwise pass over the training data again to find
-        # the candidate set.
-        self._rows = _pair_rows(self._catalogue, self._queries)
+        self._rows, self._k = rows, k
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if logs is not None and self._rows is not None:
+        if logs is not None:
             pairs = _embed_pairs(self.model.query_tower, self.model.candidate_tower,
                                  *self._rows)
             logs[f"val_recall_at_{self._k}"] = pairs.recall(self._k)
@@ -154,25 +148,26 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
             model.query_tower(batch)
             model.candidate_tower(batch)
             initialize(model)
-    catalogue = train.concatenate(evaluation)
+    # Read once (a pass over the training data): each epoch's recall and the final one.
+    rows = _pair_rows(train.concatenate(evaluation), evaluation)
     history = model.fit(shard_by_data(train.map(engaged_only)), epochs=config.training.epochs,
                         validation_data=shard_by_data(evaluation.map(engaged_only)), verbose=2,
-                        callbacks=[EpochMeans(),
-                                   ValidationRecall(catalogue, evaluation, config.eval_k)])
+                        callbacks=[EpochMeans(), ValidationRecall(rows, config.eval_k)])
     name = f"recall_at_{config.eval_k}"
     # The item-to-item part reads the watched titles; data without them trains the towers
     # alone.
     if not config.item_item.enabled or F.WATCHED not in evaluation.element_spec:
-        recall = retrieval_recall(model, catalogue, evaluation, config.eval_k)
+        recall = _embed_pairs(model.query_tower, model.candidate_tower,
+                              *rows).recall(config.eval_k)
         return TrainingResult(model=model, history=_history(history), metrics={name: recall})
     factors = item_item_factors(train, sizes, config)
     query, candidate = item_item_layers(factors, weight=1.0)
     # Embedded once at weight 1, before anything is attached: each weight only scales the
     # query's item-to-item columns, and at weight 0 the towers export alone.
-    pairs = _embedded_pairs(lambda batch: tf.concat([model.query_tower(batch), query(batch)], 1),
-                            lambda batch: tf.concat([model.candidate_tower(batch),
-                                                     candidate(batch)], 1),
-                            catalogue, evaluation)
+    pairs = _embed_pairs(lambda batch: tf.concat([model.query_tower(batch), query(batch)], 1),
+                         lambda batch: tf.concat([model.candidate_tower(batch),
+                                                  candidate(batch)], 1),
+                         *rows)
     towers, item_item = tf.split(pairs.queries, [-1, config.item_item.rank], axis=1)
     by_weight = {weight: pairs.recall(config.eval_k, tf.concat([towers, weight * item_item], 1))
                  for weight in config.item_item.weights}
@@ -207,22 +202,6 @@ def _to_numpy(dataset: tf.data.Dataset, keys: tuple[str, ...]) -> dict[str, np.n
     return {key: np.concatenate(parts) for key, parts in columns.items()}
 
 
-def retrieval_recall(model: TwoTowerModel, catalogue: tf.data.Dataset,
-                     queries: tf.data.Dataset, k: int) -> float:
-    """Share of engaged (query, title) pairs whose title ranks in the exact top k.
-
-    Args:
-        model: a fitted two-tower model.
-        catalogue: batches whose distinct titles form the candidate set.
-        queries: batches whose engaged rows are the test pairs.
-        k: cut-off.
-
-    Returns:
-        Recall@k in [0, 1], computed by brute force over the whole candidate set.
-    """
-    return _embedded_pairs(model.query_tower, model.candidate_tower, catalogue, queries).recall(k)
-
-
 @dataclasses.dataclass(frozen=True)
 class _EmbeddedPairs:
     """Test pairs and the candidate set, embedded once, ready for brute-force Recall@K."""
@@ -241,12 +220,6 @@ class _EmbeddedPairs:
         k = min(k, len(candidates))
         return pair_metrics(lambda rows: queries[rows] @ candidates.T, targets,
                             (k,))[f"recall_at_{k}"]
-
-
-def _embedded_pairs(query: Callable[[dict], tf.Tensor], candidate: Callable[[dict], tf.Tensor],
-                    catalogue: tf.data.Dataset, queries: tf.data.Dataset) -> _EmbeddedPairs:
-    """`query` and `candidate` embed transformed feature batches (the towers)."""
-    return _embed_pairs(query, candidate, *_pair_rows(catalogue, queries))
 
 
 def _pair_rows(catalogue: tf.data.Dataset, queries: tf.data.Dataset
@@ -275,6 +248,8 @@ def _pair_rows(catalogue: tf.data.Dataset, queries: tf.data.Dataset
 def _embed_pairs(query: Callable[[dict], tf.Tensor], candidate: Callable[[dict], tf.Tensor],
                  candidates: dict[str, np.ndarray], tests: dict[str, np.ndarray]
                  ) -> _EmbeddedPairs:
+    """Embeds `_pair_rows`' output with `query` and `candidate` (the towers, or any function
+    of transformed feature batches)."""
     title_key = F.transformed_name(F.TITLE_ID)
     return _EmbeddedPairs(queries=query(tests), candidates=candidate(candidates),
                           candidate_titles=candidates[title_key], targets=tests[title_key])
