@@ -2,10 +2,11 @@
 project's models, and the same-run baselines (most popular, ids-only two-tower).
 
 The project's models go through the product path: interaction records -> the project's
-`preprocessing_fn` (tf.Transform on Beam's DirectRunner) -> `TwoTowerModel` / `DeepRanker`.
+`preprocessing_fn` (tf.Transform on Beam's DirectRunner, `transforms.offline`, the step
+`recs evaluate` takes too) -> `TwoTowerModel` / `DeepRanker`. The same-run EASE and
+most-popular peers are the library's (`recs.peers`).
 """
 
-import pathlib
 import tempfile
 import time
 
@@ -17,16 +18,10 @@ from recs.config import RetrievalConfig, TrainingConfig
 from recs.models.encoders import FeatureSizes
 from recs.models.retrieval import TwoTowerModel
 from recs.training import make_optimizer
-from recs.features import to_example
-from transforms.preprocessing import preprocessing_fn
+from transforms.offline import analyze_and_transform
 
-import apache_beam as beam
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import schema_utils
-from tfx_bsl.tfxio import tf_example_record
 
 LABEL = F.transformed_name(F.LABEL)
 TITLE = F.transformed_name(F.TITLE_ID)
@@ -36,48 +31,16 @@ USER = F.transformed_name(F.USER_ID)
 def transform(train: list[dict], others: list[list[dict]]
               ) -> tuple[FeatureSizes, dict[str, np.ndarray], list[dict[str, np.ndarray]],
                          float]:
-    """Analyzes `train` with the project's preprocessing_fn and transforms every list.
-
-    As TFX's Transform does: the records are written as tf.Examples, the analyzers run on Beam
-    over a TFXIO source, and the resulting graph (the one embedded in served models) transforms
-    the examples.
+    """Analyzes `train` with the project's preprocessing_fn and transforms every list, as
+    TFX's Transform does (`transforms.offline.analyze_and_transform`, in a fresh temporary
+    directory that outlives the call).
 
     Returns:
         (vocabulary sizes, train columns, columns of each other list, seconds taken).
     """
-    start = time.perf_counter()
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="recs-bench-tft-"))
-    paths = []
-    for number, rows in enumerate([train, *others]):
-        path = str(workdir / f"part-{number}.tfrecord")
-        with tf.io.TFRecordWriter(path) as writer:
-            for row in rows:
-                writer.write(to_example(row))
-        paths.append(path)
-    schema = schema_utils.schema_from_feature_spec(F.raw_feature_spec())
-    source = tf_example_record.TFExampleRecord(file_pattern=paths[0], schema=schema,
-                                               telemetry_descriptors=["recs", "benchmark"])
-    with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=str(workdir / "tmp")):
-        transform_fn = ((pipeline | source.BeamSource(), source.TensorAdapterConfig())
-                        | tft_beam.AnalyzeDataset(preprocessing_fn))
-        _ = transform_fn | tft_beam.WriteTransformFn(str(workdir / "transform"))
-    output = tft.TFTransformOutput(str(workdir / "transform"))
-    layer = output.transform_features_layer()
-    spec = F.raw_feature_spec()
-
-    @tf.function
-    def apply(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        return layer(tf.io.parse_example(serialized, spec))
-
-    transformed = []
-    for path in paths:
-        parts: dict[str, list[np.ndarray]] = {}
-        for batch in tf.data.TFRecordDataset(path).batch(8192):
-            for key, value in apply(batch).items():
-                parts.setdefault(key, []).append(value.numpy())
-        transformed.append({key: np.concatenate(value) for key, value in parts.items()})
-    sizes = FeatureSizes.from_transform_output(output)
-    return sizes, transformed[0], transformed[1:], time.perf_counter() - start
+    result = analyze_and_transform(train, others, tempfile.mkdtemp(prefix="recs-bench-tft-"))
+    sizes = FeatureSizes.from_transform_output(result.output)
+    return sizes, result.columns[0], result.columns[1:], result.seconds
 
 
 def dataset(cols: dict[str, np.ndarray], batch_size: int, shuffle: bool, seed: int = 42

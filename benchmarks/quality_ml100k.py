@@ -4,7 +4,8 @@ Protocol: every rating is a positive watch; random 80/20 split (seed 42); items 
 titles (1,664); candidates are all titles; metric is the share of the 20,000 test pairs whose
 title ranks in the exact top 100 (titles seen in training are not excluded). The published best
 under it is 0.29 (deep retrieval tutorial, 2-layer towers, 300 epochs); the goal is >= 0.33.
-Same-run peers: most popular titles, the ids-only two-tower of the tutorials.
+Same-run peers: most popular titles, the ids-only two-tower of the tutorials, and EASE
+(`recs.peers`, the peers `recs evaluate` runs).
 
 Also reported: Recall/NDCG at 10, 50, 100 with and without excluding seen titles; the deep
 ranker's AUC, log loss and expected calibration error on the test split (label: rating >= 4),
@@ -27,11 +28,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import movielens_common as M  # noqa: E402
 from common import RESULTS, peak_rss_mb, write_result  # noqa: E402
 from recs.config import RetrievalConfig, TrainingConfig  # noqa: E402
-from recs.models.item_item import cooccurrence, ease_weights, fit_item_item  # noqa: E402
+from recs.models.item_item import fit_item_item  # noqa: E402
 from recs import features as F  # noqa: E402
 from recs.data.movielens import catalogue_records, interaction_records, read_ml100k  # noqa: E402
 from recs.evaluation import pair_metrics  # noqa: E402
+from recs.peers import (ease_scores, fit_ease, popular_scores, popularity,  # noqa: E402
+                        user_histories)
 from recs.plots import plot_training_curves  # noqa: E402
+from recs.protocols import TEST, TRAIN, split_random  # noqa: E402
 
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
@@ -41,7 +45,6 @@ PUBLISHED = {"tfrs_deep_retrieval_2_layers_300_epochs": 0.29,
              "tfrs_deep_retrieval_1_layer_300_epochs": 0.27,
              "tfrs_context_features_baseline": 0.2}
 GOAL = 0.33
-EASE_L2 = (30.0, 100.0, 300.0, 1000.0)  # the peer's penalty, picked on held-out training pairs
 ABLATABLE = (F.HISTORY, F.DESCRIPTION, F.PREFERRED_GENRES, F.POPULARITY, F.RELEASE_YEAR)
 
 
@@ -52,33 +55,6 @@ def blank(tables: list[dict[str, np.ndarray]], keys: list[str]) -> None:
         for table in tables:
             if F.transformed_name(key) in table:
                 table[F.transformed_name(key)] = np.zeros_like(table[F.transformed_name(key)])
-
-
-def ease_peer(train_users: np.ndarray, train_targets: np.ndarray, pair_users: np.ndarray,
-              num_titles: int, seed: int = 0) -> tuple[dict, object]:
-    """EASE over every training title of the pair's user, its penalty picked among `EASE_L2`
-    on 10% of the training pairs held out of the fit; returns (choice, score fn)."""
-    users, rows = np.unique(np.concatenate([train_users, pair_users]), return_inverse=True)
-    train_rows, pair_rows = rows[:len(train_users)], rows[len(train_users):]
-    held = np.random.default_rng(seed).random(len(train_rows)) < 0.1
-
-    def fitted(mask: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
-        history = np.zeros((len(users), num_titles), dtype=np.float32)
-        history[train_rows[mask], train_targets[mask]] = 1.0
-        weights = ease_weights(cooccurrence(train_rows[mask], train_targets[mask],
-                                            num_titles), l2, overwrite=True)
-        return history, weights
-
-    by_l2 = {}
-    for l2 in EASE_L2:
-        history, weights = fitted(~held, l2)
-        held_rows = train_rows[held]
-        by_l2[l2] = pair_metrics(lambda r: history[held_rows[r]] @ weights,
-                                 train_targets[held], (100,))["recall_at_100"]
-    best = max(by_l2, key=by_l2.get)
-    history, weights = fitted(np.ones(len(train_rows), dtype=bool), best)
-    return ({"l2": best, "held_out_top_100_by_l2": by_l2},
-            lambda r: history[pair_rows[r]] @ weights)
 
 
 def default_config(train: dict[str, np.ndarray], test: dict[str, np.ndarray],
@@ -136,8 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--without {unknown}: expected some of {ABLATABLE}")
 
     data = read_ml100k(args.data)
-    order = np.random.default_rng(42).permutation(data.num_ratings)
-    train_rows, test_rows = order[:80_000], order[80_000:]  # = recs.protocols.split_random
+    part = split_random(data.num_ratings)  # seed 42: 80,000 training ratings, 20,000 test
+    train_rows, test_rows = np.flatnonzero(part == TRAIN), np.flatnonzero(part == TEST)
     train_records = interaction_records(data, train_rows, reference=train_rows)
     test_records = interaction_records(data, test_rows, reference=train_rows)
     titles = catalogue_records(data, train_rows)
@@ -168,8 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         return result
 
     # Peer 1: most popular titles in training.
-    counts = np.bincount(train_targets, minlength=len(titles)).astype(np.float32)
-    popular = report("most popular", lambda rows: np.tile(counts, (len(rows), 1)))
+    popular = report("most popular", popular_scores(popularity(train_targets, len(titles))))
 
     # Peer 2, the tutorials' ids-only two-tower (same epochs), and the project's model.
     fitted = M.two_tower_scores(train, test, candidates, sizes, args)
@@ -179,11 +154,15 @@ def main(argv: list[str] | None = None) -> None:
     plot_training_curves(fitted["history"], "ML-100K two-tower (TFRS protocol)",
                          str(RESULTS / f"{args.name}_retrieval_curves.png"))
 
-    # Peer 3: EASE on each pair's user's training titles; and the default configuration.
+    # Peer 3: EASE on each pair's user's training titles, its penalty picked on 10% of the
+    # training pairs held out of the fit (recs.peers.EASE_L2); and the default configuration.
     train_users = np.array([r[F.USER_ID] for r in train_records], dtype=object)
     pair_users = np.array([r[F.USER_ID] for r in test_records], dtype=object)
-    ease_choice, ease_score = ease_peer(train_users, train_targets, pair_users, len(titles))
-    ease = report(f"EASE (l2 {ease_choice['l2']:g})", ease_score) | ease_choice
+    fitted_ease = fit_ease(train_users, train_targets, len(titles))
+    ease_score = ease_scores(fitted_ease.weights,
+                             user_histories(pair_users, train_users, train_targets, len(titles)))
+    ease = report(f"EASE (l2 {fitted_ease.l2:g})", ease_score) | {
+        "l2": fitted_ease.l2, "held_out_top_100_by_l2": fitted_ease.held_out_recall_by_l2}
     default = None
     if not without:
         choice, default_score = default_config(train, test, candidates, sizes, train_targets)

@@ -6,7 +6,8 @@ with the titles they had before the ranked split masked (as RecBole's evaluator 
 titles for validation, training and validation titles for test); Recall@10, NDCG@10, Hit@10
 averaged over users. Published under it: Pop NDCG@10 0.1006, BPR 0.2396, EASE 0.2865; the goal
 is >= 0.29. Same-run peers: most popular, the ids-only two-tower, and EASE (closed form, the
-published best setting reg = 1000). The fallback ratings here have no timestamps and opaque
+published best setting reg = 1000; most popular and EASE are `recs.peers`, as `recs evaluate`
+runs them). The fallback ratings here have no timestamps and opaque
 item ids (see the data's SOURCE.md), so the query side is the user, their profile and a sample
 of their training titles (the towers read 30 of them). Also the two-tower with the
 item-to-item scores added (`RetrievalConfig.item_item`: EASE factorized to rank 64 inside the
@@ -34,7 +35,9 @@ from recs import features as F  # noqa: E402
 from recs.config import ItemItemConfig, RetrievalConfig, TrainingConfig  # noqa: E402
 from recs.data.movielens import catalogue_records, interaction_records, read_ml1m  # noqa: E402
 from recs.evaluation import user_metrics  # noqa: E402
-from recs.models.item_item import cooccurrence, ease_weights, fit_item_item  # noqa: E402
+from recs.models.item_item import fit_item_item  # noqa: E402
+from recs.peers import (ease_scores, fit_ease, popular_scores, popularity,  # noqa: E402
+                        user_histories)
 from recs.plots import plot_training_curves  # noqa: E402
 from recs.protocols import core_filter, split_per_user  # noqa: E402
 
@@ -162,17 +165,19 @@ def main(argv: list[str] | None = None) -> None:
               f"(valid NDCG@10 {result['valid_ndcg_at_10']:.4f})", flush=True)
         return result
 
-    counts = np.bincount(np.concatenate(seen), minlength=len(titles)).astype(np.float32)
-    popular = report("most popular", lambda rows: np.tile(counts, (len(rows), 1)))
-
     seen_users, seen_titles = np.repeat(np.arange(len(seen)), [len(s) for s in seen]), \
         np.concatenate(seen)
+    popular = report("most popular", popular_scores(popularity(seen_titles, len(titles))))
+
+    # EASE at the published best penalty (recs.peers, the peer `recs evaluate` runs).
+    fitted_ease, ease_s = timed(lambda: fit_ease(seen_users, seen_titles, len(titles),
+                                                 l2s=(1000.0,)))
+    ease = report("EASE (reg 1000)", ease_scores(
+        fitted_ease.weights,
+        user_histories(np.arange(len(user_ids)), seen_users, seen_titles, len(titles))))
+    ease["fit_seconds"] = ease_s
     watched = np.zeros((len(user_ids), len(titles)), dtype=np.float32)
     watched[seen_users, seen_titles] = 1
-    weights, ease_s = timed(lambda: ease_weights(
-        cooccurrence(seen_users, seen_titles, len(titles)), l2=1000.0).astype(np.float32))
-    ease = report("EASE (reg 1000)", lambda rows: watched[rows] @ weights)
-    ease["fit_seconds"] = ease_s
 
     fitted = M.two_tower_scores(train, queries, candidates, sizes, args)
     ids_only = report("ids-only two-tower", fitted["ids_only"])

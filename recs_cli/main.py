@@ -4,6 +4,7 @@
     recs ingest          Beam ingestion -> tf.Examples + dead letters
     recs movielens       MovieLens 100K or 1M as ingested records, ready for the pipeline
     recs import          your interaction tables (CSV, Parquet, JSON lines) the same way
+    recs evaluate        the standard offline protocols on those tables, with same-run peers
     recs pipeline        run the TFX pipeline locally, or compile it for Kubeflow v2
     recs submit          start a run of the compiled pipeline on a Kubeflow Pipelines endpoint
     recs serve-models    the local TF Serving-protocol model server (REST + gRPC)
@@ -17,9 +18,9 @@
     recs report          one HTML page of what a run did (data, checks, curves, gates, pushes)
     recs demo            all of the above on embedded defaults
 
-`recs demo`, `pipeline`, `ingest` and `generate` send the libraries' output to `recs.log` in
-their work directory (`recs report` to `report.log`) and show their stages; `--verbose` shows
-everything.
+`recs demo`, `pipeline`, `ingest`, `generate` and `evaluate` send the libraries' output to
+`recs.log` in their work (or output) directory (`recs report` to `report.log`) and show their
+stages; `--verbose` shows everything.
 
 A parser that dispatches to typed functions living with the code they run; this package sits
 at the end of the data flow, so it is the one place that imports from every other package.
@@ -80,19 +81,36 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--out", type=pathlib.Path, required=True)
     runner_config(command)
 
+    def tables(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--interactions", type=pathlib.Path, required=True)
+        command.add_argument("--users", type=pathlib.Path, default=None,
+                             help="a user attribute table (age, country, segment columns)")
+        command.add_argument("--items", type=pathlib.Path, default=None,
+                             help="an item attribute table (genre, description, year columns)")
+        command.add_argument("--mapping", default="{}",
+                             help="a ColumnMapping (recs/data/tables.py) as JSON, or a JSON "
+                                  "file: '{\"user\": \"customer\", \"item\": \"sku\", "
+                                  "\"rating\": \"stars\"}'")
+
     command = add_command(
         "import", help="interaction tables (CSV, TSV, Parquet, JSON lines) as the pipeline's "
                        "inputs, through a column mapping")
-    command.add_argument("--interactions", type=pathlib.Path, required=True)
-    command.add_argument("--users", type=pathlib.Path, default=None,
-                         help="a user attribute table (age, country, segment columns)")
-    command.add_argument("--items", type=pathlib.Path, default=None,
-                         help="an item attribute table (genre, description, year columns)")
-    command.add_argument("--mapping", default="{}",
-                         help="a ColumnMapping (recs/data/tables.py) as JSON, or a JSON file: "
-                              "'{\"user\": \"customer\", \"item\": \"sku\", "
-                              "\"rating\": \"stars\"}'")
+    tables(command)
     command.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("import_output"))
+
+    command = add_command(
+        "evaluate", help="the standard full-ranking protocols on interaction tables: the "
+                         "default model against same-run peers (JSON + plot)")
+    tables(command)
+    command.add_argument("--protocol", action="append", default=[],
+                         choices=("recbole", "random", "leave-last-out"),
+                         help="repeatable; default: every one the data allows "
+                              "(leave-last-out needs a timestamp column)")
+    command.add_argument("--out", type=pathlib.Path, default=pathlib.Path("evaluation"))
+    command.add_argument("--epochs", type=int, default=0,
+                         help="the default model's training epochs (0: its own)")
+    command.add_argument("--core", type=int, default=1,
+                         help="k-core filter on users and items first (RecBole's; 1: none)")
 
     command = add_command("movielens", help="MovieLens as the pipeline's inputs")
     command.add_argument("--dataset", choices=("ml-100k", "ml-1m"), default="ml-100k")
@@ -261,18 +279,29 @@ def _movielens(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _mapping(text: str):
+    """`--mapping`: a ColumnMapping as JSON, or a file holding it.
+
+    Raises:
+        ValueError: not a JSON object of ColumnMapping fields, or a field's value is wrong.
+        FileNotFoundError: no such file.
+    """
+    from recs.data.tables import ColumnMapping
+
+    if text.lstrip()[:1] not in ("{", "["):  # a file holding the JSON
+        text = pathlib.Path(text).read_text()
+    values = json.loads(text)
+    if not isinstance(values, dict):
+        raise ValueError(f"--mapping must be a JSON object of ColumnMapping fields; "
+                         f"received {type(values).__name__}.")
+    return ColumnMapping.from_dict(values)
+
+
 def _import(args: argparse.Namespace, extra: list[str]) -> int:
-    from recs.data.tables import ColumnMapping, import_tables, write_import
+    from recs.data.tables import import_tables, write_import
 
     try:
-        text = args.mapping
-        if text.lstrip()[:1] not in ("{", "["):  # a file holding the JSON
-            text = pathlib.Path(text).read_text()
-        values = json.loads(text)
-        if not isinstance(values, dict):
-            raise ValueError(f"--mapping must be a JSON object of ColumnMapping fields; "
-                             f"received {type(values).__name__}.")
-        mapping = ColumnMapping.from_dict(values)
+        mapping = _mapping(args.mapping)
         result = import_tables(args.interactions, mapping, args.users, args.items)
     except (ValueError, FileNotFoundError) as error:
         print(f"recs import: {error}", file=sys.stderr)
@@ -285,6 +314,24 @@ def _import(args: argparse.Namespace, extra: list[str]) -> int:
           f"({counts['dead_lettered']} rows dead-lettered to "
           f"{workdir.raw / 'import_dead_letters.jsonl'}); next: "
           f"recs pipeline --workdir {args.workdir}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, extra: list[str]) -> int:
+    from recs_cli.console import LOG_FILE, session
+    from recs_cli.evaluate import EvaluateConfig, evaluate, resolve_protocols
+
+    try:
+        mapping = _mapping(args.mapping)
+        config = EvaluateConfig(protocols=tuple(dict.fromkeys(args.protocol)),
+                                epochs=args.epochs, core=args.core)
+        resolve_protocols(config, mapping)  # Refused before anything is read or written.
+        with session(args.out / LOG_FILE, args.verbose) as console:
+            evaluate(args.interactions, mapping, args.out, config, args.users, args.items,
+                     console)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"recs evaluate: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -428,7 +475,7 @@ def _demo(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 _COMMANDS = {"generate": _generate, "ingest": _ingest, "movielens": _movielens,
-             "import": _import,
+             "import": _import, "evaluate": _evaluate,
              "pipeline": _pipeline, "submit": _submit, "serve-models": _serve_models,
              "serve": _serve, "deploy": _deploy, "openapi": _openapi, "monitor": _monitor,
              "abtest": _abtest, "consume": _consume, "recommend": _recommend,

@@ -44,6 +44,15 @@ def test_user_metrics_follow_recbole_definitions():
     assert metrics["ndcg_at_2"] == pytest.approx((user0 + 1 / np.log2(3)) / 2)
 
 
+def test_user_metrics_with_a_cut_off_beyond_the_catalogue():
+    # 4 candidates, K = 10: the list is all 4, [0, 2, 3, 1]; user 0's test titles {2, 1} are
+    # at ranks 1 and 3: recall 1, NDCG (1/log2 3 + 1/log2 5) / (1 + 1/log2 3).
+    metrics = user_metrics(_score, [np.array([2, 1])], ks=(10,))
+    assert metrics["recall_at_10"] == 1.0 and metrics["hit_at_10"] == 1.0
+    assert metrics["ndcg_at_10"] == pytest.approx(
+        (1 / np.log2(3) + 1 / np.log2(5)) / (1 + 1 / np.log2(3)))
+
+
 def test_calibration_error_is_the_weighted_gap_per_bin():
     # Bin [0.2, 0.3): predicted 0.2, observed 0.5 (2 rows); bin [0.8, 0.9): 0.8 vs 1.0 (2 rows).
     table = calibration(np.array([0.2, 0.2, 0.8, 0.8]), np.array([0, 1, 1, 1]))
