@@ -145,6 +145,56 @@ class ItemItemConfig(Config):
 
 
 @dataclasses.dataclass(frozen=True)
+class ColdStartConfig(Config):
+    """The popularity prior that carries users the towers know little about
+    (`recs.models.cold_start`).
+
+    Attributes:
+        enabled: after training, fit the smoothed log-popularity of each title within each
+            age segment and append it to the embeddings, weighted per query by how much is
+            known of the user (a known or new user id, and how many plays are in the history),
+            so that a user with thin evidence backs off to what their segment watches. Every
+            weight is chosen on the evaluation split among `weights`, 0 included; the new-user
+            weights on its users shown as new ones (id unknown, history cut to 0, 1, 2, ...
+            plays). When every weight is 0 nothing is attached.
+        weights: prior weights tried (retrieval scores are cosines of unit-norm tower
+            embeddings plus the item-to-item scores; the prior is a log-probability).
+        smoothing: pseudo-counts pulling a segment's title distribution towards the whole
+            audience's; the value with the best new-user recall is kept.
+        average_start: try starting new users and new titles from the average of the known
+            ids' embeddings (the out-of-vocabulary rows are otherwise never trained unless
+            `cold_start_dropout` > 0); kept only when it raises the new-user recall.
+        stated_preferences: whether a new user's profile states their preferred genres at
+            sign-up; when False (preferences derived from plays, as `recs import` and the
+            MovieLens adapters derive them) the held-out users shown as new lose theirs too.
+        min_pairs: evaluation pairs a weight is fitted on at least; a group with fewer takes
+            its neighbour's weight.
+        max_pairs: evaluation pairs the fit samples at most (seeded), so that it stays cheap
+            on large evaluation splits.
+        seed: seed of that sample.
+    """
+
+    enabled: bool = True
+    weights: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3,
+                                  0.5, 1.0, 2.0, 4.0)
+    smoothing: tuple[float, ...] = (10.0, 100.0, 1000.0, 10000.0)
+    average_start: bool = True
+    stated_preferences: bool = False
+    min_pairs: int = 30
+    max_pairs: int = 10_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(len(self.weights) > 0 and all(w >= 0 for w in self.weights), "weights",
+                "a non-empty tuple of floats >= 0 such as (0.0, 0.1, 1.0)", self.weights)
+        require(len(self.smoothing) > 0 and all(m > 0 for m in self.smoothing), "smoothing",
+                "a non-empty tuple of floats > 0 such as (10.0, 100.0)", self.smoothing)
+        require(self.min_pairs > 0, "min_pairs", "> 0", self.min_pairs)
+        require(self.max_pairs >= self.min_pairs, "max_pairs", f">= min_pairs "
+                f"({self.min_pairs})", self.max_pairs)
+
+
+@dataclasses.dataclass(frozen=True)
 class RetrievalConfig(Config):
     """The two-tower retrieval model.
 
@@ -165,6 +215,8 @@ class RetrievalConfig(Config):
             profile and context alone.
         item_item: co-watching item-to-item scores added to the towers' (on by default;
             attached only when they help on the eval split).
+        cold_start: the popularity prior for users with little evidence (on by default;
+            attached only when it helps on the eval split).
         training: optimizer settings.
     """
 
@@ -176,6 +228,7 @@ class RetrievalConfig(Config):
     eval_k: int = 100
     cold_start_dropout: float = 0.0
     item_item: ItemItemConfig = ItemItemConfig()
+    cold_start: ColdStartConfig = ColdStartConfig()
     training: TrainingConfig = TrainingConfig(batch_size=512, epochs=5, learning_rate=0.05,
                                               optimizer="adagrad")
 
@@ -191,9 +244,14 @@ class RetrievalConfig(Config):
 
     @property
     def output_dim(self) -> int:
-        """Width of the exported embeddings: the towers' last layer, plus the item-to-item
-        factors when they are enabled."""
-        return self.tower_layers[-1] + (self.item_item.rank if self.item_item.enabled else 0)
+        """Widest exported embeddings: the towers' last layer, plus the item-to-item factors
+        and the popularity prior's age segments when they are enabled (each is left out when
+        the evaluation split turns it off)."""
+        # Imported here: the contract's modules import this one.
+        from recs.contract.features import AGE_BUCKETS
+
+        return (self.tower_layers[-1] + (self.item_item.rank if self.item_item.enabled else 0)
+                + (AGE_BUCKETS if self.cold_start.enabled else 0))
 
 
 BLENDS = ("average", "stacked")

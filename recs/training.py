@@ -13,7 +13,10 @@ import tensorflow as tf
 from recs import features as F
 from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
 from recs.distribute import shard_by_data
-from recs.evaluation import pair_metrics
+from recs.evaluation import blended_recall, pair_metrics
+from recs.models.cold_start import (HISTORY_BOUNDARIES, HISTORY_BUCKETS, KNOWN, NEW,
+                                    ColdStartPrior, average_start, history_bucket,
+                                    restore_row, segment_log_popularity)
 from recs.models.encoders import FeatureSizes
 from recs.models.item_item import ItemItemFactors, fit_item_item, item_item_layers
 from recs.models.ranker import DeepRanker
@@ -153,13 +156,30 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
     history = model.fit(shard_by_data(train.map(engaged_only)), epochs=config.training.epochs,
                         validation_data=shard_by_data(evaluation.map(engaged_only)), verbose=2,
                         callbacks=[EpochMeans(), ValidationRecall(rows, config.eval_k)])
+    metrics = _attach_item_item(model, train, rows, sizes, config, strategy)
+    if config.cold_start.enabled:
+        prior, fitted = fit_cold_start(model, train, rows, sizes, config)
+        metrics.update(fitted)
+        if prior.active:
+            with (strategy or tf.distribute.get_strategy()).scope():
+                model.attach_cold_start(prior)
+    name = f"recall_at_{config.eval_k}"
+    metrics[name] = _embed_pairs(model.query_tower, model.candidate_tower,
+                                 *rows).recall(config.eval_k)
+    return TrainingResult(model=model, history=_history(history), metrics=metrics)
+
+
+def _attach_item_item(model: TwoTowerModel, train: tf.data.Dataset,
+                      rows: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
+                      sizes: FeatureSizes, config: RetrievalConfig,
+                      strategy: tf.distribute.Strategy | None) -> dict[str, float]:
+    """Fits the item-to-item part, attaches it at the weight with the best Recall@K on the
+    evaluation rows (not at all when 0 wins) and returns the recall of each weight."""
     name = f"recall_at_{config.eval_k}"
     # The item-to-item part reads the watched titles; data without them trains the towers
     # alone.
-    if not config.item_item.enabled or F.WATCHED not in evaluation.element_spec:
-        recall = _embed_pairs(model.query_tower, model.candidate_tower,
-                              *rows).recall(config.eval_k)
-        return TrainingResult(model=model, history=_history(history), metrics={name: recall})
+    if not config.item_item.enabled or F.WATCHED not in rows[1]:
+        return {}
     factors = item_item_factors(train, sizes, config)
     query, candidate = item_item_layers(factors, weight=1.0)
     # Embedded once at weight 1, before anything is attached: each weight only scales the
@@ -175,10 +195,147 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
     if best > 0:
         with (strategy or tf.distribute.get_strategy()).scope():
             model.attach_item_item(factors, weight=best)
-    metrics = {name: by_weight[best], "item_item_weight": best,
-               **{f"{name}_item_item_weight_{weight:g}": recall
-                  for weight, recall in by_weight.items()}}
-    return TrainingResult(model=model, history=_history(history), metrics=metrics)
+    return {"item_item_weight": best,
+            **{f"{name}_item_item_weight_{weight:g}": recall
+               for weight, recall in by_weight.items()}}
+
+
+COLD_START_PLAYS = (0,) + HISTORY_BOUNDARIES
+"""Plays a held-out user is shown with to fit each history bucket's new-user weight: the
+bucket's smallest count."""
+
+
+def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
+                   rows: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
+                   sizes: FeatureSizes, config: RetrievalConfig
+                   ) -> tuple[ColdStartPrior, dict[str, float]]:
+    """Fits the popularity prior (`recs.models.cold_start`) on held-out users.
+
+    The evaluation rows are shown twice: as they are (known users, weights by their own
+    history bucket) and as new users (id out of vocabulary, no preferred genres unless
+    `stated_preferences`, history cut to the user's first plays, as many as each bucket's smallest count: `COLD_START_PLAYS`; the pair's title is
+    then any later play, not only the next one). For each group the weight with the best
+    Recall@K wins, 0 included; the smoothing count is the one with the best zero-play
+    new-user recall. With `config.cold_start.average_start` (and no cold-start dropout, which
+    trains the out-of-vocabulary rows), new titles start from the average id embedding, and
+    new users too when that raises the zero-play new-user recall; the towers keep it.
+
+    Args:
+        model: the trained model, item-to-item part attached or not; the prior is not
+            attached here.
+        train: the training batches (engaged plays give the popularity).
+        rows: the candidate and evaluation rows (`_pair_rows`).
+        sizes: vocabulary sizes.
+        config: `config.cold_start` says what to try.
+
+    Returns:
+        The prior (`prior.active` False when every weight is 0) and its metrics:
+        `cold_start_smoothing`, `cold_start_average_start_users` (1 when kept),
+        `cold_start_weight_{new|known}_{bucket}`, and the new users' Recall@K without and
+        with the prior, `new_user_recall_at_{k}_plays_{n}[_prior]`.
+    """
+    settings = config.cold_start
+    user_key, age_key = F.transformed_name(F.USER_ID), F.transformed_name(F.AGE)
+    title_key, history_key = F.transformed_name(F.TITLE_ID), F.transformed_name(F.HISTORY)
+    candidates, tests = rows
+    candidate_titles = candidates[title_key].ravel()
+    # Bounded work: every weight's pass scores the sample against the whole catalogue.
+    budget = min(settings.max_pairs, max(settings.min_pairs, 200_000_000 // len(candidate_titles)))
+    count = len(tests[title_key])
+    if count > budget:
+        keep = np.sort(np.random.default_rng(settings.seed).choice(count, budget, replace=False))
+        tests = {key: value[keep] for key, value in tests.items()}
+    position = {title: index for index, title in enumerate(candidate_titles.tolist())}
+    targets = np.array([position[title] for title in tests[title_key].ravel().tolist()])
+    ages = tests[age_key].ravel().astype(np.int64)
+    k = min(config.eval_k, len(candidate_titles))
+    plays = _to_numpy(train.map(engaged_only), (user_key, age_key, title_key))
+    played_titles = plays[title_key].ravel()
+
+    # The longest history a row holds: the item-to-item part's, else the towers'.
+    source = F.WATCHED if F.WATCHED in tests else history_key
+    lengths = (tests[source] != 0).sum(axis=1)
+
+    def new_users(played: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The rows with at least `played` earlier plays, shown as a new user who has made
+        only the first `played` of them (histories are most recent first: the oldest ones
+        are a history's last non-padding ids)."""
+        eligible = np.flatnonzero(lengths >= played)
+        shown = {key: value[eligible].copy() for key, value in tests.items()}
+        shown[user_key][...] = sizes.users - 1
+        if not settings.stated_preferences:
+            shown[F.transformed_name(F.PREFERRED_GENRES)][...] = 0
+        first = np.zeros((len(eligible), played), np.int64)
+        for line, row in enumerate(eligible):
+            first[line] = tests[source][row, lengths[row] - played:lengths[row]]
+        for key in (history_key, F.WATCHED):
+            if key in shown:
+                shown[key][...] = 0
+                shown[key][:, :played] = first[:, :shown[key].shape[1]]
+        return shown, eligible
+
+    def recalls(queries: dict[str, np.ndarray], subset: np.ndarray, table: np.ndarray,
+                candidate_vectors: np.ndarray) -> dict[float, float]:
+        query_vectors = model.query_tower(queries).numpy()
+        prior = table[candidate_titles].T  # [AGE_BUCKETS, candidates]
+        return blended_recall(lambda r: query_vectors[r] @ candidate_vectors.T,
+                              lambda r: prior[ages[subset][r]], settings.weights,
+                              targets[subset], k)
+
+    def best(by_weight: dict[float, float]) -> float:
+        return max(by_weight, key=lambda weight: (by_weight[weight], -weight))
+
+    tables = {m: segment_log_popularity(plays[age_key].ravel(), played_titles, sizes.titles, m)
+              for m in settings.smoothing}
+    metrics: dict[str, float] = {}
+    cold, every = new_users(0)
+    if settings.average_start and config.cold_start_dropout == 0:
+        # No training pair reaches the out-of-vocabulary title row (the vocabulary is the
+        # training titles'): the average is a better start than its random initial value,
+        # and the evaluation rows rarely hold enough new titles to measure it.
+        average_start(model.candidate_tower, F.TITLE_ID,
+                      np.bincount(played_titles, minlength=sizes.titles))
+        candidate_vectors = model.candidate_tower(candidates).numpy()
+        first = tables[settings.smoothing[0]]
+        before = max(recalls(cold, every, first, candidate_vectors).values())
+        old = average_start(model.query_tower, F.USER_ID,
+                            np.bincount(plays[user_key].ravel(), minlength=sizes.users))
+        after = max(recalls(cold, every, first, candidate_vectors).values())
+        if after <= before:
+            restore_row(model.query_tower, F.USER_ID, old)
+        metrics["cold_start_average_start_users"] = float(after > before)
+    candidate_vectors = model.candidate_tower(candidates).numpy()
+    zero_play = {m: recalls(cold, every, table, candidate_vectors)
+                 for m, table in tables.items()}
+    smoothing = max(zero_play, key=lambda m: max(zero_play[m].values()))
+    table = tables[smoothing]
+    weights = [[0.0] * HISTORY_BUCKETS for _ in (NEW, KNOWN)]
+    for bucket, played in enumerate(COLD_START_PLAYS):
+        shown, eligible = (cold, every) if played == 0 else new_users(played)
+        if len(eligible) < settings.min_pairs:
+            weights[NEW][bucket] = weights[NEW][bucket - 1]
+            continue
+        by_weight = zero_play[smoothing] if played == 0 else recalls(shown, eligible, table,
+                                                                     candidate_vectors)
+        weights[NEW][bucket] = best(by_weight)
+        if 0.0 in by_weight:
+            metrics[f"new_user_recall_at_{k}_plays_{played}"] = by_weight[0.0]
+        metrics[f"new_user_recall_at_{k}_plays_{played}_prior"] = by_weight[weights[NEW][bucket]]
+    known = np.flatnonzero(tests[user_key].ravel() < sizes.users - 1)
+    if len(known) >= settings.min_pairs:
+        shown = {key: value[known] for key, value in tests.items()}
+        buckets = history_bucket((shown[history_key] != 0).sum(axis=1))
+        pooled = best(recalls(shown, known, table, candidate_vectors))
+        for bucket in range(HISTORY_BUCKETS):
+            subset = known[buckets == bucket]
+            weights[KNOWN][bucket] = pooled if len(subset) < settings.min_pairs else best(
+                recalls({key: value[subset] for key, value in tests.items()}, subset, table,
+                        candidate_vectors))
+    metrics["cold_start_smoothing"] = smoothing
+    for row, label in ((NEW, "new"), (KNOWN, "known")):
+        for bucket in range(HISTORY_BUCKETS):
+            metrics[f"cold_start_weight_{label}_{bucket}"] = float(weights[row][bucket])
+    return ColdStartPrior(table, np.array(weights, np.float32), smoothing), metrics
 
 
 def item_item_factors(train: tf.data.Dataset, sizes: FeatureSizes, config: RetrievalConfig

@@ -27,13 +27,18 @@ from recs.types import JsonDict
 from serving.client import ModelServerError, PredictClient
 from serving.config import ServiceConfig
 from serving.experiments import Assigner
-from serving.recommender import Recommender, ServedList, load_catalogue_file
+from serving.recommender import (Recommender, ServedList, UnknownUserError,
+                                 load_catalogue_file)
 
 SERVED_LOGGER = logging.getLogger("recs.served")
 _LOG = logging.getLogger("recs.service")
 MODEL_SERVER_TIMEOUT = "model_server_timeout"
 MODEL_SERVER_ERROR = "model_server_error"
-"""Why a list came from the popularity fallback."""
+NO_PROFILE = "no_profile"
+"""Why a list came from the popularity fallback: the model server timed out or failed, or
+nothing is known of the user (no profile in the store or the request), so the models have
+nothing to go on. A new user with a profile is served by the models, whose cold-start prior
+backs off to their segment's popular titles (`recs.models.cold_start`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,11 +202,7 @@ class OnlinePolicy:
 
     def answer(self, ask: Ask) -> Answer:
         """The list for `ask`: from the models, or from the popularity fallback when the
-        model server fails or the budget runs out.
-
-        Raises:
-            serving.recommender.UnknownUserError: no profile in the store or the request.
-        """
+        model server fails, the budget runs out or the user has no profile at all."""
         request_id = uuid.uuid4().hex
         arms = self.assigner.arms(ask.user_id)
         settings = {"diversity": ask.diversity, "exploration": self.config.exploration}
@@ -219,6 +220,9 @@ class OnlinePolicy:
         except ModelServerError as error:
             fallback = (MODEL_SERVER_TIMEOUT if error.status == "DEADLINE_EXCEEDED"
                         else MODEL_SERVER_ERROR)
+            served = self.recommender.popular(ask.user_id, ask.k)
+        except UnknownUserError:
+            fallback = NO_PROFILE
             served = self.recommender.popular(ask.user_id, ask.k)
         if fallback is None:
             # REST answers do not name the version: the status tells the newest one.

@@ -9,11 +9,13 @@
     GET  /metrics   Prometheus: latency per stage, requests by outcome, fallbacks, candidates
     GET  /openapi.json  the API's OpenAPI spec (also checked into serving/openapi.json)
 
-When the model server is slow or down the answer comes from the popularity list within the
-model budget, flagged in `fallback`. Every 4xx, the framework's own included, carries
+When the model server is slow or down, or nothing is known of the user (no profile in the
+store or the request), the answer is the popularity list, flagged in `fallback`
+(`model_server_timeout`, `model_server_error`, `no_profile`); a new user who sends a profile
+is served by the models. Every 4xx, the framework's own included, carries
 `{"error": "..."}`: 400 for a body that is not JSON (RFC 8259: no NaN or Infinity, valid
 UTF-8), 422 for JSON the schema refuses (numbers and booleans are strict), 404 for an unknown
-user or route, 405 for a wrong method; the connection layer (`serving.http`) answers 408, 413
+route, 405 for a wrong method; the connection layer (`serving.http`) answers 408, 413
 and 431 in the same envelope. Past `ServiceConfig.max_in_flight` recommendation requests the
 service sheds load with 503 and `Retry-After` rather than queueing. Every served list is
 logged as one JSON line (logger `recs.served`, and `served_log` if set) for the feedback loop.
@@ -28,7 +30,6 @@ from recs.contract import features as F
 from serving.config import MAX_K, ServiceConfig
 from serving.http import BackgroundServer, error_body
 from serving.policy import Ask, OnlinePolicy
-from serving.recommender import UnknownUserError
 
 try:
     import fastapi
@@ -134,7 +135,8 @@ class RecommendationResponse(pydantic.BaseModel):
     experiments: dict[str, str] = pydantic.Field(
         description="The user's arm in each running A/B test.")
     fallback: str | None = pydantic.Field(
-        description="Why the list came from the popularity fallback; null when it did not.")
+        description="Why the list came from the popularity fallback (model_server_timeout, "
+                    "model_server_error, no_profile); null when it did not.")
     candidates: int
     timings_ms: dict[str, float]
 
@@ -328,20 +330,15 @@ def create_app(policy: OnlinePolicy) -> fastapi.FastAPI:
             "description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}}
 
     @app.post(RECOMMENDATIONS_PATH, response_model=RecommendationResponse,
-              responses={404: {"model": ErrorResponse, "description": "Unknown user_id."},
-                         **({503: shed_response} if config.max_in_flight else {})})
+              responses={503: shed_response} if config.max_in_flight else None)
     def recommendations(request: request_type):  # type: ignore[valid-type]
         started = time.perf_counter()
         profile = None if request.profile is None else {
             **request.profile.model_dump(),
             F.PREFERRED_GENRES: "|".join(request.profile.preferred_genres)}
-        try:
-            answer = policy.answer(Ask(
-                user_id=request.user_id, k=request.k, device_type=request.context.device_type,
-                hour=request.context.hour, diversity=request.diversity, profile=profile))
-        except UnknownUserError as error:
-            metrics.requests.labels("unknown_user").inc()
-            return _error(404, str(error))
+        answer = policy.answer(Ask(
+            user_id=request.user_id, k=request.k, device_type=request.context.device_type,
+            hour=request.context.hour, diversity=request.diversity, profile=profile))
         served = answer.served
         served.stage_ms["total"] = 1000.0 * (time.perf_counter() - started)
         for stage, ms in served.stage_ms.items():

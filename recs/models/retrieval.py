@@ -13,6 +13,8 @@ import tensorflow_recommenders as tfrs
 
 from recs import features as F
 from recs.config import RetrievalConfig
+from recs.models.cold_start import (ColdStartPrior, PriorCandidate, PriorQuery,
+                                    prior_layers)
 from recs.models.encoders import FeatureEncoder, FeatureSizes
 from recs.models.item_item import (ItemItemCandidate, ItemItemFactors, ItemItemQuery,
                                    item_item_layers)
@@ -31,7 +33,9 @@ class Tower(tf.keras.Model):
 
     Returns:
         `[batch_size, tower_layers[-1]]` unit-norm embeddings; with item-to-item factors
-        attached (`attach_item_item`), those `[batch_size, rank]` factors appended.
+        attached (`attach_item_item`), those `[batch_size, rank]` factors appended, then
+        with the cold-start prior attached (`attach_cold_start`) its
+        `[batch_size, AGE_BUCKETS]` columns.
     """
 
     def __init__(self, keys: tuple[str, ...], sizes: FeatureSizes, config: RetrievalConfig,
@@ -45,6 +49,7 @@ class Tower(tf.keras.Model):
         self.dense = [tf.keras.layers.Dense(width, activation="relu") for width in hidden]
         self.dense.append(tf.keras.layers.Dense(last))
         self.item_item: tf.keras.layers.Layer | None = None
+        self.cold_start: tf.keras.layers.Layer | None = None
 
     def attach_item_item(self, layer: ItemItemQuery | ItemItemCandidate) -> None:
         """Appends `layer`'s output to the embeddings (`recs.models.item_item`).
@@ -54,20 +59,27 @@ class Tower(tf.keras.Model):
         """
         self.item_item = layer
 
+    def attach_cold_start(self, layer: PriorQuery | PriorCandidate) -> None:
+        """Appends `layer`'s output after everything else (`recs.models.cold_start`)."""
+        self.cold_start = layer
+
     def call(self, features: dict[str, tf.Tensor]) -> tf.Tensor:
         x = self.encoder(features)
         for layer in self.dense:
             x = layer(x)
-        x = tf.math.l2_normalize(x, axis=1)
-        if self.item_item is None:
-            return x
-        return tf.concat([x, self.item_item(features)], axis=1)
+        parts = [tf.math.l2_normalize(x, axis=1)]
+        for part in (self.item_item, self.cold_start):
+            if part is not None:
+                parts.append(part(features))
+        return parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
 
     def get_config(self) -> dict:
         return {"keys": list(self.keys), "sizes": self.sizes.to_dict(),
                 "config": self.config.to_dict(), "name": self.name,
                 "item_item": (None if self.item_item is None
-                              else tf.keras.layers.serialize(self.item_item))}
+                              else tf.keras.layers.serialize(self.item_item)),
+                "cold_start": (None if self.cold_start is None
+                               else tf.keras.layers.serialize(self.cold_start))}
 
     @classmethod
     def from_config(cls, config: dict) -> "Tower":
@@ -77,6 +89,10 @@ class Tower(tf.keras.Model):
             tower.attach_item_item(tf.keras.layers.deserialize(
                 config["item_item"], custom_objects={"ItemItemQuery": ItemItemQuery,
                                                      "ItemItemCandidate": ItemItemCandidate}))
+        if config.get("cold_start"):
+            tower.attach_cold_start(tf.keras.layers.deserialize(
+                config["cold_start"], custom_objects={"PriorQuery": PriorQuery,
+                                                      "PriorCandidate": PriorCandidate}))
         return tower
 
 
@@ -112,6 +128,14 @@ class TwoTowerModel(tfrs.Model):
         query, candidate = item_item_layers(factors, weight)
         self.query_tower.attach_item_item(query)
         self.candidate_tower.attach_item_item(candidate)
+
+    def attach_cold_start(self, prior: ColdStartPrior) -> None:
+        """Appends a fitted popularity prior to both towers (`recs.models.cold_start`): the
+        retrieval score gains w(user) * log p(title | user's segment). Call it after
+        training and after `attach_item_item`."""
+        query, candidate = prior_layers(prior, self.sizes.users)
+        self.query_tower.attach_cold_start(query)
+        self.candidate_tower.attach_cold_start(candidate)
 
     def _as_new_users(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """A random `cold_start_dropout` share of rows loses its user id (to the OOV id) and

@@ -7,12 +7,16 @@ import pytest
 import tensorflow as tf
 
 from recs import features as F
-from recs.config import ItemItemConfig, RetrievalConfig, TrainingConfig
+from recs.config import ColdStartConfig, ItemItemConfig, RetrievalConfig, TrainingConfig
 from recs.models.item_item import (ItemItemQuery, cooccurrence, ease_weights, fit_item_item,
                                    item_item_layers, resolve_method)
 from recs.models.retrieval import Tower, TwoTowerModel
 from recs.training import train_retrieval
 from tests.recs.test_models import SIZES, _dataset, _features, _fitted_factors, hybrid_query_tower
+
+NO_PRIOR = ColdStartConfig(enabled=False)
+"""These tests look at the item-to-item part alone (`tests/recs/test_cold_start.py` has the
+prior after it)."""
 
 
 def test_cooccurrence_counts_users_who_watched_both_titles_once():
@@ -120,6 +124,7 @@ def test_train_retrieval_picks_the_item_item_weight_on_the_evaluation_split():
     config = RetrievalConfig(embedding_dim=4, tower_layers=(8,), eval_k=1,
                              item_item=ItemItemConfig(enabled=True, rank=4, l2=1.0,
                                                       weights=(0.0, 1.0)),
+                             cold_start=NO_PRIOR,
                              training=TrainingConfig(batch_size=64, epochs=1))
     result = train_retrieval(data, data, SIZES, config)
     metrics = result.metrics
@@ -141,6 +146,7 @@ def test_a_winning_weight_of_zero_exports_the_towers_alone(weight, width, tmp_pa
     data = _dataset(features, np.ones(200, dtype=np.int64))
     config = RetrievalConfig(embedding_dim=4, tower_layers=(8,), eval_k=1,
                              item_item=ItemItemConfig(rank=3, l2=1.0, weights=(weight,)),
+                             cold_start=NO_PRIOR,
                              training=TrainingConfig(batch_size=64, epochs=1))
     model = train_retrieval(data, data, SIZES, config).model
     batch = next(iter(data))
@@ -227,7 +233,7 @@ def test_data_without_watched_titles_trains_the_towers_alone():
     features = _features(200, seed=6)
     features.pop(F.WATCHED)
     data = _dataset(features, np.ones(200, dtype=np.int64))
-    config = RetrievalConfig(embedding_dim=4, tower_layers=(8,), eval_k=1,
+    config = RetrievalConfig(embedding_dim=4, tower_layers=(8,), eval_k=1, cold_start=NO_PRIOR,
                              training=TrainingConfig(batch_size=64, epochs=1))
     assert config.item_item.enabled  # the default
     result = train_retrieval(data, data, SIZES, config)

@@ -97,7 +97,6 @@ def test_diversity_reranks_by_genre():
 
 
 @pytest.mark.parametrize("body, status, message", [
-    ({"user_id": "ghost"}, 404, "unknown user_id 'ghost'"),
     ({"user_id": "u000001", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
     ({"user_id": "u000001", "k": 101}, 422, "k: Input should be less than or equal to 100"),
     ({"user_id": "u000001", "context": {"device_type": "toaster"}}, 422,
@@ -174,10 +173,11 @@ def test_health_readiness_and_metrics(api, tiny_world):
     assert ready.status_code == 200
     assert ready.json()["model_versions"] == {"retrieval": 1, "ranker": 1, "recommender": 1}
     assert api.post("/v1/recommendations", json={"user_id": _user(tiny_world)}).status_code == 200
-    assert api.post("/v1/recommendations", json={"user_id": "ghost"}).status_code == 404
+    assert api.post("/v1/recommendations", json={"user_id": "ghost"}).status_code == 200
     metrics = api.get("/metrics").text
     assert 'recs_requests_total{outcome="ok"} 1.0' in metrics
-    assert 'recs_requests_total{outcome="unknown_user"} 1.0' in metrics
+    assert 'recs_requests_total{outcome="fallback"} 1.0' in metrics
+    assert 'recs_fallbacks_total{reason="no_profile"} 1.0' in metrics
     for stage in PATHS["one_call"][2]:
         assert f'recs_stage_latency_seconds_count{{stage="{stage}"}} 1.0' in metrics
 
@@ -256,3 +256,17 @@ def test_a_user_unknown_to_the_store_is_served_from_the_profile_in_the_request(a
     response = api.post("/v1/recommendations", json={
         "user_id": "just-signed-up", "profile": {**profile, "age": -1}})
     assert response.status_code == 422 and "profile.age" in response.json()["error"]
+
+
+def test_a_user_with_no_profile_anywhere_gets_the_popularity_list(api, catalogue):
+    # Nothing is known of "ghost" (not in the store, no profile in the request): the models
+    # have nothing to go on, so the answer is the catalogue's popularity order, flagged.
+    response = api.post("/v1/recommendations", json={"user_id": "ghost", "k": 4})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    expected = sorted(catalogue.values(), key=lambda row: (-float(row[F.POPULARITY]),
+                                                           row[F.TITLE_ID]))[:4]
+    assert [item["title_id"] for item in answer["items"]] == [row[F.TITLE_ID] for row in expected]
+    assert answer["fallback"] == "no_profile"
+    assert all(item["score"] is None for item in answer["items"])
+    assert answer["model_versions"] == {} and answer["candidates"] == 0

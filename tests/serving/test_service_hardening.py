@@ -1,7 +1,8 @@
 """The service against hostile clients (issue 19): strict types, one error envelope for every
 4xx, the connection limits of `serving.http` (sizes, read and keep-alive timeouts), one bound
-on `k`, and load shedding. No models: the recommender is an empty store (every user unknown,
-so a body the schema accepts gets 404) or a stand-in that holds requests in flight."""
+on `k`, and load shedding. No models: the recommender is an empty store and catalogue (every
+user unknown, so a body the schema accepts gets the empty popularity list, 200 with fallback
+"no_profile") or a stand-in that holds requests in flight."""
 
 import http.client
 import json
@@ -92,7 +93,9 @@ def test_numbers_and_booleans_are_strict(api, body, field):
 def test_json_integers_are_numbers_and_integral_numbers_integers(api, body):
     # Past validation, to the store: the ghost is unknown there. 5.0 is an integer as JSON
     # Schema, and so the OpenAPI spec, has it.
-    assert api.post(RECOMMENDATIONS_PATH, json=body).status_code == 404
+    response = api.post(RECOMMENDATIONS_PATH, json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["fallback"] == "no_profile"
 
 
 @pytest.mark.parametrize("raw", [
@@ -140,7 +143,7 @@ def test_k_has_one_bound_the_config_s_and_the_spec_states_it():
         assert response.status_code == 422
         assert response.json()["error"] == "k: Input should be less than or equal to 20"
         assert client.post(RECOMMENDATIONS_PATH,
-                           json={"user_id": GHOST, "k": 20}).status_code == 404
+                           json={"user_id": GHOST, "k": 20}).status_code == 200
     k = app.openapi()["components"]["schemas"]["RecommendationRequest"]["properties"]["k"]
     assert (k["maximum"], k["default"]) == (20, 5)
 
