@@ -200,6 +200,9 @@ def _attach_item_item(model: TwoTowerModel, train: tf.data.Dataset,
                for weight, recall in by_weight.items()}}
 
 
+_COLD_START_SCORES = 200_000_000
+"""Pair x candidate scores the cold-start fit's sample holds at most per pass."""
+
 COLD_START_PLAYS = (0,) + HISTORY_BOUNDARIES
 """Plays a held-out user is shown with to fit each history bucket's new-user weight: the
 bucket's smallest count."""
@@ -213,8 +216,9 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
 
     The evaluation rows are shown twice: as they are (known users, weights by their own
     history bucket) and as new users (id out of vocabulary, no preferred genres unless
-    `stated_preferences`, history cut to the user's first plays, as many as each bucket's smallest count: `COLD_START_PLAYS`; the pair's title is
-    then any later play, not only the next one). For each group the weight with the best
+    `stated_preferences`, history cut to the user's first plays, as many as each bucket's
+    smallest count: `COLD_START_PLAYS`; the pair's title is then any later play, not only
+    the next one). For each group the weight with the best
     Recall@K wins, 0 included; the smoothing count is the one with the best zero-play
     new-user recall. With `config.cold_start.average_start` (and no cold-start dropout, which
     trains the out-of-vocabulary rows), new titles start from the average id embedding, and
@@ -240,7 +244,8 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
     candidates, tests = rows
     candidate_titles = candidates[title_key].ravel()
     # Bounded work: every weight's pass scores the sample against the whole catalogue.
-    budget = min(settings.max_pairs, max(settings.min_pairs, 200_000_000 // len(candidate_titles)))
+    budget = min(settings.max_pairs,
+                 max(settings.min_pairs, _COLD_START_SCORES // len(candidate_titles)))
     count = len(tests[title_key])
     if count > budget:
         keep = np.sort(np.random.default_rng(settings.seed).choice(count, budget, replace=False))
