@@ -161,9 +161,10 @@ class ColdStartConfig(Config):
             embeddings plus the item-to-item scores; the prior is a log-probability).
         smoothing: pseudo-counts pulling a segment's title distribution towards the whole
             audience's; the value with the best new-user recall is kept.
-        average_start: try starting new users and new titles from the average of the known
-            ids' embeddings (the out-of-vocabulary rows are otherwise never trained unless
-            `cold_start_dropout` > 0); kept only when it raises the new-user recall.
+        average_start: start new titles from the play-weighted average of the known ids'
+            embeddings (no training pair reaches the out-of-vocabulary row), and new users
+            too when that raises the new-user recall (their row is trained only when
+            `cold_start_dropout` > 0, and then left as trained).
         stated_preferences: whether a new user's profile states their preferred genres at
             sign-up; when False (preferences derived from plays, as `recs import` and the
             MovieLens adapters derive them) the held-out users shown as new lose theirs too.

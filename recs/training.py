@@ -140,7 +140,10 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
         With `config.item_item.enabled` the towers carry the item-to-item factors, their
         blend weight is the one of `config.item_item.weights` with the best Recall@K on
         `evaluation` (at weight 0 they are not attached), and metrics also hold that
-        weight and the recall of every weight tried.
+        weight and the recall of every weight tried (before the prior). With
+        `config.cold_start.enabled` the towers then carry the cold-start prior when any of
+        its weights won (`fit_cold_start`, whose metrics are merged in). `recall_at_{k}` is
+        the returned model's, every part it carries included.
     """
     tf.keras.utils.set_random_seed(config.training.seed)
     with (strategy or tf.distribute.get_strategy()).scope():
@@ -208,6 +211,34 @@ COLD_START_PLAYS = (0,) + HISTORY_BOUNDARIES
 bucket's smallest count."""
 
 
+def first_plays(histories: np.ndarray, played: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each history's first `played` plays, for the rows that have that many.
+
+    Histories are most recent first, 0 is padding, and an out-of-vocabulary title is a 0 where
+    it stands (`transforms.preprocessing`), so the plays are a row's non-zero ids and the
+    first ones are the last of those.
+
+    Args:
+        histories: `[rows, length]` title ids + 1.
+        played: how many plays to keep.
+
+    Returns:
+        (`[eligible]` indices of the rows with at least `played` plays,
+        `[eligible, played]` their first plays, most recent first).
+
+    Example:
+        >>> first_plays(np.array([[5, 0, 4, 3, 0], [2, 0, 0, 0, 0]]), 2)
+        (array([0]), array([[4, 3]]))
+    """
+    plays = [row[row != 0] for row in histories]
+    eligible = np.array([index for index, ids in enumerate(plays) if len(ids) >= played],
+                        np.int64)
+    first = np.zeros((len(eligible), played), np.int64)
+    for line, index in enumerate(eligible):
+        first[line] = plays[index][len(plays[index]) - played:]
+    return eligible, first
+
+
 def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
                    rows: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
                    sizes: FeatureSizes, config: RetrievalConfig
@@ -220,9 +251,14 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
     smallest count: `COLD_START_PLAYS`; the pair's title is then any later play, not only
     the next one). For each group the weight with the best
     Recall@K wins, 0 included; the smoothing count is the one with the best zero-play
-    new-user recall. With `config.cold_start.average_start` (and no cold-start dropout, which
-    trains the out-of-vocabulary rows), new titles start from the average id embedding, and
-    new users too when that raises the zero-play new-user recall; the towers keep it.
+    new-user recall. With `config.cold_start.average_start` new titles start from the average
+    id embedding, and new users too (when no cold-start dropout trained their row) if that
+    raises the zero-play new-user recall; the towers keep it.
+
+    The weights are chosen on the rows they are then scored on (as the item-to-item weight
+    is), and the evaluation users shown as new ones were trained on unless the evaluation
+    split holds users out: rows of known users overrate the towers for people they never saw,
+    so a split by user gives the new-user weights their truest fit.
 
     Args:
         model: the trained model, item-to-item part attached or not; the prior is not
@@ -259,20 +295,15 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
 
     # The longest history a row holds: the item-to-item part's, else the towers'.
     source = F.WATCHED if F.WATCHED in tests else history_key
-    lengths = (tests[source] != 0).sum(axis=1)
 
     def new_users(played: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The rows with at least `played` earlier plays, shown as a new user who has made
-        only the first `played` of them (histories are most recent first: the oldest ones
-        are a history's last non-padding ids)."""
-        eligible = np.flatnonzero(lengths >= played)
+        only the first `played` of them."""
+        eligible, first = first_plays(tests[source], played)
         shown = {key: value[eligible].copy() for key, value in tests.items()}
         shown[user_key][...] = sizes.users - 1
         if not settings.stated_preferences:
             shown[F.transformed_name(F.PREFERRED_GENRES)][...] = 0
-        first = np.zeros((len(eligible), played), np.int64)
-        for line, row in enumerate(eligible):
-            first[line] = tests[source][row, lengths[row] - played:lengths[row]]
         for key in (history_key, F.WATCHED):
             if key in shown:
                 shown[key][...] = 0
@@ -294,13 +325,17 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
               for m in settings.smoothing}
     metrics: dict[str, float] = {}
     cold, every = new_users(0)
-    if settings.average_start and config.cold_start_dropout == 0:
+    if settings.average_start:
         # No training pair reaches the out-of-vocabulary title row (the vocabulary is the
-        # training titles'): the average is a better start than its random initial value,
-        # and the evaluation rows rarely hold enough new titles to measure it.
+        # training titles', and cold-start dropout masks users, not titles): the average is
+        # a better start than its random initial value, and the evaluation rows rarely hold
+        # enough new titles to measure it.
         average_start(model.candidate_tower, F.TITLE_ID,
                       np.bincount(played_titles, minlength=sizes.titles))
-        candidate_vectors = model.candidate_tower(candidates).numpy()
+    candidate_vectors = model.candidate_tower(candidates).numpy()
+    # Cold-start dropout trains the out-of-vocabulary user row; without it the row is its
+    # random initial value, and the average replaces it when that measures better.
+    if settings.average_start and config.cold_start_dropout == 0:
         first = tables[settings.smoothing[0]]
         before = max(recalls(cold, every, first, candidate_vectors).values())
         old = average_start(model.query_tower, F.USER_ID,
@@ -309,7 +344,6 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
         if after <= before:
             restore_row(model.query_tower, F.USER_ID, old)
         metrics["cold_start_average_start_users"] = float(after > before)
-    candidate_vectors = model.candidate_tower(candidates).numpy()
     zero_play = {m: recalls(cold, every, table, candidate_vectors)
                  for m, table in tables.items()}
     smoothing = max(zero_play, key=lambda m: max(zero_play[m].values()))
@@ -318,7 +352,8 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
     for bucket, played in enumerate(COLD_START_PLAYS):
         shown, eligible = (cold, every) if played == 0 else new_users(played)
         if len(eligible) < settings.min_pairs:
-            weights[NEW][bucket] = weights[NEW][bucket - 1]
+            # Too few rows to fit: the previous bucket's weight (none before bucket 0).
+            weights[NEW][bucket] = weights[NEW][bucket - 1] if bucket else 0.0
             continue
         by_weight = zero_play[smoothing] if played == 0 else recalls(shown, eligible, table,
                                                                      candidate_vectors)

@@ -9,5 +9,5 @@ from recs.models.ranker import DeepRanker
 from recs.models.retrieval import Tower, TwoTowerModel, candidate_tower, query_tower
 
 __all__ = ["ColdStartPrior", "DeepRanker", "FeatureEncoder", "FeatureSizes", "ItemItemCandidate",
-           "ItemItemFactors", "ItemItemQuery", "PriorCandidate", "PriorQuery", "Tower", "TwoTowerModel", "candidate_tower",
-           "fit_item_item", "query_tower"]
+           "ItemItemFactors", "ItemItemQuery", "PriorCandidate", "PriorQuery", "Tower",
+           "TwoTowerModel", "candidate_tower", "fit_item_item", "query_tower"]

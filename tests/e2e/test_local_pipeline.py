@@ -150,8 +150,6 @@ def test_local_pipeline_trains_and_serves_on_movielens_100k(tmp_path, shared_dat
     # exported model's, prior included when any weight won.
     assert all(f"cold_start_weight_{row}_{bucket}" in metrics
                for row in ("new", "known") for bucket in range(8))
-    assert metrics["new_user_recall_at_100_plays_0_prior"] >= \
-        metrics["new_user_recall_at_100_plays_0"]
     run, = (tmp_path / "pipeline" / "RankerTrainer" / "model_run").iterdir()
     towers = json.loads((run / "metrics.json").read_text())["towers"]
     assert "/RetrievalTrainer/model/" in towers["retrieval_model"]

@@ -13,7 +13,7 @@ from recs.models.cold_start import (HISTORY_BUCKETS, KNOWN, NEW, ColdStartPrior,
                                     average_start, history_bucket, restore_row,
                                     segment_log_popularity)
 from recs.models.retrieval import Tower, TwoTowerModel
-from recs.training import train_retrieval
+from recs.training import first_plays, train_retrieval
 from tests.recs.test_models import SIZES, _dataset, _features
 
 T = F.transformed_name
@@ -67,6 +67,33 @@ def test_query_layer_weighs_the_age_one_hot_by_known_id_and_history_length():
     expected = np.zeros((3, F.AGE_BUCKETS), np.float32)
     expected[0, 2], expected[1, 0], expected[2, 5] = 1.0, 0.5, 0.25
     np.testing.assert_array_equal(out, expected)
+
+
+def test_the_query_layer_buckets_every_history_length_as_history_bucket_does():
+    plays = np.arange(F.MAX_HISTORY + 1)
+    history = (np.arange(F.MAX_HISTORY)[None, :] < plays[:, None]).astype(np.int64) * 2
+    weights = np.tile(np.arange(HISTORY_BUCKETS, dtype=np.float32), (2, 1))  # weight = bucket
+    out = PriorQuery(users=5, weights=weights)({
+        T(F.USER_ID): np.zeros(len(plays), np.int64), T(F.AGE): np.zeros(len(plays), np.int64),
+        T(F.HISTORY): history}).numpy()
+    np.testing.assert_array_equal(out[:, 0], history_bucket(plays))
+
+
+def test_first_plays_skip_out_of_vocabulary_gaps():
+    # Most recent first; 0 is padding or an out-of-vocabulary title. Row 0 played 4 known
+    # titles, oldest 3: its first two plays are 8 then 3 (most recent first: [8, 3]).
+    histories = np.array([[5, 0, 8, 3, 0, 0], [2, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
+    eligible, first = first_plays(histories, 2)
+    assert eligible.tolist() == [0] and first.tolist() == [[8, 3]]
+    eligible, first = first_plays(histories, 0)
+    assert eligible.tolist() == [0, 1, 2] and first.shape == (3, 0)
+
+
+def test_a_prior_with_a_wrong_shape_is_a_clear_error():
+    with pytest.raises(ValueError, match="log_popularity must be"):
+        ColdStartPrior(np.zeros((3, 2), np.float32), np.zeros((2, HISTORY_BUCKETS)), 1.0)
+    with pytest.raises(ValueError, match="weights must be"):
+        ColdStartPrior(np.zeros((3, F.AGE_BUCKETS), np.float32), np.zeros((1, 8)), 1.0)
 
 
 def _prior(seed: int = 0) -> ColdStartPrior:
@@ -163,7 +190,7 @@ def test_train_retrieval_fits_the_prior_on_held_out_users_and_attaches_it():
     assert weights[KNOWN, 7] == np.float32(metrics["cold_start_weight_known_7"])
 
 
-def test_a_prior_that_never_helps_is_not_attached():
+def test_a_prior_whose_weights_are_all_zero_is_not_attached():
     features = _features(300, seed=5)
     data = _dataset(features, np.ones(300, np.int64))
     config = RetrievalConfig(embedding_dim=4, tower_layers=(8,), eval_k=1,

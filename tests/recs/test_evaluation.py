@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from recs import features as F
-from recs.evaluation import calibration, pair_metrics, user_metrics
+from recs.evaluation import blended_recall, calibration, pair_metrics, user_metrics
 
 # Four candidates; scores per query row.
 SCORES = np.array([[0.9, 0.1, 0.5, 0.3],    # ranking: 0, 2, 3, 1
@@ -42,6 +42,19 @@ def test_user_metrics_follow_recbole_definitions():
     assert metrics["hit_at_2"] == 1.0
     user0 = (1 / np.log2(3)) / (1 + 1 / np.log2(3))
     assert metrics["ndcg_at_2"] == pytest.approx((user0 + 1 / np.log2(3)) / 2)
+
+
+def test_blended_recall_equals_pair_metrics_recall_for_every_weight():
+    # Continuous random scores have no ties, where the two definitions agree exactly.
+    rng = np.random.default_rng(0)
+    base, extra = rng.normal(size=(300, 50)), rng.normal(size=(300, 50))
+    targets = rng.integers(0, 50, 300)
+    weights = (0.0, 0.3, 2.0)
+    blended = blended_recall(lambda r: base[r], lambda r: extra[r], weights, targets, k=5,
+                             batch=64)
+    for weight in weights:
+        expected = pair_metrics(lambda r: base[r] + weight * extra[r], targets, (5,))
+        assert blended[weight] == pytest.approx(expected["recall_at_5"])
 
 
 def test_user_metrics_with_a_cut_off_beyond_the_catalogue():
