@@ -310,9 +310,12 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
                 shown[key][:, :played] = first[:, :shown[key].shape[1]]
         return shown, eligible
 
-    def recalls(queries: dict[str, np.ndarray], subset: np.ndarray, table: np.ndarray,
+    def embed(queries: dict[str, np.ndarray]) -> np.ndarray:
+        return model.query_tower(queries).numpy()
+
+    def recalls(query_vectors: np.ndarray, subset: np.ndarray, table: np.ndarray,
                 candidate_vectors: np.ndarray) -> dict[float, float]:
-        query_vectors = model.query_tower(queries).numpy()
+        """Recall@K of each weight for the rows `subset` of the sample, embedded."""
         prior = table[candidate_titles].T  # [AGE_BUCKETS, candidates]
         return blended_recall(lambda r: query_vectors[r] @ candidate_vectors.T,
                               lambda r: prior[ages[subset][r]], settings.weights,
@@ -337,14 +340,15 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
     # random initial value, and the average replaces it when that measures better.
     if settings.average_start and config.cold_start_dropout == 0:
         first = tables[settings.smoothing[0]]
-        before = max(recalls(cold, every, first, candidate_vectors).values())
+        before = max(recalls(embed(cold), every, first, candidate_vectors).values())
         old = average_start(model.query_tower, F.USER_ID,
                             np.bincount(plays[user_key].ravel(), minlength=sizes.users))
-        after = max(recalls(cold, every, first, candidate_vectors).values())
+        after = max(recalls(embed(cold), every, first, candidate_vectors).values())
         if after <= before:
             restore_row(model.query_tower, F.USER_ID, old)
         metrics["cold_start_average_start_users"] = float(after > before)
-    zero_play = {m: recalls(cold, every, table, candidate_vectors)
+    cold_vectors = embed(cold)
+    zero_play = {m: recalls(cold_vectors, every, table, candidate_vectors)
                  for m, table in tables.items()}
     smoothing = max(zero_play, key=lambda m: max(zero_play[m].values()))
     table = tables[smoothing]
@@ -355,22 +359,21 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
             # Too few rows to fit: the previous bucket's weight (none before bucket 0).
             weights[NEW][bucket] = weights[NEW][bucket - 1] if bucket else 0.0
             continue
-        by_weight = zero_play[smoothing] if played == 0 else recalls(shown, eligible, table,
-                                                                     candidate_vectors)
+        by_weight = zero_play[smoothing] if played == 0 else recalls(
+            embed(shown), eligible, table, candidate_vectors)
         weights[NEW][bucket] = best(by_weight)
         if 0.0 in by_weight:
             metrics[f"new_user_recall_at_{k}_plays_{played}"] = by_weight[0.0]
         metrics[f"new_user_recall_at_{k}_plays_{played}_prior"] = by_weight[weights[NEW][bucket]]
     known = np.flatnonzero(tests[user_key].ravel() < sizes.users - 1)
     if len(known) >= settings.min_pairs:
-        shown = {key: value[known] for key, value in tests.items()}
-        buckets = history_bucket((shown[history_key] != 0).sum(axis=1))
-        pooled = best(recalls(shown, known, table, candidate_vectors))
+        known_vectors = embed({key: value[known] for key, value in tests.items()})
+        buckets = history_bucket((tests[history_key][known] != 0).sum(axis=1))
+        pooled = best(recalls(known_vectors, known, table, candidate_vectors))
         for bucket in range(HISTORY_BUCKETS):
-            subset = known[buckets == bucket]
-            weights[KNOWN][bucket] = pooled if len(subset) < settings.min_pairs else best(
-                recalls({key: value[subset] for key, value in tests.items()}, subset, table,
-                        candidate_vectors))
+            inside = buckets == bucket
+            weights[KNOWN][bucket] = pooled if inside.sum() < settings.min_pairs else best(
+                recalls(known_vectors[inside], known[inside], table, candidate_vectors))
     metrics["cold_start_smoothing"] = smoothing
     for row, label in ((NEW, "new"), (KNOWN, "known")):
         for bucket in range(HISTORY_BUCKETS):
