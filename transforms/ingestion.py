@@ -34,9 +34,9 @@ Cleaning rules (each refusal is a dead letter with its reason):
   `max_early_seconds` after it: refused by `recs.contract.events.parse_event`, the contract the
   streaming consumer applies too. Optional fields are not imputed here; numeric normalization
   is tf.Transform's.
-- A second copy of an event id: refused, whichever user it names. The copy kept is the earliest delivered (delivery
-  day, then file path, then line), whatever order the runner sees them in; the consumer keeps
-  the first to arrive, the same rule in a stream.
+- A second copy of an event id: refused, whichever user it names. The copy kept is the
+  earliest delivered (delivery day, then file path, then line), whatever order the runner sees
+  them in; the consumer keeps the first to arrive, the same rule in a stream.
 - Every event of a user's clock hour holding more than `bot_events_per_hour` events: bot or
   stuck-client traffic, refused.
 - A (user, title, session) whose play reports more than `max_watch_ratio` x the title's
@@ -421,18 +421,26 @@ class _Packer:
 
     def __init__(self, kind: str) -> None:
         self._kind = kind
-        self._items: dict[int, list[bytes]] = {}
+        self._arrays: dict[int, bytearray] = {}
         self.size = 0
 
     def add(self, key: int, item: bytes) -> None:
-        self._items.setdefault(key, []).append(item)
+        # Copied into one array per bucket at once: each `orjson.dumps` result holds a
+        # 4 KiB allocation whatever its length, so a list of them costs 20x the bytes.
+        array = self._arrays.get(key)
+        if array is None:
+            self._arrays[key] = array = bytearray(b"[")
+        else:
+            array += b","
+        array += item
         self.size += len(item) + 1
 
     def emit(self) -> Iterator[tuple[int, tuple[str, bytes]]]:
         """(bucket, (kind, compressed JSON array)) per bucket held; empties the buffer."""
-        items, self._items, self.size = self._items, {}, 0
-        for key, packed in items.items():
-            yield key, (self._kind, zlib.compress(b"[" + b",".join(packed) + b"]", 1))
+        arrays, self._arrays, self.size = self._arrays, {}, 0
+        for key, array in arrays.items():
+            array += b"]"
+            yield key, (self._kind, zlib.compress(array, 1))
 
 
 def _unpack(blob: bytes) -> list[Any]:
@@ -670,8 +678,8 @@ class Sessionize(beam.DoFn):
 
 
 def _aggregate(element: tuple[list[dict[str, Any]], str],
-               profiles: Mapping[str, list[dict[str, Any]]], catalogue: Mapping[str, dict[str, Any]],
-               max_watch_ratio: float) -> Iterator[Any]:
+               profiles: Mapping[str, list[dict[str, Any]]],
+               catalogue: Mapping[str, dict[str, Any]], max_watch_ratio: float) -> Iterator[Any]:
     """One session -> (span, interaction record, its events) per title, joined with profile
     and catalogue; a session that fails is dead-lettered whole."""
     session, _ = element
@@ -682,8 +690,8 @@ def _aggregate(element: tuple[list[dict[str, Any]], str],
 
 
 def _records(element: tuple[list[dict[str, Any]], str],
-             profiles: Mapping[str, list[dict[str, Any]]], catalogue: Mapping[str, dict[str, Any]],
-             max_watch_ratio: float) -> Iterator[Any]:
+             profiles: Mapping[str, list[dict[str, Any]]],
+             catalogue: Mapping[str, dict[str, Any]], max_watch_ratio: float) -> Iterator[Any]:
     session, history = element
     user_id = session[0][F.USER_ID]
     span = session[0][_ARRIVAL]
