@@ -208,6 +208,8 @@ def main() -> None:
     parser.add_argument("--max-rss-gb", type=float, default=18.0,
                         help="stop a run whose process tree holds more than this")
     parser.add_argument("--name", default="ingestion")
+    parser.add_argument("--note", default="",
+                        help="recorded in the parameters, e.g. that other work shared the machine")
     args = parser.parse_args()
 
     root = pathlib.Path(tempfile.mkdtemp(prefix="ingestion-bench-"))
@@ -277,7 +279,7 @@ def main() -> None:
         parameters={"events": args.events, "days": args.days, "titles": args.titles,
                     "beam": f"DirectRunner multi_processing, {args.workers} workers",
                     "peer": "pandas, one process, same rules/dedupe/sessions/joins/spans",
-                    "max_rss_gb": args.max_rss_gb},
+                    "max_rss_gb": args.max_rss_gb, "note": args.note},
         figures={"generator": generator_runs, "runs": beam_runs,
                  "events_per_second": largest["events_per_second"],
                  "events_per_second_per_core": largest["events_per_second"] / args.workers,

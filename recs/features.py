@@ -10,7 +10,7 @@ from typing import Any
 import tensorflow as tf
 
 from recs.contract.features import *  # noqa: F401,F403  (the contract, under its usual name)
-from recs.contract.features import RAW_FEATURE_TYPES
+from recs.contract.features import INT64, RAW_FEATURE_TYPES, STRING
 
 RAW_FEATURE_DTYPES: dict[str, tf.dtypes.DType] = {
     key: tf.dtypes.as_dtype(name) for key, name in RAW_FEATURE_TYPES.items()}
@@ -46,13 +46,16 @@ def genre_match(preferred_genres: tf.Tensor, genre: tf.Tensor) -> tf.Tensor:
 
 def to_example(record: dict[str, Any]) -> bytes:
     """Serializes an interaction record as a tf.Example with the contract's dtypes."""
-    feature = {}
-    for key, dtype in RAW_FEATURE_DTYPES.items():
+    # Filled in place, and typed by the contract's dtype names: building a Feature message per
+    # key and comparing DTypes cost twice the time, and ingestion encodes one per record.
+    example = tf.train.Example()
+    feature = example.features.feature
+    for key, kind in RAW_FEATURE_TYPES.items():
         value = record[key]
-        if dtype == tf.string:
-            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-        elif dtype == tf.int64:
-            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+        if kind == STRING:
+            feature[key].bytes_list.value.append(value.encode())
+        elif kind == INT64:
+            feature[key].int64_list.value.append(int(value))
         else:
-            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+            feature[key].float_list.value.append(float(value))
+    return example.SerializeToString()

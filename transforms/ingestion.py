@@ -1,13 +1,17 @@
 """Beam ingestion: raw playback events -> one labelled interaction tf.Example per (user, title, session).
 
-    MatchFiles(events/day=D/*) -> read bytes, line by line (gzip by its magic bytes) --> dead letter
-                         -> parse + validate (recs.contract.events), time stamp near day D --> dead letter
-                         -> deduplicate by event_id: the earliest delivered copy wins --> dead letter
-                         -> group by user: bot-rate hours ------------------------------> dead letter
-                         -> sessionize (inactivity gap; a play is active start -> stop)
-                         -> aggregate per (user, title, session)
-                         -> join profile (as of the session) and catalogue -------------> dead letter
-                         -> label -> tf.Example -> examples/day=D/ (TFRecord, gzip)
+    events/day=D/* files -> read bytes, line by line (gzip by its magic bytes) -----> dead letter
+      -> parse + validate (recs.contract.events), time stamp near day D ----------> dead letter
+      -> packed per user bucket (events) and per event-id bucket (ids), compressed
+    ids:   group by event-id bucket -> every copy of an id but the earliest delivered,
+                                       as a position for the user bucket holding it
+    users: group by user bucket (events, later copies, profile versions)
+      -> drop later copies of an event id ---------------------------------------> dead letter
+      -> per user: bot-rate hours -------------------------------------------------> dead letter
+      -> sessionize (inactivity gap; a play is active start -> stop)
+      -> aggregate per (user, title, session)
+      -> join profile (as of the session) and catalogue (side input) -------------> dead letter
+      -> label -> tf.Example -> examples/day=D/ (TFRecord, gzip)
 
 Events arrive in day partitions (`.../day=YYYY-MM-DD/...`, the day the log was delivered).
 Each input day becomes one output span, `examples/day=YYYY-MM-DD/`, holding the sessions whose
@@ -30,9 +34,9 @@ Cleaning rules (each refusal is a dead letter with its reason):
   `max_early_seconds` after it: refused by `recs.contract.events.parse_event`, the contract the
   streaming consumer applies too. Optional fields are not imputed here; numeric normalization
   is tf.Transform's.
-- A second copy of an event id: refused. The copy kept is the earliest delivered (delivery
-  day, then file path, then line), whatever order the runner sees them in; the consumer keeps
-  the first to arrive, the same rule in a stream.
+- A second copy of an event id: refused, whichever user it names. The copy kept is the
+  earliest delivered (delivery day, then file path, then line), whatever order the runner sees
+  them in; the consumer keeps the first to arrive, the same rule in a stream.
 - Every event of a user's clock hour holding more than `bot_events_per_hour` events: bot or
   stuck-client traffic, refused.
 - A (user, title, session) whose play reports more than `max_watch_ratio` x the title's
@@ -45,6 +49,17 @@ Cleaning rules (each refusal is a dead letter with its reason):
 - Anything that would raise while a record is processed becomes a dead letter
   (`processing_error`) naming the exception class, with the events it held.
 
+Memory: what crosses a shuffle is what a runner holding shuffles in memory (the local
+DirectRunner, which keeps each one in its controller until the next stage has read it) grows
+with, so nothing crosses one as an object per event. A reader packs the events of each user
+bucket (a stable hash of the user id into `shuffle_buckets`) into one compressed JSON array per
+flush of `_FLUSH_BYTES`, and the (event id, file, line, user bucket) of each event-id bucket
+the same way: a few tens of bytes per event, and one element per bucket and flush. Duplicates
+are found in the id shuffle, which holds no event fields, and reach the user shuffle as
+positions, so one shuffle of the events both dedupes and sessionizes. Profile versions travel
+with their users' events in that shuffle (bounded by the profile table); the catalogue is the
+only side input (bounded by the catalogue). A worker holds one bucket's events at a time.
+
 Accounting invariant, checked by the tests: events read = events accepted + events
 dead-lettered, in total and for each file, where an accepted event is one folded into an
 interaction record. Every dead-lettered line is written with its reason, its file and line, and
@@ -52,6 +67,7 @@ its bytes (as text, or base64 when they are not UTF-8), so it can be counted, re
 """
 
 import base64
+import collections
 import dataclasses
 import datetime as dt
 import functools
@@ -87,6 +103,13 @@ _ARRIVAL = "arrival_day"
 _POSITION = "delivered_at"
 """(delivery day, file, line) of an event: the order in which copies of one id count."""
 _UPDATED_TS = "updated_ts"
+_IDS = "ids"
+_EVENTS, _DUPLICATES, _PROFILES = "events", "duplicates", "profiles"
+"""Kinds of what crosses the user-bucket shuffle: packed events, packed positions of later
+copies of an event id, and profile rows."""
+_FLUSH_BYTES = 4 << 20
+"""A reader's packed, not yet compressed, event bytes before it emits them: bounds a reader's
+buffer and keeps each bucket's array long enough to compress well."""
 _GZIP_MAGIC = b"\x1f\x8b"
 _TEXT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".txt")
 SPAN_PATTERN = "day={YYYY}-{MM}-{DD}/*.tfrecord.gz"
@@ -121,6 +144,11 @@ class IngestionConfig(Config):
         bot_events_per_hour: more events than this in one clock hour marks bot traffic.
         max_watch_ratio: watch time over this multiple of the duration is implausible.
         num_shards: output example shards per span; 0 lets the runner decide.
+        shuffle_buckets: users (and event ids) are hashed into this many shuffle keys. A
+            worker holds one bucket's events at a time (about the input's events /
+            `shuffle_buckets`), and a runner spreads sessionization over at most this many
+            workers: raise it with the input's size on a distributed runner. It changes no
+            output.
     """
 
     events_glob: str
@@ -135,6 +163,7 @@ class IngestionConfig(Config):
     bot_events_per_hour: int = 300
     max_watch_ratio: float = 3.0
     num_shards: int = 0
+    shuffle_buckets: int = 256
 
     def __post_init__(self) -> None:
         require(self.session_gap_seconds > 0, "session_gap_seconds", "> 0",
@@ -146,6 +175,7 @@ class IngestionConfig(Config):
                 self.bot_events_per_hour)
         require(self.max_watch_ratio >= 1.0, "max_watch_ratio", ">= 1", self.max_watch_ratio)
         require(self.num_shards >= 0, "num_shards", ">= 0", self.num_shards)
+        require(self.shuffle_buckets > 0, "shuffle_buckets", "> 0", self.shuffle_buckets)
 
     @classmethod
     def for_raw(cls, raw_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
@@ -326,74 +356,166 @@ def _lines(handle: BinaryIO, limit: int) -> Iterator[tuple[bytes, int]]:
             yield line.rstrip(b"\n"), length
 
 
-class ReadLines(beam.DoFn):
-    """File path -> ((delivery day, path, line number), line bytes) for every non-blank line;
-    what cannot be read becomes a dead letter instead.
+def _file_lines(path: str, day: str, events: bool, read: list[int]) -> Iterator[Any]:
+    """((day, path, line number), line bytes) for every non-blank line of one file; what
+    cannot be read becomes a dead letter instead.
 
     Args:
-        events: events files, which sit in day partitions and count in the accounting
-            invariant; False for reference tables (profiles, catalogue), whose lines get an
-            empty day and whose refusals are counted apart.
+        day: the file's delivery day ("" for a reference table).
+        events: an events file (its dead letters count in the accounting invariant).
+        read: `[lines read, blank lines]`, incremented here and counted by the caller once
+            per file: a metric update per line costs more than parsing it.
     """
+    number = 0
+    try:
+        with _open_lines(path) as handle:
+            for number, (line, length) in enumerate(_lines(handle, MAX_RECORD_BYTES), 1):
+                if not line.strip():
+                    read[1] += 1
+                    continue
+                position = (day, path, number)
+                read[0] += 1
+                if length > MAX_RECORD_BYTES:
+                    yield _dead(line, Reason.OVERSIZED,
+                                f"{length} bytes > {MAX_RECORD_BYTES}; first bytes kept",
+                                position, events)
+                    continue
+                yield position, line
+    except (OSError, EOFError, ValueError, zlib.error) as error:
+        # A file that cannot be opened, is not JSON lines, or breaks half-way (a truncated
+        # gzip): one dead letter stands for what was not read.
+        read[0] += 1
+        yield _dead(b"", Reason.UNREADABLE_FILE,
+                    f"after line {number}: {_failure(error)}", (day, path, number + 1), events)
 
-    def __init__(self, events: bool = True) -> None:
-        self._events = events
+
+def _count_read(path: str, read: list[int], events: bool) -> None:
+    if events and read[0]:
+        _count("events_read", read[0])
+        _count(f"file_read.{path}", read[0])
+    if read[1]:
+        _count("blank_lines", read[1])
+
+
+class ReadLines(beam.DoFn):
+    """Reference table path (profiles, catalogue) -> ((\"\", path, line number), line bytes)
+    for every non-blank line; what cannot be read becomes a dead letter, counted apart from
+    events."""
 
     def process(self, path: str) -> Iterator[Any]:
-        day = delivery_day(path) if self._events else ""
-        number = 0
-        try:
-            with _open_lines(path) as handle:
-                for number, (line, length) in enumerate(_lines(handle, MAX_RECORD_BYTES), 1):
-                    if not line.strip():
-                        _count("blank_lines")
-                        continue
-                    position = (day, path, number)
-                    if length > MAX_RECORD_BYTES:
-                        self._read(path)
-                        yield _dead(line, Reason.OVERSIZED,
-                                    f"{length} bytes > {MAX_RECORD_BYTES}; first bytes kept",
-                                    position, self._events)
-                        continue
-                    self._read(path)
-                    yield position, line
-        except (OSError, EOFError, ValueError, zlib.error) as error:
-            # A file that cannot be opened, is not JSON lines, or breaks half-way (a truncated
-            # gzip): one dead letter stands for what was not read.
-            self._read(path)
-            yield _dead(b"", Reason.UNREADABLE_FILE,
-                        f"after line {number}: {_failure(error)}", (day, path, number + 1),
-                        self._events)
-
-    def _read(self, path: str) -> None:
-        if self._events:
-            _count("events_read")
-            _count(f"file_read.{path}")
+        read = [0, 0]
+        yield from _file_lines(path, "", False, read)
+        _count_read(path, read, False)
 
 
-class ParseEvent(beam.DoFn):
-    """(position, line) -> validated event dict stamped with its delivery day and position,
-    or a dead letter with the reason."""
+def bucket(key: str, buckets: int) -> int:
+    """A stable hash of `key` into [0, buckets): the same in every process and on every runner
+    (Python's `hash` of a str is salted per process)."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % buckets
 
-    def __init__(self, max_lateness_seconds: int, max_early_seconds: int) -> None:
+
+class _Packer:
+    """Items packed per bucket into compressed JSON arrays: what crosses a shuffle is one
+    element per bucket and flush, not one object per event, so a runner that holds a shuffle
+    in memory (the local DirectRunner) holds a few compressed bytes per event."""
+
+    def __init__(self, kind: str) -> None:
+        self._kind = kind
+        self._arrays: dict[int, bytearray] = {}
+        self.size = 0
+
+    def add(self, key: int, item: bytes) -> None:
+        # Copied into one array per bucket at once: each `orjson.dumps` result holds a
+        # 4 KiB allocation whatever its length, so a list of them costs 20x the bytes.
+        array = self._arrays.get(key)
+        if array is None:
+            self._arrays[key] = array = bytearray(b"[")
+        else:
+            array += b","
+        array += item
+        self.size += len(item) + 1
+
+    def emit(self) -> Iterator[tuple[int, tuple[str, bytes]]]:
+        """(bucket, (kind, compressed JSON array)) per bucket held; empties the buffer."""
+        arrays, self._arrays, self.size = self._arrays, {}, 0
+        for key, array in arrays.items():
+            array += b"]"
+            yield key, (self._kind, zlib.compress(array, 1))
+
+
+def _unpack(blob: bytes) -> list[Any]:
+    return orjson.loads(zlib.decompress(blob))
+
+
+class ReadEvents(beam.DoFn):
+    """Index of an events file -> its valid events packed per user bucket (main output), their
+    (event id, file, line, user bucket) packed per event-id bucket (`ids`), and a dead letter
+    for every line refused while reading or parsing.
+
+    A packed event is the contract's event dict with `delivered_at` = [file index, line], the
+    files indexed in delivery order (day, then path), so positions compare as (day, path, line)
+    do.
+
+    Args:
+        files: the events files in delivery order.
+        buckets: shuffle keys users and event ids are hashed into.
+        max_lateness_seconds, max_early_seconds: the delivery window of time stamps.
+    """
+
+    def __init__(self, files: list[str], buckets: int, max_lateness_seconds: int,
+                 max_early_seconds: int) -> None:
+        self._files = files
+        self._buckets = buckets
         self._lateness = max_lateness_seconds
         self._early = max_early_seconds
 
-    def process(self, element: tuple[tuple[str, str, int], bytes]) -> Iterator[Any]:
-        position, line = element
-        parsed = parse_event(line, _delivery_window(position[0], self._lateness, self._early))
-        if parsed.event is None:
-            yield _dead(line, parsed.reason, parsed.detail, position)
-            return
-        yield {**parsed.event, _ARRIVAL: position[0], _POSITION: position}
+    def process(self, index: int) -> Iterator[Any]:
+        path = self._files[index]
+        day = delivery_day(path)
+        window = _delivery_window(day, self._lateness, self._early)
+        events, ids = _Packer(_EVENTS), _Packer(_IDS)
+        read = [0, 0]
+        for element in _file_lines(path, day, True, read):
+            if isinstance(element, beam.pvalue.TaggedOutput):
+                yield element
+                continue
+            (_, _, number), line = element
+            parsed = parse_event(line, window)
+            if parsed.event is None:
+                yield _dead(line, parsed.reason, parsed.detail, element[0])
+                continue
+            event = parsed.event
+            user_bucket = bucket(event[F.USER_ID], self._buckets)
+            event[_POSITION] = (index, number)
+            events.add(user_bucket, orjson.dumps(event))
+            ids.add(bucket(event["event_id"], self._buckets),
+                    orjson.dumps((event["event_id"], index, number, user_bucket)))
+            if events.size >= _FLUSH_BYTES:
+                yield from events.emit()
+                for packed in ids.emit():
+                    yield beam.pvalue.TaggedOutput(_IDS, packed)
+        yield from events.emit()
+        for packed in ids.emit():
+            yield beam.pvalue.TaggedOutput(_IDS, packed)
+        _count_read(path, read, True)
 
 
-def _first_delivered(element: tuple[str, Iterable[dict[str, Any]]]) -> Iterator[Any]:
-    """Keeps the earliest delivered copy of an event id; the others are dead letters."""
-    event_id, copies = element
-    ordered = sorted(copies, key=lambda event: tuple(event[_POSITION]))
-    yield ordered[0]
-    yield from _dead_events(ordered[1:], Reason.DUPLICATE_EVENT_ID, event_id)
+def _later_copies(element: tuple[int, Iterable[tuple[str, bytes]]]
+                  ) -> Iterator[tuple[int, tuple[str, bytes]]]:
+    """Event-id bucket -> the positions of every copy of an id but the earliest delivered,
+    packed per the user bucket that holds the copy (where it is dead-lettered)."""
+    _, values = element
+    copies: dict[str, list[tuple[int, int, int]]] = {}
+    for _, blob in values:
+        for event_id, index, number, user_bucket in _unpack(blob):
+            copies.setdefault(event_id, []).append((index, number, user_bucket))
+    later = _Packer(_DUPLICATES)
+    for positions in copies.values():
+        if len(positions) > 1:
+            positions.sort()
+            for index, number, user_bucket in positions[1:]:
+                later.add(user_bucket, orjson.dumps((index, number)))
+    yield from later.emit()
 
 
 def _activity_ends(events: list[dict[str, Any]], max_play_seconds: int) -> list[int]:
@@ -483,11 +605,83 @@ def _profile_as_of(versions: Iterable[dict[str, Any]], ts: int) -> dict[str, Any
     return (in_force or ordered or [None])[-1]
 
 
+class Sessionize(beam.DoFn):
+    """User bucket -> the interaction tf.Examples of its users' sessions, each on the output
+    `span_<i>` of its span (`days[i]`), and a dead letter for every event refused after
+    parsing.
+
+    The bucket's values are its users' packed events, the positions of the ones whose event id
+    was delivered earlier (duplicates), and its users' profile versions; the catalogue is a
+    side input. A worker holds one bucket's events at a time.
+
+    Args:
+        config: sessionization and cleaning rules.
+        files: the events files in delivery order, as `ReadEvents` indexed them.
+        days: the output spans, in order.
+    """
+
+    def __init__(self, config: IngestionConfig, files: list[str], days: list[str]) -> None:
+        self._gap = config.session_gap_seconds
+        self._max_play = config.max_play_seconds
+        self._bot = config.bot_events_per_hour
+        self._max_watch_ratio = config.max_watch_ratio
+        self._files = files
+        self._days = days
+
+    def process(self, element: tuple[int, Iterable[tuple[str, bytes]]],
+                catalogue: Mapping[str, dict[str, Any]]) -> Iterator[Any]:
+        _, values = element
+        packed: list[bytes] = []
+        later: set[tuple[int, int]] = set()
+        profiles: dict[str, list[dict[str, Any]]] = {}
+        for kind, blob in values:
+            if kind == _EVENTS:
+                packed.append(blob)
+            elif kind == _DUPLICATES:
+                later.update((index, number) for index, number in _unpack(blob))
+            else:
+                row = orjson.loads(blob)
+                profiles.setdefault(row[F.USER_ID], []).append(row)
+        places = [(delivery_day(path), path) for path in self._files]
+        users: dict[str, list[dict[str, Any]]] = {}
+        for blob in packed:
+            for event in _unpack(blob):
+                index, number = event[_POSITION]
+                day, path = places[index]
+                event[_ARRIVAL] = day
+                event[_POSITION] = (day, path, number)
+                if (index, number) in later:
+                    yield from _dead_events([event], Reason.DUPLICATE_EVENT_ID,
+                                            event["event_id"])
+                else:
+                    users.setdefault(event[F.USER_ID], []).append(event)
+        counts: collections.Counter[str] = collections.Counter()
+        spans = {day: f"span_{i}" for i, day in enumerate(self._days)}
+        for user_id, events in users.items():
+            for item in _sessionize((user_id, events), self._gap, self._max_play, self._bot):
+                if isinstance(item, beam.pvalue.TaggedOutput):
+                    yield item
+                    continue
+                for out in _aggregate(item, profiles, catalogue, self._max_watch_ratio):
+                    if isinstance(out, beam.pvalue.TaggedOutput):
+                        yield out
+                        continue
+                    span, record, record_events = out
+                    counts["events_accepted"] += len(record_events)
+                    for event in record_events:
+                        counts[f"file_accepted.{event[_POSITION][1]}"] += 1
+                    counts["records_written"] += 1
+                    counts[f"span.{span}"] += 1
+                    yield beam.pvalue.TaggedOutput(spans[span], to_example(record))
+        for name, count in counts.items():
+            _count(name, count)
+
+
 def _aggregate(element: tuple[list[dict[str, Any]], str],
-               profiles: Mapping[str, list[dict[str, Any]]], catalogue: dict[str, dict[str, Any]],
-               max_watch_ratio: float) -> Iterator[Any]:
-    """One session -> (span, interaction record) per title, joined with profile and catalogue;
-    a session that fails is dead-lettered whole."""
+               profiles: Mapping[str, list[dict[str, Any]]],
+               catalogue: Mapping[str, dict[str, Any]], max_watch_ratio: float) -> Iterator[Any]:
+    """One session -> (span, interaction record, its events) per title, joined with profile
+    and catalogue; a session that fails is dead-lettered whole."""
     session, _ = element
     try:
         yield from _records(element, profiles, catalogue, max_watch_ratio)
@@ -496,8 +690,8 @@ def _aggregate(element: tuple[list[dict[str, Any]], str],
 
 
 def _records(element: tuple[list[dict[str, Any]], str],
-             profiles: Mapping[str, list[dict[str, Any]]], catalogue: dict[str, dict[str, Any]],
-             max_watch_ratio: float) -> Iterator[Any]:
+             profiles: Mapping[str, list[dict[str, Any]]],
+             catalogue: Mapping[str, dict[str, Any]], max_watch_ratio: float) -> Iterator[Any]:
     session, history = element
     user_id = session[0][F.USER_ID]
     span = session[0][_ARRIVAL]
@@ -522,17 +716,10 @@ def _records(element: tuple[list[dict[str, Any]], str],
             continue
         records.append((events, _record(user_id, profile, history, title_id, title, events,
                                         duration, stops)))
-    # Built before anything is counted: a failure above dead-letters the whole session once.
+    # Built before anything is yielded: a failure above dead-letters the whole session once,
+    # and the caller counts what it accepts.
     for events, record in records:
-        _count("events_accepted", len(events))
-        files: dict[str, int] = {}
-        for event in events:
-            files[event[_POSITION][1]] = files.get(event[_POSITION][1], 0) + 1
-        for path, count in files.items():
-            _count(f"file_accepted.{path}", count)
-        _count("records_written")
-        _count(f"span.{span}")
-        yield span, record
+        yield span, record, events
 
 
 def _record(user_id: str, profile: dict[str, Any], history: str, title_id: str,
@@ -641,11 +828,24 @@ def _reference_rows(pipeline: beam.Pipeline, label: str, path: str, key: str,
     read = (pipeline
             | f"Match{label}" >> fileio.MatchFiles(path)
             | f"Path{label}" >> beam.Map(lambda metadata: metadata.path)
-            | f"Read{label}" >> beam.ParDo(ReadLines(events=False)).with_outputs(
+            | f"Read{label}" >> beam.ParDo(ReadLines()).with_outputs(
                 _DEAD_LETTER, main="lines"))
     parsed = read.lines | f"Parse{label}" >> beam.ParDo(
         ParseReference(key, rules, reason)).with_outputs(_DEAD_LETTER, main="rows")
     return parsed.rows, [read[_DEAD_LETTER], parsed[_DEAD_LETTER]]
+
+
+def event_files(events_glob: str) -> list[str]:
+    """The events files `events_glob` matches, in delivery order (day, then path): the order
+    in which copies of one event id count.
+
+    Raises:
+        ValueError: nothing matches, or a matched file sits outside a day partition.
+    """
+    paths = tf.io.gfile.glob(events_glob)
+    if not paths:
+        raise ValueError(f"events_glob {events_glob!r} matches no files.")
+    return sorted(paths, key=lambda path: (delivery_day(path), path))
 
 
 def delivery_days(events_glob: str) -> list[str]:
@@ -654,15 +854,18 @@ def delivery_days(events_glob: str) -> list[str]:
     Raises:
         ValueError: nothing matches, or a matched file sits outside a day partition.
     """
-    paths = tf.io.gfile.glob(events_glob)
-    if not paths:
-        raise ValueError(f"events_glob {events_glob!r} matches no files.")
-    return sorted({delivery_day(path) for path in paths})
+    return sorted({delivery_day(path) for path in event_files(events_glob)})
 
 
 def build_pipeline(pipeline: beam.Pipeline, config: IngestionConfig) -> None:
-    """Adds the ingestion transforms to `pipeline` (runner-agnostic)."""
-    days = delivery_days(config.events_glob)
+    """Adds the ingestion transforms to `pipeline` (runner-agnostic).
+
+    Raises:
+        ValueError: no events file, or one outside a day partition.
+    """
+    files = event_files(config.events_glob)
+    days = sorted({delivery_day(path) for path in files})
+    buckets = config.shuffle_buckets
     profiles, dead = _reference_rows(pipeline, "Users", config.users_path, F.USER_ID,
                                      _PROFILE_RULES, INVALID_PROFILE)
     if config.profile_updates_glob and tf.io.gfile.glob(config.profile_updates_glob):
@@ -675,45 +878,32 @@ def build_pipeline(pipeline: beam.Pipeline, config: IngestionConfig) -> None:
                                       _TITLE_RULES, INVALID_TITLE)
     dead += more
 
-    lines = (pipeline
-             | "MatchEvents" >> fileio.MatchFiles(config.events_glob)
-             | "EventPaths" >> beam.Map(lambda metadata: metadata.path)
-             | "SpreadFiles" >> beam.Reshuffle()
-             | "ReadEvents" >> beam.ParDo(ReadLines()).with_outputs(_DEAD_LETTER, main="lines"))
-    parsed = (lines.lines
-              | "Parse" >> beam.ParDo(ParseEvent(config.max_lateness_seconds,
-                                                 config.max_early_seconds)).with_outputs(
-                  _DEAD_LETTER, main="events"))
-    unique = (parsed.events
-              | "KeyByEventId" >> beam.Map(lambda e: (e["event_id"], e))
-              | "GroupByEventId" >> beam.GroupByKey()
-              | "Deduplicate" >> beam.FlatMap(_first_delivered).with_outputs(
-                  _DEAD_LETTER, main="events"))
-    sessions = (unique.events
-                | "KeyByUser" >> beam.Map(lambda e: (e[F.USER_ID], e))
-                | "GroupByUser" >> beam.GroupByKey()
-                | "Sessionize" >> beam.FlatMap(
-                    _sessionize, config.session_gap_seconds, config.max_play_seconds,
-                    config.bot_events_per_hour).with_outputs(_DEAD_LETTER, main="sessions"))
-    # Versions grouped per user and read as one dict: a multimap side input would cost a
-    # runner round trip per session lookup.
-    profile_versions = profiles | "GroupProfileVersions" >> beam.GroupByKey()
-    records = (sessions.sessions
-               | "Aggregate" >> beam.FlatMap(
-                   _aggregate, profiles=beam.pvalue.AsDict(profile_versions),
-                   catalogue=beam.pvalue.AsDict(catalogue),
-                   max_watch_ratio=config.max_watch_ratio).with_outputs(
-                       _DEAD_LETTER, main="records"))
-    by_day = records.records | "SplitBySpan" >> beam.Partition(
-        lambda element, _: days.index(element[0]), len(days))
-    for day, span in zip(days, by_day):
-        _ = (span
-             | f"ToExample[{day}]" >> beam.Map(lambda element: to_example(element[1]))
+    read = (pipeline
+            | "EventFiles" >> beam.Create(range(len(files)))
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadEvents" >> beam.ParDo(ReadEvents(
+                files, buckets, config.max_lateness_seconds,
+                config.max_early_seconds)).with_outputs(_IDS, _DEAD_LETTER, main="events"))
+    later_copies = (read[_IDS]
+                    | "GroupByEventIdBucket" >> beam.GroupByKey()
+                    | "FindLaterCopies" >> beam.FlatMap(_later_copies))
+    # Profile versions travel with their users' events (bounded by the profile table, and
+    # split over the buckets), not as a side input every worker would hold whole.
+    versions = profiles | "KeyProfilesByUserBucket" >> beam.Map(
+        lambda pair, n: (bucket(pair[0], n), (_PROFILES, orjson.dumps(pair[1]))), buckets)
+    tags = [f"span_{i}" for i in range(len(days))]
+    sessions = ((read.events, later_copies, versions)
+                | "ByUserBucket" >> beam.Flatten()
+                | "GroupByUserBucket" >> beam.GroupByKey()
+                | "Sessionize" >> beam.ParDo(
+                    Sessionize(config, files, days),
+                    catalogue=beam.pvalue.AsDict(catalogue)).with_outputs(_DEAD_LETTER, *tags))
+    for day, tag in zip(days, tags):
+        _ = (sessions[tag]
              | f"WriteExamples[{day}]" >> beam.io.WriteToTFRecord(
                  str(pathlib.Path(config.examples_dir) / f"day={day}" / "interactions"),
                  file_name_suffix=".tfrecord.gz", num_shards=config.num_shards))
-    _ = ((lines[_DEAD_LETTER], parsed[_DEAD_LETTER], unique[_DEAD_LETTER],
-          sessions[_DEAD_LETTER], records[_DEAD_LETTER], *dead)
+    _ = ((read[_DEAD_LETTER], sessions[_DEAD_LETTER], *dead)
          | "MergeDeadLetters" >> beam.Flatten()
          | "WriteDeadLetters" >> beam.io.WriteToText(
              str(pathlib.Path(config.dead_letter_dir) / "dead_letter"),

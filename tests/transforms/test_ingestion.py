@@ -186,6 +186,31 @@ def test_multi_process_runner_gives_the_same_records(ingested, tmp_path):
     assert _plain(_records(parallel)) == _plain(_records(config))
 
 
+def test_buckets_and_flushes_change_no_output(ingested, tmp_path, monkeypatch):
+    # One bucket holds every user and id; a one-byte flush packs each event alone: the records,
+    # dead letters and counters are those of the default 256 buckets and 4 MiB flushes.
+    from transforms import ingestion
+
+    config, report = ingested
+    monkeypatch.setattr(ingestion, "_FLUSH_BYTES", 1)
+    packed = IngestionConfig(**{**config.to_dict(), "output_dir": str(tmp_path / "one"),
+                                "shuffle_buckets": 1})
+    assert run_ingestion(packed) == report
+    assert _plain(_records(packed)) == _plain(_records(config))
+    assert sorted(_dead_letter_lines(packed)) == sorted(_dead_letter_lines(config))
+
+
+def test_shuffle_buckets_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="shuffle_buckets"):
+        IngestionConfig(events_glob="e", users_path="u", titles_path="t",
+                        output_dir=str(tmp_path), shuffle_buckets=0)
+
+
+def _dead_letter_lines(config: IngestionConfig) -> list[str]:
+    return [line for path in pathlib.Path(config.dead_letter_dir).glob("*.jsonl")
+            for line in path.read_text().splitlines()]
+
+
 def _plain(records: list[dict]) -> list[dict]:
     return [{key: value.item() if hasattr(value, "item") else value
              for key, value in record.items()} for record in records]

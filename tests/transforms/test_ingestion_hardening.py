@@ -132,6 +132,32 @@ def test_the_earliest_delivered_copy_of_an_event_id_wins(tmp_path):
     assert letter["file"].endswith("part-1.jsonl") and json.loads(letter["record"])[F_WATCH] == 10.0
 
 
+@pytest.mark.parametrize("buckets", [1, 256])
+def test_the_earliest_copy_wins_whichever_user_it_names(tmp_path, buckets):
+    # An id is one event: a copy under another user is refused too, and the copy kept is the
+    # earliest delivered (here u2's, in part-0), even though the copies' users hash to
+    # different buckets (with 256) and are sessionized apart.
+    first = _event("d1", "like", user="u2", ts=T0 + 50)
+    real = _event("d1", "play_stop", ts=T0 + 100, watch_seconds=900.0)
+    later = _event("d2", "like", ts=T0 + 200)
+    again = _event("d2", "like", ts=T0 + 200)
+    users = [json.dumps(u).encode() for u in USERS + [{**USERS[0], "user_id": "u2"}]]
+    config = _world(tmp_path, {"part-0.jsonl": _lines(GOOD[0], first, later),
+                               "part-1.jsonl": _lines(real, again)}, users)
+    config = IngestionConfig(**{**config.to_dict(), "shuffle_buckets": buckets})
+    if buckets > 1:
+        assert ingestion.bucket("u1", buckets) != ingestion.bucket("u2", buckets)
+    report = run_ingestion(config)
+    assert report.balanced and report.dead_lettered == {Reason.DUPLICATE_EVENT_ID: 2}
+    letters = _dead_letters(config)
+    assert {(l["file"].rsplit("/", 1)[1], l["line"], l["detail"]) for l in letters} == {
+        ("part-1.jsonl", 1, "d1"), ("part-1.jsonl", 2, "d2")}
+    records = _records(config)
+    # u1 keeps its start and d2's first copy (t1: nothing watched, liked); u2 keeps d1's like.
+    assert sorted((r["user_id"], r["liked"], r[F_WATCH]) for r in records) == [
+        (b"u1", 1, 0.0), (b"u2", 1, 0.0)]
+
+
 def test_bad_profile_and_catalogue_rows_are_refused_not_fatal(tmp_path):
     users = [json.dumps(USERS[0]).encode(), b'{"user_id": "u2", "age": "old"}', b"\xff\xfe",
              json.dumps({**USERS[0], "user_id": "u3", "age": True}).encode()]
