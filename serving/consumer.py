@@ -35,7 +35,7 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from serving.store import ProfileStore
 from recs.contract import events as E
@@ -121,6 +121,9 @@ class ProfileUpdater:
             stream entry's time) an event may be stamped.
         max_watch_ratio: watch time over this multiple of the title's duration is refused.
         max_backoff_s: the longest wait between retries after a transient failure.
+        clock: seconds since the epoch at which a message counts as arrived; None takes the
+            stream entry's own time (the Redis server's clock). A simulation that plays days
+            faster than they pass (`simulation.loop`) passes its simulated clock.
     """
 
     def __init__(self, redis_client: Any, store: ProfileStore,
@@ -129,7 +132,8 @@ class ProfileUpdater:
                  dead_letter_stream: str = E.DEAD_LETTER_STREAM, claim_idle_ms: int = 30_000,
                  batch: int = 100, max_deliveries: int = 10,
                  max_lateness_seconds: int = 2 * 86_400, max_early_seconds: int = 3600,
-                 max_watch_ratio: float = 3.0, max_backoff_s: float = 30.0) -> None:
+                 max_watch_ratio: float = 3.0, max_backoff_s: float = 30.0,
+                 clock: Callable[[], float] | None = None) -> None:
         checks = {"claim_idle_ms": (claim_idle_ms, claim_idle_ms >= 0, ">= 0"),
                   "batch": (batch, batch >= 1, ">= 1"),
                   "max_deliveries": (max_deliveries, max_deliveries >= 1, ">= 1"),
@@ -155,6 +159,7 @@ class ProfileUpdater:
         self.max_early_seconds = max_early_seconds
         self.max_watch_ratio = max_watch_ratio
         self.max_backoff_s = max_backoff_s
+        self.clock = clock
         self.counts = ConsumerCounts()
         self._own_pending_done = False
         self._backoff_s = 0.0
@@ -180,7 +185,8 @@ class ProfileUpdater:
         self.counts.dead_lettered[reason] = self.counts.dead_lettered.get(reason, 0) + 1
 
     def _arrival_window(self, message_id: bytes) -> TimeWindow:
-        arrival_s = int(_text(message_id).split("-")[0]) // 1000
+        arrival_s = (int(self.clock()) if self.clock is not None
+                     else int(_text(message_id).split("-")[0]) // 1000)
         return TimeWindow.around(arrival_s, 1, self.max_lateness_seconds,
                                  self.max_early_seconds)
 

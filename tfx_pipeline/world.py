@@ -155,6 +155,35 @@ def cached_world(config: WorldConfig = WorldConfig(), cache_dir: str | pathlib.P
 
 
 def _build(world: World, config: WorldConfig) -> None:
+    from recs.data.synthetic import generate
+
+    data = generate(config.generator, world.raw)
+    _fit(world, config, data.events_dir, data.users_path, data.titles_path)
+
+
+def build_world_from_logs(root: str | pathlib.Path, raw: str | pathlib.Path,
+                          config: WorldConfig = WorldConfig()) -> World:
+    """Builds a world under `root` (new or empty) from logs already written in the
+    generator's layout under `raw` (`events/day=D/*`, `users.jsonl`, `titles.jsonl`), e.g.
+    generated days followed by a closed loop's (`simulation.loop`): the retraining step of
+    the loop. `config.generator` is not used.
+
+    Raises:
+        ValueError: `root` is not empty.
+    """
+    world = World(pathlib.Path(root))
+    if world.root.exists() and any(world.root.iterdir()):
+        raise ValueError(f"root {str(root)!r} is not empty; give build_world_from_logs a new "
+                         "folder.")
+    world.root.mkdir(parents=True, exist_ok=True)
+    raw = pathlib.Path(raw)
+    _fit(world, config, raw / "events", raw / "users.jsonl", raw / "titles.jsonl")
+    return world
+
+
+def _fit(world: World, config: WorldConfig, events_dir: pathlib.Path,
+         users_path: pathlib.Path, titles_path: pathlib.Path) -> None:
+    """Ingestion, tf.Transform, training and export of the logs under `events_dir`."""
     import numpy as np
     import tensorflow as tf
     import tensorflow_transform as tft
@@ -164,16 +193,13 @@ def _build(world: World, config: WorldConfig) -> None:
     from recs import features as F
     from recs.assembly import assemble
     from recs.data.catalogue import read_jsonl, to_columns
-    from recs.data.synthetic import generate
     from recs.models import DeepRanker, FeatureSizes, TwoTowerModel
     from recs.training import train_ranker, train_retrieval
     from transforms.ingestion import IngestionConfig, run_ingestion
     from transforms.preprocessing import preprocessing_fn
 
-    data = generate(config.generator, world.raw)
-    run_ingestion(IngestionConfig(events_glob=str(data.events_dir / "*" / "*"),
-                                  users_path=str(data.users_path),
-                                  titles_path=str(data.titles_path),
+    run_ingestion(IngestionConfig(events_glob=str(events_dir / "*" / "*"),
+                                  users_path=str(users_path), titles_path=str(titles_path),
                                   output_dir=str(world.root / "ingested")))
     records = world.records()
     spec = F.raw_feature_spec()
@@ -202,5 +228,5 @@ def _build(world: World, config: WorldConfig) -> None:
         retrieval.candidate_tower(batch)
         ranker = DeepRanker(sizes, config.ranker)
         ranker(batch)
-    assemble(output, retrieval, ranker, read_jsonl(str(data.titles_path)),
+    assemble(output, retrieval, ranker, read_jsonl(str(titles_path)),
              to_columns(records, F.QUERY_FEATURES), config.index, str(world.serving_dir))

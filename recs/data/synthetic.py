@@ -209,7 +209,7 @@ class _Titles:
                        np.concatenate([self.quality, other.quality]))
 
 
-class _World:
+class World:
     """The hidden truth: latent tastes, catalogue and profiles, as arrays."""
 
     def __init__(self, config: GeneratorConfig) -> None:
@@ -320,6 +320,28 @@ class _World:
                 self.declared[user, rng.integers(len(GENRES))] = True
         return changed
 
+    def affinity(self, users: np.ndarray, titles: np.ndarray) -> np.ndarray:
+        """Hidden affinity (cosine of the latent tastes, in [-1, 1]) of each (user, title)
+        pair, `[n]`."""
+        return np.einsum("pd,pd->p", self.user_latent[users], self.titles.latent[titles])
+
+    def watch(self, users: np.ndarray, titles: np.ndarray, devices: np.ndarray,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """How each started play goes: engaged, seconds watched, liked (`[n]` each).
+
+        Engagement follows the hidden affinity and the title's quality, plus the observable
+        parts of the truth: a preferred genre and a big screen help. The generator and the
+        closed-loop simulator (`simulation.behaviour`) share this one rule.
+        """
+        genre_match = self.declared[users, self.titles.genre[titles]]
+        logit = (4.0 * self.affinity(users, titles) - 1.0 + 1.2 * genre_match
+                 + _DEVICE_EFFECT[devices] + self.titles.quality[titles])
+        engaged = rng.random(len(users)) < _sigmoid(logit)
+        ratio = np.where(engaged, rng.beta(6, 2, len(users)), rng.beta(0.6, 5, len(users)))
+        watched = np.round(ratio * self.titles.duration[titles], 1)
+        liked = engaged & (rng.random(len(users)) < 0.6 * ratio)
+        return engaged, watched, liked
+
     def choose_titles(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Draws one title per entry of `users` from softmax(affinity / T + log popularity).
 
@@ -353,7 +375,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 @dataclasses.dataclass
-class _Plays:
+class Plays:
     """One block's plays as columns (one entry per title started)."""
 
     user: np.ndarray
@@ -368,8 +390,8 @@ class _Plays:
     overlong: np.ndarray        # The stop reports an implausible watch time.
 
 
-def _simulate_block(world: _World, config: GeneratorConfig, users: np.ndarray,
-                    day: int, day_start: int, rng: np.random.Generator) -> _Plays:
+def _simulate_block(world: World, config: GeneratorConfig, users: np.ndarray,
+                    day: int, day_start: int, rng: np.random.Generator) -> Plays:
     weekend = dt.datetime.fromtimestamp(day_start, dt.timezone.utc).weekday() >= 5
     rate = (config.sessions_per_user_day * world.activity[users]
             * np.exp(-world.decay[users] * day) * (1.3 if weekend else 1.0))
@@ -386,22 +408,14 @@ def _simulate_block(world: _World, config: GeneratorConfig, users: np.ndarray,
     user = session_user[session_of_play]
     title = world.choose_titles(user, rng)
 
-    affinity = np.einsum("pd,pd->p", world.user_latent[user], world.titles.latent[title])
-    # Observable parts of the truth: a preferred genre and a big screen help.
-    genre_match = world.declared[user, world.titles.genre[title]]
-    logit = (4.0 * affinity - 1.0 + 1.2 * genre_match + _DEVICE_EFFECT[device[session_of_play]]
-             + world.titles.quality[title])
-    engaged = rng.random(len(user)) < _sigmoid(logit)
-    ratio = np.where(engaged, rng.beta(6, 2, len(user)), rng.beta(0.6, 5, len(user)))
-    watched = np.round(ratio * world.titles.duration[title], 1)
-    liked = engaged & (rng.random(len(user)) < 0.6 * ratio)
+    engaged, watched, liked = world.watch(user, title, device[session_of_play], rng)
     # Plays follow each other within a session: watch time, 2 s, then a 30-300 s pause.
     step = watched.astype(np.int64) + 2 + rng.integers(30, 300, len(user))
     offset = np.cumsum(step) - step
     first_play = np.repeat(np.cumsum(titles_per_session) - titles_per_session,
                            titles_per_session)
     offset -= offset[first_play]
-    return _Plays(
+    return Plays(
         user=user, title=title, device=device[session_of_play],
         start=session_start[session_of_play] + offset, watched=watched, engaged=engaged,
         liked=liked,
@@ -410,7 +424,7 @@ def _simulate_block(world: _World, config: GeneratorConfig, users: np.ndarray,
         overlong=rng.random(len(user)) < config.overlong_watch_rate)
 
 
-def _play_events(world: _World, plays: _Plays, day_tag: str, rng: np.random.Generator,
+def play_events(world: World, plays: Plays, day_tag: str, rng: np.random.Generator,
                  counts: dict[str, int]) -> Iterator[tuple[dict[str, object], bool]]:
     """Renders a block's plays as raw events (play_start, skip?, play_stop, like?).
 
@@ -451,7 +465,7 @@ def _play_events(world: _World, plays: _Plays, day_tag: str, rng: np.random.Gene
             yield event, clean
 
 
-def _bot_events(world: _World, user: int, day_start: int, rng: np.random.Generator
+def _bot_events(world: World, user: int, day_start: int, rng: np.random.Generator
                 ) -> Iterator[dict[str, object]]:
     """A scraper or stuck client: hundreds of plays within one clock hour."""
     hour_start = day_start + int(rng.integers(0, 24)) * 3600
@@ -517,7 +531,7 @@ def generate(config: GeneratorConfig, out_dir: str | pathlib.Path) -> GeneratedD
     events_dir = root / "events"
     updates_dir = root / "profile_updates"
     events_dir.mkdir(parents=True, exist_ok=True)
-    world = _World(config)
+    world = World(config)
     launched = world.launched_titles(config)
     with (root / "users.jsonl").open("w") as handle:
         for index in range(config.num_users):
@@ -552,7 +566,22 @@ def generate(config: GeneratorConfig, out_dir: str | pathlib.Path) -> GeneratedD
                          faults=counts)
 
 
-def _write_profile_updates(world: _World, config: GeneratorConfig, day: int,
+def world_after(config: GeneratorConfig) -> World:
+    """The hidden truth as it stands after `generate(config)`'s last day: the same world with
+    its profile changes and taste shift replayed (no events drawn), for a simulation that
+    continues it (`simulation.loop`)."""
+    world = World(config)
+    launched = world.launched_titles(config)
+    for day in range(config.days):
+        if day == config.drift_day:
+            world.shift(config, launched)
+        if day:
+            world.change_profiles(np.random.default_rng([config.seed, day, 1]),
+                                  config.profile_change_rate)
+    return world
+
+
+def _write_profile_updates(world: World, config: GeneratorConfig, day: int,
                            day_dir: pathlib.Path, day_start: int) -> None:
     day_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([config.seed, day, 1])
@@ -562,7 +591,7 @@ def _write_profile_updates(world: _World, config: GeneratorConfig, day: int,
             handle.write(json.dumps({**world.profile(user), "updated_ts": day_start}) + "\n")
 
 
-def _write_day(world: _World, config: GeneratorConfig, day: int, day_start: int,
+def _write_day(world: World, config: GeneratorConfig, day: int, day_start: int,
                day_tag: str, files: _EventFiles, counts: dict[str, int], last_day: bool
                ) -> list[str]:
     """Writes one day's events; returns the lines held back for the next day."""
@@ -577,7 +606,7 @@ def _write_day(world: _World, config: GeneratorConfig, day: int, day_start: int,
         users = np.arange(first, min(first + _USER_BLOCK, config.num_users))
         rng = np.random.default_rng([config.seed, day, 0, block])
         plays = _simulate_block(world, config, users[~world.bot[users]], day, day_start, rng)
-        for event, clean in _play_events(world, plays, f"{day_tag}b{block}", rng, counts):
+        for event, clean in play_events(world, plays, f"{day_tag}b{block}", rng, counts):
             event = {"event_id": f"e{day_tag}-{sequence:010d}", **event}
             sequence += 1
             counts["events"] += 1
