@@ -78,7 +78,7 @@ import math
 import pathlib
 import re
 import zlib
-from typing import Any, BinaryIO, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 import orjson
@@ -940,8 +940,12 @@ def run_ingestion(config: IngestionConfig, beam_args: list[str] | None = None
     return _report(result)
 
 
-def _report(result: beam.runners.runner.PipelineResult) -> IngestionReport:
-    query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(_NAMESPACE))
+def counters(result: beam.runners.runner.PipelineResult, namespace: str
+             ) -> Callable[[str], dict[str, int]]:
+    """A finished run's counters of `namespace`, summed over steps: the returned function
+    maps a name prefix to {rest of the name: count} for the non-zero counters under it
+    (committed counts, else attempted, as runners differ in which they report)."""
+    query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(namespace))
     totals: dict[str, int] = {}
     for counter in query["counters"]:
         name = counter.key.metric.name
@@ -950,6 +954,12 @@ def _report(result: beam.runners.runner.PipelineResult) -> IngestionReport:
     def prefixed(prefix: str) -> dict[str, int]:
         return {name[len(prefix):]: count for name, count in sorted(totals.items())
                 if name.startswith(prefix) and count}
+
+    return prefixed
+
+
+def _report(result: beam.runners.runner.PipelineResult) -> IngestionReport:
+    prefixed = counters(result, _NAMESPACE)
 
     read, accepted, dead = (prefixed("file_read."), prefixed("file_accepted."),
                             prefixed("file_dead."))
