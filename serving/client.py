@@ -33,21 +33,37 @@ class ModelServerError(RuntimeError):
         self.message = message
 
 
+def check_version_choice(version: int | None, label: str) -> None:
+    """A call names a version by number or by label, not both (TF Serving's ModelSpec holds
+    one of them).
+
+    Raises:
+        ValueError: both are given.
+    """
+    if label and version is not None:
+        raise ValueError(f"version and label name the same thing: give one; received "
+                         f"version={version!r}, label={label!r}.")
+
+
 class PredictClient(Protocol):
-    """What the recommendation service needs from a model server."""
+    """What the recommendation service needs from a model server. A call names the version
+    by number (`version`), by TF Serving version label (`label`, e.g. "canary"), or neither
+    for the newest; not both."""
 
     def predict(self, model: str, inputs: Inputs, signature: str = "",
-                version: int | None = None, timeout: float | None = None
+                version: int | None = None, timeout: float | None = None, label: str = ""
                 ) -> dict[str, np.ndarray]:
         ...
 
     def predict_versioned(self, model: str, inputs: Inputs, signature: str = "",
-                          version: int | None = None, timeout: float | None = None
-                          ) -> tuple[dict[str, np.ndarray], int | None]:
+                          version: int | None = None, timeout: float | None = None,
+                          label: str = "") -> tuple[dict[str, np.ndarray], int | None]:
         """Outputs and the version that computed them (None when the protocol omits it)."""
         ...
 
-    def available_versions(self, model: str, timeout: float | None = None) -> list[int]:
+    def available_versions(self, model: str, timeout: float | None = None, label: str = ""
+                           ) -> list[int]:
+        """AVAILABLE versions of `model`, ascending; with `label`, the one it points to."""
         ...
 
 
@@ -64,13 +80,16 @@ class RestClient:
 
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._output_names: dict[tuple[str, int | None, str], str] = {}
+        self._output_names: dict[tuple[str, int | None, str, str], str] = {}
         # Keep-alive connections: a new TCP connection (and a new server thread) per call
         # would cost more than a small model call.
         self._pool = urllib3.PoolManager(maxsize=connections, block=False, retries=False)
 
-    def _model_url(self, model: str, version: int | None) -> str:
+    def _model_url(self, model: str, version: int | None, label: str = "") -> str:
+        check_version_choice(version, label)
         url = f"{self.base_url}/v1/models/{model}"
+        if label:
+            return f"{url}/labels/{label}"
         return f"{url}/versions/{version}" if version is not None else url
 
     def _call(self, url: str, body: dict[str, Any] | None = None,
@@ -100,45 +119,50 @@ class RestClient:
         return json.loads(text)
 
     def predict(self, model: str, inputs: Inputs, signature: str = "",
-                version: int | None = None, timeout: float | None = None
+                version: int | None = None, timeout: float | None = None, label: str = ""
                 ) -> dict[str, np.ndarray]:
-        return self.predict_versioned(model, inputs, signature, version, timeout)[0]
+        return self.predict_versioned(model, inputs, signature, version, timeout, label)[0]
 
     def predict_versioned(self, model: str, inputs: Inputs, signature: str = "",
-                          version: int | None = None, timeout: float | None = None
-                          ) -> tuple[dict[str, np.ndarray], int | None]:
-        """TF Serving's REST predict response does not name the version: None unless pinned."""
+                          version: int | None = None, timeout: float | None = None,
+                          label: str = "") -> tuple[dict[str, np.ndarray], int | None]:
+        """TF Serving's REST predict response does not name the version: None unless pinned
+        by number (a label's version is read from `available_versions(model, label=...)`)."""
         body: dict[str, Any] = {"inputs": {key: _json_column(value)
                                            for key, value in inputs.items()}}
         if signature:
             body["signature_name"] = signature
-        outputs = self._call(f"{self._model_url(model, version)}:predict", body,
+        outputs = self._call(f"{self._model_url(model, version, label)}:predict", body,
                              timeout)["outputs"]
         if not isinstance(outputs, dict):
             # TF Serving drops the name of a signature's only output; recover it from metadata
             # so that REST and gRPC callers see the same keys.
-            outputs = {self._only_output_name(model, version, signature): outputs}
+            outputs = {self._only_output_name(model, version, signature, label): outputs}
         return {key: np.asarray(value) for key, value in outputs.items()}, version
 
-    def _only_output_name(self, model: str, version: int | None, signature: str) -> str:
-        key = (model, version, signature or SERVING_DEFAULT)
+    def _only_output_name(self, model: str, version: int | None, signature: str,
+                          label: str = "") -> str:
+        key = (model, version, label, signature or SERVING_DEFAULT)
         if key not in self._output_names:
-            signatures = self.metadata(model, version)["metadata"]["signature_def"][
+            signatures = self.metadata(model, version, label)["metadata"]["signature_def"][
                 "signature_def"]
-            (self._output_names[key],) = signatures[key[2]]["outputs"]
+            (self._output_names[key],) = signatures[key[3]]["outputs"]
         return self._output_names[key]
 
     def status(self, model: str, version: int | None = None,
-               timeout: float | None = None) -> dict[str, Any]:
-        return self._call(self._model_url(model, version), timeout=timeout)
+               timeout: float | None = None, label: str = "") -> dict[str, Any]:
+        return self._call(self._model_url(model, version, label), timeout=timeout)
 
-    def available_versions(self, model: str, timeout: float | None = None) -> list[int]:
+    def available_versions(self, model: str, timeout: float | None = None, label: str = ""
+                           ) -> list[int]:
         return sorted(int(status["version"]) for status in
-                      self.status(model, timeout=timeout).get("model_version_status", [])
+                      self.status(model, timeout=timeout, label=label).get(
+                          "model_version_status", [])
                       if status.get("state") == "AVAILABLE")
 
-    def metadata(self, model: str, version: int | None = None) -> dict[str, Any]:
-        return self._call(f"{self._model_url(model, version)}/metadata")
+    def metadata(self, model: str, version: int | None = None, label: str = ""
+                 ) -> dict[str, Any]:
+        return self._call(f"{self._model_url(model, version, label)}/metadata")
 
 
 def __getattr__(name: str) -> Any:

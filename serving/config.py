@@ -10,7 +10,8 @@ import dataclasses
 import os
 
 from recs.config import Config, require
-from serving.experiments import Assigner, Experiment
+from serving.experiments import (MODEL_ROLES, Assigner, Experiment, ModelTarget,
+                                 is_version_label)
 from serving.http import HttpLimits
 from recs.contract.models import (RANKER, RECOMMENDER, RETRIEVAL, SERVED_MODELS, STOCK_SERVABLE,
                                   BatchingParams)
@@ -78,7 +79,11 @@ class ServiceConfig(Config):
         exploration: epsilon of the exploration slots (0 = none); each shown title's
             propensity is logged either way.
         experiments: running A/B tests; an arm's `settings` may set `diversity` and
-            `exploration` for its users. The response names each user's arms.
+            `exploration` for its users, its `models` route a role to another version, label
+            or served model, and `policy="popularity"` serves it the popularity list. The
+            response names each user's arms. Experiments in different layers (which share
+            users) may not route one role to different targets, nor pair a popularity arm
+            with an arm that routes a model: a user in both could get only one of them.
         holdout: share of users kept out of every experiment.
     """
 
@@ -118,7 +123,13 @@ class ServiceConfig(Config):
                         f"among {ARM_SETTINGS}", unknown)
                 require(all(0.0 <= v <= 1.0 for v in arm.settings.values()),
                         f"settings of arm {arm.name!r}", "in [0, 1]", arm.settings)
+                require(not arm.route.recommender.routed or bool(
+                    arm.route.recommender.name or self.recommender_model),
+                        f"models['recommender'] of arm {arm.name!r}",
+                        "a model name, as recommender_model is '' (no one-call model)",
+                        arm.models.get("recommender"))
         Assigner(list(self.experiments), self.holdout)  # Validates layers and holdout.
+        self._check_overlapping_routes()
         require(bool(self.model_server), "model_server", "a URL or host:port",
                 self.model_server)
         require(_is_int(self.model_timeout_ms) and self.model_timeout_ms > 0,
@@ -137,6 +148,50 @@ class ServiceConfig(Config):
         require(_is_number(self.profile_cache_s) and self.profile_cache_s >= 0,
                 "profile_cache_s", ">= 0 seconds", self.profile_cache_s)
         require(self.status_refresh_s > 0, "status_refresh_s", "> 0", self.status_refresh_s)
+
+    def role_models(self) -> dict[str, str]:
+        """{role: the served model name this service calls for it}."""
+        return {"retrieval": self.retrieval_model, "ranker": self.ranker_model,
+                "recommender": self.recommender_model}
+
+    def routed_targets(self) -> list[tuple[str, ModelTarget]]:
+        """Every (role, target) an arm routes to, names filled in, each once."""
+        models = self.role_models()
+        targets = {(role, target.resolved(models[role]))
+                   for experiment in self.experiments for arm in experiment.arms
+                   for role, target in arm.route.routed().items()}
+        return sorted(targets, key=lambda entry: (entry[0], str(entry[1])))
+
+    def _arm_claims(self, experiment: Experiment) -> dict[str, set[str]]:
+        """{role: the targets the experiment's arms route it to}; a popularity arm claims
+        every role, as it replaces all the models."""
+        models = self.role_models()
+        claims: dict[str, set[str]] = {}
+        for arm in experiment.arms:
+            routed = ({role: "popularity" for role in MODEL_ROLES} if arm.policy == "popularity"
+                      else {role: str(target.resolved(models[role]))
+                            for role, target in arm.route.routed().items()})
+            for role, target in routed.items():
+                claims.setdefault(role, set()).add(target)
+        return claims
+
+    def _check_overlapping_routes(self) -> None:
+        """Experiments in different layers share users, and a user gets one target per role:
+        two of them routing a role differently would serve one of the two arms a model it
+        does not name. Experiments in one layer never share a user."""
+        claims = [(experiment, self._arm_claims(experiment)) for experiment in self.experiments]
+        for index, (first, first_claims) in enumerate(claims):
+            for second, second_claims in claims[index + 1:]:
+                if first.layer == second.layer:
+                    continue
+                for role in MODEL_ROLES:
+                    targets = first_claims.get(role, set()) | second_claims.get(role, set())
+                    require(not (role in first_claims and role in second_claims)
+                            or len(targets) == 1,
+                            f"routes of role {role!r} in experiments {first.name!r} (layer "
+                            f"{first.layer!r}) and {second.name!r} (layer {second.layer!r})",
+                            "one target, as their users overlap: put both experiments in one "
+                            "layer, or route the role the same way in both", sorted(targets))
 
     def http_limits(self) -> HttpLimits:
         """The connection limits of `serving.http` that `recs serve` and `ServiceServer` run
@@ -205,7 +260,7 @@ class ModelServingConfig(Config):
             require(model in self.models, "labels", f"keyed by served models {self.models}",
                     model)
             for label, version in labels.items():
-                require(label.replace("_", "").replace("-", "").isalnum() and version > 0,
+                require(is_version_label(label) and version > 0,
                         "labels", "label -> positive version", f"{label}: {version}")
         for name in ("rest_port", "grpc_port"):
             require(0 < getattr(self, name) < 65536, name, "a TCP port", getattr(self, name))

@@ -3,6 +3,8 @@
 Imported on demand by `serving.client.GrpcClient`: TF Serving's protos load TensorFlow.
 """
 
+from typing import Any
+
 import grpc
 import numpy as np
 import tensorflow as tf
@@ -12,7 +14,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 
 from recs.contract.protos import tensor_proto
 from recs.contract.signatures import SERVING_DEFAULT
-from serving.client import Inputs, ModelServerError
+from serving.client import Inputs, ModelServerError, check_version_choice
 
 
 class GrpcClient:
@@ -28,43 +30,41 @@ class GrpcClient:
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self.timeout = timeout
-        self._input_dtypes: dict[tuple[str, int | None, str], dict[str, tf.DType]] = {}
+        self._input_dtypes: dict[tuple[str, int | None, str, str], dict[str, tf.DType]] = {}
 
-    def _dtypes(self, model: str, version: int | None, signature: str) -> dict[str, tf.DType]:
+    def _dtypes(self, model: str, version: int | None, signature: str, label: str = ""
+                ) -> dict[str, tf.DType]:
         """The signature's input dtypes, read once from GetModelMetadata: TF Serving feeds a
         tensor as it is sent, so float64 values for a DT_FLOAT input are refused."""
-        key = (model, version, signature or SERVING_DEFAULT)
+        key = (model, version, label, signature or SERVING_DEFAULT)
         if key not in self._input_dtypes:
             request = get_model_metadata_pb2.GetModelMetadataRequest(
                 metadata_field=["signature_def"])
-            request.model_spec.name = model
-            if version is not None:
-                request.model_spec.version.value = version
+            _spec(request.model_spec, model, version, label)
             try:
                 response = self._predictions.GetModelMetadata(request, timeout=self.timeout)
             except grpc.RpcError as error:
                 raise ModelServerError(error.code().name, error.details()) from error
             signatures = get_model_metadata_pb2.SignatureDefMap()
             response.metadata["signature_def"].Unpack(signatures)
-            inputs = signatures.signature_def[key[2]].inputs
+            inputs = signatures.signature_def[key[3]].inputs
             self._input_dtypes[key] = {name: tf.dtypes.as_dtype(info.dtype)
                                        for name, info in inputs.items()}
         return self._input_dtypes[key]
 
     def predict(self, model: str, inputs: Inputs, signature: str = "",
-                version: int | None = None, timeout: float | None = None
+                version: int | None = None, timeout: float | None = None, label: str = ""
                 ) -> dict[str, np.ndarray]:
-        return self.predict_versioned(model, inputs, signature, version, timeout)[0]
+        return self.predict_versioned(model, inputs, signature, version, timeout, label)[0]
 
     def predict_versioned(self, model: str, inputs: Inputs, signature: str = "",
-                          version: int | None = None, timeout: float | None = None
-                          ) -> tuple[dict[str, np.ndarray], int | None]:
+                          version: int | None = None, timeout: float | None = None,
+                          label: str = "") -> tuple[dict[str, np.ndarray], int | None]:
+        """Outputs and the version that computed them, which gRPC answers name."""
         request = predict_pb2.PredictRequest()
-        request.model_spec.name = model
+        _spec(request.model_spec, model, version, label)
         request.model_spec.signature_name = signature
-        if version is not None:
-            request.model_spec.version.value = version
-        dtypes = self._dtypes(model, version, signature)
+        dtypes = self._dtypes(model, version, signature, label)
         for key, value in inputs.items():
             request.inputs[key].CopyFrom(tensor_proto(value, dtypes.get(key)))
         try:
@@ -74,20 +74,31 @@ class GrpcClient:
         outputs = {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
         return outputs, response.model_spec.version.value or None
 
-    def status(self, model: str, timeout: float | None = None
+    def status(self, model: str, timeout: float | None = None, label: str = ""
                ) -> get_model_status_pb2.GetModelStatusResponse:
         request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = model
+        _spec(request.model_spec, model, None, label)
         try:
             return self._models.GetModelStatus(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
             raise ModelServerError(error.code().name, error.details()) from error
 
-    def available_versions(self, model: str, timeout: float | None = None) -> list[int]:
+    def available_versions(self, model: str, timeout: float | None = None, label: str = ""
+                           ) -> list[int]:
         available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
         return sorted(status.version for status in
-                      self.status(model, timeout).model_version_status
+                      self.status(model, timeout, label).model_version_status
                       if status.state == available)
 
     def close(self) -> None:
         self._channel.close()
+
+
+def _spec(spec: Any, model: str, version: int | None, label: str) -> None:
+    """Fills a ModelSpec: by version number, by version label, or neither (the newest)."""
+    check_version_choice(version, label)
+    spec.name = model
+    if label:
+        spec.version_label = label
+    elif version is not None:
+        spec.version.value = version

@@ -1197,16 +1197,19 @@ class ModelServer:
 
 def serve_models(base_dir: str, models: tuple[str, ...] = SERVED_MODELS, rest_port: int = 0,
                  grpc_port: int = 0, host: str = "127.0.0.1", poll_seconds: float = 0.0,
-                 num_versions: int = 1, batching: bool = False) -> ModelServer:
+                 num_versions: int = 1, batching: bool = False,
+                 labels: dict[str, dict[str, int]] | None = None) -> ModelServer:
     """Loads (and warms up) every model pushed under `base_dir` and starts serving it;
     `poll_seconds` > 0 also picks up versions pushed later (`recs serve-models`); with
     `batching`, models whose version holds `batching_params.pbtxt` batch concurrent requests
-    (`serving.batching`).
+    (`serving.batching`); `labels` ({model: {label: version}}, e.g.
+    {"ranker": {"stable": 3, "canary": 4}}) serves those versions under those labels too.
 
     Raises:
         FileNotFoundError: a model has no servable version.
     """
-    registry = ModelRegistry(base_dir, models, num_versions=num_versions, batching=batching)
+    registry = ModelRegistry(base_dir, models, num_versions=num_versions, labels=labels,
+                             batching=batching)
     registry.load()
     if poll_seconds > 0:
         registry.start_polling(poll_seconds)
@@ -1226,22 +1229,23 @@ class LocalClient:
         self.registry = registry
 
     def predict(self, model: str, inputs: Mapping[str, Any], signature: str = "",
-                version: int | None = None, timeout: float | None = None
+                version: int | None = None, timeout: float | None = None, label: str = ""
                 ) -> dict[str, np.ndarray]:
-        return self.predict_versioned(model, inputs, signature, version, timeout)[0]
+        return self.predict_versioned(model, inputs, signature, version, timeout, label)[0]
 
     def predict_versioned(self, model: str, inputs: Mapping[str, Any], signature: str = "",
-                          version: int | None = None, timeout: float | None = None
-                          ) -> tuple[dict[str, np.ndarray], int | None]:
-        """Outputs and the version that computed them.
+                          version: int | None = None, timeout: float | None = None,
+                          label: str = "") -> tuple[dict[str, np.ndarray], int | None]:
+        """Outputs and the version that computed them (by number, label, or the newest).
 
         Raises:
             serving.client.ModelServerError: the registry refused the request.
         """
-        from serving.client import ModelServerError
+        from serving.client import ModelServerError, check_version_choice
 
+        check_version_choice(version, label)
         try:
-            loaded = self.registry.get(model, version)
+            loaded = self.registry.get(model, version, label)
             arrays = {key: np.asarray(value, dtype=object)
                       if np.asarray(value).dtype.kind in "SUO" else np.asarray(value)
                       for key, value in inputs.items()}
@@ -1249,8 +1253,13 @@ class LocalClient:
         except ServingError as error:
             raise ModelServerError(error.code.name, error.message) from error
 
-    def available_versions(self, model: str, timeout: float | None = None) -> list[int]:
+    def available_versions(self, model: str, timeout: float | None = None, label: str = ""
+                           ) -> list[int]:
+        """Loaded versions of `model`; with `label`, the one it points to ([] if none)."""
         try:
+            if label:
+                return [status.version for status in self.registry.status(model, label=label)
+                        if status.state == "AVAILABLE"]
             return self.registry.versions(model)
         except ServingError:
             return []

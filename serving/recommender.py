@@ -9,6 +9,10 @@ Two model calls otherwise (any TF Serving with the retrieval model and the ranke
     profile store -> query features -> retrieval model (top candidates, query embedding)
                   -> merge fresh titles (exact side index) -> drop finished and taken-down
                   titles -> ranker over the candidates' raw features -> top k by probability
+
+A request's `serving.experiments.Route` (an A/B arm's) may send each call to another served
+model, version or version label; routing the retrieval model or the ranker but not the
+recommender takes the two calls, as the one-call model bundles the service's own.
 """
 
 import dataclasses
@@ -25,6 +29,7 @@ from recs.data.catalogue import read_jsonl
 from recs.types import JsonDict
 from serving.client import ModelServerError, PredictClient
 from serving.config import MAX_K
+from serving.experiments import ModelTarget, Route
 from serving.exploration import explore
 from serving.fresh import FreshTitles, merge_top_k
 from serving.store import ProfileStore
@@ -56,13 +61,15 @@ class Recommendation:
 
 @dataclasses.dataclass
 class ServedList:
-    """One answer with what produced it: model versions, per-stage milliseconds, and how
-    many candidates reached the ranker."""
+    """One answer with what produced it: model versions, per-stage milliseconds, how many
+    candidates reached the ranker, and the target each role's call went to."""
 
     items: list[Recommendation]
     versions: dict[str, int | None]
     stage_ms: dict[str, float]
     candidates: int
+    routes: dict[str, ModelTarget] = dataclasses.field(default_factory=dict)
+    """{role: target called, name filled in} for the roles whose model was called."""
 
 
 def diversify(ranked: list[Recommendation], k: int, diversity: float) -> list[Recommendation]:
@@ -144,7 +151,9 @@ class Recommender:
         self.client = client
         self.retrieval_client = retrieval_client or client
         self.recommender_model = recommender_model
-        self._one_call_retry_at = 0.0
+        # Per recommender target: a route's label the server lacks must not turn the
+        # service's own one-call model off.
+        self._one_call_retry_at: dict[ModelTarget, float] = {}
         self.store = store
         self.retrieval_model = retrieval_model
         self.ranker_model = ranker_model
@@ -215,7 +224,8 @@ class Recommender:
                            hour: int = 20, diversity: float = 0.0,
                            timeout: float | None = None, exploration: float = 0.0,
                            rng: np.random.Generator | None = None,
-                           profile: JsonDict | None = None) -> ServedList:
+                           profile: JsonDict | None = None, route: Route = Route()
+                           ) -> ServedList:
         """`recommend`, with model versions, stage timings, an optional genre re-rank,
         exploration slots and a time budget for the model calls.
 
@@ -226,6 +236,9 @@ class Recommender:
             profile: profile fields for a user the store does not know yet (cold start:
                 the query tower then works from profile and context alone); the store's
                 profile wins when there is one.
+            route: the model target of each role (an A/B arm's); by default this
+                recommender's models at their newest version. A route that changes the
+                retrieval model or the ranker and not the recommender takes the two calls.
 
         Raises:
             ValueError: `k`, `hour` or `diversity` out of range.
@@ -242,41 +255,60 @@ class Recommender:
         query = self._query(user_id, device_type, hour, profile)
         finished = self.store.finished(user_id)
         stage_ms = {"profile": 1000.0 * (time.perf_counter() - started)}
-        if self._one_call_usable():
+        targets = self._targets(route)
+        if route.bundle_usable and self._one_call_usable(targets["recommender"]):
             try:
-                items, versions = self._one_call(query, finished, deadline, stage_ms)
+                items, versions, routes = self._one_call(query, finished, deadline, stage_ms,
+                                                         targets)
             except ModelServerError as error:
                 if error.status not in _NOT_SERVED:
                     raise
-                # The server has no recommender model: two calls, and ask again later.
-                self._one_call_retry_at = time.monotonic() + _RECOMMENDER_RETRY_S
-                items, versions = self._two_calls(query, finished, deadline, stage_ms)
+                # The server has no such recommender model: two calls, and ask again later.
+                self._one_call_retry_at[targets["recommender"]] = (time.monotonic()
+                                                                   + _RECOMMENDER_RETRY_S)
+                items, versions, routes = self._two_calls(query, finished, deadline, stage_ms,
+                                                          targets)
         else:
-            items, versions = self._two_calls(query, finished, deadline, stage_ms)
+            items, versions, routes = self._two_calls(query, finished, deadline, stage_ms,
+                                                      targets)
         chosen = diversify(items, k, diversity)
         if exploration > 0:
             shown = {item.title_id for item in chosen}
             chosen = explore(chosen, [i for i in items if i.title_id not in shown], exploration,
                              rng or np.random.default_rng())
-        return ServedList(chosen, versions, stage_ms, len(items))
+        return ServedList(chosen, versions, stage_ms, len(items), routes)
 
-    def _one_call_usable(self) -> bool:
-        return bool(self.recommender_model) and time.monotonic() >= self._one_call_retry_at
+    def _targets(self, route: Route) -> dict[str, ModelTarget]:
+        """{role: target} of `route`, this recommender's model names for the unnamed ones."""
+        return {"retrieval": route.retrieval.resolved(self.retrieval_model),
+                "ranker": route.ranker.resolved(self.ranker_model),
+                "recommender": route.recommender.resolved(self.recommender_model)}
+
+    def _one_call_usable(self, target: ModelTarget) -> bool:
+        return bool(target.name) and time.monotonic() >= self._one_call_retry_at.get(target,
+                                                                                   0.0)
 
     def _one_call(self, query: dict[str, list], finished: set[str], deadline: float | None,
-                  stage_ms: dict[str, float]
-                  ) -> tuple[list["Recommendation"], dict[str, int | None]]:
+                  stage_ms: dict[str, float], targets: dict[str, ModelTarget]
+                  ) -> tuple[list["Recommendation"], dict[str, int | None],
+                             dict[str, ModelTarget]]:
         """The recommender's `recommend` signature: retrieval, exclusion and ranking in one
         model call. Fresh titles, which its catalogue table lacks, are scored with the
-        ranker's raw-feature signature and merged by probability."""
+        ranker's raw-feature signature and merged by probability.
+
+        Returns:
+            The ranked items, {model: version}, and {role: target} of the calls made.
+        """
         mark = time.perf_counter()
         taken_down = self.fresh.taken_down if self.fresh is not None else frozenset()
         # An empty list has no dtype in TF Serving's JSON: an empty id (never a title's)
         # stands for "nothing to exclude".
         excluded = sorted(finished | taken_down) or [""]
+        target = targets["recommender"]
         served, version = self.retrieval_client.predict_versioned(
-            self.recommender_model, {**query, EXCLUDED_TITLE_IDS: excluded},
-            signature=RECOMMEND, timeout=_remaining(deadline))
+            target.name, {**query, EXCLUDED_TITLE_IDS: excluded}, signature=RECOMMEND,
+            timeout=_remaining(deadline), version=target.version, label=target.label)
+        routes = {"recommender": target}
         items = []
         for title, probability, score in zip(served[TITLE_IDS], served[PROBABILITY],
                                              served[RETRIEVAL_SCORE]):
@@ -285,7 +317,7 @@ class Recommender:
             if row is not None:
                 items.append(Recommendation(title, float(probability), float(score),
                                             str(row[F.GENRE])))
-        versions: dict[str, int | None] = {self.recommender_model: version}
+        versions: dict[str, int | None] = {target.name: version}
         stage_ms["recommend"] = 1000.0 * (time.perf_counter() - mark)
         fresh = self._fresh_candidates(served[QUERY_EMBEDDING_OUTPUT][0], items, finished)
         if fresh:
@@ -296,11 +328,13 @@ class Recommender:
                             + [(score, True, (title, score, row)) for title, score, row in fresh],
                             key=lambda entry: -entry[0])[:len(items) or len(fresh)]
             kept = [entry[2] for entry in scored if not entry[1]]
-            ranked, versions[self.ranker_model] = self._rank_rows(
-                query, [entry[2] for entry in scored if entry[1]], deadline)
+            ranker = targets["ranker"]
+            routes["ranker"] = ranker
+            ranked, versions[ranker.name] = self._rank_rows(
+                query, [entry[2] for entry in scored if entry[1]], deadline, ranker)
             items = sorted(kept + ranked, key=lambda item: -(item.score or 0.0))
             stage_ms["ranking"] = 1000.0 * (time.perf_counter() - mark)
-        return items, versions
+        return items, versions, routes
 
     def _fresh_candidates(self, query_embedding: np.ndarray, items: list["Recommendation"],
                           finished: set[str]) -> list[tuple[str, float, JsonDict]]:
@@ -319,37 +353,48 @@ class Recommender:
         return found
 
     def _rank_rows(self, query: dict[str, list], candidates: list[tuple[str, float, JsonDict]],
-                   deadline: float | None
+                   deadline: float | None, ranker: ModelTarget
                    ) -> tuple[list["Recommendation"], int | None]:
-        """Ranks candidates from their raw features with the ranker's `serving_default`."""
+        """Ranks candidates from their raw features with the `ranker` target's
+        `serving_default`."""
         rows = [row for _, _, row in candidates]
         batch = {key: np.repeat(values, len(rows)).tolist() for key, values in query.items()}
         for key in F.CANDIDATE_FEATURES:
             batch[key] = [row[key] for row in rows]
-        ranked, version = self.client.predict_versioned(self.ranker_model, batch,
-                                                        timeout=_remaining(deadline))
+        ranked, version = self.client.predict_versioned(
+            ranker.name, batch, timeout=_remaining(deadline), version=ranker.version,
+            label=ranker.label)
         return [Recommendation(title, float(probability), score, str(row[F.GENRE]))
                 for (title, score, row), probability in zip(candidates, ranked[PROBABILITY])
                 ], version
 
     def _two_calls(self, query: dict[str, list], finished: set[str], deadline: float | None,
-                   stage_ms: dict[str, float]
-                   ) -> tuple[list["Recommendation"], dict[str, int | None]]:
-        """Retrieval, then the ranker over the candidates' raw features: any TF Serving."""
+                   stage_ms: dict[str, float], targets: dict[str, ModelTarget]
+                   ) -> tuple[list["Recommendation"], dict[str, int | None],
+                              dict[str, ModelTarget]]:
+        """Retrieval, then the ranker over the candidates' raw features: any TF Serving.
+
+        Returns:
+            As `_one_call`.
+        """
         mark = time.perf_counter()
+        retrieval, ranker = targets["retrieval"], targets["ranker"]
         retrieved, retrieval_version = self.retrieval_client.predict_versioned(
-            self.retrieval_model, query, timeout=_remaining(deadline))
+            retrieval.name, query, timeout=_remaining(deadline), version=retrieval.version,
+            label=retrieval.label)
+        routes = {"retrieval": retrieval}
         candidates = [(title, score, self._title_row(title))
                       for title, score in self._candidates(retrieved) if title not in finished]
         candidates = [(title, score, row) for title, score, row in candidates if row is not None]
         stage_ms["retrieval"] = 1000.0 * (time.perf_counter() - mark)
-        versions = {self.retrieval_model: retrieval_version, self.ranker_model: None}
+        versions = {retrieval.name: retrieval_version, ranker.name: None}
         if not candidates:
-            return [], versions
+            return [], versions, routes
         mark = time.perf_counter()
-        ranked, versions[self.ranker_model] = self._rank_rows(query, candidates, deadline)
+        routes["ranker"] = ranker
+        ranked, versions[ranker.name] = self._rank_rows(query, candidates, deadline, ranker)
         stage_ms["ranking"] = 1000.0 * (time.perf_counter() - mark)
-        return sorted(ranked, key=lambda item: -(item.score or 0.0)), versions
+        return sorted(ranked, key=lambda item: -(item.score or 0.0)), versions, routes
 
     def popular(self, user_id: str, k: int = 10) -> ServedList:
         """The fallback list: the most popular titles the user has not finished (no model

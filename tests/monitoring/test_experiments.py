@@ -1,13 +1,15 @@
 """A/B assignment and analysis, exploration policies and off-policy estimators, on hand-made
 numbers and seeded simulations with known truth."""
 
+import re
+
 import numpy as np
 import pytest
 
 from monitoring.abtest import (compare_means, compare_proportions, cuped, sample_ratio_check,
                                sample_size_means, sample_size_proportions)
 from monitoring.off_policy import off_policy_value
-from serving.experiments import Arm, Assigner, Experiment
+from serving.experiments import Arm, Assigner, Experiment, ModelTarget, Route
 from serving.exploration import BetaPosteriors, epsilon_greedy_slot, thompson_slot
 
 USERS = [f"u{i:06d}" for i in range(40_000)]
@@ -54,6 +56,75 @@ def test_bad_experiment_sets_are_refused(experiments, message):
 def test_single_arm_experiments_are_refused():
     with pytest.raises(ValueError, match="arms must be at least two"):
         Experiment("solo", arms=(Arm("control"),))
+
+
+@pytest.mark.parametrize("text, target", [
+    ("ranker_b", ModelTarget("ranker_b")),
+    ("ranker@canary", ModelTarget("ranker", label="canary")),
+    ("@stable", ModelTarget(label="stable")),
+    ("ranker@3", ModelTarget("ranker", version=3)),
+    ("@3", ModelTarget(version=3)),
+    ("retrieval_exact@blue-green_2", ModelTarget("retrieval_exact", label="blue-green_2")),
+])
+def test_model_targets_parse_and_print_back(text, target):
+    assert ModelTarget.parse(text) == target
+    assert str(target.resolved("ranker")) == (text if text[0] != "@" else "ranker" + text)
+
+
+FORMS = re.escape('must be "name", "name@label", "@label", "name@<version>" or "@<version>"')
+
+
+@pytest.mark.parametrize("target", ["", "@", "ranker@", "@0", "a@b@c", "rank/er", "@can ary",
+                                    "..", 3])
+def test_a_bad_model_target_is_refused_naming_the_arm_and_the_role(target):
+    with pytest.raises(ValueError, match=rf"^models\['ranker'\] of arm 'canary' {FORMS}.*"
+                                         rf"received {re.escape(repr(target))}\.$"):
+        Arm("canary", models={"ranker": target})
+
+
+@pytest.mark.parametrize("arm, message", [
+    (dict(models={"rankr": "@canary"}),
+     "models of arm 'x' must be keyed by roles ('retrieval', 'ranker', 'recommender'); "
+     "received ['rankr']."),
+    (dict(policy="random"),
+     "policy of arm 'x' must be one of ('models', 'popularity'); received 'random'."),
+    (dict(policy="popularity", models={"ranker": "@canary"}),
+     "models of arm 'x' must be empty for a popularity arm (it calls no model); received "
+     "{'ranker': '@canary'}."),
+    (dict(policy="popularity", settings={"diversity": 0.5}),
+     "settings of arm 'x' must be empty for a popularity arm (the popularity list is not "
+     "re-ranked); received {'diversity': 0.5}."),
+])
+def test_bad_arms_are_refused(arm, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Arm("x", **arm)
+
+
+def test_a_model_target_names_a_label_or_a_version_not_both():
+    with pytest.raises(ValueError, match="model target must be a label or a version, not both"):
+        ModelTarget("ranker", label="canary", version=2)
+
+
+def test_routes_merge_and_say_whether_the_one_call_bundle_may_serve():
+    canary = Arm("canary", models={"ranker": "@canary"}).route
+    assert canary == Route(ranker=ModelTarget(label="canary")) and not canary.bundle_usable
+    assert Route().bundle_usable  # Nothing routed: the bundle is the service's own models.
+    bundled = Route(recommender=ModelTarget(label="canary"))
+    assert bundled.bundle_usable and canary.merged(bundled).bundle_usable
+    assert canary.merged(bundled).routed() == {"ranker": ModelTarget(label="canary"),
+                                               "recommender": ModelTarget(label="canary")}
+
+
+def test_experiments_with_routed_and_popularity_arms_round_trip():
+    experiment = Experiment("canary", arms=(
+        Arm("control", models={"ranker": "@stable"}),
+        Arm("canary", 2.0, models={"ranker": "ranker@canary", "retrieval": "@7"}),
+        Arm("baseline", policy="popularity")))
+    again = Experiment.from_json(experiment.to_json())
+    assert again == experiment
+    assert again.arms[1].route == Route(retrieval=ModelTarget(version=7),
+                                        ranker=ModelTarget("ranker", label="canary"))
+    assert again.arms[2].policy == "popularity" and again.arms[2].route == Route()
 
 
 def test_two_proportion_z_test_on_hand_computed_numbers():

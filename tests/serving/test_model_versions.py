@@ -145,3 +145,131 @@ def test_swapping_versions_under_load_fails_no_request(base, tiny_world):
     # flight across the swap may finish later on version 1, which is why it stays loaded).
     after = [version for started, version in seen if started > swapped]
     assert after and set(after) == {2}
+
+
+class _RecordingRegistry(ModelRegistry):
+    """A registry that records which (model, version) answered each lookup (predict and
+    metadata), so a test sees on the server side which version a routed call reached."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.answered: list[tuple[str, int]] = []
+
+    def get(self, name, version=None, label=""):
+        model = super().get(name, version, label)
+        self.answered.append((model.name, model.version))
+        return model
+
+
+class _CallLog:
+    """A client that passes every call on and records (model, version, label) of predicts."""
+
+    def __init__(self, client) -> None:
+        self.client, self.calls = client, []
+
+    def predict_versioned(self, model, inputs, signature="", version=None, timeout=None,
+                          label=""):
+        self.calls.append((model, version, label))
+        return self.client.predict_versioned(model, inputs, signature, version, timeout, label)
+
+    def available_versions(self, model, timeout=None, label=""):
+        return self.client.available_versions(model, timeout, label)
+
+
+@pytest.fixture(scope="module")
+def labelled_ranker(tiny_world, tmp_path_factory):
+    """A ranker server with versions 1 and 2 (the same weights) labelled stable and canary:
+    the retrieval and recommender models stay on the session's `server`, as in a deployment
+    whose retrieval server is not the ranker's (`ServiceConfig.retrieval_server`)."""
+    base = tmp_path_factory.mktemp("labelled")
+    for version in (1, 2):
+        shutil.copytree(tiny_world.serving_dir / "ranker" / "1", base / "ranker" / str(version))
+    registry = _RecordingRegistry(str(base), ("ranker",),
+                                  labels={"ranker": {"stable": 1, "canary": 2}})
+    registry.load()
+    with ModelServer(registry) as running:
+        yield running
+
+
+def _clients(protocol: str, server: ModelServer):
+    return RestClient(server.rest_url) if protocol == "rest" else GrpcClient(server.grpc_target)
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_an_arm_routed_to_a_label_is_served_and_logged_by_that_version(
+        server, labelled_ranker, store, tiny_world, tmp_path, protocol):
+    from serving.config import ServiceConfig
+    from serving.experiments import Arm, Experiment
+    from serving.policy import Ask, OnlinePolicy
+    from serving.recommender import Recommender, load_catalogue
+
+    # The control arm pins `@stable`: an unpinned call reaches the newest version, which
+    # here is the canary.
+    config = ServiceConfig(
+        served_log=str(tmp_path / "served.jsonl"), model_timeout_ms=30_000,
+        status_refresh_s=3600, experiments=(Experiment("ranker-canary", arms=(
+            Arm("control", models={"ranker": "@stable"}),
+            Arm("canary", models={"ranker": "@canary"}))),))
+    retrieval = _CallLog(_clients(protocol, server))
+    recommender = Recommender(_clients(protocol, labelled_ranker), store,
+                              load_catalogue(str(tiny_world.serving_dir), "retrieval"),
+                              retrieval_client=retrieval)
+    policy = OnlinePolicy(recommender, config)
+    arms = {}
+    for user in dict.fromkeys(r[F.USER_ID] for r in tiny_world.records):
+        arms.setdefault(policy.assigner.assign(user)["ranker-canary"], user)
+    registry = labelled_ranker.registry
+    answered = {}
+    for arm, user in sorted(arms.items()):
+        registry.answered.clear()
+        answer = policy.answer(Ask(user, 5, "tv", 20))
+        answered[arm] = set(registry.answered)
+        assert answer.fallback is None and len(answer.served.items) == 5
+    policy.close()
+    # Every ranker lookup of a request (predict, and REST's metadata for the output name)
+    # reached the arm's version; the one-call recommender, which bundles the service's own
+    # ranker, was never asked.
+    assert answered == {"canary": {("ranker", 2)}, "control": {("ranker", 1)}}
+    assert {model for model, _, _ in retrieval.calls} == {"retrieval"}
+    logged = {line["experiments"]["ranker-canary"]: line for line in map(
+        json.loads, (tmp_path / "served.jsonl").read_text().splitlines())}
+    assert {arm: (line["policy"], line["routes"], line["model_versions"])
+            for arm, line in logged.items()} == {
+        "canary": ("models", {"retrieval": "retrieval", "ranker": "ranker@canary"},
+                   {"retrieval": 1, "ranker": 2}),
+        "control": ("models", {"retrieval": "retrieval", "ranker": "ranker@stable"},
+                    {"retrieval": 1, "ranker": 1})}
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_clients_resolve_a_label_to_its_version(labelled_ranker, protocol):
+    client = _clients(protocol, labelled_ranker)
+    assert client.available_versions("ranker", label="canary") == [2]
+    assert client.available_versions("ranker", label="stable") == [1]
+    assert client.available_versions("ranker") == [1, 2]
+    with pytest.raises(ModelServerError, match="Unrecognized servable version label: blue"):
+        client.available_versions("ranker", label="blue")
+    with pytest.raises(ValueError, match="version and label name the same thing"):
+        client.predict_versioned("ranker", {}, version=1, label="canary")
+
+
+def test_routing_the_ranker_makes_the_recommender_skip_the_one_call_model(
+        server, labelled_ranker, store, tiny_world):
+    from serving.experiments import ModelTarget, Route
+    from serving.recommender import Recommender, load_catalogue
+
+    retrieval = _CallLog(RestClient(server.rest_url))
+    recommender = Recommender(RestClient(labelled_ranker.rest_url), store,
+                              load_catalogue(str(tiny_world.serving_dir), "retrieval"),
+                              retrieval_client=retrieval)
+    user = tiny_world.records[0][F.USER_ID]
+    default = recommender.recommend_detailed(user, 5)
+    assert retrieval.calls == [("recommender", None, "")]  # One call, the bundle.
+    assert set(default.routes) == {"recommender"}
+    retrieval.calls.clear()
+    routed = recommender.recommend_detailed(user, 5, route=Route(ranker=ModelTarget(
+        label="canary")))
+    assert retrieval.calls == [("retrieval", None, "")]  # Two calls: retrieval here...
+    assert routed.routes == {"retrieval": ModelTarget("retrieval"),  # ...the ranker there.
+                             "ranker": ModelTarget("ranker", label="canary")}
+    assert len(routed.items) == 5 and all(0 < item.score < 1 for item in routed.items)

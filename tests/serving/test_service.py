@@ -275,3 +275,26 @@ def test_a_user_with_no_profile_anywhere_gets_the_popularity_list(api, catalogue
     assert answer["fallback"] == "no_profile"
     assert all(item["score"] is None for item in answer["items"])
     assert answer["model_versions"] == {} and answer["candidates"] == 0
+
+
+def test_a_popularity_arm_is_answered_from_the_popularity_list_without_a_fallback(
+        server, store, catalogue, tiny_world, tmp_path):
+    from serving.experiments import Arm, Experiment
+
+    config = ServiceConfig(served_log=str(tmp_path / "served.jsonl"), model_timeout_ms=30_000,
+                           experiments=(Experiment("baseline", arms=(
+                               Arm("models"), Arm("popularity", policy="popularity"))),))
+    policy = OnlinePolicy(Recommender(RestClient(server.rest_url), store, catalogue), config)
+    users = list(dict.fromkeys(r[F.USER_ID] for r in tiny_world.records))
+    user = next(u for u in users if policy.assigner.assign(u)["baseline"] == "popularity")
+    with TestClient(create_app(policy)) as api:
+        answer = api.post("/v1/recommendations", json={"user_id": user, "k": 4}).json()
+    expected = [row[F.TITLE_ID] for row in sorted(
+        catalogue.values(), key=lambda row: (-float(row[F.POPULARITY]), row[F.TITLE_ID]))
+        if row[F.TITLE_ID] not in store.finished(user)][:4]
+    assert [item["title_id"] for item in answer["items"]] == expected
+    assert (answer["fallback"], answer["model_versions"], answer["experiments"]) == (
+        None, {}, {"baseline": "popularity"})
+    (logged,) = [json.loads(line) for line in
+                 (tmp_path / "served.jsonl").read_text().splitlines()]
+    assert (logged["policy"], logged["routes"]) == ("popularity", {})
