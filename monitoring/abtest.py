@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 from scipy import stats
 
-from recs.config import require
+from recs.config import Config, require
 from serving.experiments import Experiment
 
 SRM_ALPHA = 0.001
@@ -167,11 +167,15 @@ def sample_size_means(std: float, minimum_effect: float, alpha: float = 0.05,
                                                    power=power)))
 
 
-BINARY_METRICS = ("engaged", "returned")
-"""Per-user 0/1 outcomes compared with the two-proportion z-test."""
+BINARY_METRICS = ("engaged", "returned", "renewed")
+"""Per-user 0/1 outcomes compared with the two-proportion z-test; a user whose value is None
+(e.g. no renewal decision within the window) is left out of that metric only."""
 CONTINUOUS_METRIC = "watch_seconds"
 COVARIATE = "pre_watch_seconds"
 """Optional per-user pre-experiment watch time; when present, watch time is CUPED-adjusted."""
+SHIP, KEEP, STOP = "ship", "keep", "stop"
+"""Rollout verdicts: roll the treatment out to everyone, keep the control (no proven gain
+worth the change), or stop the treatment (it hurts, or the split cannot be trusted)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +186,18 @@ class Analysis:
     arms: tuple[str, str]
     sample_ratio: SampleRatio
     comparisons: list[Comparison]
+
+    def comparison(self, metric: str) -> Comparison:
+        """The comparison of `metric`.
+
+        Raises:
+            ValueError: the analysis has no such metric.
+        """
+        for comparison in self.comparisons:
+            if comparison.metric == metric:
+                return comparison
+        raise ValueError(f"metric must be one of the analysed metrics "
+                         f"{[c.metric for c in self.comparisons]}; received {metric!r}.")
 
     def to_dict(self) -> dict:
         return {"experiment": self.experiment, "arms": list(self.arms),
@@ -198,21 +214,85 @@ class Analysis:
                  + ("  *** SAMPLE RATIO MISMATCH: do not trust the results ***"
                     if ratio.mismatch else ""),
                  f"  {'metric':<24} {'control':>10} {'treatment':>10} {'lift':>8} "
-                 f"{'CI of difference':>24} {'p':>8}"]
+                 f"{'CI of difference':>24} {'p':>8} {'n':>13}"]
         for c in self.comparisons:
             lines.append(f"  {c.metric:<24} {c.control:>10.4g} {c.treatment:>10.4g} "
                          f"{100 * c.relative_lift:>7.2f}% [{c.ci_low:>10.4g}, "
-                         f"{c.ci_high:>10.4g}] {c.p_value:>8.3g}"
+                         f"{c.ci_high:>10.4g}] {c.p_value:>8.3g} "
+                         f"{f'{c.n_control}/{c.n_treatment}':>13}"
                          f"{' *' if c.significant else ''}")
         return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionRule(Config):
+    """The pre-registered rollout rule of an experiment.
+
+    Attributes:
+        metric: the primary metric the decision rests on (one of `BINARY_METRICS`,
+            `CONTINUOUS_METRIC` or its CUPED variant "watch_seconds (CUPED)").
+        alpha: its significance level.
+        minimum_effect: the smallest absolute difference (treatment - control) worth
+            shipping, in the metric's units (a rate for 0/1 metrics, seconds for watch time).
+    """
+
+    metric: str = "returned"
+    alpha: float = 0.05
+    minimum_effect: float = 0.0
+
+    def __post_init__(self) -> None:
+        metrics = (*BINARY_METRICS, CONTINUOUS_METRIC, f"{CONTINUOUS_METRIC} (CUPED)")
+        require(self.metric in metrics, "metric", f"one of {metrics}", self.metric)
+        require(0.0 < self.alpha < 1.0, "alpha", "in (0, 1)", self.alpha)
+        require(self.minimum_effect >= 0.0, "minimum_effect", ">= 0", self.minimum_effect)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What the rule says about an experiment, and why."""
+
+    action: str
+    reason: str
+    rule: DecisionRule
+
+    def to_dict(self) -> dict:
+        return {"action": self.action, "reason": self.reason, "rule": self.rule.to_dict()}
+
+
+def decide(analysis: Analysis, rule: DecisionRule) -> Verdict:
+    """Applies the pre-registered rule: stop on a sample-ratio mismatch (the split is broken,
+    no metric can be trusted) or on a significant loss; ship on a significant gain of at
+    least `minimum_effect`; otherwise keep the control.
+
+    Raises:
+        ValueError: the analysis lacks the rule's metric.
+    """
+    if analysis.sample_ratio.mismatch:
+        return Verdict(STOP, f"sample ratio mismatch (p = {analysis.sample_ratio.p_value:.3g} "
+                       f"< {SRM_ALPHA}): fix the assignment and rerun; no result is trusted",
+                       rule)
+    c = analysis.comparison(rule.metric)
+    significant = c.p_value < rule.alpha  # The rule's level, whatever the analysis used.
+    summary = (f"{rule.metric}: {c.treatment:.4g} vs {c.control:.4g}, difference "
+               f"{c.difference:+.4g}, p = {c.p_value:.3g} (alpha {rule.alpha})")
+    if significant and c.difference < 0:
+        return Verdict(STOP, f"{summary}: a significant loss", rule)
+    if significant and c.difference >= rule.minimum_effect:
+        return Verdict(SHIP, f"{summary}: a significant gain of at least the minimum effect "
+                       f"{rule.minimum_effect:g}", rule)
+    if significant:
+        return Verdict(KEEP, f"{summary}: significant, but below the minimum effect "
+                       f"{rule.minimum_effect:g}", rule)
+    return Verdict(KEEP, f"{summary}: not significant", rule)
 
 
 def analyze(experiment: Experiment, rows: list[dict], alpha: float = 0.05) -> Analysis:
     """Compares the first two arms of `experiment` on per-user outcome rows.
 
     Args:
-        rows: one per user: {"arm", "engaged", "returned", "watch_seconds"} and optionally
-            "pre_watch_seconds"; metrics a row lacks are skipped for all.
+        rows: one per user: {"arm", "engaged", "returned", "renewed", "watch_seconds"} and
+            optionally "pre_watch_seconds"; a metric is compared on the rows that hold a
+            value for it (absent or None elsewhere), when each arm has one.
         alpha: significance level.
 
     Raises:
@@ -226,40 +306,51 @@ def analyze(experiment: Experiment, rows: list[dict], alpha: float = 0.05) -> An
     ratio = sample_ratio_check(counts, [arm.weight for arm in experiment.arms])
     control, treatment = by_arm[names[0]], by_arm[names[1]]
     require(bool(control) and bool(treatment), "arms", "non-empty", counts[:2])
+
+    def having(arm_rows: list[dict], *metrics: str) -> list[dict]:
+        return [r for r in arm_rows if all(r.get(m) is not None for m in metrics)]
+
     comparisons = []
     for metric in BINARY_METRICS:
-        if all(metric in row for row in rows):
+        known = having(control, metric), having(treatment, metric)
+        if all(known):
             comparisons.append(compare_proportions(
-                metric, (sum(int(r[metric]) for r in control),
-                         sum(int(r[metric]) for r in treatment)),
-                (len(control), len(treatment)), alpha))
-    if all(CONTINUOUS_METRIC in row for row in rows):
-        values = (np.array([r[CONTINUOUS_METRIC] for r in control], float),
-                  np.array([r[CONTINUOUS_METRIC] for r in treatment], float))
+                metric, (sum(int(r[metric]) for r in known[0]),
+                         sum(int(r[metric]) for r in known[1])),
+                (len(known[0]), len(known[1])), alpha))
+    known = having(control, CONTINUOUS_METRIC), having(treatment, CONTINUOUS_METRIC)
+    if all(len(arm) >= 2 for arm in known):
+        values = tuple(np.array([r[CONTINUOUS_METRIC] for r in arm], float) for arm in known)
         comparisons.append(compare_means(CONTINUOUS_METRIC, *values, alpha=alpha))
-        if all(COVARIATE in row for row in rows):
+        paired = having(control, CONTINUOUS_METRIC, COVARIATE), having(
+            treatment, CONTINUOUS_METRIC, COVARIATE)
+        if all(len(arm) >= 2 for arm in paired):
             adjusted_control, adjusted_treatment, _ = cuped(
-                values, (np.array([r[COVARIATE] for r in control], float),
-                         np.array([r[COVARIATE] for r in treatment], float)))
+                tuple(np.array([r[CONTINUOUS_METRIC] for r in arm], float) for arm in paired),
+                tuple(np.array([r[COVARIATE] for r in arm], float) for arm in paired))
             comparisons.append(compare_means(f"{CONTINUOUS_METRIC} (CUPED)", adjusted_control,
                                              adjusted_treatment, alpha))
     return Analysis(experiment.name, (names[0], names[1]), ratio, comparisons)
 
 
 def run_abtest(outcomes_path: str, experiment_name: str, weights: str, out_dir: str,
-               alpha: float = 0.05) -> Analysis:
-    """`recs abtest`: analyzes per-user outcome rows (JSON lines) and writes
-    `abtest_<name>.json` and `abtest_<name>.png` to `out_dir`.
+               alpha: float = 0.05, rule: DecisionRule | None = None
+               ) -> tuple[Analysis, Verdict]:
+    """`recs abtest`: analyzes per-user outcome rows (JSON lines, e.g. from `recs outcomes`),
+    applies the pre-registered decision rule, and writes `abtest_<name>.json` (the analysis
+    and its verdict) and `abtest_<name>.png` to `out_dir`.
 
     Args:
         outcomes_path: one JSON object per user (see `analyze`).
         experiment_name: the experiment.
         weights: the designed split, control first, e.g. "control=1,treatment=1".
         out_dir: where the report and the plot go.
-        alpha: the significance level.
+        alpha: the significance level of the intervals.
+        rule: the rollout rule; default: `DecisionRule(alpha=alpha)` (7-day return).
 
     Raises:
-        ValueError: a malformed `weights` or outcome rows `analyze` refuses.
+        ValueError: a malformed `weights`, outcome rows `analyze` refuses, or a rule whose
+            metric the rows do not hold.
     """
     import json
     import pathlib
@@ -278,10 +369,11 @@ def run_abtest(outcomes_path: str, experiment_name: str, weights: str, out_dir: 
                              f"'control=1,treatment=1'; received {weights!r} ({error}).") from error
     analysis = analyze(Experiment(experiment_name, arms=tuple(arms)),
                        read_jsonl(outcomes_path), alpha)
-    report = analysis.to_dict()
+    verdict = decide(analysis, rule or DecisionRule(alpha=alpha))
+    report = {**analysis.to_dict(), "verdict": verdict.to_dict()}
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"abtest_{experiment_name}.json").write_text(json.dumps(report, indent=2) + "\n")
     plot_experiment(report["comparisons"], f"{experiment_name}: {analysis.arms[1]} vs "
                     f"{analysis.arms[0]}", str(out / f"abtest_{experiment_name}.png"))
-    return analysis
+    return analysis, verdict

@@ -601,6 +601,12 @@ def _experiments_section(workdir: Workdir) -> str:
         if ratio["mismatch"]:
             parts.append(f'<p class="warn">Sample ratio mismatch (p = {ratio["p_value"]:.3g}): '
                          "the split is broken, do not trust these results.</p>")
+        if "verdict" in analysis:
+            verdict = analysis["verdict"]
+            parts.append(f"<p><b>Verdict: {_e(verdict['action'])}</b> "
+                         f"(pre-registered on {_e(verdict['rule']['metric'])}, alpha "
+                         f"{verdict['rule']['alpha']}, minimum effect "
+                         f"{verdict['rule']['minimum_effect']}): {_e(verdict['reason'])}</p>")
         parts.append(_table(
             ("metric", "control", "treatment", "lift", "CI of difference", "p", "significant"),
             [(c["metric"], c["control"], c["treatment"], f"{100 * c['relative_lift']:.2f}%",

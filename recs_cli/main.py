@@ -13,6 +13,7 @@
     recs deploy          TF Serving config files and Kubernetes manifests
     recs consume         profile updates from the event queue (Redis Streams)
     recs monitor         one span's outcome metrics, calibration, drift and the retrain decision
+    recs outcomes        an A/B test's per-user outcomes from the served-list log (Beam)
     recs abtest          an A/B test's analysis: z-tests, Welch + CUPED, sample-ratio check
     recs recommend       recommendations for one user from the pushed models
     recs report          one HTML page of what a run did (data, checks, curves, gates, pushes)
@@ -150,6 +151,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="batch concurrent requests of the models whose version holds "
                               "batching_params.pbtxt (TF Serving's --enable_batching with "
                               "per-model parameters)")
+    command.add_argument("--label", action="append", default=[], metavar="MODEL:LABEL=VERSION",
+                         help="a version label (TF Serving's version_labels), e.g. "
+                              "ranker:canary=2; repeat for more")
 
     command = add_command("serve", help="the recommendation service (HTTP JSON API)")
     command.add_argument("--config", type=pathlib.Path,
@@ -188,13 +192,37 @@ def _parser() -> argparse.ArgumentParser:
 
     command = add_command("abtest", help="analyze an A/B test's per-user outcomes")
     command.add_argument("--outcomes", type=pathlib.Path, required=True,
-                         help="JSON lines: arm, engaged, returned, watch_seconds "
-                              "[, pre_watch_seconds]")
+                         help="JSON lines (recs outcomes): arm, engaged, returned, "
+                              "renewed, watch_seconds [, pre_watch_seconds]")
     command.add_argument("--experiment", required=True)
     command.add_argument("--arms", default="control=1,treatment=1",
                          help="designed split, control first")
     command.add_argument("--alpha", type=float, default=0.05)
+    command.add_argument("--metric", default="returned",
+                         help="the pre-registered primary metric the verdict rests on")
+    command.add_argument("--minimum-effect", type=float, default=0.0,
+                         help="smallest difference worth shipping, in the metric's units")
     command.add_argument("--out", type=pathlib.Path, default=pathlib.Path("abtest_report"))
+
+    command = add_command("outcomes", help="per-user A/B test outcomes (what abtest reads) "
+                                           "from served lists and the days after (Beam)")
+    command.add_argument("--served", required=True,
+                         help="served-list log: a folder of day=YYYY-MM-DD/*.jsonl, or a glob")
+    command.add_argument("--examples", required=True,
+                         help="ingested examples: a folder of day=YYYY-MM-DD/*.tfrecord.gz")
+    command.add_argument("--subscriptions", default="",
+                         help="optional folder of day=YYYY-MM-DD/*.jsonl renewal decisions")
+    command.add_argument("--experiment", required=True)
+    command.add_argument("--start", required=True, help="first day of the window (ISO date)")
+    command.add_argument("--end", required=True, help="last day of the window, inclusive")
+    command.add_argument("--out", required=True,
+                         help="the per-user rows (JSON lines); dead letters and a report "
+                              "are written beside it")
+    command.add_argument("--pre-period-days", type=int, default=7)
+    command.add_argument("--return-horizon-days", type=int, default=7)
+    command.add_argument("--attribution-days", type=int, default=1)
+    command.add_argument("--delivery-slack-days", type=int, default=1)
+    runner_config(command)
 
     command = add_command("consume", help="profile updates from a Redis Stream")
     command.add_argument("--redis", default="redis://127.0.0.1:6379/0")
@@ -364,9 +392,19 @@ def _submit(args: argparse.Namespace, extra: list[str]) -> int:
 def _serve_models(args: argparse.Namespace, extra: list[str]) -> int:
     from serving.model_server import serve_models
 
+    labels: dict[str, dict[str, int]] = {}
+    for text in args.label:
+        model, _, rest = text.partition(":")
+        label, _, version = rest.partition("=")
+        if not (model and label and version.isdigit() and int(version) > 0):
+            print(f"error: --label must be MODEL:LABEL=VERSION such as ranker:canary=2; "
+                  f"received {text!r}", file=sys.stderr)
+            return 2
+        labels.setdefault(model, {})[label] = int(version)
     server = serve_models(str(args.base), rest_port=args.rest_port, grpc_port=args.grpc_port,
                           host=args.host, poll_seconds=args.poll_seconds,
-                          num_versions=args.num_versions, batching=args.batching)
+                          num_versions=args.num_versions, batching=args.batching,
+                          labels=labels)
     print(f"serving {server.registry.model_names} from {args.base}: REST {server.rest_url}, "
           f"gRPC {server.grpc_target}", flush=True)
     try:
@@ -415,12 +453,34 @@ def _monitor(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _abtest(args: argparse.Namespace, extra: list[str]) -> int:
-    from monitoring.abtest import run_abtest
+    from monitoring.abtest import DecisionRule, run_abtest
 
-    analysis = run_abtest(str(args.outcomes), args.experiment, args.arms, str(args.out),
-                          args.alpha)
+    rule = DecisionRule(args.metric, args.alpha, args.minimum_effect)
+    analysis, verdict = run_abtest(str(args.outcomes), args.experiment, args.arms,
+                                   str(args.out), args.alpha, rule)
     print(analysis.table())
+    print(f"verdict: {verdict.action.upper()} ({verdict.reason})")
     return 3 if analysis.sample_ratio.mismatch else 0
+
+
+def _outcomes(args: argparse.Namespace, extra: list[str]) -> int:
+    from transforms.outcomes import OutcomesConfig, run_outcomes
+
+    try:
+        config = OutcomesConfig(
+            served_path=args.served, examples_dir=args.examples, output_path=args.out,
+            experiment=args.experiment, start_day=args.start, end_day=args.end,
+            subscriptions_dir=args.subscriptions, pre_period_days=args.pre_period_days,
+            return_horizon_days=args.return_horizon_days,
+            attribution_days=args.attribution_days,
+            delivery_slack_days=args.delivery_slack_days,
+            beam_args=tuple(beam_args(args.beam_runner_config, extra)))
+        report = run_outcomes(config)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0
 
 
 def _consume(args: argparse.Namespace, extra: list[str]) -> int:
@@ -479,7 +539,7 @@ _COMMANDS = {"generate": _generate, "ingest": _ingest, "movielens": _movielens,
              "pipeline": _pipeline, "submit": _submit, "serve-models": _serve_models,
              "serve": _serve, "deploy": _deploy, "openapi": _openapi, "monitor": _monitor,
              "abtest": _abtest, "consume": _consume, "recommend": _recommend,
-             "report": _report, "demo": _demo}
+             "report": _report, "demo": _demo, "outcomes": _outcomes}
 
 
 def main(argv: list[str] | None = None) -> int:
