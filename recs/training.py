@@ -46,6 +46,14 @@ def engaged_only(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return {key: tf.boolean_mask(value, keep) for key, value in batch.items()}
 
 
+def positive_batches(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`engaged_only` of every batch, dropping batches left with no row: a batch of only
+    unengaged plays (a small last batch, a quiet span) holds no positive pair, and an empty
+    batch would fail the retrieval loss's in-batch softmax."""
+    return dataset.map(engaged_only).filter(
+        lambda batch: tf.shape(batch[_LABEL])[0] > 0)
+
+
 def features_and_label(batch: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
     """Splits a batch into (features, `[batch_size, 1]` float label) for Keras `fit`."""
     features = {key: value for key, value in batch.items() if key != _LABEL}
@@ -156,8 +164,8 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
             initialize(model)
     # Read once (a pass over the training data): each epoch's recall and the final one.
     rows = _pair_rows(train.concatenate(evaluation), evaluation)
-    history = model.fit(shard_by_data(train.map(engaged_only)), epochs=config.training.epochs,
-                        validation_data=shard_by_data(evaluation.map(engaged_only)), verbose=2,
+    history = model.fit(shard_by_data(positive_batches(train)), epochs=config.training.epochs,
+                        validation_data=shard_by_data(positive_batches(evaluation)), verbose=2,
                         callbacks=[EpochMeans(), ValidationRecall(rows, config.eval_k)])
     metrics = _attach_item_item(model, train, rows, sizes, config, strategy)
     if config.cold_start.enabled:

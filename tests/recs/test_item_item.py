@@ -239,3 +239,18 @@ def test_data_without_watched_titles_trains_the_towers_alone():
     result = train_retrieval(data, data, SIZES, config)
     assert set(result.metrics) == {"recall_at_1"}
     assert result.model.query_tower.item_item is None
+
+
+def test_a_batch_with_no_engaged_row_is_skipped_not_a_crash():
+    # 200 rows in batches of 64: the last 8 rows (the fourth batch) are all unengaged, so
+    # the positive-pair filter leaves that batch empty; training and the recall still run.
+    features = _features(200, seed=6)
+    labels = np.ones(200, dtype=np.int64)
+    labels[192:] = 0
+    data = _dataset(features, labels)
+    config = RetrievalConfig(embedding_dim=4, tower_layers=(8,), eval_k=1,
+                             item_item=ItemItemConfig(weights=(0.0,)), cold_start=NO_PRIOR,
+                             training=TrainingConfig(batch_size=64, epochs=1))
+    result = train_retrieval(data, data, SIZES, config)
+    assert 0.0 <= result.metrics["recall_at_1"] <= 1.0
+    assert len(result.history["loss"]) == 1
