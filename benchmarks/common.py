@@ -5,14 +5,19 @@ Each benchmark writes `benchmarks/results/<name>.json` with the date, the machin
 parameters, its own figures, the peers' figures from the same run and the ratios between them.
 """
 
+import contextlib
 import datetime
 import json
 import os
 import pathlib
 import platform
 import resource
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from recs.timing import latencies_ms, timed  # noqa: F401  (benchmarks import them from here)
 
@@ -128,3 +133,36 @@ def write_result(name: str, parameters: dict[str, Any], figures: dict[str, Any],
                 "peers": peers, "ratios": ratios}
     path.write_text(json.dumps(document, indent=2, default=_plain) + "\n")
     return path
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port; yields its URL."""
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server not found: run scripts/system-deps.sh")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save",
+                                "", "--appendonly", "no", "--dir", workdir],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -16,56 +16,17 @@ Redis is a `redis-server` this script starts on a free loopback port.
 """
 
 import argparse
-import contextlib
 import pathlib
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from typing import Iterator
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from common import write_result  # noqa: E402
+from common import redis_server, write_result  # noqa: E402
 
 import recs  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 
 COUNTERS = ("crashes", "server_errors", "lost", "duplicated")
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port; yields its URL."""
-    import redis
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server not found: run scripts/system-deps.sh")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="robustness-redis-")
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save",
-                                "", "--appendonly", "no", "--dir", workdir],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def main() -> None:
