@@ -259,37 +259,19 @@ def _served_fallbacks(served_dir: pathlib.Path) -> dict[str, dict[str, int]]:
     return counts
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=3000)
-    parser.add_argument("--titles", type=int, default=300)
-    parser.add_argument("--history-days", type=int, default=7,
-                        help="generated days the first models train on")
-    parser.add_argument("--days", type=int, default=14, help="simulated days per phase")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument("--aa-salts", type=int, default=200)
-    parser.add_argument("--workdir", type=pathlib.Path, default=None)
-    parser.add_argument("--name", default="retention_ab")
-    parser.add_argument("--note", default="", help="what else ran on the machine")
-    args = parser.parse_args()
-
+def _simulate(args: argparse.Namespace, work: pathlib.Path, world_config: Any,
+              loop_dir: pathlib.Path) -> tuple[dict[int, Any], dict[str, float]]:
+    """Builds the champion, runs phase 1, retrains, runs phase 2; returns the phases'
+    figures and the seconds of each step."""
     from serving.store import RedisProfileStore, load_store
     from simulation import ClosedLoop, LoopConfig
     from tfx_pipeline.world import build_world, build_world_from_logs
-    from transforms.ingestion import IngestionConfig, run_ingestion
 
-    work = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="retention-ab-"))
-    work.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    started = time.perf_counter()
-    world_config = _world_config(args)
     mark = time.perf_counter()
     champion = build_world(work / "world", world_config)
     seconds["build_champion"] = round(time.perf_counter() - mark, 1)
     serving_dir = champion.serving_dir
-    loop_dir = work / "loop"
     loop = ClosedLoop(world_config.generator,
                       LoopConfig(days=args.days, seed=args.seed, workers=args.workers), loop_dir)
     phases = {}
@@ -314,9 +296,48 @@ def main() -> None:
         phases[2] = _run_phase(2, loop, args, serving_dir, redis_url, work)
         print(f"phase 2: {phases[2]['sessions']} sessions in {phases[2]['seconds']} s",
               flush=True)
+    return phases, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=3000)
+    parser.add_argument("--titles", type=int, default=300)
+    parser.add_argument("--history-days", type=int, default=7,
+                        help="generated days the first models train on")
+    parser.add_argument("--days", type=int, default=14, help="simulated days per phase")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--aa-salts", type=int, default=200)
+    parser.add_argument("--workdir", type=pathlib.Path, default=None)
+    parser.add_argument("--name", default="retention_ab")
+    parser.add_argument("--note", default="", help="what else ran on the machine")
+    parser.add_argument("--reanalyze", action="store_true",
+                        help="skip the simulation: ingest and analyse the finished run in "
+                             "--workdir again (its run.json)")
+    args = parser.parse_args()
+
+    from transforms.ingestion import IngestionConfig, run_ingestion
+
+    work = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="retention-ab-"))
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    world_config = _world_config(args)
+    loop_dir = work / "loop"
+    if args.reanalyze:
+        # The simulation's record of a finished (or analysis-failed) run in this workdir.
+        run = json.loads((work / "run.json").read_text())
+        phases, seconds = {int(p): v for p, v in run["phases"].items()}, run["seconds"]
+        shutil.rmtree(work / "ingested-all", ignore_errors=True)
+        shutil.rmtree(work / "raw-all", ignore_errors=True)
+    else:
+        phases, seconds = _simulate(args, work, world_config, loop_dir)
+        (work / "run.json").write_text(json.dumps({"phases": phases, "seconds": seconds}))
+    champion_raw = work / "world" / "raw"
 
     mark = time.perf_counter()
-    all_raw = _merged_raw(work / "raw-all", [champion.raw, loop_dir])
+    all_raw = _merged_raw(work / "raw-all", [champion_raw, loop_dir])
     ingested = run_ingestion(IngestionConfig(events_glob=str(all_raw / "events" / "*" / "*"),
                                              users_path=str(all_raw / "users.jsonl"),
                                              titles_path=str(all_raw / "titles.jsonl"),
@@ -344,7 +365,8 @@ def main() -> None:
     figures["ingestion_all_days"] = {"events_read": ingested.events_read,
                                      "records_written": ingested.records_written,
                                      "dead_lettered": ingested.dead_lettered}
-    seconds["total"] = round(time.perf_counter() - started, 1)
+    seconds["analysis_total" if args.reanalyze else "total"] = round(
+        time.perf_counter() - started, 1)
     figures["seconds"] = seconds
     figures["peak_rss_mb"] = round(peak_rss_mb(), 1)
     parameters = {**{key: (str(value) if isinstance(value, pathlib.Path) else value)
@@ -361,7 +383,7 @@ def main() -> None:
         verdict = figures[name]["verdict"]
         print(f"{name}: {figures[name]['users_per_arm']} -> {verdict['action']}: "
               f"{verdict['reason']}")
-    print(f"wrote {path} in {seconds['total']} s")
+    print(f"wrote {path} in {round(time.perf_counter() - started, 1)} s")
 
 
 if __name__ == "__main__":
