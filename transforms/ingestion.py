@@ -78,7 +78,7 @@ import math
 import pathlib
 import re
 import zlib
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 import orjson
@@ -940,27 +940,26 @@ def run_ingestion(config: IngestionConfig, beam_args: list[str] | None = None
     return _report(result)
 
 
-def counters(result: beam.runners.runner.PipelineResult, namespace: str
-             ) -> Callable[[str], dict[str, int]]:
-    """A finished run's counters of `namespace`, summed over steps: the returned function
-    maps a name prefix to {rest of the name: count} for the non-zero counters under it
-    (committed counts, else attempted, as runners differ in which they report)."""
+def counters(result: beam.runners.runner.PipelineResult, namespace: str) -> dict[str, int]:
+    """A finished run's counters of `namespace` by name, summed over steps (committed
+    counts, else attempted, as runners differ in which they report)."""
     query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(namespace))
     totals: dict[str, int] = {}
     for counter in query["counters"]:
         name = counter.key.metric.name
         totals[name] = totals.get(name, 0) + int(counter.committed or counter.attempted or 0)
+    return totals
 
-    def prefixed(prefix: str) -> dict[str, int]:
-        return {name[len(prefix):]: count for name, count in sorted(totals.items())
-                if name.startswith(prefix) and count}
 
-    return prefixed
+def under(totals: dict[str, int], prefix: str) -> dict[str, int]:
+    """{rest of the name: count} of the non-zero counters whose name starts with `prefix`."""
+    return {name[len(prefix):]: count for name, count in sorted(totals.items())
+            if name.startswith(prefix) and count}
 
 
 def _report(result: beam.runners.runner.PipelineResult) -> IngestionReport:
-    prefixed = counters(result, _NAMESPACE)
-
+    totals = counters(result, _NAMESPACE)
+    prefixed = functools.partial(under, totals)
     read, accepted, dead = (prefixed("file_read."), prefixed("file_accepted."),
                             prefixed("file_dead."))
     return IngestionReport(

@@ -71,7 +71,7 @@ import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
 from recs.config import Config, require
 from recs.contract.events import Reason, _valid_id
-from transforms.ingestion import _lines, _open_lines, counters
+from transforms.ingestion import _lines, _open_lines, counters, under
 
 import tensorflow as tf
 
@@ -787,7 +787,7 @@ def run_outcomes(config: OutcomesConfig) -> OutcomesReport:
 
 def _report(result: beam.runners.runner.PipelineResult, config: OutcomesConfig,
             inputs: _Inputs) -> OutcomesReport:
-    prefixed = counters(result, _NAMESPACE)
+    prefixed = functools.partial(under, counters(result, _NAMESPACE))
 
     by_input: dict[str, dict[str, int]] = {}
     by_reason: dict[str, int] = {}
