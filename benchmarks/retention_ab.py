@@ -189,11 +189,20 @@ def _merged_raw(target: pathlib.Path, sources: list[pathlib.Path]) -> pathlib.Pa
 
 
 def _comparisons(analysis: Any) -> dict[str, Any]:
+    """Each metric's comparison, with the smallest difference this sample detects with 80%
+    power at ALPHA (two-sided): (z_{1-alpha/2} + z_{0.8}) x the standard error that the
+    interval's width implies."""
+    from scipy import stats
+
+    z = stats.norm.ppf(1 - ALPHA / 2)
+    detectable = (z + stats.norm.ppf(0.8)) / (2 * z)
     return {c.metric: {"control": c.control, "treatment": c.treatment,
                        "difference": c.difference, "relative_lift": c.relative_lift,
                        "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value,
                        "significant": c.significant, "n_control": c.n_control,
-                       "n_treatment": c.n_treatment} for c in analysis.comparisons}
+                       "n_treatment": c.n_treatment,
+                       "minimum_detectable_effect_80": detectable * (c.ci_high - c.ci_low)}
+            for c in analysis.comparisons}
 
 
 def _experiment_figures(name: str, arms: tuple[str, str], days: tuple[str, str],
