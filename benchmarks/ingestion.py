@@ -51,7 +51,7 @@ def run_pandas(raw: str, out: str, result_path: str) -> None:
 
     from recs import features as F
     from recs.contract.events import Reason, parse_event
-    from recs.features import to_example
+    from recs.contract.examples import encode_examples
     from transforms.ingestion import IngestionConfig, delivery_day
 
     rules = IngestionConfig(events_glob="", users_path="", titles_path="", output_dir="")
@@ -150,29 +150,26 @@ def run_pandas(raw: str, out: str, result_path: str) -> None:
     records["ratio"] = records["watched"] / records["duration"]
     records["history"] = records["session"].map(histories)
 
+    records = records.assign(**{
+        F.HOUR: (records["ts"] // 3600) % 24, F.TIMESTAMP: records["ts"],
+        F.DURATION_SECONDS: records["duration"], F.WATCH_SECONDS: records["watched"],
+        F.WATCH_RATIO: records["ratio"], F.LIKED: records["liked"].astype(int),
+        F.SKIPPED: records["skipped"].astype(int),
+        F.COMPLETED: (records["ratio"] >= F.COMPLETED_WATCH_RATIO).astype(int),
+        F.LABEL: ((records["ratio"] >= F.ENGAGED_WATCH_RATIO) | records["liked"]).astype(int)})
+    for key in (F.COUNTRY, F.SUBSCRIPTION_TIER, F.PREFERRED_GENRES, F.GENRE, F.DESCRIPTION):
+        records[key] = records[key].astype(str)
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     written = 0
     for span, rows in records.groupby("span"):
         path = pathlib.Path(out, "examples", f"day={span}")
         path.mkdir(parents=True)
         with tf.io.TFRecordWriter(str(path / "interactions.tfrecord.gz"), options) as writer:
-            for row in rows.itertuples(index=False):
-                row = row._asdict()
-                writer.write(to_example({
-                    F.USER_ID: row[F.USER_ID], F.AGE: row[F.AGE],
-                    F.COUNTRY: str(row[F.COUNTRY]),
-                    F.SUBSCRIPTION_TIER: str(row[F.SUBSCRIPTION_TIER]),
-                    F.PREFERRED_GENRES: str(row[F.PREFERRED_GENRES]), F.HISTORY: row["history"],
-                    F.DEVICE_TYPE: row[F.DEVICE_TYPE], F.HOUR: (row["ts"] // 3600) % 24,
-                    F.TIMESTAMP: row["ts"], F.TITLE_ID: row[F.TITLE_ID],
-                    F.GENRE: str(row[F.GENRE]), F.RELEASE_YEAR: row[F.RELEASE_YEAR],
-                    F.POPULARITY: row[F.POPULARITY], F.DESCRIPTION: str(row[F.DESCRIPTION]),
-                    F.DURATION_SECONDS: row["duration"], F.WATCH_SECONDS: row["watched"],
-                    F.WATCH_RATIO: row["ratio"], F.LIKED: int(row["liked"]),
-                    F.SKIPPED: int(row["skipped"]),
-                    F.COMPLETED: int(row["ratio"] >= F.COMPLETED_WATCH_RATIO),
-                    F.LABEL: int(row["ratio"] >= F.ENGAGED_WATCH_RATIO or row["liked"])}))
-                written += 1
+            for start in range(0, len(rows), 8192):
+                chunk = rows.iloc[start:start + 8192][list(F.RAW_FEATURE_TYPES)]
+                for example in encode_examples(chunk.to_dict("records")):
+                    writer.write(example)
+                    written += 1
     pathlib.Path(result_path).write_text(json.dumps({
         "events_read": read, "records_written": written, "dead_lettered": sum(dead.values()),
         "by_reason": dict(sorted(dead.items()))}))

@@ -87,14 +87,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from recs import features as F
-from recs.features import to_example
+from recs.contract import features as F
 from recs.config import Config, require
+from recs.contract.examples import encode_examples
 from recs.contract.events import (MAX_RECORD_BYTES, Reason, TimeWindow, parse_event,
                                plausible_watch)
 
-import tensorflow as tf
 
 _NAMESPACE = "recs.ingestion"
 _DEAD_LETTER = "dead_letter"
@@ -108,6 +106,7 @@ _EVENTS, _DUPLICATES, _PROFILES = "events", "duplicates", "profiles"
 """Kinds of what crosses the user-bucket shuffle: packed events, packed positions of later
 copies of an event id, and profile rows."""
 _FLUSH_BYTES = 4 << 20
+_ENCODE_BATCH = 2048  # records a worker holds before encoding them in bulk
 """A reader's packed, not yet compressed, event bytes before it emits them: bounds a reader's
 buffer and keeps each bucket's array long enough to compress well."""
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -626,7 +625,7 @@ class Sessionize(beam.DoFn):
         self._bot = config.bot_events_per_hour
         self._max_watch_ratio = config.max_watch_ratio
         self._files = files
-        self._days = days
+        self._spans = {day: f"span_{i}" for i, day in enumerate(days)}
 
     def process(self, element: tuple[int, Iterable[tuple[str, bytes]]],
                 catalogue: Mapping[str, dict[str, Any]]) -> Iterator[Any]:
@@ -656,7 +655,7 @@ class Sessionize(beam.DoFn):
                 else:
                     users.setdefault(event[F.USER_ID], []).append(event)
         counts: collections.Counter[str] = collections.Counter()
-        spans = {day: f"span_{i}" for i, day in enumerate(self._days)}
+        pending: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = []
         for user_id, events in users.items():
             for item in _sessionize((user_id, events), self._gap, self._max_play, self._bot):
                 if isinstance(item, beam.pvalue.TaggedOutput):
@@ -665,16 +664,47 @@ class Sessionize(beam.DoFn):
                 for out in _aggregate(item, profiles, catalogue, self._max_watch_ratio):
                     if isinstance(out, beam.pvalue.TaggedOutput):
                         yield out
-                        continue
-                    span, record, record_events = out
-                    counts["events_accepted"] += len(record_events)
-                    for event in record_events:
-                        counts[f"file_accepted.{event[_POSITION][1]}"] += 1
-                    counts["records_written"] += 1
-                    counts[f"span.{span}"] += 1
-                    yield beam.pvalue.TaggedOutput(spans[span], to_example(record))
+                    else:
+                        pending.append(out)
+            if len(pending) >= _ENCODE_BATCH:
+                yield from self._write(pending, counts)
+                pending = []
+        yield from self._write(pending, counts)
         for name, count in counts.items():
             _count(name, count)
+
+    def _write(self, pending: list[tuple[str, dict[str, Any], list[dict[str, Any]]]],
+               counts: collections.Counter[str]) -> Iterator[Any]:
+        """(span, record, its events) -> the record's tf.Example on its span's output, counted
+        as accepted; the events of a record that cannot be encoded are dead-lettered."""
+        for (span, record, events), example in zip(pending, _encoded(pending)):
+            if example is None:
+                yield from _dead_events(events, Reason.PROCESSING_ERROR,
+                                        "the record does not encode as a tf.Example")
+                continue
+            counts["events_accepted"] += len(events)
+            for event in events:
+                counts[f"file_accepted.{event[_POSITION][1]}"] += 1
+            counts["records_written"] += 1
+            counts[f"span.{span}"] += 1
+            yield beam.pvalue.TaggedOutput(self._spans[span], example)
+
+
+def _encoded(pending: list[tuple[str, dict[str, Any], list[dict[str, Any]]]]
+             ) -> list[bytes | None]:
+    """The records' tf.Examples encoded in bulk; if the batch fails, one record at a time,
+    None for each record that does not encode."""
+    records = [record for _, record, _ in pending]
+    try:
+        return encode_examples(records)
+    except Exception:  # noqa: BLE001  (one bad record must not cost its batch)
+        examples: list[bytes | None] = []
+        for record in records:
+            try:
+                examples.extend(encode_examples([record]))
+            except Exception:  # noqa: BLE001
+                examples.append(None)
+        return examples
 
 
 def _aggregate(element: tuple[list[dict[str, Any]], str],
@@ -835,6 +865,11 @@ def _reference_rows(pipeline: beam.Pipeline, label: str, path: str, key: str,
     return parsed.rows, [read[_DEAD_LETTER], parsed[_DEAD_LETTER]]
 
 
+def _glob(pattern: str) -> list[str]:
+    """The paths `pattern` matches on any filesystem Beam knows (local, gs://, s3://, hdfs://)."""
+    return [match.path for match in FileSystems.match([pattern])[0].metadata_list]
+
+
 def event_files(events_glob: str) -> list[str]:
     """The events files `events_glob` matches, in delivery order (day, then path): the order
     in which copies of one event id count.
@@ -842,7 +877,7 @@ def event_files(events_glob: str) -> list[str]:
     Raises:
         ValueError: nothing matches, or a matched file sits outside a day partition.
     """
-    paths = tf.io.gfile.glob(events_glob)
+    paths = _glob(events_glob)
     if not paths:
         raise ValueError(f"events_glob {events_glob!r} matches no files.")
     return sorted(paths, key=lambda path: (delivery_day(path), path))
@@ -868,7 +903,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: IngestionConfig) -> None:
     buckets = config.shuffle_buckets
     profiles, dead = _reference_rows(pipeline, "Users", config.users_path, F.USER_ID,
                                      _PROFILE_RULES, INVALID_PROFILE)
-    if config.profile_updates_glob and tf.io.gfile.glob(config.profile_updates_glob):
+    if config.profile_updates_glob and _glob(config.profile_updates_glob):
         updates, more = _reference_rows(pipeline, "ProfileUpdates",
                                         config.profile_updates_glob, F.USER_ID,
                                         _PROFILE_RULES, INVALID_PROFILE)
@@ -927,7 +962,7 @@ def run_ingestion(config: IngestionConfig, beam_args: list[str] | None = None
         ValueError: `config.output_dir` already holds examples (runs never mix), or an
             events file is outside a `day=YYYY-MM-DD` partition.
     """
-    existing = tf.io.gfile.glob(str(pathlib.Path(config.examples_dir) / "*"))
+    existing = _glob(str(pathlib.Path(config.examples_dir) / "*" / "*"))
     if existing:
         raise ValueError(
             f"output_dir {config.output_dir!r} already holds {len(existing)} example files; "

@@ -183,3 +183,25 @@ def test_an_exception_while_processing_is_a_dead_letter_naming_it(tmp_path, monk
     report = run_ingestion(config)
     assert report.balanced and report.dead_lettered == {Reason.PROCESSING_ERROR: 2}
     assert all("ZeroDivisionError" in l["detail"] for l in _dead_letters(config))
+
+
+def test_a_record_that_does_not_encode_is_a_dead_letter_and_its_batch_is_kept(tmp_path,
+                                                                                monkeypatch):
+    encode = ingestion.encode_examples
+
+    def refuses_t2(records):
+        records = list(records)
+        if any(record["title_id"] == "t2" for record in records):
+            raise ValueError("a value that does not convert")
+        return encode(records)
+
+    monkeypatch.setattr(ingestion, "encode_examples", refuses_t2)
+    config = _world(tmp_path, {"part-0.jsonl": _lines(
+        *GOOD, _event("b1", "play_start", "t2", ts=T0 + 900),
+        _event("b2", "play_stop", "t2", ts=T0 + 1_000, watch_seconds=100.0))})
+    report = run_ingestion(config)
+    assert report.balanced
+    assert report.dead_lettered == {Reason.PROCESSING_ERROR: 2}
+    assert sorted(json.loads(l["record"])["event_id"] for l in _dead_letters(config)) == [
+        "b1", "b2"]
+    assert [r["title_id"] for r in _records(config)] == [b"t1"]
