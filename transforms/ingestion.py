@@ -318,7 +318,7 @@ def _delivery_window(day: str, lateness: int, early: int) -> TimeWindow:
     return TimeWindow.around(start, 86_400, lateness, early)
 
 
-def _open_lines(path: str) -> BinaryIO:
+def open_lines(path: str) -> BinaryIO:
     """The file's bytes, decompressed when they start with gzip's magic number.
 
     Raises:
@@ -336,7 +336,7 @@ def _open_lines(path: str) -> BinaryIO:
     return handle
 
 
-def _lines(handle: BinaryIO, limit: int) -> Iterator[tuple[bytes, int]]:
+def bounded_lines(handle: BinaryIO, limit: int) -> Iterator[tuple[bytes, int]]:
     """(line without its newline, full length) pairs; a line over `limit` bytes is cut to its
     first `limit` bytes (the rest is read and dropped), so one line never fills memory."""
     while True:
@@ -367,8 +367,8 @@ def _file_lines(path: str, day: str, events: bool, read: list[int]) -> Iterator[
     """
     number = 0
     try:
-        with _open_lines(path) as handle:
-            for number, (line, length) in enumerate(_lines(handle, MAX_RECORD_BYTES), 1):
+        with open_lines(path) as handle:
+            for number, (line, length) in enumerate(bounded_lines(handle, MAX_RECORD_BYTES), 1):
                 if not line.strip():
                     read[1] += 1
                     continue

@@ -70,8 +70,8 @@ from google.protobuf.message import DecodeError
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
 from recs.config import Config, require
-from recs.contract.events import Reason, _valid_id
-from transforms.ingestion import _lines, _open_lines, counters, under
+from recs.contract.events import Reason, valid_id
+from transforms.ingestion import bounded_lines, counters, open_lines, under
 
 import tensorflow as tf
 
@@ -90,9 +90,6 @@ USER_ID, EXPERIMENTS, ITEMS, TITLE_ID = "user_id", "experiments", "items", "titl
 TS, EVENT = "ts", "event"
 SUBSCRIPTION_EVENTS = {"renewed": 1, "cancelled": 0}
 """A subscription decision's `event` -> its `renewed` value."""
-ARM_CHANGED = "arm_changed"
-UNKNOWN_SUBSCRIPTION_EVENT = "unknown_subscription_event"
-"""Dead-letter reasons of this job, beside `recs.contract.events.Reason`'s."""
 _RECORD_KEYS = (F.USER_ID, F.TITLE_ID, F.TIMESTAMP, F.WATCH_SECONDS, F.LABEL)
 _LAYOUT = "{argument}/day=YYYY-MM-DD/*{suffix}"
 
@@ -329,7 +326,7 @@ def _id(row: dict[str, Any], field: str, name: str = "") -> str:
         raise _Refused(Reason.MISSING_FIELD, name)
     if not isinstance(value, str):
         raise _Refused(Reason.WRONG_TYPE, f"{name}={value!r}")
-    if not _valid_id(value):
+    if not valid_id(value):
         raise _Refused(Reason.INVALID_ID, f"{name}={value!r}")
     return value
 
@@ -383,7 +380,7 @@ def parse_subscription(row: dict[str, Any]) -> tuple[str, int, int]:
     if not isinstance(event, str):
         raise _Refused(Reason.WRONG_TYPE, f"{EVENT}={event!r}")
     if event not in SUBSCRIPTION_EVENTS:
-        raise _Refused(UNKNOWN_SUBSCRIPTION_EVENT, f"{EVENT}={event!r}")
+        raise _Refused(Reason.UNKNOWN_SUBSCRIPTION_EVENT, f"{EVENT}={event!r}")
     return user, ts, SUBSCRIPTION_EVENTS[event]
 
 
@@ -421,8 +418,8 @@ class ReadLines(beam.DoFn):
         day, path = self._files[index]
         read = blank = number = 0
         try:
-            with _open_lines(path) as handle:
-                for number, (line, length) in enumerate(_lines(handle, MAX_LINE_BYTES), 1):
+            with open_lines(path) as handle:
+                for number, (line, length) in enumerate(bounded_lines(handle, MAX_LINE_BYTES), 1):
                     if not line.strip():
                         blank += 1
                         continue
@@ -619,7 +616,7 @@ class UserOutcomes(_CountingDoFn):
             self._counts["skipped.users_not_exposed"] += 1
         elif isinstance(outcome, list):
             arms = sorted({arm for _, arm, _, _ in outcome})
-            yield _dead(SERVED, ARM_CHANGED,
+            yield _dead(SERVED, Reason.ARM_CHANGED,
                         f"lists name arms {arms} of experiment {self._config.experiment!r}",
                         user_id=user, exposures=[
                             {"day": _iso(day), "arm": arm,

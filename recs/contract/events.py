@@ -78,6 +78,10 @@ class Reason:
     # Failures of the machinery around a record, never of the rules above.
     UNREADABLE_FILE = "unreadable_file"
     PROCESSING_ERROR = "processing_error"
+    # Outcomes from logs (`transforms.outcomes`): a user served by two arms of one
+    # experiment, and a subscription decision other than renewed / cancelled.
+    ARM_CHANGED = "arm_changed"
+    UNKNOWN_SUBSCRIPTION_EVENT = "unknown_subscription_event"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +116,8 @@ def _refused(reason: str, detail: str) -> Parsed:
     return Parsed(None, reason, detail[:200])
 
 
-def _valid_id(value: str) -> bool:
+def valid_id(value: str) -> bool:
+    """Whether `value` can be an id: 1 to MAX_ID_CHARS printable characters."""
     return 0 < len(value) <= MAX_ID_CHARS and value.isprintable()
 
 
@@ -164,7 +169,7 @@ def _parse(record: bytes | str, window: TimeWindow | None) -> Parsed:
     for field in ID_FIELDS + (EVENT_TYPE,):
         if not isinstance(event[field], str):
             return _refused(Reason.WRONG_TYPE, f"{field}={event[field]!r}")
-        if not _valid_id(event[field]):
+        if not valid_id(event[field]):
             return _refused(Reason.INVALID_ID, f"{field}={event[field]!r}")
     if event[EVENT_TYPE] not in EVENT_TYPES:
         return _refused(Reason.UNKNOWN_EVENT_TYPE, event[EVENT_TYPE])
