@@ -47,8 +47,8 @@ def genre_match(preferred_genres: tf.Tensor, genre: tf.Tensor) -> tf.Tensor:
 def to_example(record: dict[str, Any]) -> bytes:
     """Serializes an interaction record as a tf.Example with the contract's dtypes.
 
-    One record at a time (a few microseconds of fixed cost): many records at once encode
-    about four times faster with `recs.contract.examples.encode_examples`, the same Examples.
+    One record at a time; many records at once encode faster with
+    `recs.contract.examples.encode_examples`, which gives the same Examples.
     """
     # Filled in place, and typed by the contract's dtype names: building a Feature message per
     # key and comparing DTypes cost twice the time, and ingestion encodes one per record.

@@ -2,9 +2,8 @@
 
 A record is a dict holding every key of `RAW_FEATURE_TYPES` once. The records become one Arrow
 record batch (a one-value list column per key, typed by the contract) that tfx_bsl's C++
-encoder, the one TFX's own components use, turns into serialized Examples: about a quarter of
-the time of filling an Example message per record in Python. Ingestion's workers encode
-through this and so never load TensorFlow.
+encoder, the one TFX's own components use, turns into serialized Examples, with no Python work
+per feature. Ingestion's workers encode through this and so never load TensorFlow.
 """
 
 from typing import Any, Iterable
