@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # 2 cores, timing-sensitive serving tests (a version swap under load) failed from contention.
 TEST_WORKERS ?= 1
 
-.PHONY: venv system-deps demo test test-fast lock clean
+.PHONY: venv system-deps demo test test-slow test-all lock clean
 
 venv:
 	@scripts/venv.sh
@@ -17,11 +17,18 @@ system-deps:
 demo: venv
 	$(VENV)/bin/recs demo --workdir demo_output
 
-test: venv system-deps
-	$(PYTHON) -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+PYTEST := $(PYTHON) -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
-test-fast: venv system-deps
-	$(PYTHON) -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) -m "not slow" $(PYTEST_ARGS)
+# The default run leaves out the tests marked slow (whole pipelines, multi-worker and
+# multi-process runs, CLI protocols end to end); CI (.ci/run) runs both.
+test: venv system-deps
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
+
+test-slow: venv system-deps
+	$(PYTEST) -m slow $(PYTEST_ARGS)
+
+test-all: venv system-deps
+	$(PYTEST) $(PYTEST_ARGS)
 
 lock: venv
 	$(VENV)/bin/uv pip compile requirements/requirements.in --python-version 3.10 -o requirements/lock.txt

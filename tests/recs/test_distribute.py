@@ -63,6 +63,7 @@ def runs(tmp_path_factory):
     return single, workers
 
 
+@pytest.mark.slow
 def test_two_workers_train_the_same_ranker_as_one(runs):
     single, (chief, other) = runs
     one = json.loads((single / "metrics.json").read_text())
@@ -82,6 +83,7 @@ def test_two_workers_train_the_same_ranker_as_one(runs):
     assert not (other / "ranker_model").exists() and not (other / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_two_workers_train_the_two_towers(runs):
     single, (chief, _) = runs
     one = json.loads((single / "metrics.json").read_text())

@@ -179,6 +179,7 @@ def _load_in_fresh_process(path: str, imports: str) -> subprocess.CompletedProce
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_exact_model_loads_without_scann_and_scann_model_needs_it(tiny_world):
     # Stock TF Serving has no ScaNN ops: the exact model must load with plain TensorFlow.
     exact = _load_in_fresh_process(str(tiny_world.serving_dir / "retrieval_exact" / "1"), "")

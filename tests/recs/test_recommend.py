@@ -88,6 +88,7 @@ def test_titles_the_snapshot_lacks_are_reported_not_scored(models, tiny_world):
     assert ranked[PROBABILITY].numpy()[1] == 0.0 and 0 < ranked[PROBABILITY].numpy()[0] < 1
 
 
+@pytest.mark.slow
 def test_the_exact_recommender_loads_in_plain_tensorflow_and_the_scann_one_needs_scann(
         tiny_world):
     # A fresh interpreter that never imports this package, as stock TF Serving would load it.

@@ -49,6 +49,7 @@ def evaluated(table, tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_every_protocol_has_the_default_model_and_both_peers_at_every_k(evaluated):
     out, result = evaluated
     assert json.loads((out / RESULT_FILE).read_text()) == \
@@ -75,6 +76,7 @@ def test_every_protocol_has_the_default_model_and_both_peers_at_every_k(evaluate
         assert "item_item_weight" in protocol["models"][DEFAULT]["trainer_metrics"]
 
 
+@pytest.mark.slow
 def test_what_each_protocol_ranks_is_counted(evaluated):
     _, result = evaluated
     # The positives: engaged rows (stars >= 3), each (user, item) pair once.
@@ -101,6 +103,7 @@ def test_what_each_protocol_ranks_is_counted(evaluated):
         positives
 
 
+@pytest.mark.slow
 def test_the_plot_is_a_png(evaluated):
     out, _ = evaluated
     with Image.open(out / PLOT_FILE) as image:

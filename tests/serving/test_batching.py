@@ -122,6 +122,7 @@ def test_params_round_trip_through_tf_servings_text_format_and_are_validated():
         BatchingParams(max_batch_size=0)
 
 
+@pytest.mark.slow
 def test_the_model_server_batches_row_aligned_models_only_and_answers_alike(tiny_world):
     from serving.client import RestClient
     from serving.model_server import ModelRegistry, ModelServer

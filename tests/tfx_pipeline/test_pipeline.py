@@ -99,6 +99,7 @@ def _flipped_ranker(ranker_dir: str, out: str) -> str:
     return out
 
 
+@pytest.mark.slow
 def test_evaluator_refuses_a_challenger_worse_than_the_champion(tiny_world, tmp_path):
     # The pipeline's own EvalConfig, run by TFMA as the Evaluator runs it: with the absolute
     # gate at 0, only the comparison with the champion (the last blessed ranker) can refuse.

@@ -104,6 +104,7 @@ def _analyze(records: list[dict], args: list[str], out: pathlib.Path) -> tft.TFT
     return tft.TFTransformOutput(str(out / "transform"))
 
 
+@pytest.mark.slow
 def test_transform_in_processes_equals_one_process(tiny_world, tmp_path):
     records = tiny_world.records
     one = _analyze(records, BeamRunnerConfig(direct_running_mode="in_memory",
