@@ -20,6 +20,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from common import RESULTS, write_result  # noqa: E402
 
+from recs.config import RankerConfig, RetrievalConfig  # noqa: E402
+
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "capacity.md"
 BYTES_PER_FLOAT = 4
 
@@ -51,9 +53,11 @@ class Workload:
     beam_worker_vcpus: int = 4
     training_workers: int = 8
     p99_target_ms: float = 100.0
-    embedding_dim: int = 32
-    output_dim: int = 32
-    ranker_embedding_dim: int = 16
+    # The library's defaults: the exported embedding is the towers' last layer plus the
+    # item-to-item factors and the popularity prior's segments.
+    embedding_dim: int = RetrievalConfig().embedding_dim
+    output_dim: int = RetrievalConfig().output_dim
+    ranker_embedding_dim: int = RankerConfig().embedding_dim
 
 
 def _load(name: str) -> dict:
