@@ -51,7 +51,7 @@ def run_pandas(raw: str, out: str, result_path: str) -> None:
 
     from recs import features as F
     from recs.contract.events import Reason, parse_event
-    from recs.contract.examples import encode_examples
+    from transforms.examples import encode_examples
     from transforms.ingestion import IngestionConfig, delivery_day
 
     rules = IngestionConfig(events_glob="", users_path="", titles_path="", output_dir="")

@@ -45,13 +45,9 @@ def genre_match(preferred_genres: tf.Tensor, genre: tf.Tensor) -> tf.Tensor:
 
 
 def to_example(record: dict[str, Any]) -> bytes:
-    """Serializes an interaction record as a tf.Example with the contract's dtypes.
-
-    One record at a time; many records at once encode faster with
-    `recs.contract.examples.encode_examples`, which gives the same Examples.
-    """
+    """Serializes an interaction record as a tf.Example with the contract's dtypes."""
     # Filled in place, and typed by the contract's dtype names: building a Feature message per
-    # key and comparing DTypes cost twice the time, and ingestion encodes one per record.
+    # key and comparing DTypes cost twice the time.
     example = tf.train.Example()
     feature = example.features.feature
     for key, kind in RAW_FEATURE_TYPES.items():

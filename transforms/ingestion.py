@@ -87,11 +87,11 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from recs.contract import features as F
 from recs.config import Config, require
-from recs.contract.examples import encode_examples
+from recs.contract import features as F
 from recs.contract.events import (MAX_RECORD_BYTES, Reason, TimeWindow, parse_event,
                                plausible_watch)
+from transforms.examples import encode_examples
 
 
 _NAMESPACE = "recs.ingestion"
@@ -106,9 +106,12 @@ _EVENTS, _DUPLICATES, _PROFILES = "events", "duplicates", "profiles"
 """Kinds of what crosses the user-bucket shuffle: packed events, packed positions of later
 copies of an event id, and profile rows."""
 _FLUSH_BYTES = 4 << 20
-_ENCODE_BATCH = 2048  # records a worker holds before encoding them in bulk
 """A reader's packed, not yet compressed, event bytes before it emits them: bounds a reader's
 buffer and keeps each bucket's array long enough to compress well."""
+_ENCODE_BATCH = 2048
+"""Records a worker holds before it encodes them in bulk."""
+_Accepted = tuple[str, dict[str, Any], list[dict[str, Any]]]
+"""(span, interaction record, the events folded into it)."""
 _GZIP_MAGIC = b"\x1f\x8b"
 _TEXT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".txt")
 SPAN_PATTERN = "day={YYYY}-{MM}-{DD}/*.tfrecord.gz"
@@ -655,7 +658,7 @@ class Sessionize(beam.DoFn):
                 else:
                     users.setdefault(event[F.USER_ID], []).append(event)
         counts: collections.Counter[str] = collections.Counter()
-        pending: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = []
+        pending: list[_Accepted] = []
         for user_id, events in users.items():
             for item in _sessionize((user_id, events), self._gap, self._max_play, self._bot):
                 if isinstance(item, beam.pvalue.TaggedOutput):
@@ -673,8 +676,7 @@ class Sessionize(beam.DoFn):
         for name, count in counts.items():
             _count(name, count)
 
-    def _write(self, pending: list[tuple[str, dict[str, Any], list[dict[str, Any]]]],
-               counts: collections.Counter[str]) -> Iterator[Any]:
+    def _write(self, pending: list[_Accepted], counts: collections.Counter[str]) -> Iterator[Any]:
         """(span, record, its events) -> the record's tf.Example on its span's output, counted
         as accepted; the events of a record that cannot be encoded are dead-lettered."""
         for (span, record, events), example in zip(pending, _encoded(pending)):
@@ -690,8 +692,7 @@ class Sessionize(beam.DoFn):
             yield beam.pvalue.TaggedOutput(self._spans[span], example)
 
 
-def _encoded(pending: list[tuple[str, dict[str, Any], list[dict[str, Any]]]]
-             ) -> list[bytes | None]:
+def _encoded(pending: list[_Accepted]) -> list[bytes | None]:
     """The records' tf.Examples encoded in bulk; if the batch fails, one record at a time,
     None for each record that does not encode."""
     records = [record for _, record, _ in pending]

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from recs import features as F
-from recs.contract.examples import encode_examples
+from transforms.examples import encode_examples
 from recs.features import to_example
 
 RECORD = {
@@ -73,7 +73,7 @@ def test_a_missing_key_raises_naming_it():
 
 
 def test_encoding_does_not_load_tensorflow():
-    code = ("import sys; from recs.contract.examples import encode_examples; "
+    code = ("import sys; from transforms.examples import encode_examples; "
             "import transforms.ingestion; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow was loaded'")
     subprocess.run([sys.executable, "-c", code], check=True)
