@@ -124,8 +124,12 @@ def _plain(value: Any) -> Any:
 
 def write_result(name: str, parameters: dict[str, Any], figures: dict[str, Any],
                  peers: dict[str, Any], ratios: dict[str, Any]) -> pathlib.Path:
-    """Writes `results/<name>.json` and returns its path."""
+    """Writes `results/<name>.json` and returns its path. `RECS_BENCH_CONCURRENT_LOAD`, when
+    set, is written as `parameters.concurrent_load` (what else shared the machine)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("RECS_BENCH_CONCURRENT_LOAD"):
+        parameters = {**parameters,
+                      "concurrent_load": os.environ["RECS_BENCH_CONCURRENT_LOAD"]}
     path = RESULTS / f"{name}.json"
     document = {"benchmark": name,
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

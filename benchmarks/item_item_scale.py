@@ -7,11 +7,14 @@ Two parts, every fit in its own fresh process so that its peak resident memory i
   titles with Zipf popularity, so co-watching has structure), fitted by each method that the
   catalogue admits: "dense" (one titles x titles float32 matrix: 40 GB at 100k titles, so not
   run there) and "low_rank" (linear in titles); "auto" picks between them by size. At 3k
-  titles the previous fit (float64 EASE with three dense copies and a full SVD) runs too.
+  titles the previous fit (float64 EASE at l2 1000 with three dense copies and a full SVD of
+  B) runs too.
 - Quality: ML-1M under RecBole's protocol (`quality_ml1m.py`: ratings >= 3, 10-core, per-user
   random 80/10/10, training and validation titles masked), the item-to-item scores alone
   (sum over the whole training history of the factors), NDCG@10 on the test split for each
-  method at the library's rank, next to the untruncated EASE and the previous fit.
+  method at the library's rank (the default `ItemItemConfig`: DLAE reduced to rank 64 on the
+  users' scores), next to the untruncated EASE, the library's weights untruncated, and the
+  previous fit.
 
     python benchmarks/item_item_scale.py [--sizes 3000,20000,100000]
 """
@@ -31,6 +34,7 @@ DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "sha
 INTERACTIONS = {3_000: 1_000_000, 20_000: 3_000_000, 100_000: 10_000_000}
 PER_USER = 50
 GOAL_SECONDS, GOAL_MB = 600.0, 4096.0
+PREVIOUS_L2 = 1000.0  # the previous fit's EASE penalty (the published best on MovieLens)
 
 
 def generated_interactions(num_titles: int, interactions: int, seed: int = 0
@@ -74,7 +78,7 @@ def _fit(method: str, users: np.ndarray, titles: np.ndarray, num_titles: int,
     from recs.models.item_item import fit_item_item
     config = ItemItemConfig()
     if method == "previous":
-        history, candidate = previous_fit(users, titles, num_titles, config.l2, config.rank)
+        history, candidate = previous_fit(users, titles, num_titles, PREVIOUS_L2, config.rank)
     else:
         factors = fit_item_item(users, titles, num_titles,
                                 ItemItemConfig(method=method))
@@ -123,7 +127,7 @@ def ml1m_quality(data_dir: str, scratch: str) -> dict[str, dict]:
     from recs.config import ItemItemConfig
     from recs.data.movielens import read_ml1m
     from recs.evaluation import user_metrics
-    from recs.models.item_item import cooccurrence, ease_weights
+    from recs.models.item_item import cooccurrence, ease_weights, item_weights
     from recs.protocols import core_filter, split_per_user
 
     data = read_ml1m(data_dir)
@@ -149,9 +153,14 @@ def ml1m_quality(data_dir: str, scratch: str) -> dict[str, dict]:
         return {"ndcg_at_10": metrics["ndcg_at_10"], "recall_at_10": metrics["recall_at_10"]}
 
     results = {}
-    full = ease_weights(cooccurrence(users[train], titles[train], num_titles),
-                        ItemItemConfig().l2)
+    full = ease_weights(cooccurrence(users[train], titles[train], num_titles), PREVIOUS_L2)
     results["ease_untruncated"] = ndcg(history @ full)
+    config = ItemItemConfig()
+    full = item_weights(cooccurrence(users[train], titles[train], num_titles), config.l2,
+                        config.dropout)
+    results["library_weights_untruncated"] = ndcg(history @ full) | {
+        "l2": config.l2, "dropout": config.dropout}
+    del full
     for method in ("previous", "dense", "low_rank"):
         out = os.path.join(scratch, f"ml1m_{method}.npz")
         seconds, peak = run_in_process(_fit, method, users[train], titles[train],
@@ -189,10 +198,12 @@ def main(argv: list[str] | None = None) -> None:
                  "met": bool(largest["seconds"] is not None
                              and largest["seconds"] <= GOAL_SECONDS
                              and largest["peak_rss_mb"] <= GOAL_MB
-                             and quality["dense"]["ndcg_at_10"]
-                             >= quality["previous"]["ndcg_at_10"] - 1e-3)},
+                             and min(quality["dense"]["ndcg_at_10"],
+                                     quality["low_rank"]["ndcg_at_10"])
+                             >= quality["previous"]["ndcg_at_10"])},
     }
     peers = {"ml1m_ease_untruncated": quality["ease_untruncated"],
+             "ml1m_library_weights_untruncated": quality["library_weights_untruncated"],
              "ml1m_previous_fit": quality["previous"]}
     base = quality["previous"]["ndcg_at_10"]
     ratios = {f"ml1m_ndcg_{method}_over_previous": quality[method]["ndcg_at_10"] / base

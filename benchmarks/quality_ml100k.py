@@ -21,6 +21,7 @@ memory.
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -28,7 +29,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import movielens_common as M  # noqa: E402
 from common import RESULTS, peak_rss_mb, write_result  # noqa: E402
 from recs.config import RetrievalConfig, TrainingConfig  # noqa: E402
-from recs.models.item_item import fit_item_item  # noqa: E402
 from recs import features as F  # noqa: E402
 from recs.data.movielens import catalogue_records, interaction_records, read_ml100k  # noqa: E402
 from recs.evaluation import pair_metrics  # noqa: E402
@@ -36,6 +36,7 @@ from recs.peers import (ease_scores, fit_ease, popular_scores, popularity,  # no
                         user_histories)
 from recs.plots import plot_training_curves  # noqa: E402
 from recs.protocols import TEST, TRAIN, split_random  # noqa: E402
+from recs.training import train_retrieval  # noqa: E402
 
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
@@ -58,42 +59,29 @@ def blank(tables: list[dict[str, np.ndarray]], keys: list[str]) -> None:
 
 
 def default_config(train: dict[str, np.ndarray], test: dict[str, np.ndarray],
-                   candidates: dict[str, np.ndarray], sizes, train_targets: np.ndarray,
-                   seed: int = 0) -> tuple[dict, object]:
-    """The library's default `RetrievalConfig()`, no flags: its towers on every training
-    pair, then its item-to-item part as the Trainer attaches it, the weight picked on 10% of
-    the training pairs held out of the factors' fit (the protocol has no validation split),
-    the factors then refitted on all of them. Returns (choice, score fn)."""
+                   candidates: dict[str, np.ndarray], sizes, seed: int = 0
+                   ) -> tuple[dict, object]:
+    """The library's default `RetrievalConfig()`, no flags, through its Trainer path
+    (`recs.training.train_retrieval`, as the pipeline's Trainer runs it): 10% of the
+    training pairs (seeded; the protocol has no validation split) are its evaluation split,
+    where it picks the item-to-item weight and the cold-start prior; every rating is a
+    positive, as in the test pairs. Scored as exported, query tower against candidate tower.
+    Returns (choice, score fn)."""
     config = RetrievalConfig()
-    model, _, rate = M.fit_two_tower(train, sizes, config)
-    users, titles = train[M.USER].ravel(), train[M.TITLE].ravel()
-    known = (users < sizes.users - 1) & (titles < sizes.titles - 1)
-    held = np.random.default_rng(seed).random(len(users)) < 0.1
-    towers = (M.embed(model.query_tower, test), M.embed(model.candidate_tower, candidates))
-    held_rows = M.select(train, held)
-    held_towers = M.embed(model.query_tower, held_rows)
-    held_targets = train_targets[held]
-
-    def item_item_vectors(mask: np.ndarray, queries: dict[str, np.ndarray]):
-        factors = fit_item_item(users[mask & known], titles[mask & known], sizes.titles,
-                                config.item_item)
-        model.attach_item_item(factors, weight=1.0)
-        width = towers[0].shape[1]
-        query = M.embed(model.query_tower, queries)[:, width:]
-        candidate = M.embed(model.candidate_tower, candidates)[:, width:]
-        return query, candidate, factors.method
-
-    query, candidate, _ = item_item_vectors(~held, held_rows)
-    tower_scores = held_towers @ towers[1].T
-    by_weight = {weight: pair_metrics(lambda r: tower_scores[r] + weight * (query[r] @ candidate.T),
-                                      held_targets, (100,))["recall_at_100"]
-                 for weight in config.item_item.weights}
-    best = max(by_weight, key=lambda weight: (by_weight[weight], -weight))
-    query, candidate, method = item_item_vectors(np.ones(len(users), dtype=bool), test)
-    choice = {"item_item_weight": best, "item_item_method": method,
-              "held_out_top_100_by_weight": by_weight, "training_examples_per_second": rate,
-              "config": config.to_dict()}
-    return choice, lambda r: towers[0][r] @ towers[1].T + best * (query[r] @ candidate.T)
+    train = {**train, M.LABEL: np.ones_like(train[M.LABEL])}
+    held = np.random.default_rng(seed).random(len(train[M.LABEL])) < 0.1
+    start = time.perf_counter()
+    result = train_retrieval(
+        M.dataset(M.select(train, ~held), config.training.batch_size, True,
+                  config.training.seed),
+        M.dataset(M.select(train, held), 4096, False), sizes, config)
+    seconds = time.perf_counter() - start
+    query = M.embed(result.model.query_tower, test)
+    candidate = M.embed(result.model.candidate_tower, candidates)
+    chosen = {key: value for key, value in result.metrics.items()
+              if key.startswith(("item_item_weight", "cold_start_weight", "recall_at"))}
+    choice = {"trainer_metrics": chosen, "train_seconds": seconds, "config": config.to_dict()}
+    return choice, lambda r: query[r] @ candidate.T
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         "l2": fitted_ease.l2, "held_out_top_100_by_l2": fitted_ease.held_out_recall_by_l2}
     default = None
     if not without:
-        choice, default_score = default_config(train, test, candidates, sizes, train_targets)
+        choice, default_score = default_config(train, test, candidates, sizes)
         default = report("default config", default_score) | choice
 
     # The rankers: label rating >= 4; 10% of training held out for early stopping and

@@ -101,16 +101,20 @@ class ItemItemConfig(Config):
     """Co-watching item-to-item scores added to the two-tower score (`recs.models.item_item`).
 
     Attributes:
-        enabled: after the towers train, fit the item-to-item weights in closed form (EASE)
-            on the engaged training pairs and append their low-rank factors to both towers'
-            embeddings, so that the retrieval score is tower score + weight * item-to-item
-            score of the query's watch history (the README gives the measured effect). The
+        enabled: after the towers train, fit the item-to-item weights in closed form
+            (DLAE, or EASE with `dropout` 0) on the engaged training pairs and append their
+            low-rank factors to both towers' embeddings, so that the retrieval score is tower
+            score + weight * item-to-item score of the query's watch history (the README
+            gives the measured effect). The
             weight is chosen on the evaluation split among `weights`, 0 included: when 0
             wins, the factors are not exported and the embeddings keep the towers' width.
         method: "dense" (the exact closed form on one titles x titles float32 matrix),
             "low_rank" (never forms titles x titles: memory linear in titles), or "auto":
             dense up to `dense_max_titles` titles, low-rank above.
-        l2: EASE's L2 penalty (1000 is the published best on MovieLens).
+        l2: the base L2 penalty of every title.
+        dropout: DLAE's input dropout p: each title's penalty grows by p / (1 - p) times its
+            play count, which regularizes popular titles more than EASE's one penalty; 0
+            fits EASE (whose published best penalty on MovieLens is 1000).
         rank: width of the factors appended to each embedding.
         components: eigenpairs of the co-occurrence matrix the low-rank fit keeps before
             truncating to `rank`.
@@ -125,7 +129,8 @@ class ItemItemConfig(Config):
 
     enabled: bool = True
     method: str = "auto"
-    l2: float = 1000.0
+    l2: float = 500.0
+    dropout: float = 0.5
     rank: int = 64
     components: int = 512
     dense_max_titles: int = 20_000
@@ -136,6 +141,7 @@ class ItemItemConfig(Config):
         require(self.method in ITEM_ITEM_METHODS, "method",
                 f"one of {', '.join(map(repr, ITEM_ITEM_METHODS))}", self.method)
         require(self.l2 > 0, "l2", "> 0", self.l2)
+        require(0 <= self.dropout < 1, "dropout", "in [0, 1) (0 fits EASE)", self.dropout)
         require(self.rank > 0, "rank", "> 0", self.rank)
         require(self.components >= self.rank, "components", f">= rank ({self.rank})",
                 self.components)
@@ -160,7 +166,9 @@ class ColdStartConfig(Config):
         weights: prior weights tried (retrieval scores are cosines of unit-norm tower
             embeddings plus the item-to-item scores; the prior is a log-probability).
         smoothing: pseudo-counts pulling a segment's title distribution towards the whole
-            audience's; the value with the best new-user recall is kept.
+            audience's (1e12, far above any segment's plays: the whole audience's popularity
+            itself, which the prior can then reach with a large weight); the value with the
+            best new-user recall is kept.
         average_start: start new titles from the play-weighted average of the known ids'
             embeddings (no training pair reaches the out-of-vocabulary row), and new users
             too when that raises the new-user recall (their row is trained only when
@@ -177,8 +185,8 @@ class ColdStartConfig(Config):
 
     enabled: bool = True
     weights: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3,
-                                  0.5, 1.0, 2.0, 4.0)
-    smoothing: tuple[float, ...] = (10.0, 100.0, 1000.0, 10000.0)
+                                  0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+    smoothing: tuple[float, ...] = (10.0, 100.0, 1000.0, 10000.0, 1e12)
     average_start: bool = True
     stated_preferences: bool = False
     min_pairs: int = 30

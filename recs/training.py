@@ -391,8 +391,8 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
 
 def item_item_factors(train: tf.data.Dataset, sizes: FeatureSizes, config: RetrievalConfig
                       ) -> ItemItemFactors:
-    """Fits EASE on `train`'s engaged pairs of known users and titles
-    (`recs.models.item_item`)."""
+    """Fits the item-to-item weights (DLAE or EASE) on `train`'s engaged pairs of known users
+    and titles (`recs.models.item_item`)."""
     user_key, title_key = F.transformed_name(F.USER_ID), F.transformed_name(F.TITLE_ID)
     pairs = _to_numpy(train.map(engaged_only), (user_key, title_key))
     users, titles = pairs[user_key].ravel(), pairs[title_key].ravel()

@@ -11,7 +11,8 @@ score:
     p(title | s) = (c_s(title) + m * p(title)) / (N_s + m),
     p(title)     = (c(title) + 1) / (N + titles)
 
-with c the engaged training plays, the segment the user's age bucket, m a smoothing count and
+with c the engaged training plays, the segment the user's age bucket, m a smoothing count
+(one far above any segment's plays gives the whole audience's popularity) and
 w(user) a weight per (id known or not, plays in the history: 0, 1, 2, 3, 4-5, 6-10, 11-20,
 21+), all fitted on held-out users (`recs.training`), never hand-set. Titles unseen in
 training (and new titles published later) get the average log-probability, as they get the

@@ -33,6 +33,16 @@ def test_segment_log_popularity_by_hand():
     np.testing.assert_allclose(table[2], table[:2].mean(axis=0), rtol=1e-6)
 
 
+def test_the_default_grid_reaches_the_whole_audiences_popularity():
+    # Segment 1 prefers title 1, the audience title 0 ([3/6, 2/6] as above): the grid's
+    # largest smoothing gives every segment the audience's distribution, and so the
+    # most-popular list, for the prior to back off to.
+    largest = max(ColdStartConfig().smoothing)
+    table = segment_log_popularity(np.array([0, 0, 1]), np.array([0, 0, 1]), 3, largest)
+    np.testing.assert_allclose(np.exp(table[:2]), np.array([[3 / 6], [2 / 6]])
+                               * np.ones((1, F.AGE_BUCKETS)), rtol=1e-6)
+
+
 @pytest.mark.parametrize("segments, titles, smoothing, message", [
     ([0], [0], 0.0, "smoothing must be > 0"),
     ([F.AGE_BUCKETS], [0], 1.0, "segments must be in"),

@@ -1,4 +1,5 @@
-"""Item-to-item scores (EASE): the closed form, its factors, and the towers that carry them."""
+"""Item-to-item scores (EASE, DLAE): the closed forms, their factors, and the towers that carry
+them."""
 
 import dataclasses
 
@@ -9,7 +10,8 @@ import tensorflow as tf
 from recs import features as F
 from recs.config import ColdStartConfig, ItemItemConfig, RetrievalConfig, TrainingConfig
 from recs.models.item_item import (ItemItemQuery, cooccurrence, ease_weights, fit_item_item,
-                                   item_item_layers, resolve_method)
+                                   interaction_matrix, item_item_layers, item_weights,
+                                   penalties, resolve_method)
 from recs.models.retrieval import Tower, TwoTowerModel
 from recs.training import train_retrieval
 from tests.recs.test_models import SIZES, _dataset, _features, _fitted_factors, hybrid_query_tower
@@ -32,11 +34,26 @@ def test_ease_weights_match_the_closed_form_by_hand():
     np.testing.assert_allclose(weights, [[0.0, 1 / 3], [1 / 3, 0.0]], rtol=1e-12)
 
 
-def test_full_rank_factors_reproduce_the_weights():
+def test_dlae_weights_match_the_closed_form_by_hand():
+    # Dropout 0.5: each title's penalty is 1 + 0.5 / 0.5 * 2 plays = 3, so
+    # G + Lambda = [[5, 1], [1, 5]], P = [[5, -1], [-1, 5]] / 24 and B = I - 3 P off the
+    # diagonal: B[0, 1] = B[1, 0] = 3 / 24 = 1/8.
+    weights = item_weights(np.array([[2.0, 1.0], [1.0, 2.0]]), l2=1.0, dropout=0.5)
+    np.testing.assert_allclose(weights, [[0.0, 1 / 8], [1 / 8, 0.0]], rtol=1e-12)
+
+
+def test_dropout_penalizes_each_title_by_its_plays():
+    # l2 1 plus p / (1 - p) = 1 (p = 0.5) times 4 and 1 plays; p = 0 is EASE's one penalty.
+    np.testing.assert_allclose(penalties(np.array([4.0, 1.0]), 1.0, 0.5), [5.0, 2.0])
+    np.testing.assert_allclose(penalties(np.array([4.0, 1.0]), 1.0, 0.0), [1.0, 1.0])
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_full_rank_factors_reproduce_the_weights(dropout):
     rng = np.random.default_rng(0)
     users, titles = rng.integers(0, 40, 300), rng.integers(0, 8, 300)
-    factors = fit_item_item(users, titles, 8, ItemItemConfig(l2=2.0, rank=8))
-    expected = ease_weights(cooccurrence(users, titles, 8), 2.0)
+    factors = fit_item_item(users, titles, 8, ItemItemConfig(l2=2.0, dropout=dropout, rank=8))
+    expected = item_weights(cooccurrence(users, titles, 8), 2.0, dropout)
     np.testing.assert_allclose(factors.history @ factors.titles.T, expected, atol=1e-5)
     watched = np.eye(8)[[1, 3]]
     np.testing.assert_allclose(factors.scores(watched), watched @ expected, atol=1e-5)
@@ -57,7 +74,8 @@ def test_bad_interactions_are_clear_errors(titles, message):
         fit_item_item(np.zeros(len(titles)), titles, 3, ItemItemConfig())
 
 
-@pytest.mark.parametrize("field, value", [("l2", 0.0), ("rank", 0), ("weights", ()),
+@pytest.mark.parametrize("field, value", [("l2", 0.0), ("dropout", 1.0), ("dropout", -0.1),
+                                          ("rank", 0), ("weights", ()),
                                           ("weights", (0.5, -1.0)), ("method", "svd"),
                                           ("components", 8), ("dense_max_titles", 0)])
 def test_item_item_config_rejects_bad_values(field, value):
@@ -170,35 +188,57 @@ def test_dense_fit_in_float32_matches_the_float64_closed_form():
     np.testing.assert_allclose(in_place, expected, atol=1e-5)
 
 
-def test_low_rank_fit_with_every_component_reproduces_ease_off_the_diagonal():
-    # With all eigenpairs X'X is exact (no residual), so Woodbury gives EASE's B exactly;
-    # the diagonal (which B has at zero and retrieval masks as watched) is not kept.
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_low_rank_fit_with_every_component_reproduces_the_weights_off_the_diagonal(dropout):
+    # With all eigenpairs X'X is exact (no residual), so Woodbury gives B exactly; the
+    # diagonal (which B has at zero and retrieval masks as watched) is not kept.
     rng = np.random.default_rng(1)
     users, titles = rng.integers(0, 50, 400), rng.integers(0, 10, 400)
-    factors = fit_item_item(users, titles, 10, ItemItemConfig(method="low_rank", l2=2.0,
-                                                              rank=10, components=10))
+    factors = fit_item_item(users, titles, 10, ItemItemConfig(
+        method="low_rank", l2=2.0, dropout=dropout, rank=10, components=10))
     assert factors.method == "low_rank"
     product = factors.history @ factors.titles.T
-    expected = ease_weights(cooccurrence(users, titles, 10).astype(np.float64), 2.0)
+    expected = item_weights(cooccurrence(users, titles, 10).astype(np.float64), 2.0, dropout)
     off = ~np.eye(10, dtype=bool)
     np.testing.assert_allclose(product[off], expected[off], atol=1e-5)
 
 
-def test_low_rank_truncation_without_forming_the_product_equals_the_dense_one():
-    from recs.models.item_item import _truncate_off_diagonal
+def _reduced_rank_case():
+    from recs.models.item_item import _DenseWeights, _FactoredWeights
     rng = np.random.default_rng(2)
-    history, candidate = rng.normal(size=(60, 8)), rng.normal(size=(60, 8))
-    dense = history @ candidate.T
-    dense[np.diag_indices_from(dense)] = 0.0
-    left, singular, right = np.linalg.svd(dense)
-    best = (left[:, :3] * singular[:3]) @ right[:3]  # the best rank-3 approximation
-    low, high = _truncate_off_diagonal(history, candidate, rank=3, seed=0)  # 60 > 4 * 3
-    np.testing.assert_allclose(low @ high.T, best, atol=1e-4)
-    low, high = _truncate_off_diagonal(history[:10], candidate[:10], rank=3, seed=0)
-    small = history[:10] @ candidate[:10].T
-    small[np.diag_indices_from(small)] = 0.0
-    u, s, vt = np.linalg.svd(small)
-    np.testing.assert_allclose(low @ high.T, (u[:, :3] * s[:3]) @ vt[:3], atol=1e-4)
+    matrix = interaction_matrix(rng.integers(0, 200, 2000), rng.integers(0, 60, 2000), 60)
+    # Three strong directions and five weak ones, as co-watching spectra decay.
+    scales = np.array([9.0, 7.0, 5.0, 1.0, 0.8, 0.6, 0.4, 0.2])
+    history, candidate = rng.normal(size=(60, 8)) * scales, rng.normal(size=(60, 8))
+    factored = _FactoredWeights(history, candidate)
+    return matrix, factored, _DenseWeights(factored.dense())
+
+
+def test_reduced_rank_factors_are_the_best_rank_r_fit_of_the_users_scores():
+    from recs.models.item_item import _reduced_rank
+    matrix, factored, dense = _reduced_rank_case()
+    weights = dense.weights
+    scores = matrix @ weights
+    # The exact solution: W = the top 3 right singular vectors of X B, B_3 = B W W'.
+    right = np.linalg.svd(scores)[2][:3].T
+    best = weights @ right @ right.T
+    for operator in (dense, factored):  # the factored one never forms B
+        low, high = _reduced_rank(matrix, operator, rank=3, seed=0)
+        np.testing.assert_allclose(low @ high.T, best, atol=1e-3)
+    # It fits the users' scores better than B's own best rank-3 approximation does.
+    u, s, vt = np.linalg.svd(weights)
+    truncated = (u[:, :3] * s[:3]) @ vt[:3]
+    low, high = _reduced_rank(matrix, dense, rank=3, seed=0)
+    assert (np.linalg.norm(scores - matrix @ (low @ high.T))
+            < np.linalg.norm(scores - matrix @ truncated))
+
+
+def test_reduced_rank_at_full_rank_is_the_weights_and_the_identity():
+    from recs.models.item_item import _reduced_rank
+    matrix, factored, dense = _reduced_rank_case()
+    low, high = _reduced_rank(matrix, factored, rank=60, seed=0)
+    np.testing.assert_allclose(low, dense.weights, atol=1e-4)
+    np.testing.assert_array_equal(high, np.eye(60))
 
 
 def test_low_rank_fit_ranks_co_watched_titles_like_the_dense_fit():
