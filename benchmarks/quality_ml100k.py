@@ -79,7 +79,8 @@ def default_config(train: dict[str, np.ndarray], test: dict[str, np.ndarray],
     query = M.embed(result.model.query_tower, test)
     candidate = M.embed(result.model.candidate_tower, candidates)
     chosen = {key: value for key, value in result.metrics.items()
-              if key.startswith(("item_item_weight", "cold_start_weight", "recall_at"))}
+              if key.startswith(("item_item_weight", "cold_start_weight", "recall_at",
+                                  "ndcg_at"))}
     choice = {"trainer_metrics": chosen, "train_seconds": seconds, "config": config.to_dict()}
     return choice, lambda r: query[r] @ candidate.T
 

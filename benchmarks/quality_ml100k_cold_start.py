@@ -25,7 +25,10 @@ Metric: Recall@K of each (user, title) pair against all candidates (exact scorin
 the same run: random, most popular overall, most popular within the user's segment (age group x
 occupation), a ridge regression of watched titles on every profile field (`profile_ridge`: how
 far a profile alone can move a new user's list off the most-popular one), and for new titles
-the genres a user watched most in training.
+the genres a user watched most in training. Two ceilings, their blend weight picked on the
+test pairs themselves (an upper bound of each method, not a fair peer): `age_neighbours_oracle`
+(popularity plus the popularity among training users within 5 years of the new user's age)
+and, with plays, `ease_history_oracle` (popularity plus EASE's scores from the history plays).
 
     python benchmarks/quality_ml100k_cold_start.py
     python benchmarks/quality_ml100k_cold_start.py --cold-start-dropout 0.2 \
@@ -46,6 +49,7 @@ from recs import features as F  # noqa: E402
 from recs.config import RetrievalConfig  # noqa: E402
 from recs.data.movielens import catalogue_records, interaction_records, read_ml100k  # noqa: E402
 from recs.evaluation import pair_metrics  # noqa: E402
+from recs.peers import fit_ease  # noqa: E402
 from recs.training import train_retrieval  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
@@ -102,8 +106,11 @@ def main(argv: list[str] | None = None) -> None:
         by_segment.setdefault(segment(record), np.zeros(len(catalogue), np.float32))[title] += 1
 
     def evaluate(queries, targets_of: np.ndarray, allowed: np.ndarray, peers: dict,
-                 exclude: list[np.ndarray] | None = None) -> dict:
-        """Recall@K with candidates restricted to `allowed` (others scored -inf)."""
+                 exclude: list[np.ndarray] | None = None, oracles: dict | None = None
+                 ) -> dict:
+        """Recall@K with candidates restricted to `allowed` (others scored -inf); each of
+        `oracles` (name -> weight -> score fn) reports its weight with the best
+        Recall@100 on these pairs."""
         columns = np.flatnonzero(allowed)
         position = {c: i for i, c in enumerate(columns)}
         targets = np.array([position[c] for c in targets_of])
@@ -121,6 +128,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {name:28s} R@10 {results[name]['recall_at_10']:.4f}  "
                   f"R@50 {results[name]['recall_at_50']:.4f}  "
                   f"R@100 {results[name]['recall_at_100']:.4f}", flush=True)
+        for name, variants in (oracles or {}).items():
+            tried = {weight: pair_metrics(score, targets, KS, exclude=masked)
+                     for weight, score in variants.items()}
+            weight = max(tried, key=lambda w: tried[w]["recall_at_100"])
+            results[name] = tried[weight] | {"weight": weight}
+            print(f"  {name:28s} R@100 {tried[weight]['recall_at_100']:.4f} "
+                  f"(weight {weight:g})", flush=True)
         results["candidates"] = int(len(columns))
         results["pairs"] = int(len(targets))
         return results
@@ -140,10 +154,40 @@ def main(argv: list[str] | None = None) -> None:
             "profile_ridge": lambda rows: profile_scores[rows],
         }
 
+    shares = counts[columns] / counts[columns].sum()
+    train_ages = np.array([r[F.AGE] for r in train_records])
+
+    def age_neighbours(records: list[dict]) -> dict:
+        """Popularity plus w x the popularity among training plays of people within
+        `NEIGHBOUR_YEARS` of each record's age, both as shares."""
+        near = {}
+        for age in {r[F.AGE] for r in records}:
+            plays = np.bincount(train_titles[np.abs(train_ages - age) <= NEIGHBOUR_YEARS],
+                                minlength=len(catalogue))[columns].astype(np.float32)
+            near[age] = plays / max(plays.sum(), 1.0)
+        rows_near = np.stack([near[r[F.AGE]] for r in records])
+        return {weight: (lambda w: lambda rows: shares + w * rows_near[rows])(weight)
+                for weight in ORACLE_WEIGHTS}
+
     print("new users (profile and context only):", flush=True)
     user_targets = np.array([index_of[r[F.TITLE_ID]] for r in user_records])
     new_user = evaluate(user_queries, user_targets, known, user_peers(
-        [by_segment.get(segment(r), counts) for r in user_records], user_records))
+        [by_segment.get(segment(r), counts) for r in user_records], user_records),
+        oracles={"age_neighbours_oracle": age_neighbours(user_records)})
+
+    # EASE over the known titles from the training pairs (its penalty by held-out recall).
+    train_users = np.unique([r[F.USER_ID] for r in train_records], return_inverse=True)[1]
+    column_of = np.full(len(catalogue), -1)
+    column_of[columns] = np.arange(len(columns))
+    ease = fit_ease(train_users, column_of[train_titles], len(columns)).weights
+
+    def ease_history(seen: list[np.ndarray]) -> dict:
+        """Popularity plus w x EASE's scores from each row's history plays, scaled to sum
+        to one in absolute value."""
+        scores = np.stack([ease[column_of[h]].sum(axis=0) for h in seen])
+        scores /= np.maximum(np.abs(scores).sum(axis=1, keepdims=True), 1e-12)
+        return {weight: (lambda w: lambda rows: shares + w * scores[rows])(weight)
+                for weight in ORACLE_WEIGHTS}
 
     by_history = {}
     for plays in HISTORY_PLAYS:
@@ -154,7 +198,9 @@ def main(argv: list[str] | None = None) -> None:
         by_history[str(plays)] = evaluate(
             queries, user_targets[kept], known,
             user_peers([by_segment.get(segment(r), counts) for r in records], records),
-            exclude=seen if plays else None)
+            exclude=seen if plays else None,
+            oracles={"age_neighbours_oracle": age_neighbours(records),
+                     **({"ease_history_oracle": ease_history(seen)} if plays else {})})
         by_history[str(plays)]["users"] = int(len({r[F.USER_ID] for r in records}))
 
     print("new titles (metadata and description only):", flush=True)
@@ -169,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     })
 
     prior = {key: value for key, value in default.metrics.items()
-             if key.startswith(("cold_start", "new_user", "item_item_weight", "recall_at"))}
+             if key.startswith(("cold_start", "new_user", "item_item_weight", "recall_at",
+                                 "ndcg_at"))}
     figures = {"new_users": new_user, "new_users_by_history_plays": by_history,
                "new_titles": new_title, "recs_default_fit": prior,
                "profile_ridge_choice": ridge_choice,
@@ -190,6 +237,11 @@ def main(argv: list[str] | None = None) -> None:
             new_user, "recs_two_tower", "most_popular", "recall_at_100"),
         "new_users_profile_ridge_r100_over_most_popular": ratio(
             new_user, "profile_ridge", "most_popular", "recall_at_100"),
+        "new_users_age_neighbours_oracle_r100_over_most_popular": ratio(
+            new_user, "age_neighbours_oracle", "most_popular", "recall_at_100"),
+        **{f"new_users_{plays}_plays_ease_history_oracle_r100_over_most_popular": ratio(
+            table, "ease_history_oracle", "most_popular", "recall_at_100")
+           for plays, table in by_history.items() if "ease_history_oracle" in table},
         **{f"new_users_{plays}_plays_recs_default_r100_over_most_popular": ratio(
             table, "recs_default", "most_popular", "recall_at_100")
            for plays, table in by_history.items()},
@@ -218,6 +270,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 HISTORY_PLAYS = (0, 1, 3, 5)
+NEIGHBOUR_YEARS = 5
+ORACLE_WEIGHTS = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
+"""Blend weights of the ceilings; 0 is the most-popular list."""
 RIDGE_L2 = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 
 

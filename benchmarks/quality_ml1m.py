@@ -96,9 +96,9 @@ def default_config(train: dict[str, np.ndarray], valid: dict[str, np.ndarray],
     """The library's default `RetrievalConfig()`, no flags, through its Trainer path
     (`recs.training.train_retrieval`, as the pipeline's Trainer runs it): the validation
     split is its evaluation split, on which it picks the item-to-item weight and the
-    cold-start prior (Recall@K); every protocol interaction is a positive. Scored as exported:
-    the query tower (towers, the `watched` feature's item-to-item part, the prior) against the
-    candidate tower."""
+    cold-start prior (by `RetrievalConfig.selection`); every protocol interaction is a
+    positive. Scored as exported: the query tower (towers, the `watched` feature's
+    item-to-item part, the prior) against the candidate tower."""
     config = RetrievalConfig()
     positives = {name: {**columns, M.LABEL: np.ones_like(columns[M.LABEL])}
                  for name, columns in (("train", train), ("valid", valid))}
@@ -122,7 +122,8 @@ def default_config(train: dict[str, np.ndarray], valid: dict[str, np.ndarray],
     print("default RetrievalConfig() (Trainer path):", flush=True)
     figures = report("default config", lambda rows: scores[rows])
     chosen = {key: value for key, value in result.metrics.items()
-              if key.startswith(("item_item_weight", "cold_start_weight", "recall_at"))}
+              if key.startswith(("item_item_weight", "cold_start_weight", "recall_at",
+                                  "ndcg_at"))}
     return figures | {"trainer_metrics": chosen, "train_seconds": seconds,
                       "config": config.to_dict()}
 

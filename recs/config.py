@@ -11,6 +11,8 @@ import math
 import typing
 from typing import Any, TypeVar
 
+from recs.evaluation import parse_pair_metric
+
 _C = TypeVar("_C", bound="Config")
 
 
@@ -59,6 +61,16 @@ def _coerce(hint: Any, value: Any) -> Any:
 def require(condition: bool, name: str, expected: str, received: object) -> None:
     if not condition:
         raise ValueError(f"{name} must be {expected}; received {received!r}.")
+
+
+def _is_pair_metric(name: object) -> bool:
+    if not isinstance(name, str):
+        return False
+    try:
+        parse_pair_metric(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _positive_layers(name: str, layers: tuple[int, ...]) -> None:
@@ -219,6 +231,9 @@ class RetrievalConfig(Config):
             in-batch negatives per query in the softmax (TFRS's `HardNegativeMining`); 0 keeps
             every negative.
         eval_k: K of the Recall@K reported after training.
+        selection: the pair-level metric on the evaluation split by which the Trainer picks
+            the item-to-item weight and the cold-start prior's weights, `ndcg_at_K` or
+            `recall_at_K`: by default the top of the list, the titles a member sees first.
         cold_start_dropout: share of training queries shown as a new user's (user id out of
             vocabulary, no watch history), so that the query tower also learns to serve from
             profile and context alone.
@@ -235,6 +250,7 @@ class RetrievalConfig(Config):
     logq_correction: bool = True
     num_hard_negatives: int = 0
     eval_k: int = 100
+    selection: str = "ndcg_at_10"
     cold_start_dropout: float = 0.0
     item_item: ItemItemConfig = ItemItemConfig()
     cold_start: ColdStartConfig = ColdStartConfig()
@@ -248,6 +264,8 @@ class RetrievalConfig(Config):
         require(self.num_hard_negatives >= 0, "num_hard_negatives", ">= 0 (0 = all)",
                 self.num_hard_negatives)
         require(self.eval_k > 0, "eval_k", "> 0", self.eval_k)
+        require(_is_pair_metric(self.selection), "selection",
+                "recall_at_K or ndcg_at_K with K > 0", self.selection)
         require(0.0 <= self.cold_start_dropout < 1.0, "cold_start_dropout", "in [0, 1)",
                 self.cold_start_dropout)
 

@@ -117,14 +117,37 @@ def pair_metrics(score: ScoreFn, targets: np.ndarray, ks: Sequence[int],
     return metrics
 
 
-def blended_recall(base: ScoreFn, extra: ScoreFn, weights: Sequence[float],
-                   targets: np.ndarray, k: int, batch: int = 512) -> dict[float, float]:
-    """Pair-level Recall@k of `base + w * extra` for every blend weight w at once.
+PAIR_METRICS = ("recall", "ndcg")
+"""What `blended_metric` can measure at a cut-off K: pair-level Recall@K or NDCG@K."""
+
+
+def parse_pair_metric(name: str) -> tuple[str, int]:
+    """Splits a pair-level metric's name, `recall_at_100` or `ndcg_at_10`, into its kind and K.
+
+    Raises:
+        ValueError: the name is not `{recall|ndcg}_at_{K}` with K > 0.
+
+    Example:
+        >>> parse_pair_metric("ndcg_at_10")
+        ('ndcg', 10)
+    """
+    kind, _, k = name.partition("_at_")
+    if kind not in PAIR_METRICS or not k.isdigit() or int(k) <= 0:
+        raise ValueError(f"a pair metric is named recall_at_K or ndcg_at_K with K > 0; "
+                         f"received {name!r}.")
+    return kind, int(k)
+
+
+def blended_metric(base: ScoreFn, extra: ScoreFn, weights: Sequence[float],
+                   targets: np.ndarray, k: int, kind: str = "recall",
+                   exclude: Sequence[np.ndarray] | None = None, batch: int = 512
+                   ) -> dict[float, float]:
+    """Pair-level Recall@k or NDCG@k of `base + w * extra` for every blend weight w at once.
 
     Each batch's two score matrices are computed once and shared by all weights (choosing a
-    blend weight costs one scoring pass, not one per weight). A pair is a hit when fewer than
-    k candidates score strictly above its target, which is `pair_metrics`' recall except in
-    exact ties.
+    blend weight costs one scoring pass, not one per weight). A pair's rank is the number of
+    candidates scoring strictly above its target, which is `pair_metrics`' rank except in
+    exact ties: a hit when it is below k, worth 1 / log2(rank + 2) to NDCG.
 
     Args:
         base: scores of query rows against every candidate.
@@ -132,26 +155,42 @@ def blended_recall(base: ScoreFn, extra: ScoreFn, weights: Sequence[float],
         weights: blend weights to try.
         targets: `[num_pairs]` candidate index of each pair's true title.
         k: cut-off.
+        kind: one of `PAIR_METRICS`.
+        exclude: per pair, candidate indices left out of its ranking (already played); the
+            pair's own target never is.
         batch: pairs scored at once.
 
     Returns:
-        weight -> Recall@k (0.0 for every weight when there are no pairs).
+        weight -> the metric (0.0 for every weight when there are no pairs).
+
+    Raises:
+        ValueError: `kind` is not one of `PAIR_METRICS`.
 
     Example:
         >>> one = lambda rows: np.array([[1.0, 0.0]])[np.zeros(len(rows), int)]
         >>> two = lambda rows: np.array([[0.0, 2.0]])[np.zeros(len(rows), int)]
-        >>> blended_recall(one, two, [0.0, 1.0], np.array([1]), k=1)
+        >>> blended_metric(one, two, [0.0, 1.0], np.array([1]), k=1)
         {0.0: 0.0, 1.0: 1.0}
     """
-    hits = dict.fromkeys(weights, 0)
+    if kind not in PAIR_METRICS:
+        raise ValueError(f"kind must be one of {PAIR_METRICS}; received {kind!r}.")
+    gains = (np.ones(k) if kind == "recall" else 1.0 / np.log2(np.arange(k) + 2.0))
+    totals = dict.fromkeys(weights, 0.0)
     for start in range(0, len(targets), batch):
         rows = np.arange(start, min(start + batch, len(targets)))
-        first, second = np.asarray(base(rows), np.float32), np.asarray(extra(rows), np.float32)
+        first = np.array(base(rows), np.float32, copy=True)
+        second = np.asarray(extra(rows), np.float32)
+        if exclude is not None:
+            # -inf in the base masks every blend (the extra scores are finite).
+            for line, row in enumerate(rows):
+                first[line, np.setdiff1d(exclude[row], [targets[row]])] = -np.inf
         for weight in weights:
             scores = first + np.float32(weight) * second
             target = scores[np.arange(len(rows)), targets[rows]]
-            hits[weight] += int(((scores > target[:, None]).sum(axis=1) < k).sum())
-    return {weight: hits[weight] / len(targets) if len(targets) else 0.0 for weight in weights}
+            ranks = (scores > target[:, None]).sum(axis=1)
+            totals[weight] += float(gains[ranks[ranks < k]].sum())
+    return {weight: totals[weight] / len(targets) if len(targets) else 0.0
+            for weight in weights}
 
 
 def user_metrics(score: ScoreFn, test_items: Sequence[np.ndarray], ks: Sequence[int],

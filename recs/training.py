@@ -13,7 +13,7 @@ import tensorflow as tf
 from recs import features as F
 from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
 from recs.distribute import shard_by_data
-from recs.evaluation import blended_recall, pair_metrics
+from recs.evaluation import blended_metric, pair_metrics, parse_pair_metric
 from recs.models.cold_start import (HISTORY_BOUNDARIES, HISTORY_BUCKETS, KNOWN, NEW,
                                     ColdStartPrior, average_start, history_bucket,
                                     restore_row, segment_log_popularity)
@@ -146,9 +146,11 @@ def train_retrieval(train: tf.data.Dataset, evaluation: tf.data.Dataset, sizes: 
         The fitted `TwoTowerModel`; metrics hold `recall_at_{k}` over the catalogue seen in
         `train` and `evaluation` (exact brute-force search, training items not excluded).
         With `config.item_item.enabled` the towers carry the item-to-item factors, their
-        blend weight is the one of `config.item_item.weights` with the best Recall@K on
-        `evaluation` (at weight 0 they are not attached), and metrics also hold that
-        weight and the recall of every weight tried (before the prior). With
+        blend weight is the one of `config.item_item.weights` with the best
+        `config.selection` metric on `evaluation`, each row's played titles left out of its
+        ranking as the service leaves them out (at weight 0 they are not attached), and
+        metrics also hold that weight and that metric of every weight tried (before the
+        prior), `{selection}_item_item_weight_{w}`. With
         `config.cold_start.enabled` the towers then carry the cold-start prior when any of
         its weights won (`fit_cold_start`, whose metrics are merged in). `recall_at_{k}` is
         the returned model's, every part it carries included.
@@ -184,9 +186,10 @@ def _attach_item_item(model: TwoTowerModel, train: tf.data.Dataset,
                       rows: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
                       sizes: FeatureSizes, config: RetrievalConfig,
                       strategy: tf.distribute.Strategy | None) -> dict[str, float]:
-    """Fits the item-to-item part, attaches it at the weight with the best Recall@K on the
-    evaluation rows (not at all when 0 wins) and returns the recall of each weight."""
-    name = f"recall_at_{config.eval_k}"
+    """Fits the item-to-item part, attaches it at the weight with the best
+    `config.selection` metric on the evaluation rows (each row's played titles left out of
+    its ranking, `played_positions`; not attached at all when 0 wins) and returns that
+    metric of each weight."""
     # The item-to-item part reads the watched titles; data without them trains the towers
     # alone.
     if not config.item_item.enabled or F.WATCHED not in rows[1]:
@@ -199,16 +202,22 @@ def _attach_item_item(model: TwoTowerModel, train: tf.data.Dataset,
                          lambda batch: tf.concat([model.candidate_tower(batch),
                                                   candidate(batch)], 1),
                          *rows)
-    towers, item_item = tf.split(pairs.queries, [-1, config.item_item.rank], axis=1)
-    by_weight = {weight: pairs.recall(config.eval_k, tf.concat([towers, weight * item_item], 1))
-                 for weight in config.item_item.weights}
+    queries = np.split(np.asarray(pairs.queries), [-config.item_item.rank], axis=1)
+    candidates = np.split(np.asarray(pairs.candidates), [-config.item_item.rank], axis=1)
+    kind, k = parse_pair_metric(config.selection)
+    by_weight = blended_metric(lambda r: queries[0][r] @ candidates[0].T,
+                               lambda r: queries[1][r] @ candidates[1].T,
+                               config.item_item.weights, pairs.positions(),
+                               min(k, len(candidates[0])), kind,
+                               exclude=played_positions(rows[1][F.WATCHED],
+                                                        pairs.candidate_titles.ravel()))
     best = max(by_weight, key=lambda weight: (by_weight[weight], -weight))
     if best > 0:
         with (strategy or tf.distribute.get_strategy()).scope():
             model.attach_item_item(factors, weight=best)
     return {"item_item_weight": best,
-            **{f"{name}_item_item_weight_{weight:g}": recall
-               for weight, recall in by_weight.items()}}
+            **{f"{config.selection}_item_item_weight_{weight:g}": value
+               for weight, value in by_weight.items()}}
 
 
 _COLD_START_SCORES = 200_000_000
@@ -257,11 +266,12 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
     history bucket) and as new users (id out of vocabulary, no preferred genres unless
     `stated_preferences`, history cut to the user's first plays, as many as each bucket's
     smallest count: `COLD_START_PLAYS`; the pair's title is then any later play, not only
-    the next one). For each group the weight with the best
-    Recall@K wins, 0 included; the smoothing count is the one with the best zero-play
-    new-user recall. With `config.cold_start.average_start` new titles start from the average
-    id embedding, and new users too (when no cold-start dropout trained their row) if that
-    raises the zero-play new-user recall; the towers keep it.
+    the next one). For each group the weight with the best `config.selection` metric (the
+    plays a row is shown with left out of its ranking) wins, 0 included; the smoothing
+    count is the one with the best zero-play new-user metric. With
+    `config.cold_start.average_start` new titles start from the average id embedding, and
+    new users too (when no cold-start dropout trained their row) if that raises the
+    zero-play new-user metric; the towers keep it.
 
     The weights are chosen on the rows they are then scored on (as the item-to-item weight
     is), and the evaluation users shown as new ones were trained on unless the evaluation
@@ -279,8 +289,9 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
     Returns:
         The prior (`prior.active` False when every weight is 0) and its metrics:
         `cold_start_smoothing`, `cold_start_average_start_users` (1 when kept),
-        `cold_start_weight_{new|known}_{bucket}`, and the new users' Recall@K without and
-        with the prior, `new_user_recall_at_{k}_plays_{n}[_prior]`.
+        `cold_start_weight_{new|known}_{bucket}`, and the new users' selection metric
+        without and with the prior, `new_user_{selection}_plays_{n}[_prior]` (K at most the
+        catalogue's size).
     """
     settings = config.cold_start
     user_key, age_key = F.transformed_name(F.USER_ID), F.transformed_name(F.AGE)
@@ -297,16 +308,18 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
     position = {title: index for index, title in enumerate(candidate_titles.tolist())}
     targets = np.array([position[title] for title in tests[title_key].ravel().tolist()])
     ages = tests[age_key].ravel().astype(np.int64)
-    k = min(config.eval_k, len(candidate_titles))
+    kind, k = parse_pair_metric(config.selection)
+    k = min(k, len(candidate_titles))
+    name = f"{kind}_at_{k}"
     plays = _to_numpy(train.map(engaged_only), (user_key, age_key, title_key))
     played_titles = plays[title_key].ravel()
 
-    # The longest history a row holds: the item-to-item part's, else the towers'.
-    source = F.WATCHED if F.WATCHED in tests else history_key
+    source = _played_key(tests)
+    played_all = played_positions(tests[source], candidate_titles)
 
-    def new_users(played: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def new_users(played: int) -> tuple[dict[str, np.ndarray], np.ndarray, list[np.ndarray]]:
         """The rows with at least `played` earlier plays, shown as a new user who has made
-        only the first `played` of them."""
+        only the first `played` of them, and the candidate indices of those plays."""
         eligible, first = first_plays(tests[source], played)
         shown = {key: value[eligible].copy() for key, value in tests.items()}
         shown[user_key][...] = sizes.users - 1
@@ -316,18 +329,20 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
             if key in shown:
                 shown[key][...] = 0
                 shown[key][:, :played] = first[:, :shown[key].shape[1]]
-        return shown, eligible
+        return shown, eligible, played_positions(first, candidate_titles)
 
     def embed(queries: dict[str, np.ndarray]) -> np.ndarray:
         return model.query_tower(queries).numpy()
 
-    def recalls(query_vectors: np.ndarray, subset: np.ndarray, table: np.ndarray,
-                candidate_vectors: np.ndarray) -> dict[float, float]:
-        """Recall@K of each weight for the rows `subset` of the sample, embedded."""
+    def scored(query_vectors: np.ndarray, subset: np.ndarray, table: np.ndarray,
+               candidate_vectors: np.ndarray, exclude: list[np.ndarray]) -> dict[float, float]:
+        """The selection metric of each weight for the rows `subset` of the sample,
+        embedded, the titles `exclude` (one array per row of `subset`) left out of each
+        row's ranking."""
         prior = table[candidate_titles].T  # [AGE_BUCKETS, candidates]
-        return blended_recall(lambda r: query_vectors[r] @ candidate_vectors.T,
+        return blended_metric(lambda r: query_vectors[r] @ candidate_vectors.T,
                               lambda r: prior[ages[subset][r]], settings.weights,
-                              targets[subset], k)
+                              targets[subset], k, kind, exclude=exclude)
 
     def best(by_weight: dict[float, float]) -> float:
         return max(by_weight, key=lambda weight: (by_weight[weight], -weight))
@@ -335,7 +350,7 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
     tables = {m: segment_log_popularity(plays[age_key].ravel(), played_titles, sizes.titles, m)
               for m in settings.smoothing}
     metrics: dict[str, float] = {}
-    cold, every = new_users(0)
+    cold, every, nothing_played = new_users(0)
     if settings.average_start:
         # No training pair reaches the out-of-vocabulary title row (the vocabulary is the
         # training titles', and cold-start dropout masks users, not titles): the average is
@@ -348,40 +363,45 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
     # random initial value, and the average replaces it when that measures better.
     if settings.average_start and config.cold_start_dropout == 0:
         first = tables[settings.smoothing[0]]
-        before = max(recalls(embed(cold), every, first, candidate_vectors).values())
+        before = max(scored(embed(cold), every, first, candidate_vectors,
+                            nothing_played).values())
         old = average_start(model.query_tower, F.USER_ID,
                             np.bincount(plays[user_key].ravel(), minlength=sizes.users))
-        after = max(recalls(embed(cold), every, first, candidate_vectors).values())
+        after = max(scored(embed(cold), every, first, candidate_vectors,
+                           nothing_played).values())
         if after <= before:
             restore_row(model.query_tower, F.USER_ID, old)
         metrics["cold_start_average_start_users"] = float(after > before)
     cold_vectors = embed(cold)
-    zero_play = {m: recalls(cold_vectors, every, table, candidate_vectors)
+    zero_play = {m: scored(cold_vectors, every, table, candidate_vectors, nothing_played)
                  for m, table in tables.items()}
     smoothing = max(zero_play, key=lambda m: max(zero_play[m].values()))
     table = tables[smoothing]
     weights = [[0.0] * HISTORY_BUCKETS for _ in (NEW, KNOWN)]
     for bucket, played in enumerate(COLD_START_PLAYS):
-        shown, eligible = (cold, every) if played == 0 else new_users(played)
+        shown, eligible, shown_played = ((cold, every, nothing_played) if played == 0
+                                         else new_users(played))
         if len(eligible) < settings.min_pairs:
             # Too few rows to fit: the previous bucket's weight (none before bucket 0).
             weights[NEW][bucket] = weights[NEW][bucket - 1] if bucket else 0.0
             continue
-        by_weight = zero_play[smoothing] if played == 0 else recalls(
-            embed(shown), eligible, table, candidate_vectors)
+        by_weight = zero_play[smoothing] if played == 0 else scored(
+            embed(shown), eligible, table, candidate_vectors, shown_played)
         weights[NEW][bucket] = best(by_weight)
         if 0.0 in by_weight:
-            metrics[f"new_user_recall_at_{k}_plays_{played}"] = by_weight[0.0]
-        metrics[f"new_user_recall_at_{k}_plays_{played}_prior"] = by_weight[weights[NEW][bucket]]
+            metrics[f"new_user_{name}_plays_{played}"] = by_weight[0.0]
+        metrics[f"new_user_{name}_plays_{played}_prior"] = by_weight[weights[NEW][bucket]]
     known = np.flatnonzero(tests[user_key].ravel() < sizes.users - 1)
     if len(known) >= settings.min_pairs:
         known_vectors = embed({key: value[known] for key, value in tests.items()})
         buckets = history_bucket((tests[history_key][known] != 0).sum(axis=1))
-        pooled = best(recalls(known_vectors, known, table, candidate_vectors))
+        known_played = [played_all[row] for row in known]
+        pooled = best(scored(known_vectors, known, table, candidate_vectors, known_played))
         for bucket in range(HISTORY_BUCKETS):
             inside = buckets == bucket
             weights[KNOWN][bucket] = pooled if inside.sum() < settings.min_pairs else best(
-                recalls(known_vectors[inside], known[inside], table, candidate_vectors))
+                scored(known_vectors[inside], known[inside], table, candidate_vectors,
+                       [known_played[row] for row in np.flatnonzero(inside)]))
     metrics["cold_start_smoothing"] = smoothing
     for row, label in ((NEW, "new"), (KNOWN, "known")):
         for bucket in range(HISTORY_BUCKETS):
@@ -423,11 +443,45 @@ class _EmbeddedPairs:
         """Recall@k of these pairs, or of `queries` (same rows, re-weighted) instead."""
         queries = np.asarray(self.queries if queries is None else queries)
         candidates = np.asarray(self.candidates)
-        position = {title: index for index, title in enumerate(self.candidate_titles.tolist())}
-        targets = np.array([position[title] for title in self.targets.tolist()])
         k = min(k, len(candidates))
-        return pair_metrics(lambda rows: queries[rows] @ candidates.T, targets,
+        return pair_metrics(lambda rows: queries[rows] @ candidates.T, self.positions(),
                             (k,))[f"recall_at_{k}"]
+
+    def positions(self) -> np.ndarray:
+        """`[num_pairs]` each pair's candidate index."""
+        position = {title: index for index, title in enumerate(self.candidate_titles.tolist())}
+        return np.array([position[title] for title in self.targets.tolist()], np.int64)
+
+
+def played_positions(histories: np.ndarray, candidate_titles: np.ndarray) -> list[np.ndarray]:
+    """Per row, the candidate indices of the titles a history holds.
+
+    The Trainer's choices rank without these: a list the service shows leaves out what the
+    user finished, and a history does not say which plays finished, so every played title is
+    left out (the pair's own title never is: a play can be a re-watch).
+
+    Args:
+        histories: `[rows, length]` title ids + 1 (0 = padding, as `history` and `watched`).
+        candidate_titles: `[num_titles]` the candidates' title ids (vocabulary indices).
+
+    Returns:
+        `[rows]` arrays of candidate indices; titles outside the candidates are left out.
+
+    Example:
+        >>> played_positions(np.array([[3, 1, 0], [0, 0, 0]]), np.array([2, 0, 5]))
+        [array([0, 1]), array([], dtype=int64)]
+    """
+    histories = np.asarray(histories, np.int64)
+    lookup = np.full(max(int(candidate_titles.max(initial=0)), int(histories.max(initial=0)))
+                     + 2, -1, np.int64)
+    lookup[np.asarray(candidate_titles, np.int64) + 1] = np.arange(len(candidate_titles))
+    positions = lookup[histories]
+    return [row[row >= 0] for row in positions]
+
+
+def _played_key(tests: dict[str, np.ndarray]) -> str:
+    """The longest history the rows hold: the item-to-item part's, else the towers'."""
+    return F.WATCHED if F.WATCHED in tests else F.transformed_name(F.HISTORY)
 
 
 def _pair_rows(catalogue: tf.data.Dataset, queries: tf.data.Dataset

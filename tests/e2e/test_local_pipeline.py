@@ -144,7 +144,9 @@ def test_local_pipeline_trains_and_serves_on_movielens_100k(tmp_path, shared_dat
     metrics = json.loads((retrieval_run / "metrics.json").read_text())["metrics"]
     tried = {key: value for key, value in metrics.items() if "_item_item_weight_" in key}
     assert len(tried) == len(ItemItemConfig().weights)
-    assert metrics[f"recall_at_100_item_item_weight_{metrics['item_item_weight']:g}"] == \
+    # Picked by the default selection metric, over every weight tried.
+    selection = RetrievalConfig().selection
+    assert metrics[f"{selection}_item_item_weight_{metrics['item_item_weight']:g}"] == \
         max(tried.values())
     # Then the cold-start prior, fitted on the eval split too; `recall_at_100` is the
     # exported model's, prior included when any weight won.

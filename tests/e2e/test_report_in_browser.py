@@ -43,7 +43,8 @@ def run(tmp_path_factory) -> tuple[Workdir, str]:
     config = pipeline_config(
         workdir, min_ranker_auc=0.5, index=IndexConfig(k=20, min_recall=0.7),
         # Recall@10 of 60 titles: Recall@100, the default, would be 1 from the first epoch.
-        retrieval=RetrievalConfig(training=fast, eval_k=_K),
+        # The towers' curve and the item-to-item weights are both scored by Recall@10.
+        retrieval=RetrievalConfig(training=fast, eval_k=_K, selection=f"recall_at_{_K}"),
         ranker=RankerConfig(training=TrainingConfig(batch_size=128, epochs=_EPOCHS,
                                                     learning_rate=0.01)))
     terminal = io.StringIO()
@@ -82,10 +83,10 @@ def test_pipeline_stage_shows_every_component_and_trainers_write_epoch_curves(ru
     outputs = json.loads((retrieval / "metrics.json").read_text())
     recall = outputs["history"][f"val_recall_at_{_K}"]
     assert len(recall) == _EPOCHS and len(outputs["history"]["loss"]) == _EPOCHS
-    # The last epoch's validation recall is the towers' final one: the same exact search as
-    # the item-to-item blend's weight 0 (the towers alone).
-    assert recall[-1] == pytest.approx(
-        outputs["metrics"][f"recall_at_{_K}_item_item_weight_0"])
+    # The last epoch's validation recall is the towers' final one; the item-to-item blend's
+    # weight 0 (the towers alone) ranks the same rows with each row's played titles left out,
+    # which can only lift a pair's title.
+    assert outputs["metrics"][f"recall_at_{_K}_item_item_weight_0"] >= recall[-1]
     assert 0.0 < recall[-1] < 1.0  # Not saturated: the curve can show progress.
     ranker, = (workdir.pipeline_root / "RankerTrainer" / "model_run").iterdir()
     history = json.loads((ranker / "metrics.json").read_text())["history"]

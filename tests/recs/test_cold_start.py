@@ -177,7 +177,7 @@ def test_train_retrieval_fits_the_prior_on_held_out_users_and_attaches_it():
     # Towers trained so little that they barely learn the age effect: the prior must carry
     # the new users.
     config = RetrievalConfig(embedding_dim=4, tower_layers=(8,), eval_k=1,
-                             item_item=ItemItemConfig(enabled=False),
+                             selection="recall_at_1", item_item=ItemItemConfig(enabled=False),
                              cold_start=ColdStartConfig(weights=(0.0, 0.1, 1.0),
                                                         smoothing=(1.0, 100.0)),
                              training=TrainingConfig(batch_size=64, epochs=1,

@@ -36,6 +36,10 @@ def test_unknown_key_names_the_key_and_the_fields():
     (lambda: TrainingConfig(optimizer="rmsprop"), "optimizer must be one of"),
     (lambda: TrainingConfig(batch_size=0), "batch_size must be > 0; received 0"),
     (lambda: RetrievalConfig(tower_layers=()), "tower_layers must be a non-empty tuple"),
+    (lambda: RetrievalConfig(selection="map_at_10"), "selection must be recall_at_K or "
+     "ndcg_at_K with K > 0; received 'map_at_10'"),
+    (lambda: RetrievalConfig(selection="ndcg_at_0"), "selection must be recall_at_K or"),
+    (lambda: RetrievalConfig(selection=10), "selection must be recall_at_K or"),
     (lambda: RankerConfig(dropout=1.0), r"dropout must be in \[0, 1\); received 1.0"),
     (lambda: IndexConfig(min_recall=1.5), "min_recall must be in"),
     (lambda: GeneratorConfig(start_date="soon"), "start_date must be an ISO date"),

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from recs import features as F
-from recs.evaluation import blended_recall, calibration, pair_metrics, user_metrics
+from recs.evaluation import (blended_metric, calibration, pair_metrics, parse_pair_metric,
+                             user_metrics)
 
 # Four candidates; scores per query row.
 SCORES = np.array([[0.9, 0.1, 0.5, 0.3],    # ranking: 0, 2, 3, 1
@@ -44,17 +45,58 @@ def test_user_metrics_follow_recbole_definitions():
     assert metrics["ndcg_at_2"] == pytest.approx((user0 + 1 / np.log2(3)) / 2)
 
 
-def test_blended_recall_equals_pair_metrics_recall_for_every_weight():
+@pytest.mark.parametrize("kind", ["recall", "ndcg"])
+def test_blended_metric_equals_pair_metrics_for_every_weight(kind):
     # Continuous random scores have no ties, where the two definitions agree exactly.
     rng = np.random.default_rng(0)
     base, extra = rng.normal(size=(300, 50)), rng.normal(size=(300, 50))
     targets = rng.integers(0, 50, 300)
     weights = (0.0, 0.3, 2.0)
-    blended = blended_recall(lambda r: base[r], lambda r: extra[r], weights, targets, k=5,
-                             batch=64)
+    blended = blended_metric(lambda r: base[r], lambda r: extra[r], weights, targets, k=5,
+                             kind=kind, batch=64)
     for weight in weights:
         expected = pair_metrics(lambda r: base[r] + weight * extra[r], targets, (5,))
-        assert blended[weight] == pytest.approx(expected["recall_at_5"])
+        assert blended[weight] == pytest.approx(expected[f"{kind}_at_5"])
+
+
+def test_blended_ndcg_discounts_a_hit_by_its_rank():
+    # The target (column 2) is third at weight 0 and first at weight 1.
+    base = np.array([[3.0, 2.0, 1.0]])
+    extra = np.array([[0.0, 0.0, 5.0]])
+    blended = blended_metric(lambda r: base[r], lambda r: extra[r], [0.0, 1.0],
+                             np.array([2]), k=3, kind="ndcg")
+    assert blended == {0.0: pytest.approx(1 / np.log2(4)), 1.0: pytest.approx(1.0)}
+    assert blended_metric(lambda r: base[r], lambda r: extra[r], [0.0], np.array([2]), k=2,
+                          kind="ndcg") == {0.0: 0.0}
+
+
+def test_blended_metric_leaves_the_excluded_titles_out_but_never_the_target():
+    # Row 0's target (column 2) is behind columns 0 and 1; row 1's target is column 0.
+    base = np.array([[3.0, 2.0, 1.0], [3.0, 2.0, 1.0]])
+    extra = np.zeros_like(base)
+    targets = np.array([2, 0])
+
+    def blended(exclude):
+        return blended_metric(lambda r: base[r], lambda r: extra[r], [0.0], targets, k=1,
+                              exclude=exclude)[0.0]
+
+    assert blended(None) == 0.5
+    assert blended([np.array([0]), np.array([0])]) == 0.5  # Row 1's own target stays.
+    assert blended([np.array([0, 1]), np.array([0, 1])]) == 1.0
+
+
+@pytest.mark.parametrize("name", ["ndcg", "ndcg_at_", "ndcg_at_x", "ndcg_at_0", "map_at_10",
+                                  "recall_at_-1"])
+def test_a_pair_metric_name_that_is_not_kind_at_k_is_refused(name):
+    with pytest.raises(ValueError, match=f"recall_at_K or ndcg_at_K with K > 0; received "
+                                         f"'{name}'"):
+        parse_pair_metric(name)
+
+
+def test_blended_metric_refuses_an_unknown_kind():
+    with pytest.raises(ValueError, match=r"kind must be one of \('recall', 'ndcg'\); "
+                                         r"received 'map'"):
+        blended_metric(lambda r: r, lambda r: r, [0.0], np.array([0]), k=1, kind="map")
 
 
 def test_user_metrics_with_a_cut_off_beyond_the_catalogue():

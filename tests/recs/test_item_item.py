@@ -132,7 +132,7 @@ def test_hybrid_score_is_tower_score_plus_weight_times_item_item_score():
 
 def test_train_retrieval_picks_the_item_item_weight_on_the_evaluation_split():
     # Every query watched title 1 (id 2) and engages with title 1 or 2; the weights tried
-    # are scored on the evaluation split and the best one is kept.
+    # are scored on the evaluation split by the selection metric and the best one is kept.
     features = _features(600, seed=4)
     watched = np.zeros((600, F.MAX_WATCHED), dtype=np.int64)
     watched[:, 0] = 2
@@ -140,6 +140,7 @@ def test_train_retrieval_picks_the_item_item_weight_on_the_evaluation_split():
     features[F.transformed_name(F.TITLE_ID)] = np.where(np.arange(600) % 2, 2, 1)
     data = _dataset(features, np.ones(600, dtype=np.int64))
     config = RetrievalConfig(embedding_dim=4, tower_layers=(8,), eval_k=1,
+                             selection="recall_at_1",
                              item_item=ItemItemConfig(enabled=True, rank=4, l2=1.0,
                                                       weights=(0.0, 1.0)),
                              cold_start=NO_PRIOR,
@@ -148,8 +149,10 @@ def test_train_retrieval_picks_the_item_item_weight_on_the_evaluation_split():
     metrics = result.metrics
     assert set(metrics) == {"recall_at_1", "item_item_weight", "recall_at_1_item_item_weight_0",
                             "recall_at_1_item_item_weight_1"}
-    assert metrics["recall_at_1"] == max(metrics["recall_at_1_item_item_weight_0"],
-                                         metrics["recall_at_1_item_item_weight_1"])
+    # Chosen with each row's played title (title 1) left out, unless it is the pair's own.
+    assert metrics[f"recall_at_1_item_item_weight_{metrics['item_item_weight']:g}"] == \
+        max(metrics["recall_at_1_item_item_weight_0"], metrics["recall_at_1_item_item_weight_1"])
+    assert 0.0 <= metrics["recall_at_1"] <= 1.0
     if metrics["item_item_weight"] > 0:
         assert float(result.model.query_tower.item_item.weight.numpy()) == \
             metrics["item_item_weight"]
