@@ -36,7 +36,14 @@ def test_towers_signatures_take_the_raw_query_and_candidate_features(tiny_world)
             k: F.RAW_FEATURE_DTYPES[k] for k in keys}
         assert all(spec.shape.as_list() == [None] for spec in inputs.values())
     out = towers.signatures["serving_default"](**_query_batch(tiny_world.records, 3))
-    assert out["embedding"].shape == (3, 16)
+    candidates = towers.signatures["candidate_embedding"](**{
+        key: tf.constant([r[key] for r in tiny_world.records[:2]], F.RAW_FEATURE_DTYPES[key])
+        for key in F.CANDIDATE_FEATURES})
+    # One dot product: the query and candidate embeddings are as wide, at least the towers'
+    # 16 (wider when the Trainer attached the item-to-item part or the cold-start prior).
+    width = candidates["embedding"].shape[1]
+    assert candidates["embedding"].shape == (2, width) and width >= 16
+    assert out["embedding"].shape == (3, width)
 
 
 def test_ranker_signatures_take_raw_features_or_tf_examples(tiny_world):
