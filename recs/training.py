@@ -314,7 +314,8 @@ def fit_cold_start(model: TwoTowerModel, train: tf.data.Dataset,
     plays = _to_numpy(train.map(engaged_only), (user_key, age_key, title_key))
     played_titles = plays[title_key].ravel()
 
-    source = _played_key(tests)
+    # The longest history a row holds: the item-to-item part's, else the towers'.
+    source = F.WATCHED if F.WATCHED in tests else history_key
     played_all = played_positions(tests[source], candidate_titles)
 
     def new_users(played: int) -> tuple[dict[str, np.ndarray], np.ndarray, list[np.ndarray]]:
@@ -439,9 +440,9 @@ class _EmbeddedPairs:
     candidate_titles: np.ndarray  # [num_titles]
     targets: np.ndarray  # [num_pairs]
 
-    def recall(self, k: int, queries: tf.Tensor | None = None) -> float:
-        """Recall@k of these pairs, or of `queries` (same rows, re-weighted) instead."""
-        queries = np.asarray(self.queries if queries is None else queries)
+    def recall(self, k: int) -> float:
+        """Recall@k of these pairs."""
+        queries = np.asarray(self.queries)
         candidates = np.asarray(self.candidates)
         k = min(k, len(candidates))
         return pair_metrics(lambda rows: queries[rows] @ candidates.T, self.positions(),
@@ -477,11 +478,6 @@ def played_positions(histories: np.ndarray, candidate_titles: np.ndarray) -> lis
     lookup[np.asarray(candidate_titles, np.int64) + 1] = np.arange(len(candidate_titles))
     positions = lookup[histories]
     return [row[row >= 0] for row in positions]
-
-
-def _played_key(tests: dict[str, np.ndarray]) -> str:
-    """The longest history the rows hold: the item-to-item part's, else the towers'."""
-    return F.WATCHED if F.WATCHED in tests else F.transformed_name(F.HISTORY)
 
 
 def _pair_rows(catalogue: tf.data.Dataset, queries: tf.data.Dataset
