@@ -8,7 +8,7 @@
     IPS     off-policy value of a new exploration policy from epsilon-greedy logs, against the
             value measured by running it
 
-Users are assigned by `serving.experiments.Assigner` (hashing), outcomes drawn per user:
+Users are assigned by `serving.online.experiments.Assigner` (hashing), outcomes drawn per user:
 engagement ~ Bernoulli(0.30), 7-day return ~ Bernoulli(0.60), watch time = 0.8 x pre-period
 watch time + noise (pre-period ~ Gamma(2, 600 s)).
 
@@ -28,8 +28,8 @@ from common import RESULTS, write_result  # noqa: E402
 from monitoring.abtest import (compare_means, compare_proportions, cuped,  # noqa: E402
                                sample_ratio_check, sample_size_means, sample_size_proportions)
 from monitoring.off_policy import off_policy_value  # noqa: E402
-from serving.experiments import Assigner, Experiment  # noqa: E402
-from serving.exploration import epsilon_greedy_slot  # noqa: E402
+from serving.online.experiments import Assigner, Experiment  # noqa: E402
+from serving.online.exploration import epsilon_greedy_slot  # noqa: E402
 
 ALPHA = 0.05
 BASE_ENGAGEMENT, ENGAGEMENT_EFFECT = 0.30, 0.02

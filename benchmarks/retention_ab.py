@@ -104,7 +104,7 @@ def _world_config(args: argparse.Namespace) -> Any:
 
 
 def _experiments(phase: int) -> tuple[Any, ...]:
-    from serving.experiments import Arm, Experiment
+    from serving.online.experiments import Arm, Experiment
 
     if phase == 1:
         return (Experiment("aa", arms=(Arm("control"), Arm("treatment")), traffic=0.5),
@@ -127,7 +127,7 @@ def _run_phase(phase: int, loop: Any, args: argparse.Namespace, serving_dir: pat
     from recs.data.catalogue import read_jsonl
     from serving.config import ServiceConfig
     from serving.consumer import ProfileUpdater
-    from serving.store import RedisProfileStore
+    from serving.online.store import RedisProfileStore
     from simulation import StreamPublisher, wait_until_consumed
 
     rest_port, grpc_port, service_port = _free_port(), _free_port(), _free_port()
@@ -210,7 +210,7 @@ def _experiment_figures(name: str, arms: tuple[str, str], days: tuple[str, str],
                         subscriptions_dir: pathlib.Path, work: pathlib.Path,
                         phase_seconds: float) -> tuple[dict[str, Any], list[dict]]:
     from monitoring.abtest import DecisionRule, analyze, decide
-    from serving.experiments import Arm, Experiment
+    from serving.online.experiments import Arm, Experiment
     from transforms.outcomes import OutcomesConfig, run_outcomes
 
     started = time.perf_counter()
@@ -241,7 +241,7 @@ def _experiment_figures(name: str, arms: tuple[str, str], days: tuple[str, str],
 def _aa_false_positive_rate(rows: list[dict], salts: int) -> dict[str, Any]:
     """Share of re-randomized splits of the A/A users called significant, per metric."""
     from monitoring.abtest import analyze
-    from serving.experiments import Arm, Experiment, unit_hash
+    from serving.online.experiments import Arm, Experiment, unit_hash
 
     experiment = Experiment("aa", arms=(Arm("control"), Arm("treatment")))
     hits: dict[str, int] = {}
@@ -272,7 +272,7 @@ def _simulate(args: argparse.Namespace, work: pathlib.Path, world_config: Any,
               loop_dir: pathlib.Path) -> tuple[dict[int, Any], dict[str, float]]:
     """Builds the champion, runs phase 1, retrains, runs phase 2; returns the phases'
     figures and the seconds of each step."""
-    from serving.store import RedisProfileStore, load_store
+    from serving.online.store import RedisProfileStore, load_store
     from simulation import ClosedLoop, LoopConfig
     from tfx_pipeline.world import build_world, build_world_from_logs
 

@@ -39,8 +39,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from benchmarks.hostile import consumer, ingestion, model_server, service
-    from recs.contract.models import SERVED_MODELS
     from serving.model_server import serve_models
+    from serving.model_server.config import ModelServingConfig
     from tfx_pipeline.world import cached_world
 
     started = time.perf_counter()
@@ -58,7 +58,7 @@ def main() -> None:
     with redis_server() as url:
         timed("consumer", lambda: consumer.run(url, args.seed, args.count))
     world = cached_world()
-    server = serve_models(str(world.serving_dir), SERVED_MODELS)
+    server = serve_models(ModelServingConfig.local(str(world.serving_dir)))
     try:
         timed("model_server", lambda: model_server.run(server.rest_url, server.grpc_target,
                                                        args.seed, args.count))

@@ -85,7 +85,7 @@ def profile_store(world_root: pathlib.Path, users: int) -> tuple[pathlib.Path, l
     examples) and generated ones with `PLAYS_PER_USER` plays drawn by popularity. Built once
     per world; returns its path and every user id."""
     from recs.data.catalogue import read_jsonl
-    from serving.store import SqliteProfileStore, load_store
+    from serving.online.store import SqliteProfileStore, load_store
 
     path = world_root / f"profiles-{users}.db"
     ids_path = world_root / f"profiles-{users}.ids"
@@ -125,9 +125,11 @@ def _start_model_server(serving_dir: pathlib.Path, batching: bool) -> tuple[subp
                                                                          str, str]:
     rest, grpc = _free_port(), _free_port()
     code = ("import recs, time\nfrom serving.model_server import serve_models\n"
+            "from serving.model_server.config import ModelServingConfig\n"
             # Held in a name: a collected grpc.Server stops serving.
-            f"server = serve_models({str(serving_dir)!r}, rest_port={rest}, grpc_port={grpc}, "
-            f"poll_seconds=1.0, batching={batching})\n"
+            f"server = serve_models(ModelServingConfig.local({str(serving_dir)!r}, "
+            f"rest_port={rest}, grpc_port={grpc}, poll_seconds=1.0, "
+            f"enable_batching={batching}))\n"
             "while True: time.sleep(3600)\n")
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -288,9 +290,10 @@ def in_process(serving_dir: pathlib.Path, store_path: pathlib.Path, users: list[
     """The service's work (the project's `Recommender`: profile, one model call, filtering)
     with the models in this process."""
     from recs.contract.models import RANKER, RECOMMENDER, RETRIEVAL
-    from serving.model_server import LocalClient, ModelRegistry
-    from serving.recommender import Recommender, load_catalogue
-    from serving.store import SqliteProfileStore
+    from serving.clients.local import LocalClient
+    from serving.model_server import ModelRegistry
+    from serving.online.recommender import Recommender, load_catalogue
+    from serving.online.store import SqliteProfileStore
 
     registry = ModelRegistry(str(serving_dir), (RETRIEVAL, RANKER, RECOMMENDER))
     registry.load()

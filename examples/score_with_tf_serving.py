@@ -14,7 +14,7 @@ import tensorflow as tf
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
 from recs.contract.signatures import EXAMPLES, PROBABILITY, SERVING_TF_EXAMPLE
-from serving.client import GrpcClient, RestClient
+from serving.clients import GrpcClient, RestClient
 
 
 def main() -> None:

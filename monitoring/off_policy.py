@@ -1,5 +1,5 @@
 """Off-policy evaluation: a policy's value estimated from another policy's logged lists, with
-the propensities `serving.exploration` logs for every shown title."""
+the propensities `serving.online.exploration` logs for every shown title."""
 
 import dataclasses
 

@@ -14,7 +14,7 @@ def lazy_exports(package: str, exports: dict[str, str]
             part, e.g. "features" -> "recs.features", exports the module itself).
 
     Example:
-        __getattr__, __all__ = lazy_exports(__name__, {"Recommender": "serving.recommender"})
+        __getattr__, __all__ = lazy_exports(__name__, {"Recommender": "serving.online.recommender"})
     """
     def __getattr__(name: str) -> Any:  # noqa: N807  (the PEP 562 hook)
         if name not in exports:

@@ -3,19 +3,20 @@ policy and app. `recs serve`, `recs recommend`, the demo, the tests and the benc
 the service here, one way."""
 
 from recs.contract.models import RANKER, RETRIEVAL
-from serving.client import PredictClient, RestClient
+from serving.clients.rest import RestClient
 from serving.config import ServiceConfig
-from serving.policy import FixedStatus, OnlinePolicy
-from serving.recommender import Recommender, load_catalogue
-from serving.store import (CachedProfileStore, ProfileStore, SqliteProfileStore, is_redis_url,
-                           open_store)
+from serving.online.policy import FixedStatus, OnlinePolicy
+from serving.online.recommender import Recommender, load_catalogue
+from serving.online.store import (CachedProfileStore, ProfileStore, SqliteProfileStore,
+                                  is_redis_url, open_store)
+from serving.types import PredictClient
 
 
 def client(target: str, protocol: str) -> PredictClient:
     """A REST (`http://host:8501`) or gRPC (`host:8500`) client of TF Serving's API."""
     if protocol == "rest":
         return RestClient(target)
-    from serving.grpc_client import GrpcClient  # Loads gRPC and TensorFlow's protos.
+    from serving.clients.grpc_client import GrpcClient  # Loads gRPC and TensorFlow's protos.
 
     return GrpcClient(target)
 
@@ -31,7 +32,8 @@ def build_recommender(config: ServiceConfig) -> Recommender:
         client(config.model_server, config.protocol), _store(config),
         load_catalogue(config.serving_dir, config.retrieval_model),
         retrieval_model=config.retrieval_model, ranker_model=config.ranker_model,
-        recommender_model=config.recommender_model, retrieval_client=(client(config.retrieval_server, config.protocol)
+        recommender_model=config.recommender_model,
+        retrieval_client=(client(config.retrieval_server, config.protocol)
                           if config.retrieval_server else None))
 
 
@@ -50,14 +52,14 @@ def _store(config: ServiceConfig) -> ProfileStore:
 
 def build_app(config: ServiceConfig):
     """The recommendation service's app as `config` describes it."""
-    from serving.service import create_app
+    from serving.api.service import create_app
 
     return create_app(OnlinePolicy(build_recommender(config), config))
 
 
 def openapi_document() -> str:
     """The service's OpenAPI spec; it depends only on the API, not on models or data."""
-    from serving.service import create_app, openapi_spec
+    from serving.api.service import create_app, openapi_spec
 
     recommender = Recommender(client=None, store=SqliteProfileStore(":memory:"), catalogue={})
     status = FixedStatus({RETRIEVAL: None, RANKER: None})
@@ -76,10 +78,11 @@ def run_service(config: ServiceConfig, host: str, port: int,
 
     from serving.http import uvicorn_config
     from serving.model_server import serve_models
+    from serving.model_server.config import ModelServingConfig
 
     server = None
     if embedded_model_server:
-        server = serve_models(config.serving_dir, poll_seconds=5.0)
+        server = serve_models(ModelServingConfig.local(config.serving_dir, poll_seconds=5.0))
         config = dataclasses.replace(
             config, model_server=server.rest_url if config.protocol == "rest"
             else server.grpc_target, retrieval_server="")
@@ -100,17 +103,19 @@ def recommend_once(config: ServiceConfig, user_id: str, k: int, device_type: str
     model server started in-process for the call.
 
     Returns:
-        The `serving.recommender.Recommendation`s, best first.
+        The `serving.online.recommender.Recommendation`s, best first.
 
     Raises:
-        serving.recommender.UnknownUserError: no profile for `user_id`.
+        serving.online.recommender.UnknownUserError: no profile for `user_id`.
         ValueError: `k` or `hour` out of range.
     """
     import dataclasses
 
     from serving.model_server import serve_models
+    from serving.model_server.config import ModelServingConfig
 
-    server = serve_models(config.serving_dir) if embedded_model_server else None
+    server = (serve_models(ModelServingConfig.local(config.serving_dir))
+              if embedded_model_server else None)
     if server is not None:
         config = dataclasses.replace(config, model_server=server.rest_url
                                      if config.protocol == "rest" else server.grpc_target)

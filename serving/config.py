@@ -7,14 +7,12 @@ construction.
 """
 
 import dataclasses
-import os
 
 from recs.config import Config, require
-from serving.experiments import (MODEL_ROLES, Assigner, Experiment, ModelTarget,
-                                 is_version_label)
+from recs.contract.models import (RANKER, RECOMMENDER, RETRIEVAL)
 from serving.http import HttpLimits
-from recs.contract.models import (RANKER, RECOMMENDER, RETRIEVAL, SERVED_MODELS, STOCK_SERVABLE,
-                                  BatchingParams)
+from serving.online.experiments import Assigner, Experiment, ModelTarget
+from serving.types import MODEL_ROLES
 
 MAX_K = 100
 """The longest list the recommender builds; `ServiceConfig.max_k` may lower it."""
@@ -69,7 +67,7 @@ class ServiceConfig(Config):
             newest retrieval version's `assets.extra/`.
         store: the online profile store: a SQLite file path, or a `redis://` URL.
         profile_cache_s: how long the service reuses a user's profile, history and finished
-            titles (`serving.store.CachedProfileStore`); 0 reads the store on every request.
+            titles (`serving.online.store.CachedProfileStore`); 0 reads the store on every request.
         profile_changes: Redis URL of the consumer's profile-change channel, so that a cached
             user is dropped the moment the consumer changes them; empty uses `store` when it
             is a Redis URL (else a change shows within `profile_cache_s`).
@@ -214,116 +212,3 @@ def _is_number(value: object) -> bool:
 def _is_int(value: object) -> bool:
     """True for ints, not bools: `max_k=True` is a mistake, not 1."""
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelServingConfig(Config):
-    """How `tensorflow_model_server` (or `recs serve-models`) serves the pushed models.
-
-    Attributes:
-        base_dir: the Pushers' base directory, `<base_dir>/<model>/<version>/`.
-        models: the models to serve.
-        num_versions: versions kept loaded per model (TF Serving's `latest` policy); more than
-            one lets a caller pin the previous version during a roll-out.
-        labels: version labels, e.g. {"ranker": {"stable": 3, "canary": 4}}.
-        rest_port / grpc_port: TF Serving's defaults are 8501 and 8500.
-        poll_seconds: how often the base directory is scanned for new versions.
-        max_batch_size, batch_timeout_micros, max_enqueued_batches, num_batch_threads:
-            server-side batching (`--enable_batching` with
-            `--enable_per_model_batching_parameters`): only models whose version directory
-            holds `batching_params.pbtxt` are batched (the export writes it for models whose
-            signatures are all row-aligned, never for the recommender), with the batch size and
-            timeout it holds; from this global file TF Serving then reads only the thread pool
-            (`num_batch_threads`, which should match the cores the server's pod requests).
-        monitoring_path: where Prometheus scrapes TF Serving's metrics.
-    """
-
-    base_dir: str = "/models"
-    models: tuple[str, ...] = STOCK_SERVABLE
-    num_versions: int = 1
-    labels: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
-    rest_port: int = 8501
-    grpc_port: int = 8500
-    poll_seconds: float = 5.0
-    max_batch_size: int = 64
-    batch_timeout_micros: int = 2000
-    max_enqueued_batches: int = 100
-    num_batch_threads: int = 2
-    monitoring_path: str = "/monitoring/prometheus/metrics"
-
-    def __post_init__(self) -> None:
-        require(bool(self.models), "models", "a non-empty tuple of model names", self.models)
-        unknown = sorted(set(self.models) - set(SERVED_MODELS))
-        require(not unknown, "models", f"a subset of {SERVED_MODELS}", self.models)
-        require(self.num_versions >= 1, "num_versions", ">= 1", self.num_versions)
-        for model, labels in self.labels.items():
-            require(model in self.models, "labels", f"keyed by served models {self.models}",
-                    model)
-            for label, version in labels.items():
-                require(is_version_label(label) and version > 0,
-                        "labels", "label -> positive version", f"{label}: {version}")
-        for name in ("rest_port", "grpc_port"):
-            require(0 < getattr(self, name) < 65536, name, "a TCP port", getattr(self, name))
-        require(self.rest_port != self.grpc_port, "grpc_port", "different from rest_port",
-                self.grpc_port)
-        require(self.poll_seconds > 0, "poll_seconds", "> 0", self.poll_seconds)
-        require(self.max_batch_size >= 1, "max_batch_size", ">= 1", self.max_batch_size)
-        require(self.batch_timeout_micros >= 0, "batch_timeout_micros", ">= 0",
-                self.batch_timeout_micros)
-        require(self.num_batch_threads >= 1, "num_batch_threads", ">= 1",
-                self.num_batch_threads)
-        require(self.monitoring_path.startswith("/"), "monitoring_path", "an absolute path",
-                self.monitoring_path)
-
-    @property
-    def needs_scann(self) -> bool:
-        """True when a served model needs ScaNN's ops, which stock TF Serving lacks."""
-        return any(model not in STOCK_SERVABLE for model in self.models)
-
-    def models_config(self) -> str:
-        """TF Serving's `--model_config_file` (ModelServerConfig text proto)."""
-        entries = []
-        for name in self.models:
-            labels = "".join(f"    version_labels {{ key: \"{label}\" value: {version} }}\n"
-                             for label, version in sorted(self.labels.get(name, {}).items()))
-            entries.append(
-                f"  config {{\n    name: \"{name}\"\n"
-                f"    base_path: \"{os.path.join(self.base_dir, name)}\"\n"
-                f"    model_platform: \"tensorflow\"\n"
-                f"    model_version_policy {{ latest {{ num_versions: {self.num_versions} }} }}\n"
-                f"{labels}  }}")
-        return "model_config_list {\n" + "\n".join(entries) + "\n}\n"
-
-    def batching_parameters(self) -> str:
-        """TF Serving's `--batching_parameters_file` (BatchingParameters text proto)."""
-        return BatchingParams(self.max_batch_size, self.batch_timeout_micros,
-                              self.max_enqueued_batches, self.num_batch_threads).text()
-
-    def monitoring_config(self) -> str:
-        """TF Serving's `--monitoring_config_file` (MonitoringConfig text proto)."""
-        return ("prometheus_config {\n  enable: true\n"
-                f"  path: \"{self.monitoring_path}\"\n}}\n")
-
-    def server_args(self, config_dir: str) -> list[str]:
-        """`tensorflow_model_server` arguments reading the files written by `write_files`."""
-        return [f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
-                f"--model_config_file={config_dir}/models.config",
-                f"--model_config_file_poll_wait_seconds={int(max(1, self.poll_seconds))}",
-                f"--file_system_poll_wait_seconds={int(max(1, self.poll_seconds))}",
-                "--enable_batching=true", "--enable_per_model_batching_parameters=true",
-                f"--batching_parameters_file={config_dir}/batching_parameters.txt",
-                f"--monitoring_config_file={config_dir}/monitoring.config",
-                "--enable_model_warmup=true"]
-
-    def write_files(self, directory: str) -> dict[str, str]:
-        """Writes models.config, batching_parameters.txt and monitoring.config; returns paths."""
-        os.makedirs(directory, exist_ok=True)
-        files = {"models.config": self.models_config(),
-                 "batching_parameters.txt": self.batching_parameters(),
-                 "monitoring.config": self.monitoring_config()}
-        paths = {}
-        for name, text in files.items():
-            paths[name] = os.path.join(directory, name)
-            with open(paths[name], "w", encoding="utf-8") as handle:
-                handle.write(text)
-        return paths

@@ -5,7 +5,7 @@ profile store, so the next recommendation reflects a watch that just happened.
                                                                    |--XADD--> `recs:events:dead`
 
 After applying an event it publishes the user's id on `recs:profile-changes`, so services that
-cache profile reads (`serving.store.CachedProfileStore`) drop that user's entry at once.
+cache profile reads (`serving.online.store.CachedProfileStore`) drop that user's entry at once.
 
 Delivery is at least once: a message is acknowledged (XACK) only after the store applied it.
 Effects are exactly once: the store applies each event id once, atomically with its effects, so
@@ -37,9 +37,9 @@ import threading
 import time
 from typing import Any, Callable
 
-from serving.store import ProfileStore
 from recs.contract import events as E
 from recs.contract.events import Reason, TimeWindow, parse_event, plausible_watch
+from serving.types import ProfileStore
 
 EVENT_FIELD = "event"
 """Stream entries carry one raw event (the streaming-log JSON object) in this field."""
@@ -363,7 +363,7 @@ def consume(redis_url: str, store_spec: str, catalogue_path: str, consumer: str 
 
     Args:
         redis_url: the event queue.
-        store_spec: the profile store (`serving.store.open_store`).
+        store_spec: the profile store (`serving.online.store.open_store`).
         catalogue_path: catalogue JSON lines (title durations).
         consumer: this consumer's name in the group (keep it across restarts).
         claim_idle_ms: messages pending this long on another consumer are taken over.
@@ -375,7 +375,7 @@ def consume(redis_url: str, store_spec: str, catalogue_path: str, consumer: str 
     import redis
 
     from recs.data.catalogue import read_jsonl
-    from serving.store import open_store
+    from serving.online.store import open_store
 
     durations = {row[E.TITLE_ID]: float(row["duration_seconds"])
                  for row in read_jsonl(catalogue_path)}

@@ -23,7 +23,9 @@ from typing import Any
 
 import yaml
 
-from serving.config import STOCK_SERVABLE, ModelServingConfig, ServiceConfig
+from recs.contract.models import STOCK_SERVABLE
+from serving.config import ServiceConfig
+from serving.model_server.config import ModelServingConfig
 
 TF_SERVING_IMAGE = "tensorflow/serving:2.16.1"
 SERVICE_PORT = 8080

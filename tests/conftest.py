@@ -69,7 +69,7 @@ def server(tiny_world):
 @pytest.fixture(scope="session")
 def store(tiny_world):
     """An in-memory profile store loaded with the tiny world's users and plays."""
-    from serving.store import SqliteProfileStore, load_store
+    from serving.online.store import SqliteProfileStore, load_store
 
     profiles = SqliteProfileStore(":memory:")
     load_store(profiles, str(tiny_world.raw / "users.jsonl"), tiny_world.examples_glob)

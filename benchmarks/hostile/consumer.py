@@ -34,7 +34,7 @@ def run(redis_url: str, seed: int = 0, count: int = 300, kills: int = 2,
     import redis
 
     from serving.consumer import QUARANTINED, publish
-    from serving.store import SqliteProfileStore
+    from serving.online.store import SqliteProfileStore
 
     root = pathlib.Path(workdir or tempfile.mkdtemp(prefix="hostile-consumer-"))
     client = redis.Redis.from_url(redis_url)

@@ -877,7 +877,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     args = parser.parse_args(argv)
 
     import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-    from serving.model_server import ModelRegistry, ModelServer, versions_on_disk
+    from serving.model_server import ModelRegistry, ModelServer
+    from recs.contract.models import versions_on_disk
 
     served = tuple(m for m in MODELS if versions_on_disk(args.serving_dir, m))
     registry = ModelRegistry(args.serving_dir, served)

@@ -628,13 +628,13 @@ def tiny_world(world: pathlib.Path) -> Iterator[Callable[..., _Service]]:
             with service(max_in_flight=None, header_timeout_s=1.0) as url:
                 print(run(url, users(world)))
     """
-    from serving.client import RestClient
+    from serving.clients import RestClient
     from serving.config import ServiceConfig
     from serving.model_server import ModelRegistry, ModelServer
-    from serving.recommender import Recommender, load_catalogue
-    from serving.policy import OnlinePolicy
-    from serving.service import ServiceServer, create_app
-    from serving.store import SqliteProfileStore, load_store
+    from serving.online.recommender import Recommender, load_catalogue
+    from serving.online.policy import OnlinePolicy
+    from serving.api.service import ServiceServer, create_app
+    from serving.online.store import SqliteProfileStore, load_store
 
     registry = ModelRegistry(str(world / "serving"), ("ranker", "retrieval"))
     registry.load()

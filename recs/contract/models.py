@@ -37,6 +37,11 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 """In `assets.extra/`: PredictionLog records TF Serving replays before a version serves."""
 
 
+def is_version_label(label: str) -> bool:
+    """True for a TF Serving version label this project accepts: letters, digits, `_`, `-`."""
+    return bool(label) and label.replace("_", "").replace("-", "").isalnum()
+
+
 def _gfile():
     import tensorflow as tf
 

@@ -103,7 +103,7 @@ def _recommend(workdir: Workdir, user_id: str, protocol: str = "rest", **ask):
     """`recs recommend` on the run's pushed models, after loading its profile store."""
     from serving.app import recommend_once
     from serving.config import ServiceConfig
-    from serving.store import fresh_store
+    from serving.online.store import fresh_store
 
     fresh_store(str(workdir.store), str(workdir.users), workdir.examples_glob).close()
     config = ServiceConfig(protocol=protocol, serving_dir=str(workdir.serving),

@@ -6,7 +6,7 @@ import pytest
 
 from monitoring.abtest import (KEEP, SHIP, STOP, Analysis, Comparison, DecisionRule, analyze,
                                decide, run_abtest, sample_ratio_check)
-from serving.experiments import Experiment
+from serving.online.experiments import Experiment
 
 
 def _analysis(difference: float, p_value: float, counts=(1000, 1000)) -> Analysis:

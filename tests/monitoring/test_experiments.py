@@ -9,8 +9,8 @@ import pytest
 from monitoring.abtest import (compare_means, compare_proportions, cuped, sample_ratio_check,
                                sample_size_means, sample_size_proportions)
 from monitoring.off_policy import off_policy_value
-from serving.experiments import Arm, Assigner, Experiment, ModelTarget, Route
-from serving.exploration import BetaPosteriors, epsilon_greedy_slot, thompson_slot
+from serving.online.experiments import Arm, Assigner, Experiment, ModelTarget, Route
+from serving.online.exploration import BetaPosteriors, epsilon_greedy_slot, thompson_slot
 
 USERS = [f"u{i:06d}" for i in range(40_000)]
 
@@ -266,3 +266,17 @@ def test_abtest_command_reports_lifts_and_flags_a_broken_split(tmp_path, capsys)
     raw_width = by_metric["watch_seconds"]["ci_high"] - by_metric["watch_seconds"]["ci_low"]
     assert cuped_width < 0.6 * raw_width
     assert (tmp_path / "report" / "abtest_ranker-v2.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_exploration_keeps_the_list_when_no_other_candidate_is_left():
+    from serving.online.exploration import explore
+    from serving.online.recommender import Recommendation
+
+    chosen = [Recommendation("a", 0.9, 0.5, "drama"), Recommendation("b", 0.8, 0.4, "drama")]
+    # One pool title for two slots: at most one slot can explore; once it is taken, the other
+    # slot keeps its title with propensity 1 (the policy had no other choice).
+    lists = [explore(chosen, [Recommendation("c", 0.1, 0.1, "comedy")], 1.0,
+                     np.random.default_rng(seed)) for seed in range(5)]
+    assert all([i.title_id for i in shown] == ["c", "b"] for shown in lists)
+    assert all((shown[0].propensity, shown[1].propensity) == (1.0, 1.0) for shown in lists)
+    assert [i.propensity for i in explore(chosen, [], 0.3, np.random.default_rng(0))] == [1, 1]

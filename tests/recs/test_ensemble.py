@@ -121,7 +121,7 @@ def test_the_model_server_loads_a_blend_in_a_fresh_process(fitted, tmp_path):
     np.savez(tmp_path / "batch.npz", **{key: value.numpy() for key, value in batch.items()})
     script = """
 import sys, numpy as np, recs, tensorflow as tf
-from serving.model_server import load_saved_model  # what the model server loads with
+from serving.model_server.registry import load_saved_model  # what the model server loads with
 path = sys.argv[1]
 try:
     tf.saved_model.load(path + "/blended")

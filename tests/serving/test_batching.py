@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from recs.contract.models import BatchingParams
-from serving.batching import Batcher, Overloaded, ShapeMismatch
+from serving.model_server.batching import Batcher, Overloaded, ShapeMismatch
 
 
 class _Doubler:
@@ -124,7 +124,7 @@ def test_params_round_trip_through_tf_servings_text_format_and_are_validated():
 
 @pytest.mark.slow
 def test_the_model_server_batches_row_aligned_models_only_and_answers_alike(tiny_world):
-    from serving.client import RestClient
+    from serving.clients import RestClient
     from serving.model_server import ModelRegistry, ModelServer
 
     records = tiny_world.records[:6]

@@ -15,7 +15,7 @@ import redis
 
 from recs import features as F
 from serving.consumer import QUARANTINED, ProfileUpdater, publish
-from serving.store import RedisProfileStore, SqliteProfileStore
+from serving.online.store import RedisProfileStore, SqliteProfileStore
 
 NOW = int(time.time()) - 3600
 """Events are stamped within the consumer's window around their arrival time."""
@@ -261,12 +261,12 @@ def test_the_next_recommendation_reflects_a_new_watch(server, tiny_world, redis_
     from fastapi.testclient import TestClient
 
     from recs.data.catalogue import read_jsonl
-    from serving.client import RestClient
+    from serving.api.service import create_app
+    from serving.clients import RestClient
     from serving.config import ServiceConfig
-    from serving.recommender import Recommender, load_catalogue
-    from serving.policy import OnlinePolicy
-    from serving.service import create_app
-    from serving.store import load_store
+    from serving.online.policy import OnlinePolicy
+    from serving.online.recommender import Recommender, load_catalogue
+    from serving.online.store import load_store
 
     store = RedisProfileStore(redis_url, prefix="live:")
     load_store(store, str(tiny_world.raw / "users.jsonl"), tiny_world.examples_glob)
@@ -304,7 +304,7 @@ def test_the_next_recommendation_reflects_a_new_watch(server, tiny_world, redis_
 
 def test_a_cached_profile_read_is_dropped_the_moment_the_consumer_changes_the_user(
         client, redis_url):
-    from serving.store import CachedProfileStore
+    from serving.online.store import CachedProfileStore
 
     store = SqliteProfileStore(":memory:")
     store.upsert_profiles(_profiles(1))
@@ -330,7 +330,7 @@ def test_the_profile_cache_serves_repeats_from_memory_until_its_time_is_up():
             Counting.reads += 1
             return super().profile(user_id)
 
-    from serving.store import CachedProfileStore
+    from serving.online.store import CachedProfileStore
 
     store = Counting(":memory:")
     store.upsert_profiles(_profiles(3))

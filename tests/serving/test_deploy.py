@@ -11,8 +11,10 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.config import STOCK_SERVABLE, ModelServingConfig, ServiceConfig
+from recs.contract.models import STOCK_SERVABLE
+from serving.config import ServiceConfig
 from serving.deploy import CONFIG_MOUNT, manifests, render, write_deployment
+from serving.model_server.config import ModelServingConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 IMAGE = "registry.example/recs:0.1.0"

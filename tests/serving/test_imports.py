@@ -11,8 +11,9 @@ HEAVY = ("tensorflow", "tensorflow_recommenders", "scann", "apache_beam", "tfx",
          "tensorflow_transform")
 
 
-@pytest.mark.parametrize("module", ["serving.service", "serving.consumer", "serving.policy",
-                                    "serving.app", "recs.contract", "recs"])
+@pytest.mark.parametrize("module", ["serving.api.service", "serving.consumer",
+                                    "serving.online.policy", "serving.app", "recs.contract",
+                                    "recs"])
 def test_importing_a_service_module_loads_no_ml_stack(module):
     probe = (f"import json, sys; import {module}; "
              f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")

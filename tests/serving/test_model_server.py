@@ -9,18 +9,17 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from recs import features as F
 from recs.evaluation import exact_top_k
-from serving.client import GrpcClient, ModelServerError, RestClient
-from serving.config import ModelServingConfig
-from serving.fresh import FreshTitles, merge_top_k
-from serving.model_server import (LocalClient, ModelRegistry, ModelServer, ServingError,
-                                  parse_predict_body)
-from serving.recommender import Recommender, UnknownUserError, load_catalogue
-from serving.store import load_store
+from serving.clients import GrpcClient, ModelServerError, RestClient
+from serving.clients.local import LocalClient
+from serving.model_server import ModelRegistry, ModelServer, ServingError, parse_predict_body
+from serving.model_server.config import ModelServingConfig
+from serving.online.fresh import FreshTitles, merge_top_k
+from serving.online.recommender import Recommender, UnknownUserError, load_catalogue
+from serving.online.store import load_store
 
 MODELS = ("ranker", "retrieval", "retrieval_exact", "towers")
 
@@ -283,9 +282,10 @@ def test_merge_top_k_orders_by_score_dedupes_and_excludes():
 def test_a_started_server_serves_until_stopped_held_or_not(tiny_world):
     import gc
 
-    from serving import model_server
+    from serving.model_server import server as model_server
 
-    target = model_server.serve_models(str(tiny_world.serving_dir), ("towers",)).grpc_target
+    target = model_server.serve_models(ModelServingConfig.local(
+        str(tiny_world.serving_dir), models=("towers",))).grpc_target
     gc.collect()  # A collected grpc.Server would stop answering.
     try:
         assert GrpcClient(target).available_versions("towers", timeout=10) == [1]

@@ -20,7 +20,8 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2_grpc, predict_pb2,
@@ -540,7 +541,7 @@ def _ranker_predict(channel: grpc.Channel, ranker_batch: dict) -> predict_pb2.Pr
 
 
 def test_the_poller_survives_a_failing_refresh(broken_registry, monkeypatch, caplog):
-    import serving.model_server as model_server
+    import serving.model_server.registry as model_server
 
     registry, base = broken_registry, pathlib.Path(broken_registry.base_dir)
     real, calls = model_server.versions_on_disk, []

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from recs import features as F
-from serving.client import GrpcClient, ModelServerError, RestClient
+from serving.clients import GrpcClient, ModelServerError, RestClient
 from serving.model_server import ModelRegistry, ModelServer, warm_up
 
 
@@ -199,9 +199,9 @@ def _clients(protocol: str, server: ModelServer):
 def test_an_arm_routed_to_a_label_is_served_and_logged_by_that_version(
         server, labelled_ranker, store, tiny_world, tmp_path, protocol):
     from serving.config import ServiceConfig
-    from serving.experiments import Arm, Experiment
-    from serving.policy import Ask, OnlinePolicy
-    from serving.recommender import Recommender, load_catalogue
+    from serving.online.experiments import Arm, Experiment
+    from serving.online.policy import Ask, OnlinePolicy
+    from serving.online.recommender import Recommender, load_catalogue
 
     # The control arm pins `@stable`: an unpinned call reaches the newest version, which
     # here is the canary.
@@ -255,8 +255,8 @@ def test_clients_resolve_a_label_to_its_version(labelled_ranker, protocol):
 
 def test_routing_the_ranker_makes_the_recommender_skip_the_one_call_model(
         server, labelled_ranker, store, tiny_world):
-    from serving.experiments import ModelTarget, Route
-    from serving.recommender import Recommender, load_catalogue
+    from serving.online.experiments import ModelTarget, Route
+    from serving.online.recommender import Recommender, load_catalogue
 
     retrieval = _CallLog(RestClient(server.rest_url))
     recommender = Recommender(RestClient(labelled_ranker.rest_url), store,

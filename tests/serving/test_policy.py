@@ -8,13 +8,13 @@ import re
 
 import pytest
 
-from serving.client import ModelServerError
+from serving.clients import ModelServerError
 from serving.config import ServiceConfig
-from serving.experiments import Arm, Experiment, ModelTarget, Route
-from serving.policy import (MODEL_SERVER_ERROR, MODEL_SERVER_TIMEOUT, Ask, FixedStatus,
-                            ModelStatus, OnlinePolicy)
-from serving.recommender import Recommendation, Recommender, ServedList
-from serving.store import SqliteProfileStore
+from serving.online.experiments import Arm, Experiment, ModelTarget, Route
+from serving.online.policy import (MODEL_SERVER_ERROR, MODEL_SERVER_TIMEOUT, Ask, FixedStatus,
+                                   ModelStatus, OnlinePolicy)
+from serving.online.recommender import Recommendation, Recommender, ServedList
+from serving.online.store import SqliteProfileStore
 
 TITLE = {"title_id": "t1", "genre": "drama", "release_year": 2020, "popularity": 2.0,
          "description": "a story"}
@@ -38,7 +38,7 @@ class _Recommender(Recommender):
         super().__init__(client, SqliteProfileStore(":memory:"), {"t1": TITLE})
         self.failure, self.asked = failure, []
 
-    def recommend_detailed(self, user_id, k=10, **options):
+    def ranked(self, user_id, **options):
         self.asked.append(options)
         if self.failure is not None:
             raise self.failure
@@ -80,9 +80,11 @@ def test_an_arm_sets_its_users_diversity_and_exploration_over_the_request():
         Arm("control", 1, {"diversity": 0.0}), Arm("treatment", 1, {"diversity": 0.7,
                                                                      "exploration": 0.2}))),))
     policy = OnlinePolicy(recommender, config, FixedStatus({"retrieval": 1, "ranker": 1}))
-    arms = {user: policy.answer(Ask(user, 1, "tv", 20, diversity=0.3)).experiments["diverse"]
-            for user in (f"u{i}" for i in range(40))}
-    settings = [(asked["diversity"], asked["exploration"]) for asked in recommender.asked]
+    answers = {user: policy.answer(Ask(user, 1, "tv", 20, diversity=0.3))
+               for user in (f"u{i}" for i in range(40))}
+    arms = {user: answer.experiments["diverse"] for user, answer in answers.items()}
+    settings = [(answer.settings.diversity, answer.settings.exploration)
+                for answer in answers.values()]
     expected = [(0.7, 0.2) if arm == "treatment" else (0.0, 0.0) for arm in arms.values()]
     assert settings == expected and {"control", "treatment"} == set(arms.values())
 
@@ -140,7 +142,7 @@ def test_a_popularity_arm_is_served_the_popularity_list_with_no_model_call(tmp_p
 
 def test_a_labelled_call_is_logged_with_the_version_its_label_points_to(tmp_path):
     class Routed(_Recommender):
-        def recommend_detailed(self, user_id, k=10, **options):
+        def ranked(self, user_id, **options):
             self.asked.append(options)
             route = options["route"]
             return ServedList([Recommendation("t1", 0.9, 0.5, "drama")],

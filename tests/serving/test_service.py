@@ -14,11 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recs import features as F
-from serving.client import GrpcClient, RestClient
+from serving.api.service import ServiceServer, create_app, openapi_spec
+from serving.clients import GrpcClient, RestClient
 from serving.config import ServiceConfig
-from serving.policy import OnlinePolicy
-from serving.recommender import Recommendation, Recommender, diversify, load_catalogue
-from serving.service import ServiceServer, create_app, openapi_spec
+from serving.online.policy import OnlinePolicy
+from serving.online.recommender import Recommendation, Recommender, diversify, load_catalogue
 
 SPEC = pathlib.Path(__file__).resolve().parents[2] / "serving" / "openapi.json"
 
@@ -211,7 +211,7 @@ def test_schemathesis_with_every_check_finds_nothing(server, store, catalogue, t
 
 def test_arms_tag_responses_change_settings_and_exploration_logs_propensities(
         server, store, catalogue, tiny_world, tmp_path):
-    from serving.experiments import Arm, Assigner, Experiment
+    from serving.online.experiments import Arm, Assigner, Experiment
 
     experiment = Experiment("diverse", arms=(Arm("control"),
                                              Arm("treatment", settings={"diversity": 1.0})))
@@ -239,7 +239,7 @@ def test_arms_tag_responses_change_settings_and_exploration_logs_propensities(
 
 
 def test_arm_settings_the_service_does_not_know_are_refused():
-    from serving.experiments import Arm, Experiment
+    from serving.online.experiments import Arm, Experiment
 
     with pytest.raises(ValueError, match=r"settings of arm 'b' must be among \('diversity', "
                                          r"'exploration'\); received \['temperature'\]"):
@@ -279,7 +279,7 @@ def test_a_user_with_no_profile_anywhere_gets_the_popularity_list(api, catalogue
 
 def test_a_popularity_arm_is_answered_from_the_popularity_list_without_a_fallback(
         server, store, catalogue, tiny_world, tmp_path):
-    from serving.experiments import Arm, Experiment
+    from serving.online.experiments import Arm, Experiment
 
     config = ServiceConfig(served_log=str(tmp_path / "served.jsonl"), model_timeout_ms=30_000,
                            experiments=(Experiment("baseline", arms=(

@@ -15,11 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving import http as guarded_http
+from serving.api.service import RECOMMENDATIONS_PATH, ServiceServer, create_app
 from serving.config import ServiceConfig
-from serving.policy import OnlinePolicy
-from serving.recommender import Recommendation, Recommender, ServedList
-from serving.service import RECOMMENDATIONS_PATH, ServiceServer, create_app
-from serving.store import SqliteProfileStore
+from serving.online.policy import OnlinePolicy
+from serving.online.recommender import Recommendation, Recommender, ServedList
+from serving.online.store import SqliteProfileStore
 
 GHOST = "ghost"
 PROFILE = {"age": 31, "country": "de", "subscription_tier": "premium"}
@@ -49,7 +49,7 @@ class _Gated:
         self.entered = threading.Semaphore(0)
         self.gate = threading.Event()
 
-    def recommend_detailed(self, user_id: str, k: int, **_) -> ServedList:
+    def ranked(self, user_id: str, **_) -> ServedList:
         self.entered.release()
         if not self.gate.wait(timeout=60):
             raise TimeoutError("the test never opened the gate")

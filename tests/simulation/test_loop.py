@@ -21,8 +21,8 @@ def loop_run(tiny_world, server, redis_url, tmp_path_factory):
     from serving.app import build_app
     from serving.config import ServiceConfig
     from serving.consumer import ProfileUpdater
-    from serving.service import ServiceServer
-    from serving.store import RedisProfileStore, load_store
+    from serving.api.service import ServiceServer
+    from serving.online.store import RedisProfileStore, load_store
     from simulation import ClosedLoop, LoopConfig, StreamPublisher, wait_until_consumed
     from tfx_pipeline.world import WorldConfig
 

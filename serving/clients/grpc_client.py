@@ -1,6 +1,6 @@
 """TF Serving's gRPC API client (`PredictionService`, `ModelService`).
 
-Imported on demand by `serving.client.GrpcClient`: TF Serving's protos load TensorFlow.
+Imported on demand (`serving.clients.GrpcClient`): TF Serving's protos load TensorFlow.
 """
 
 from typing import Any
@@ -14,10 +14,11 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 
 from recs.contract.protos import tensor_proto
 from recs.contract.signatures import SERVING_DEFAULT
-from serving.client import Inputs, ModelServerError, check_version_choice
+from serving.clients.base import ClientBase, ModelServerError, check_version_choice
+from serving.types import Inputs
 
 
-class GrpcClient:
+class GrpcClient(ClientBase):
     """TF Serving's gRPC `PredictionService` and `ModelService`.
 
     Args:
@@ -51,11 +52,6 @@ class GrpcClient:
             self._input_dtypes[key] = {name: tf.dtypes.as_dtype(info.dtype)
                                        for name, info in inputs.items()}
         return self._input_dtypes[key]
-
-    def predict(self, model: str, inputs: Inputs, signature: str = "",
-                version: int | None = None, timeout: float | None = None, label: str = ""
-                ) -> dict[str, np.ndarray]:
-        return self.predict_versioned(model, inputs, signature, version, timeout, label)[0]
 
     def predict_versioned(self, model: str, inputs: Inputs, signature: str = "",
                           version: int | None = None, timeout: float | None = None,

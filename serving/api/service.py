@@ -1,8 +1,8 @@
 """The recommendation service (`recs serve`): an HTTP JSON API over the online policy.
 
     POST /v1/recommendations  {"user_id", "k", "context": {"device_type", "hour"}, "diversity"}
-        -> serving.policy (arms, exploration, fallback, served-list log)
-        -> serving.recommender (profile -> retrieve -> rank -> filter -> re-rank)
+        -> serving.online.policy (arms, exploration, fallback, served-list log)
+        -> serving.online.recommender (profile -> retrieve -> rank -> filter -> re-rank)
         -> {"request_id", "items", "model_versions", "fallback", "timings_ms"}
     GET  /healthz   liveness: the process answers
     GET  /readyz    readiness: the model server serves both models (503 otherwise)
@@ -29,7 +29,7 @@ from typing import Annotated, Any, Callable, Literal
 from recs.contract import features as F
 from serving.config import MAX_K, ServiceConfig
 from serving.http import BackgroundServer, error_body
-from serving.policy import Ask, OnlinePolicy
+from serving.online.policy import Ask, OnlinePolicy
 
 try:
     import fastapi
@@ -278,7 +278,7 @@ def create_app(policy: OnlinePolicy) -> fastapi.FastAPI:
 
     Args:
         policy: arms, fallbacks and the served-list log around a recommender
-            (`serving.policy.OnlinePolicy(recommender, config)`).
+            (`serving.online.policy.OnlinePolicy(recommender, config)`).
 
     Returns:
         A FastAPI app; `app.state.http_limits` holds the connection limits to serve it with.

@@ -96,16 +96,19 @@ def explore(chosen: list[_Item], pool: list[_Item], epsilon: float,
             rng: np.random.Generator) -> list[_Item]:
     """Epsilon-greedy exploration slots: each slot keeps its title with probability
     1 - epsilon, else shows a uniformly drawn title from `pool` (candidates the ranker placed
-    lower, fresh titles among them); every item carries its propensity.
+    lower, fresh titles among them); every item carries its propensity. Once the pool is
+    used up (a user who has finished all but a few titles), the remaining slots keep their
+    titles with propensity 1: the policy had no other choice.
 
     Raises:
         ValueError: epsilon outside [0, 1].
     """
+    require(0.0 <= epsilon <= 1.0, "epsilon", "in [0, 1]", epsilon)
     remaining = list(pool)
     shown = []
     for item in chosen:
-        slot = epsilon_greedy_slot(item.title_id, [p.title_id for p in remaining], epsilon,
-                                   rng)
+        slot = epsilon_greedy_slot(item.title_id, [p.title_id for p in remaining],
+                                   epsilon if remaining else 0.0, rng)
         if slot.explored and slot.title_id != item.title_id:
             picked = next(p for p in remaining if p.title_id == slot.title_id)
             remaining.remove(picked)

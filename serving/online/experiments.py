@@ -20,6 +20,8 @@ import re
 import numpy as np
 
 from recs.config import Config, require
+from recs.contract.models import is_version_label
+from serving.types import MODEL_ROLES
 
 
 def unit_hash(salt: str, user_id: str) -> float:
@@ -31,18 +33,12 @@ def unit_hash(salt: str, user_id: str) -> float:
 ARM_POLICIES = ("models", "popularity")
 """How an arm's users are served: by the models (routed or not), or by the popularity list
 with no model call."""
-MODEL_ROLES = ("retrieval", "ranker", "recommender")
 """The model calls an arm may route: the retrieval model, the ranker, and the one-call
 recommender (which bundles a retrieval model and a ranker)."""
 TARGET_FORMS = ('"name", "name@label", "@label", "name@<version>" or "@<version>" (a served '
                 'model name and/or a version label or a version number > 0; no name keeps the '
                 'service\'s model for the role)')
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-
-
-def is_version_label(label: str) -> bool:
-    """True for a TF Serving version label this project accepts: letters, digits, `_`, `-`."""
-    return bool(label) and label.replace("_", "").replace("-", "").isalnum()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,17 +1,18 @@
-"""Retrieve, rank, filter: one recommendation list from the served models.
+"""Profile -> retrieve -> rank: the ranked candidates of one request, from the served models.
 
 One model call, where the server has the recommender model (`recs.recommend`):
     profile store -> query features + excluded titles (finished, taken down)
                   -> recommender `recommend` (retrieve, exclude, rank in-graph)
                   -> fresh titles above the retrieval cut ranked from their features, merged
-                  -> genre re-rank, exploration slots -> top k
 Two model calls otherwise (any TF Serving with the retrieval model and the ranker):
     profile store -> query features -> retrieval model (top candidates, query embedding)
                   -> merge fresh titles (exact side index) -> drop finished and taken-down
-                  titles -> ranker over the candidates' raw features -> top k by probability
+                  titles -> ranker over the candidates' raw features, by probability
 
-A request's `serving.experiments.Route` (an A/B arm's) may send each call to another served
-model, version or version label; routing the retrieval model or the ranker but not the
+The list a user sees is made from these by the list policy (`serving.online.list_policy`).
+
+A request's `serving.online.experiments.Route` (an A/B arm's) may send each call to another
+served model, version or version label; routing the retrieval model or the ranker but not the
 recommender takes the two calls, as the one-call model bundles the service's own.
 """
 
@@ -27,12 +28,12 @@ from recs.contract.signatures import (EXCLUDED_TITLE_IDS, PROBABILITY, QUERY_EMB
                                       RECOMMEND, RETRIEVAL_SCORE, SCORES, TITLE_IDS)
 from recs.data.catalogue import read_jsonl
 from recs.types import JsonDict
-from serving.client import ModelServerError, PredictClient
+from serving.clients.base import ModelServerError
 from serving.config import MAX_K
-from serving.experiments import ModelTarget, Route
-from serving.exploration import explore
-from serving.fresh import FreshTitles, merge_top_k
-from serving.store import ProfileStore
+from serving.online.experiments import ModelTarget, Route
+from serving.online.fresh import merge_top_k
+from serving.types import (RANKER_ROLE, RECOMMENDER_ROLE, RETRIEVAL_ROLE, CandidateSource,
+                           PredictClient, ProfileStore)
 
 _NOT_SERVED = (404, "NOT_FOUND")
 """How a model server says it serves no such model (REST, gRPC)."""
@@ -70,35 +71,6 @@ class ServedList:
     candidates: int
     routes: dict[str, ModelTarget] = dataclasses.field(default_factory=dict)
     """{role: target called, name filled in} for the roles whose model was called."""
-
-
-def diversify(ranked: list[Recommendation], k: int, diversity: float) -> list[Recommendation]:
-    """Greedy genre re-rank: each pick maximizes score * (1 - diversity) ** (titles of its
-    genre already picked). 0 keeps the ranker's order; 1 shows every genre once before any
-    repeats.
-
-    Args:
-        ranked: items with scores, best first.
-        k: how many to keep.
-        diversity: in [0, 1].
-
-    Raises:
-        ValueError: `diversity` outside [0, 1].
-    """
-    if not 0.0 <= diversity <= 1.0:
-        raise ValueError(f"diversity must be in [0, 1]; received {diversity}.")
-    if diversity == 0.0:
-        return ranked[:k]
-    remaining, picked, shown = list(ranked), [], {}
-    while remaining and len(picked) < k:
-        # Ties (all discounted to 0 when diversity is 1) keep the ranker's order.
-        best = max(range(len(remaining)), key=lambda i: (
-            (remaining[i].score or 0.0) * (1.0 - diversity) ** shown.get(remaining[i].genre, 0),
-            -i))
-        item = remaining.pop(best)
-        shown[item.genre] = shown.get(item.genre, 0) + 1
-        picked.append(item)
-    return picked
 
 
 def load_catalogue(serving_base_dir: str, retrieval_model: str) -> dict[str, JsonDict]:
@@ -145,7 +117,7 @@ class Recommender:
 
     def __init__(self, client: PredictClient, store: ProfileStore,
                  catalogue: dict[str, JsonDict], retrieval_model: str = RETRIEVAL,
-                 ranker_model: str = RANKER, fresh: FreshTitles | None = None,
+                 ranker_model: str = RANKER, fresh: CandidateSource | None = None,
                  retrieval_client: PredictClient | None = None,
                  recommender_model: str = RECOMMENDER) -> None:
         self.client = client
@@ -211,28 +183,26 @@ class Recommender:
 
     def recommend(self, user_id: str, k: int = 10, device_type: str = "tv", hour: int = 20
                   ) -> list[Recommendation]:
-        """Returns up to `k` unfinished titles for `user_id`, best first.
+        """Returns up to `k` unfinished titles for `user_id`, best first (the ranker's
+        order; the service's list policy may re-rank and explore: `serving.online.policy`).
 
         Raises:
             ValueError: `k` or `hour` out of range.
             UnknownUserError: `user_id` has no profile.
             ModelServerError: the model server failed or timed out.
         """
-        return self.recommend_detailed(user_id, k, device_type, hour).items
+        if not 1 <= k <= MAX_K:
+            raise ValueError(f"k must be between 1 and {MAX_K}; received {k}.")
+        return self.ranked(user_id, device_type, hour).items[:k]
 
-    def recommend_detailed(self, user_id: str, k: int = 10, device_type: str = "tv",
-                           hour: int = 20, diversity: float = 0.0,
-                           timeout: float | None = None, exploration: float = 0.0,
-                           rng: np.random.Generator | None = None,
-                           profile: JsonDict | None = None, route: Route = Route()
-                           ) -> ServedList:
-        """`recommend`, with model versions, stage timings, an optional genre re-rank,
-        exploration slots and a time budget for the model calls.
+    def ranked(self, user_id: str, device_type: str = "tv", hour: int = 20,
+               timeout: float | None = None, profile: JsonDict | None = None,
+               route: Route = Route()) -> ServedList:
+        """Every ranked candidate for `user_id`, best first, with model versions, stage
+        timings and the target each call went to.
 
         Args:
             timeout: seconds for both model calls together; None uses the client's own.
-            exploration: epsilon of the exploration slots (0 = none).
-            rng: draws the exploration; seed it per request to replay a list.
             profile: profile fields for a user the store does not know yet (cold start:
                 the query tower then works from profile and context alone); the store's
                 profile wins when there is one.
@@ -241,22 +211,19 @@ class Recommender:
                 retrieval model or the ranker and not the recommender takes the two calls.
 
         Raises:
-            ValueError: `k`, `hour` or `diversity` out of range.
+            ValueError: `hour` out of range.
             UnknownUserError: `user_id` has no profile.
             ModelServerError: the model server failed, or the budget ran out
                 (status DEADLINE_EXCEEDED).
         """
-        if not 1 <= k <= MAX_K:
-            raise ValueError(f"k must be between 1 and {MAX_K}; received {k}.")
-        if not 0.0 <= diversity <= 1.0:
-            raise ValueError(f"diversity must be in [0, 1]; received {diversity}.")
         started = time.perf_counter()
         deadline = None if timeout is None else started + timeout
         query = self._query(user_id, device_type, hour, profile)
         finished = self.store.finished(user_id)
         stage_ms = {"profile": 1000.0 * (time.perf_counter() - started)}
         targets = self._targets(route)
-        if route.bundle_usable and self._one_call_usable(targets["recommender"]):
+        one_call = targets[RECOMMENDER_ROLE]
+        if route.bundle_usable and self._one_call_usable(one_call):
             try:
                 items, versions, routes = self._one_call(query, finished, deadline, stage_ms,
                                                          targets)
@@ -264,25 +231,19 @@ class Recommender:
                 if error.status not in _NOT_SERVED:
                     raise
                 # The server has no such recommender model: two calls, and ask again later.
-                self._one_call_retry_at[targets["recommender"]] = (time.monotonic()
-                                                                   + _RECOMMENDER_RETRY_S)
+                self._one_call_retry_at[one_call] = time.monotonic() + _RECOMMENDER_RETRY_S
                 items, versions, routes = self._two_calls(query, finished, deadline, stage_ms,
                                                           targets)
         else:
             items, versions, routes = self._two_calls(query, finished, deadline, stage_ms,
                                                       targets)
-        chosen = diversify(items, k, diversity)
-        if exploration > 0:
-            shown = {item.title_id for item in chosen}
-            chosen = explore(chosen, [i for i in items if i.title_id not in shown], exploration,
-                             rng or np.random.default_rng())
-        return ServedList(chosen, versions, stage_ms, len(items), routes)
+        return ServedList(items, versions, stage_ms, len(items), routes)
 
     def _targets(self, route: Route) -> dict[str, ModelTarget]:
         """{role: target} of `route`, this recommender's model names for the unnamed ones."""
-        return {"retrieval": route.retrieval.resolved(self.retrieval_model),
-                "ranker": route.ranker.resolved(self.ranker_model),
-                "recommender": route.recommender.resolved(self.recommender_model)}
+        return {RETRIEVAL_ROLE: route.retrieval.resolved(self.retrieval_model),
+                RANKER_ROLE: route.ranker.resolved(self.ranker_model),
+                RECOMMENDER_ROLE: route.recommender.resolved(self.recommender_model)}
 
     def _one_call_usable(self, target: ModelTarget) -> bool:
         return bool(target.name) and time.monotonic() >= self._one_call_retry_at.get(target,
@@ -304,11 +265,11 @@ class Recommender:
         # An empty list has no dtype in TF Serving's JSON: an empty id (never a title's)
         # stands for "nothing to exclude".
         excluded = sorted(finished | taken_down) or [""]
-        target = targets["recommender"]
+        target = targets[RECOMMENDER_ROLE]
         served, version = self.retrieval_client.predict_versioned(
             target.name, {**query, EXCLUDED_TITLE_IDS: excluded}, signature=RECOMMEND,
             timeout=_remaining(deadline), version=target.version, label=target.label)
-        routes = {"recommender": target}
+        routes = {RECOMMENDER_ROLE: target}
         items = []
         for title, probability, score in zip(served[TITLE_IDS], served[PROBABILITY],
                                              served[RETRIEVAL_SCORE]):
@@ -328,8 +289,8 @@ class Recommender:
                             + [(score, True, (title, score, row)) for title, score, row in fresh],
                             key=lambda entry: -entry[0])[:len(items) or len(fresh)]
             kept = [entry[2] for entry in scored if not entry[1]]
-            ranker = targets["ranker"]
-            routes["ranker"] = ranker
+            ranker = targets[RANKER_ROLE]
+            routes[RANKER_ROLE] = ranker
             ranked, versions[ranker.name] = self._rank_rows(
                 query, [entry[2] for entry in scored if entry[1]], deadline, ranker)
             items = sorted(kept + ranked, key=lambda item: -(item.score or 0.0))
@@ -378,11 +339,11 @@ class Recommender:
             As `_one_call`.
         """
         mark = time.perf_counter()
-        retrieval, ranker = targets["retrieval"], targets["ranker"]
+        retrieval, ranker = targets[RETRIEVAL_ROLE], targets[RANKER_ROLE]
         retrieved, retrieval_version = self.retrieval_client.predict_versioned(
             retrieval.name, query, timeout=_remaining(deadline), version=retrieval.version,
             label=retrieval.label)
-        routes = {"retrieval": retrieval}
+        routes = {RETRIEVAL_ROLE: retrieval}
         candidates = [(title, score, self._title_row(title))
                       for title, score in self._candidates(retrieved) if title not in finished]
         candidates = [(title, score, row) for title, score, row in candidates if row is not None]
@@ -391,7 +352,7 @@ class Recommender:
         if not candidates:
             return [], versions, routes
         mark = time.perf_counter()
-        routes["ranker"] = ranker
+        routes[RANKER_ROLE] = ranker
         ranked, versions[ranker.name] = self._rank_rows(query, candidates, deadline, ranker)
         stage_ms["ranking"] = 1000.0 * (time.perf_counter() - mark)
         return sorted(ranked, key=lambda item: -(item.score or 0.0)), versions, routes

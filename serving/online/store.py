@@ -10,11 +10,11 @@ import collections
 import sqlite3
 import threading
 import time
-from typing import Protocol
 
 from recs.contract import features as F
 from recs.data.catalogue import read_jsonl
 from recs.types import JsonDict
+from serving.types import ProfileStore
 
 PROFILE_FIELDS = (F.AGE, F.COUNTRY, F.SUBSCRIPTION_TIER, F.PREFERRED_GENRES)
 
@@ -74,29 +74,6 @@ def profile_row(profile: JsonDict) -> tuple:
     if text:
         raise ValueError(f"profile {profile[F.USER_ID]!r}: {text} must be strings.")
     return tuple(profile[key] for key in (F.USER_ID, *PROFILE_FIELDS))
-
-
-class ProfileStore(Protocol):
-    """What the recommender and the event consumer need from the online profile store
-    (`SqliteProfileStore` embedded, `RedisProfileStore` shared)."""
-
-    def upsert_profiles(self, profiles: list[JsonDict]) -> None: ...
-
-    def mark_finished(self, pairs: list[tuple[str, str]]) -> None: ...
-
-    def record_plays(self, plays: list[tuple[str, str, int]]) -> None: ...
-
-    def apply_event(self, event: JsonDict, duration_seconds: float) -> bool: ...
-
-    def profile(self, user_id: str) -> JsonDict | None: ...
-
-    def history(self, user_id: str, limit: int = F.MAX_WATCHED) -> list[str]: ...
-
-    def finished(self, user_id: str) -> set[str]: ...
-
-    def stats(self, user_id: str) -> dict[str, float]: ...
-
-    def close(self) -> None: ...
 
 
 class SqliteProfileStore:

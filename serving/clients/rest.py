@@ -1,17 +1,16 @@
-"""Clients of TF Serving's REST and gRPC APIs; the same code talks to the local model server
-and to a real `tensorflow/serving` deployment. The REST client needs only NumPy and urllib3;
-the gRPC client (`serving.grpc_client`) loads gRPC and TensorFlow's protos.
+"""TF Serving's RESTful API client (columnar "inputs" format): the same code talks to the local
+model server and to a real `tensorflow/serving` deployment. Needs only NumPy and urllib3.
 """
 
 import base64
 import json
-from typing import Any, Mapping, Protocol
+from typing import Any
 
 import numpy as np
 
 from recs.contract.signatures import SERVING_DEFAULT
-
-Inputs = Mapping[str, np.ndarray | list]
+from serving.clients.base import ClientBase, ModelServerError, check_version_choice
+from serving.types import Inputs
 
 
 def _json_column(value: np.ndarray | list) -> Any:
@@ -24,50 +23,7 @@ def _json_column(value: np.ndarray | list) -> Any:
                         if isinstance(v, bytes) else v, otypes=[object])(items).tolist()
 
 
-class ModelServerError(RuntimeError):
-    """The model server refused or failed a request; `status` is HTTP or a gRPC code name."""
-
-    def __init__(self, status: int | str, message: str) -> None:
-        super().__init__(f"model server answered {status}: {message}")
-        self.status = status
-        self.message = message
-
-
-def check_version_choice(version: int | None, label: str) -> None:
-    """A call names a version by number or by label, not both (TF Serving's ModelSpec holds
-    one of them).
-
-    Raises:
-        ValueError: both are given.
-    """
-    if label and version is not None:
-        raise ValueError(f"version and label name the same thing: give one; received "
-                         f"version={version!r}, label={label!r}.")
-
-
-class PredictClient(Protocol):
-    """What the recommendation service needs from a model server. A call names the version
-    by number (`version`), by TF Serving version label (`label`, e.g. "canary"), or neither
-    for the newest; not both."""
-
-    def predict(self, model: str, inputs: Inputs, signature: str = "",
-                version: int | None = None, timeout: float | None = None, label: str = ""
-                ) -> dict[str, np.ndarray]:
-        ...
-
-    def predict_versioned(self, model: str, inputs: Inputs, signature: str = "",
-                          version: int | None = None, timeout: float | None = None,
-                          label: str = "") -> tuple[dict[str, np.ndarray], int | None]:
-        """Outputs and the version that computed them (None when the protocol omits it)."""
-        ...
-
-    def available_versions(self, model: str, timeout: float | None = None, label: str = ""
-                           ) -> list[int]:
-        """AVAILABLE versions of `model`, ascending; with `label`, the one it points to."""
-        ...
-
-
-class RestClient:
+class RestClient(ClientBase):
     """TF Serving's RESTful API, columnar ("inputs") format.
 
     Args:
@@ -118,11 +74,6 @@ class RestClient:
             raise ModelServerError(response.status, message)
         return json.loads(text)
 
-    def predict(self, model: str, inputs: Inputs, signature: str = "",
-                version: int | None = None, timeout: float | None = None, label: str = ""
-                ) -> dict[str, np.ndarray]:
-        return self.predict_versioned(model, inputs, signature, version, timeout, label)[0]
-
     def predict_versioned(self, model: str, inputs: Inputs, signature: str = "",
                           version: int | None = None, timeout: float | None = None,
                           label: str = "") -> tuple[dict[str, np.ndarray], int | None]:
@@ -163,13 +114,3 @@ class RestClient:
     def metadata(self, model: str, version: int | None = None, label: str = ""
                  ) -> dict[str, Any]:
         return self._call(f"{self._model_url(model, version, label)}/metadata")
-
-
-def __getattr__(name: str) -> Any:
-    """`GrpcClient` lives in `serving.grpc_client` and loads gRPC and TF Serving's protos
-    (TensorFlow) when first asked for, so a REST-only process never does."""
-    if name == "GrpcClient":
-        from serving.grpc_client import GrpcClient
-
-        return GrpcClient
-    raise AttributeError(f"module 'serving.client' has no attribute {name!r}")

@@ -15,7 +15,7 @@ from recs.contract import features as F
 from recs.contract.models import TOWERS
 from recs.contract.signatures import CANDIDATE_EMBEDDING, EMBEDDING
 from recs.types import JsonDict
-from serving.client import PredictClient
+from serving.types import PredictClient
 
 
 class FreshTitles:
@@ -42,7 +42,7 @@ class FreshTitles:
 
         Raises:
             ValueError: a row lacks a candidate feature.
-            serving.client.ModelServerError: the towers model refused the rows.
+            serving.clients.ModelServerError: the towers model refused the rows.
         """
         if not rows:
             return

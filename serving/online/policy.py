@@ -1,18 +1,16 @@
 """Online policy: what one recommendation request gets, between the HTTP handler and the
 recommender.
 
-    serving/service.py (HTTP: parse, validate, answer)
-      -> OnlinePolicy.answer(Ask): the user's A/B arms and their settings, exploration, the
-         model budget, the popularity fallback when the model server fails, the served-list log
-        -> serving/recommender.py (profile -> retrieve -> rank -> filter)
-          -> serving/client.py (TF Serving's REST or gRPC API)
-
-`ModelStatus` keeps the served versions up to date off the request path (a background
-refresh), and tells the policy when a new retrieval version appears, so that its catalogue
-snapshot (titles new in that version) replaces the old one without a restart. It also reads
-which version each version label the experiments route to points at: TF Serving's REST
-answers do not name the version that computed them, and for a labelled call the newest
-version is not it.
+    serving/api/service.py (HTTP: parse, validate, answer)
+      -> OnlinePolicy.answer(Ask):
+           the user's A/B arms (online/experiments.py): settings and model routes
+           -> candidates: online/recommender.py (profile -> retrieve -> rank), or the
+              popularity list for a popularity arm
+           -> the list: online/list_policy.py (genre re-rank, exploration slots, top k)
+           -> the popularity fallback when the model server fails or nothing is known of
+              the user
+           -> the served-list log
+      model versions: online/status.py, refreshed off the request path
 """
 
 import dataclasses
@@ -21,17 +19,19 @@ import logging
 import threading
 import time
 import uuid
-from typing import Callable, Mapping
 
 import numpy as np
 
 from recs.contract.models import CATALOGUE_ASSET, asset_path, version_dir
 from recs.types import JsonDict
-from serving.client import ModelServerError, PredictClient
+from serving.clients.base import ModelServerError
 from serving.config import ServiceConfig
-from serving.experiments import Assigner, ModelTarget, Route
-from serving.recommender import (Recommender, ServedList, UnknownUserError,
-                                 load_catalogue_file)
+from serving.online.experiments import Assigner, ModelTarget, Route
+from serving.online.list_policy import ListSettings, choose
+from serving.online.recommender import (Recommender, ServedList, UnknownUserError,
+                                        load_catalogue_file)
+from serving.online.status import FixedStatus, ModelStatus
+from serving.types import RANKER_ROLE
 
 SERVED_LOGGER = logging.getLogger("recs.served")
 _LOG = logging.getLogger("recs.service")
@@ -76,121 +76,8 @@ class Answer:
     policy: str = "models"
     """How the list was chosen: by the models, or ("popularity") from the popularity list
     for a user in a popularity arm, with no model call and `fallback` None."""
-
-
-class _Status:
-    """Reads of the newest AVAILABLE version per model, kept in `_versions`, and of the
-    version each (model, label) points to, in `_labelled`; models in `_optional` (the one-call
-    recommender, which the service can do without, and models only arms route to) never make
-    the service unready."""
-
-    _versions: dict[str, int | None]
-    _labelled: dict[tuple[str, str], int | None]
-    _optional: frozenset[str] = frozenset()
-
-    def versions(self) -> dict[str, int | None]:
-        return dict(self._versions)
-
-    def version_of(self, target: ModelTarget) -> int | None:
-        """The version a call to `target` (name filled in) reaches: its pinned number, the
-        version its label points to, or the newest AVAILABLE one; None when not known."""
-        if target.version is not None:
-            return target.version
-        if target.label:
-            return self._labelled.get((target.name, target.label))
-        return self._versions.get(target.name)
-
-    def missing(self) -> list[str]:
-        """Required models with no AVAILABLE version: the service is not ready while any
-        is."""
-        return sorted(model for model, version in self._versions.items()
-                      if version is None and model not in self._optional)
-
-    def ready(self) -> bool:
-        return not self.missing()
-
-
-class ModelStatus(_Status):
-    """The newest AVAILABLE version of each model on the model server, refreshed every
-    `refresh_s` seconds on a daemon thread, so that requests and readiness probes read a
-    value and never wait for the model server.
-
-    Args:
-        clients: model name -> the client of the server that serves it.
-        refresh_s: seconds between refreshes.
-        timeout_s: budget of each status call.
-        on_change: called with (model, version) when a model's newest version changes.
-        optional: models whose absence leaves the service ready.
-        labels: model -> version labels whose versions to read too (those the experiments
-            route to); each model must be in `clients`.
-    """
-
-    def __init__(self, clients: dict[str, PredictClient], refresh_s: float,
-                 timeout_s: float = 1.0,
-                 on_change: Callable[[str, int], None] | None = None,
-                 optional: tuple[str, ...] = (),
-                 labels: Mapping[str, tuple[str, ...]] | None = None) -> None:
-        self._clients = clients
-        self._optional = frozenset(optional)
-        self._refresh_s = refresh_s
-        self._timeout_s = timeout_s
-        self._on_change = on_change
-        self._versions: dict[str, int | None] = {model: None for model in clients}
-        self._labelled: dict[tuple[str, str], int | None] = {
-            (model, label): None for model, names in (labels or {}).items() for label in names}
-        self._stop = threading.Event()
-        self.refresh()  # Once at start-up, so the first request already has versions.
-        self._thread = threading.Thread(target=self._poll, name="model-status", daemon=True)
-        self._thread.start()
-
-    def refresh(self) -> None:
-        """Asks the model server once (a failed call reads as no AVAILABLE version)."""
-        for model, client in self._clients.items():
-            try:
-                available = client.available_versions(model, self._timeout_s)
-            except ModelServerError:
-                available = []
-            newest = max(available) if available else None
-            changed = newest is not None and newest != self._versions[model]
-            self._versions = {**self._versions, model: newest}  # Readers see whole dicts.
-            if changed and self._on_change is not None:
-                self._on_change(model, newest)
-        for model, label in self._labelled:
-            try:
-                # REST: GET /v1/models/{model}/labels/{label}; gRPC: GetModelStatus with
-                # model_spec.version_label. Either answers the one version it points to.
-                pointed = self._clients[model].available_versions(model, self._timeout_s,
-                                                                  label=label)
-            except ModelServerError:
-                pointed = []
-            self._labelled = {**self._labelled, (model, label): max(pointed, default=None)}
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self._refresh_s):
-            self.refresh()
-
-    def close(self) -> None:
-        self._stop.set()
-        calls = len(self._clients) + len(self._labelled)
-        self._thread.join(timeout=self._refresh_s + self._timeout_s * calls + 1)
-
-
-class FixedStatus(_Status):
-    """Model status that never asks a model server: for the OpenAPI document and for tests
-    that stand in for the recommender.
-
-    Args:
-        versions: model -> newest AVAILABLE version.
-        labelled: (model, label) -> the version the label points to.
-    """
-
-    def __init__(self, versions: dict[str, int | None],
-                 labelled: dict[tuple[str, str], int | None] | None = None) -> None:
-        self._versions = dict(versions)
-        self._labelled = dict(labelled or {})
-
-    def close(self) -> None:
-        """Nothing runs in the background."""
+    settings: ListSettings = ListSettings()
+    """The list policy's settings for this user: the request's, then each arm's."""
 
 
 class OnlinePolicy:
@@ -225,7 +112,7 @@ class OnlinePolicy:
         for role, target in config.routed_targets():
             if target.name not in clients:
                 # The ranker's server is `client`'s; the others are asked where retrieval is.
-                clients[target.name] = (recommender.client if role == "ranker"
+                clients[target.name] = (recommender.client if role == RANKER_ROLE
                                         else recommender.retrieval_client)
                 optional.add(target.name)  # Only an arm's users need it.
             if target.label:
@@ -262,26 +149,24 @@ class OnlinePolicy:
         """
         request_id = uuid.uuid4().hex
         arms = self.assigner.arms(ask.user_id)
-        settings = {"diversity": ask.diversity, "exploration": self.config.exploration}
+        options = {"diversity": ask.diversity, "exploration": self.config.exploration}
         route, policy = Route(), "models"
         for arm in arms.values():
-            settings.update(arm.settings)
+            options.update(arm.settings)
             route = route.merged(arm.route)
             if arm.policy == "popularity":
                 policy = arm.policy
+        settings = ListSettings(**options)
         hour = ask.hour if ask.hour is not None else time.gmtime().tm_hour
         fallback = None
         if policy == "popularity":
             served = self.recommender.popular(ask.user_id, ask.k)
         else:
             try:
-                served = self.recommender.recommend_detailed(
-                    ask.user_id, k=ask.k, device_type=ask.device_type, hour=hour,
-                    diversity=settings["diversity"],
-                    timeout=self.config.model_timeout_ms / 1000.0,
-                    exploration=settings["exploration"], profile=ask.profile,
-                    # Seeded by the request id, so a logged list can be replayed exactly.
-                    rng=np.random.default_rng(int(request_id[:16], 16)), route=route)
+                ranked = self.recommender.ranked(
+                    ask.user_id, device_type=ask.device_type, hour=hour,
+                    timeout=self.config.model_timeout_ms / 1000.0, profile=ask.profile,
+                    route=route)
             except ModelServerError as error:
                 fallback = (MODEL_SERVER_TIMEOUT if error.status == "DEADLINE_EXCEEDED"
                             else MODEL_SERVER_ERROR)
@@ -289,10 +174,14 @@ class OnlinePolicy:
             except UnknownUserError:
                 fallback = NO_PROFILE
                 served = self.recommender.popular(ask.user_id, ask.k)
-            if fallback is None:
+            else:
+                # Seeded by the request id, so a logged list can be replayed exactly.
+                served = dataclasses.replace(ranked, items=choose(
+                    ranked.items, ask.k, settings,
+                    np.random.default_rng(int(request_id[:16], 16))))
                 self._fill_versions(served)
         answer = Answer(request_id, served, fallback,
-                        {name: arm.name for name, arm in arms.items()}, policy)
+                        {name: arm.name for name, arm in arms.items()}, policy, settings)
         self._log(answer, ask, hour)
         return answer
 

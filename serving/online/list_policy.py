@@ -1,0 +1,75 @@
+"""The list policy: from ranked candidates to the list a user sees. A greedy genre re-rank
+(`diversify`), then exploration slots (`serving.online.exploration`), then the top k.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from recs.config import require
+from serving.online.exploration import explore
+from serving.online.recommender import Recommendation
+
+
+@dataclasses.dataclass(frozen=True)
+class ListSettings:
+    """How a list is made from ranked candidates; an A/B arm may override either.
+
+    Attributes:
+        diversity: strength of the genre re-rank, in [0, 1] (0 keeps the ranker's order).
+        exploration: epsilon of the exploration slots, in [0, 1] (0 = none).
+    """
+
+    diversity: float = 0.0
+    exploration: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(0.0 <= self.diversity <= 1.0, "diversity", "in [0, 1]", self.diversity)
+        require(0.0 <= self.exploration <= 1.0, "exploration", "in [0, 1]", self.exploration)
+
+
+def diversify(ranked: list[Recommendation], k: int, diversity: float) -> list[Recommendation]:
+    """Greedy genre re-rank: each pick maximizes score * (1 - diversity) ** (titles of its
+    genre already picked). 0 keeps the ranker's order; 1 shows every genre once before any
+    repeats.
+
+    Args:
+        ranked: items with scores, best first.
+        k: how many to keep.
+        diversity: in [0, 1].
+
+    Raises:
+        ValueError: `diversity` outside [0, 1].
+    """
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"diversity must be in [0, 1]; received {diversity}.")
+    if diversity == 0.0:
+        return ranked[:k]
+    remaining, picked, shown = list(ranked), [], {}
+    while remaining and len(picked) < k:
+        # Ties (all discounted to 0 when diversity is 1) keep the ranker's order.
+        best = max(range(len(remaining)), key=lambda i: (
+            (remaining[i].score or 0.0) * (1.0 - diversity) ** shown.get(remaining[i].genre, 0),
+            -i))
+        item = remaining.pop(best)
+        shown[item.genre] = shown.get(item.genre, 0) + 1
+        picked.append(item)
+    return picked
+
+
+def choose(ranked: list[Recommendation], k: int, settings: ListSettings,
+           rng: np.random.Generator) -> list[Recommendation]:
+    """The list shown: `k` of `ranked` re-ranked by genre, with exploration slots.
+
+    Args:
+        ranked: candidates with scores, best first.
+        k: how many to show.
+        settings: the user's diversity and exploration.
+        rng: draws the exploration; seed it per request to replay a list.
+    """
+    chosen = diversify(ranked, k, settings.diversity)
+    if settings.exploration > 0:
+        shown = {item.title_id for item in chosen}
+        chosen = explore(chosen, [item for item in ranked if item.title_id not in shown],
+                         settings.exploration, rng)
+    return chosen

@@ -1,0 +1,39 @@
+"""One typed config for the local model server and the deployment's TF Serving files."""
+
+import pytest
+
+from recs.contract.models import SERVED_MODELS, BatchingParams
+from serving.model_server.config import ModelServingConfig
+
+
+def test_the_config_round_trips_through_its_dict_with_nested_batching():
+    config = ModelServingConfig(models=("ranker",), labels={"ranker": {"stable": 2}},
+                                batching=BatchingParams(max_batch_size=8, num_batch_threads=1))
+    again = ModelServingConfig.from_dict(config.to_dict())
+    assert again == config and isinstance(again.batching, BatchingParams)
+    assert "max_batch_size { value: 8 }" in again.batching_parameters()
+
+
+def test_local_defaults_serve_everything_on_free_ports_without_polling_or_batching():
+    local = ModelServingConfig.local("/tmp/serving", poll_seconds=2.0)
+    assert (local.models, local.rest_port, local.grpc_port) == (SERVED_MODELS, 0, 0)
+    assert (local.poll_seconds, local.enable_batching, local.host) == (2.0, False, "127.0.0.1")
+
+
+def test_server_flags_follow_the_config():
+    args = ModelServingConfig(enable_batching=False, poll_seconds=0).server_args("/config")
+    assert "--enable_batching=false" in args
+    assert "--file_system_poll_wait_seconds=0" in args  # TF Serving: read once at start-up.
+    assert "--file_system_poll_wait_seconds=1" in ModelServingConfig(
+        poll_seconds=0.5).server_args("/config")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"rest_port": 8500}, "grpc_port must be different from rest_port"),
+    ({"rest_port": 70000}, "rest_port must be a TCP port"),
+    ({"poll_seconds": -1}, "poll_seconds must be >= 0"),
+    ({"batching": {"max_batch_size": 8}}, "batching must be a BatchingParams"),
+])
+def test_bad_configs_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        ModelServingConfig(**overrides)
