@@ -84,6 +84,7 @@ def profile_store(world_root: pathlib.Path, users: int) -> tuple[pathlib.Path, l
     """A SQLite profile store holding `users` users: the world's (profiles and plays from its
     examples) and generated ones with `PLAYS_PER_USER` plays drawn by popularity. Built once
     per world; returns its path and every user id."""
+    from recs.contract.layout import RunLayout
     from recs.data.catalogue import read_jsonl
     from serving.online.store import SqliteProfileStore, load_store
 
@@ -91,11 +92,11 @@ def profile_store(world_root: pathlib.Path, users: int) -> tuple[pathlib.Path, l
     ids_path = world_root / f"profiles-{users}.ids"
     if path.exists() and ids_path.exists():
         return path, ids_path.read_text().split()
+    layout = RunLayout(world_root)
     store = SqliteProfileStore(str(path) + ".partial")
-    load_store(store, str(world_root / "raw" / "users.jsonl"),
-               str(world_root / "ingested" / "examples" / "*" / "*.tfrecord.gz"))
-    known = [row["user_id"] for row in read_jsonl(str(world_root / "raw" / "users.jsonl"))]
-    titles = read_jsonl(str(world_root / "raw" / "titles.jsonl"))
+    load_store(store, str(layout.users), layout.examples_glob)
+    known = [row["user_id"] for row in read_jsonl(str(layout.users))]
+    titles = read_jsonl(str(layout.titles))
     ids = np.array([row["title_id"] for row in titles])
     weights = np.array([row["popularity"] for row in titles], dtype=float)
     weights /= weights.sum()
@@ -303,11 +304,11 @@ def in_process(serving_dir: pathlib.Path, store_path: pathlib.Path, users: list[
     rng = np.random.default_rng(9)
     picks = [users[i] for i in rng.integers(0, len(users), size=repeats + 10)]
     for user in picks[:10]:
-        recommender.recommend_detailed(user, k=10)
+        recommender.ranked(user)
     times = []
     for user in picks[10:]:
         start = time.perf_counter()
-        recommender.recommend_detailed(user, k=10, device_type="tv", hour=20)
+        recommender.ranked(user, device_type="tv", hour=20)
         times.append(1000.0 * (time.perf_counter() - start))
     store.close()
     registry.close()
@@ -334,7 +335,7 @@ def main() -> None:
     started = time.perf_counter()
     world = World(args.world) if args.world else cached_world(WORLD)
     store_path, users = profile_store(world.root, args.users)
-    catalogue = sum(1 for _ in (world.raw / "titles.jsonl").open())
+    catalogue = sum(1 for _ in world.layout.titles.open())
     work = pathlib.Path(tempfile.mkdtemp(prefix="recs-bench-serving-"))
     serving_dir = work / "serving"
     shutil.copytree(world.serving_dir, serving_dir)  # The swap pushes versions into a copy.

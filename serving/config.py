@@ -18,8 +18,10 @@ MAX_K = 100
 """The longest list the recommender builds; `ServiceConfig.max_k` may lower it."""
 
 PROTOCOLS = ("rest", "grpc")
-ARM_SETTINGS = ("diversity", "exploration")
-"""What an experiment arm may change in the service."""
+ARM_SETTINGS = ("diversity", "exploration", "tail_share")
+"""What an experiment arm may change in the service (`serving.online.list_policy.ListSettings`):
+the genre re-rank, the exploration slots, and a share of slots given to the catalogue's least
+popular titles (an arm worse by construction, whose effect an experiment must detect)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,7 +62,12 @@ class GrpcClient(ClientBase):
         request.model_spec.signature_name = signature
         dtypes = self._dtypes(model, version, signature, label)
         for key, value in inputs.items():
-            request.inputs[key].CopyFrom(tensor_proto(value, dtypes.get(key)))
+            try:
+                request.inputs[key].CopyFrom(tensor_proto(value, dtypes.get(key)))
+            except TypeError as error:
+                # Refused here as the server would refuse it, so that every client answers a
+                # value of the wrong kind alike.
+                raise ModelServerError("INVALID_ARGUMENT", f"input {key!r}: {error}") from error
         try:
             response = self._predictions.Predict(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:

@@ -1,11 +1,8 @@
 """Exploration slots: online policy, where requests are served.
 
 A share of each list's slots goes to titles the system knows little about (fresh titles,
-titles with few impressions). Two policies pick them:
-
-    epsilon-greedy     with probability epsilon a slot shows a uniformly random pool title
-    Thompson sampling  each pool title's engagement rate has a Beta posterior; the title with
-                       the highest draw takes the slot
+titles with few impressions): epsilon-greedy, where with probability epsilon a slot shows a
+uniformly random title from the candidates the ranker placed lower.
 
 Every shown title is logged with its propensity, the probability that the policy shows it in
 that slot given what it knew, so that a new policy can be evaluated offline from the logs with
@@ -32,29 +29,6 @@ class Shown:
     explored: bool
 
 
-class BetaPosteriors:
-    """Beta(prior_a + engaged, prior_b + not engaged) per title.
-
-    Args:
-        prior_a, prior_b: the prior's pseudo-counts (a weak prior around the catalogue rate).
-    """
-
-    def __init__(self, prior_a: float = 1.0, prior_b: float = 9.0) -> None:
-        require(prior_a > 0 and prior_b > 0, "prior_a/prior_b", "> 0", (prior_a, prior_b))
-        self.prior_a, self.prior_b = prior_a, prior_b
-        self._engaged: dict[str, float] = {}
-        self._shown: dict[str, float] = {}
-
-    def update(self, title_id: str, engaged: bool) -> None:
-        self._shown[title_id] = self._shown.get(title_id, 0.0) + 1.0
-        self._engaged[title_id] = self._engaged.get(title_id, 0.0) + float(engaged)
-
-    def parameters(self, titles: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        engaged = np.array([self._engaged.get(t, 0.0) for t in titles])
-        shown = np.array([self._shown.get(t, 0.0) for t in titles])
-        return self.prior_a + engaged, self.prior_b + shown - engaged
-
-
 def epsilon_greedy_slot(best: str, pool: list[str], epsilon: float,
                         rng: np.random.Generator) -> Shown:
     """Shows `best` (the ranker's pick) or, with probability epsilon, a uniform pool title.
@@ -71,25 +45,6 @@ def epsilon_greedy_slot(best: str, pool: list[str], epsilon: float,
     title = pool[int(rng.integers(len(pool)))] if explore else best
     share = epsilon / len(pool) if pool and title in pool else 0.0
     return Shown(title, share + (1.0 - epsilon if title == best else 0.0), explore)
-
-
-def thompson_slot(pool: list[str], posteriors: BetaPosteriors, rng: np.random.Generator,
-                  propensity_draws: int = 2000) -> Shown:
-    """Shows the pool title with the highest posterior draw.
-
-    The propensity of Thompson sampling has no closed form; it is estimated from
-    `propensity_draws` further joint draws (the share in which the chosen title wins), floored
-    at 1 / propensity_draws so that importance weights stay finite.
-
-    Raises:
-        ValueError: an empty pool.
-    """
-    require(bool(pool), "pool", "non-empty", pool)
-    a, b = posteriors.parameters(pool)
-    choice = int(np.argmax(rng.beta(a, b)))
-    wins = np.argmax(rng.beta(a, b, size=(propensity_draws, len(pool))), axis=1)
-    propensity = max(float(np.mean(wins == choice)), 1.0 / propensity_draws)
-    return Shown(pool[choice], propensity, True)
 
 
 def explore(chosen: list[_Item], pool: list[_Item], epsilon: float,

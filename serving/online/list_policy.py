@@ -18,14 +18,19 @@ class ListSettings:
     Attributes:
         diversity: strength of the genre re-rank, in [0, 1] (0 keeps the ranker's order).
         exploration: epsilon of the exploration slots, in [0, 1] (0 = none).
+        tail_share: probability that a slot shows a uniformly drawn title from the
+            catalogue's least popular ones instead, in [0, 1] (0 = never). A planted
+            degradation: an arm that sets it is worse by construction, a known answer an
+            experiment must find.
     """
 
     diversity: float = 0.0
     exploration: float = 0.0
+    tail_share: float = 0.0
 
     def __post_init__(self) -> None:
-        require(0.0 <= self.diversity <= 1.0, "diversity", "in [0, 1]", self.diversity)
-        require(0.0 <= self.exploration <= 1.0, "exploration", "in [0, 1]", self.exploration)
+        for name in ("diversity", "exploration", "tail_share"):
+            require(0.0 <= getattr(self, name) <= 1.0, name, "in [0, 1]", getattr(self, name))
 
 
 def diversify(ranked: list[Recommendation], k: int, diversity: float) -> list[Recommendation]:
@@ -58,18 +63,38 @@ def diversify(ranked: list[Recommendation], k: int, diversity: float) -> list[Re
 
 
 def choose(ranked: list[Recommendation], k: int, settings: ListSettings,
-           rng: np.random.Generator) -> list[Recommendation]:
-    """The list shown: `k` of `ranked` re-ranked by genre, with exploration slots.
+           rng: np.random.Generator, tail: list[Recommendation] = ()) -> list[Recommendation]:
+    """The list shown: `k` of `ranked` re-ranked by genre, with exploration slots, and with
+    `settings.tail_share` of the slots given to `tail` titles.
 
     Args:
         ranked: candidates with scores, best first.
         k: how many to show.
-        settings: the user's diversity and exploration.
-        rng: draws the exploration; seed it per request to replay a list.
+        settings: the user's list settings.
+        rng: draws the exploration and the tail slots; seed it per request to replay a list.
+        tail: the catalogue's least popular titles the user may be shown (needed only when
+            `settings.tail_share` > 0).
     """
     chosen = diversify(ranked, k, settings.diversity)
     if settings.exploration > 0:
         shown = {item.title_id for item in chosen}
         chosen = explore(chosen, [item for item in ranked if item.title_id not in shown],
                          settings.exploration, rng)
+    if settings.tail_share > 0:
+        chosen = _tail_slots(chosen, list(tail), settings.tail_share, rng)
     return chosen
+
+
+def _tail_slots(chosen: list[Recommendation], tail: list[Recommendation], share: float,
+                rng: np.random.Generator) -> list[Recommendation]:
+    """Each slot shows, with probability `share`, a uniform draw from the tail titles not
+    yet in the list; its propensity is the draw's probability."""
+    shown = {item.title_id for item in chosen}
+    pool = [item for item in tail if item.title_id not in shown]
+    replaced = []
+    for item in chosen:
+        if pool and rng.random() < share:
+            picked = pool.pop(int(rng.integers(len(pool))))
+            item = dataclasses.replace(picked, propensity=share / (len(pool) + 1))
+        replaced.append(item)
+    return replaced

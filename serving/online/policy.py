@@ -37,6 +37,8 @@ SERVED_LOGGER = logging.getLogger("recs.served")
 _LOG = logging.getLogger("recs.service")
 MODEL_SERVER_TIMEOUT = "model_server_timeout"
 MODEL_SERVER_ERROR = "model_server_error"
+_TAIL_POOL = 200
+"""How many of the least popular titles an arm's `tail_share` slots draw from."""
 NO_PROFILE = "no_profile"
 """Why a list came from the popularity fallback: the model server timed out or failed, or
 nothing is known of the user (no profile in the store or the request), so the models have
@@ -176,9 +178,11 @@ class OnlinePolicy:
                 served = self.recommender.popular(ask.user_id, ask.k)
             else:
                 # Seeded by the request id, so a logged list can be replayed exactly.
+                tail = (self.recommender.least_popular(ask.user_id, _TAIL_POOL)
+                        if settings.tail_share > 0 else [])
                 served = dataclasses.replace(ranked, items=choose(
                     ranked.items, ask.k, settings,
-                    np.random.default_rng(int(request_id[:16], 16))))
+                    np.random.default_rng(int(request_id[:16], 16)), tail))
                 self._fill_versions(served)
         answer = Answer(request_id, served, fallback,
                         {name: arm.name for name, arm in arms.items()}, policy, settings)

@@ -357,6 +357,19 @@ class Recommender:
         stage_ms["ranking"] = 1000.0 * (time.perf_counter() - mark)
         return sorted(ranked, key=lambda item: -(item.score or 0.0)), versions, routes
 
+    def least_popular(self, user_id: str, k: int) -> list[Recommendation]:
+        """The `k` least popular titles the user has not finished, least popular first (an
+        arm's planted tail slots: `serving.online.list_policy`)."""
+        finished = self.store.finished(user_id)
+        taken_down = self.fresh.taken_down if self.fresh is not None else frozenset()
+        items = []
+        for row in reversed(self._by_popularity):
+            if row[F.TITLE_ID] not in finished and row[F.TITLE_ID] not in taken_down:
+                items.append(Recommendation(row[F.TITLE_ID], None, None, str(row[F.GENRE])))
+                if len(items) == k:
+                    break
+        return items
+
     def popular(self, user_id: str, k: int = 10) -> ServedList:
         """The fallback list: the most popular titles the user has not finished (no model
         calls). Unknown users get the plain popularity order."""

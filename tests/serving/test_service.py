@@ -18,7 +18,7 @@ from serving.api.service import ServiceServer, create_app, openapi_spec
 from serving.clients import GrpcClient, RestClient
 from serving.config import ServiceConfig
 from serving.online.policy import OnlinePolicy
-from serving.online.recommender import Recommendation, Recommender, diversify, load_catalogue
+from serving.online.recommender import Recommendation, Recommender, load_catalogue
 
 SPEC = pathlib.Path(__file__).resolve().parents[2] / "serving" / "openapi.json"
 
@@ -81,19 +81,6 @@ def test_recommendations_are_ranked_unfinished_and_logged(server, store, catalog
     logged = json.loads(line)
     assert logged["request_id"] == body["request_id"] and logged["hour"] == 8
     assert [i["title_id"] for i in logged["items"]] == [i["title_id"] for i in body["items"]]
-
-
-def test_diversity_reranks_by_genre():
-    def item(title: str, score: float, genre: str) -> Recommendation:
-        return Recommendation(title, score, 0.0, genre)
-
-    ranked = [item("a", 0.9, "drama"), item("b", 0.8, "drama"), item("c", 0.5, "comedy")]
-    assert [i.title_id for i in diversify(ranked, 3, 0.0)] == ["a", "b", "c"]
-    # With 0.5, b's 0.8 * 0.5 = 0.4 falls below c's 0.5.
-    assert [i.title_id for i in diversify(ranked, 3, 0.5)] == ["a", "c", "b"]
-    assert [i.title_id for i in diversify(ranked, 2, 1.0)] == ["a", "c"]
-    with pytest.raises(ValueError, match="diversity must be in \\[0, 1\\]; received 2"):
-        diversify(ranked, 2, 2.0)
 
 
 @pytest.mark.parametrize("body, status, message", [
@@ -242,7 +229,8 @@ def test_arm_settings_the_service_does_not_know_are_refused():
     from serving.online.experiments import Arm, Experiment
 
     with pytest.raises(ValueError, match=r"settings of arm 'b' must be among \('diversity', "
-                                         r"'exploration'\); received \['temperature'\]"):
+                                         r"'exploration', 'tail_share'\); received "
+                                         r"\['temperature'\]"):
         ServiceConfig(experiments=(Experiment("x", arms=(
             Arm("a"), Arm("b", settings={"temperature": 0.5}))),))
     config = ServiceConfig(experiments=(Experiment("x", arms=(
