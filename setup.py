@@ -21,6 +21,8 @@ INSTALL_REQUIRES = [
     "protobuf>=3.20,<4",
     "matplotlib>=3.7",
     "statsmodels>=0.14",
+    # A/B test retention as survival (Kaplan-Meier, log-rank); 0.29 needs pandas >= 2.1.
+    "lifelines>=0.27,<0.29",
     # The item-to-item fit's sparse matrices, LAPACK inverse and randomized SVD.
     "scipy>=1.10",
     "scikit-learn>=1.3",

@@ -32,10 +32,7 @@ EVENTS_PER_USER_DAY = 3.5  # measured mean of the generator's defaults (177k / 5
 def run_beam(raw: str, out: str, workers: int, result_path: str) -> None:
     from transforms.ingestion import IngestionConfig, run_ingestion
 
-    config = IngestionConfig(events_glob=f"{raw}/events/*/*.jsonl",
-                             users_path=f"{raw}/users.jsonl", titles_path=f"{raw}/titles.jsonl",
-                             profile_updates_glob=f"{raw}/profile_updates/*/*.jsonl",
-                             output_dir=out)
+    config = IngestionConfig.for_raw(raw, out)
     report = run_ingestion(config, ["--direct_running_mode=multi_processing",
                                     f"--direct_num_workers={workers}"])
     pathlib.Path(result_path).write_text(json.dumps({
@@ -51,10 +48,12 @@ def run_pandas(raw: str, out: str, result_path: str) -> None:
 
     from recs import features as F
     from recs.contract.events import Reason, parse_event
+    from recs.contract.layout import EXAMPLES, RawLayout, day_partition
     from transforms.examples import encode_examples
     from transforms.ingestion import IngestionConfig, delivery_day
 
     rules = IngestionConfig(events_glob="", users_path="", titles_path="", output_dir="")
+    logs = RawLayout(raw)
     read = 0
     dead: dict[str, int] = {}
 
@@ -63,7 +62,7 @@ def run_pandas(raw: str, out: str, result_path: str) -> None:
             dead[reason] = dead.get(reason, 0) + count
 
     events: list[dict[str, Any]] = []
-    for path in sorted(pathlib.Path(raw, "events").glob("*/*.jsonl")):
+    for path in sorted(logs.events.glob("*/*.jsonl")):
         day = delivery_day(str(path))
         start = int(pd.Timestamp(day, tz="UTC").timestamp())
         low, high = start - rules.max_lateness_seconds, start + 86_400 + rules.max_early_seconds
@@ -111,12 +110,12 @@ def run_pandas(raw: str, out: str, result_path: str) -> None:
                     history.remove(title)
                 history.insert(0, title)
 
-    base = pd.read_json(f"{raw}/users.jsonl", lines=True, dtype={F.USER_ID: str})
+    base = pd.read_json(logs.users, lines=True, dtype={F.USER_ID: str})
     updates = [pd.read_json(p, lines=True, dtype={F.USER_ID: str})
-               for p in sorted(pathlib.Path(raw, "profile_updates").glob("*/*.jsonl"))
+               for p in sorted(logs.profile_updates.glob("*/*.jsonl"))
                if p.stat().st_size]
     profiles = pd.concat([base.assign(updated_ts=0), *updates]).sort_values("updated_ts")
-    titles = pd.read_json(f"{raw}/titles.jsonl", lines=True).set_index(F.TITLE_ID)
+    titles = pd.read_json(logs.titles, lines=True).set_index(F.TITLE_ID)
     unknown_user = ~frame[F.USER_ID].isin(base[F.USER_ID])
     refuse(Reason.UNKNOWN_USER, int(unknown_user.sum()))
     frame = frame[~unknown_user]
@@ -162,7 +161,7 @@ def run_pandas(raw: str, out: str, result_path: str) -> None:
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     written = 0
     for span, rows in records.groupby("span"):
-        path = pathlib.Path(out, "examples", f"day={span}")
+        path = pathlib.Path(out, EXAMPLES, day_partition(span))
         path.mkdir(parents=True)
         with tf.io.TFRecordWriter(str(path / "interactions.tfrecord.gz"), options) as writer:
             for start in range(0, len(rows), 8192):

@@ -33,7 +33,9 @@ import numpy as np  # noqa: E402
 from monitoring import RETRAIN, MonitorConfig  # noqa: E402
 from monitoring.drift import span_statistics  # noqa: E402
 from monitoring.monitor import ServedModel, monitor_span  # noqa: E402
-from recs.contract.models import newest_version_dir  # noqa: E402
+from recs.contract import components as C  # noqa: E402
+from recs.contract.layout import RunLayout, day_partition  # noqa: E402
+from recs.contract.models import RANKER, newest_version_dir  # noqa: E402
 from monitoring.outcomes import read_records  # noqa: E402
 from recs import features as F  # noqa: E402
 from recs.data.synthetic import GeneratorConfig, generate  # noqa: E402
@@ -45,7 +47,7 @@ BEAM = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 @dataclasses.dataclass
 class Run:
-    root: pathlib.Path
+    layout: RunLayout
     spans: list[str]
     catalogue: str
     min_auc: float
@@ -54,9 +56,9 @@ class Run:
 
     def window_dir(self, first: int, last: int) -> pathlib.Path:
         """The spans first..last as one pipeline input (`tfx_pipeline.rolling_window`)."""
-        last_day = pathlib.Path(self.spans[last]).parent.name[len("day="):]
-        return pathlib.Path(rolling_window(str(self.root / "ingested" / "examples"),
-                                           str(self.root / "windows"), last - first + 1,
+        last_day = pathlib.Path(self.spans[last]).parent.name[len(day_partition("")):]
+        return pathlib.Path(rolling_window(str(self.layout.examples_dir),
+                                           str(self.layout.windows), last - first + 1,
                                            last_day))
 
     def train(self, first: int, last: int) -> tuple[str, float]:
@@ -67,21 +69,21 @@ class Run:
         """
         self.trainings += 1
         window = self.window_dir(first, last)
-        config = PipelineConfig(pipeline_root=str(self.root / "pipeline"),
+        config = PipelineConfig(pipeline_root=str(self.layout.pipeline_root),
                                 examples_dir=str(window), catalogue_path=self.catalogue,
-                                serving_base_dir=str(self.root / "serving"),
-                                metadata_path=str(self.root / "metadata.db"),
+                                serving_base_dir=str(self.layout.serving),
+                                metadata_path=str(self.layout.metadata),
                                 min_ranker_auc=self.min_auc, warm_start=self.warm_start)
         started = time.perf_counter()
         run_local(config)
-        return newest_version_dir(str(self.root / "serving"), "ranker"), (
+        return newest_version_dir(str(self.layout.serving), RANKER), (
             time.perf_counter() - started)
 
     def last_ranker_run(self) -> dict:
         """The newest RankerTrainer run's metrics.json: held-out AUC and the warm start."""
-        runs = (self.root / "pipeline" / "RankerTrainer" / "model_run").iterdir()
+        runs = (self.layout.pipeline_root / C.RANKER_TRAINER / C.MODEL_RUN).iterdir()
         newest = max(runs, key=lambda path: int(path.name))
-        return json.loads((newest / "metrics.json").read_text())
+        return json.loads((newest / C.METRICS_FILE).read_text())
 
 
 def known_titles(globs: list[str]) -> tuple[bytes, ...]:
@@ -94,14 +96,16 @@ def known_titles(globs: list[str]) -> tuple[bytes, ...]:
 def simulate(name: str, generator: GeneratorConfig, root: pathlib.Path, first_window: int,
              config: MonitorConfig, warm_start: bool) -> dict:
     shutil.rmtree(root, ignore_errors=True)
-    data = generate(generator, root / "raw")
+    layout = RunLayout(root)
+    layout.monitoring.mkdir(parents=True)  # `monitor_span` appends to its decisions log.
+    data = generate(generator, layout.raw)
     report = run_ingestion(IngestionConfig(
         events_glob=str(data.events_dir / "*" / "*.jsonl"), users_path=str(data.users_path),
-        titles_path=str(data.titles_path), output_dir=str(root / "ingested")), BEAM)
-    spans = [str(root / "ingested" / "examples" / f"day={day}" / "*.tfrecord.gz")
+        titles_path=str(data.titles_path), output_dir=str(layout.ingested)), BEAM)
+    spans = [str(layout.examples_dir / day_partition(day) / "*.tfrecord.gz")
              for day in report.records_per_span]
-    run = Run(root=root, spans=spans, catalogue=str(data.titles_path), min_auc=config.min_auc,
-              warm_start=warm_start)
+    run = Run(layout=layout, spans=spans, catalogue=str(data.titles_path),
+              min_auc=config.min_auc, warm_start=warm_start)
     statistics = {}
 
     def stats(span: int):
@@ -120,7 +124,7 @@ def simulate(name: str, generator: GeneratorConfig, root: pathlib.Path, first_wi
     for span in range(first_window, generator.days):
         decision, quality = monitor_span(
             span, spans[span], model, reference, stats(span), config,
-            decisions_log=str(root / "decisions.jsonl"), report_dir=str(root / "reports"))
+            decisions_log=str(layout.decisions_log), report_dir=str(layout.monitoring_reports))
         timeline.append({"span": span, "action": decision.action,
                          "reasons": list(decision.reasons), "auc": quality["auc"],
                          "ece": quality["ece"], "model": pathlib.Path(model.ranker_dir).name,

@@ -9,6 +9,7 @@ import pathlib
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs.data import synthetic
 from recs.contract.events import Reason
+from recs.contract.layout import RunLayout
 from transforms.ingestion import IngestionConfig, run_ingestion
 
 # Generator fault kind -> the dead-letter reason ingestion gives it.
@@ -29,14 +30,11 @@ def main() -> None:
                                        late_rate=0.01, clock_skew_rate=0.005,
                                        unknown_id_rate=0.01, overlong_watch_rate=0.01,
                                        bot_share=0.01)
-    data = synthetic.generate(config, args.out / "raw")
+    run = RunLayout(args.out)
+    data = synthetic.generate(config, run.raw)
     print(f"generated {data.num_events} events; injected: {data.faults}")
-    report = run_ingestion(
-        IngestionConfig(events_glob=str(data.events_dir / "*" / "*.jsonl"),
-                        users_path=str(data.users_path), titles_path=str(data.titles_path),
-                        profile_updates_glob=str(data.profile_updates_dir / "*" / "*.jsonl"),
-                        output_dir=str(args.out / "ingested")),
-        ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    report = run_ingestion(IngestionConfig.for_raw(run.raw, run.ingested),
+                           ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     print(report.summary())
     for kind, reason in EXPECTED.items():
         found = report.dead_lettered.get(reason, 0)

@@ -11,4 +11,11 @@ __getattr__, __all__ = lazy_exports(__name__, {
     **{name: "monitoring.decision" for name in ("ALERT", "Decision", "NOTHING", "RETRAIN",
                                                 "Signals", "decide")},
     **{name: "monitoring.drift" for name in ("DriftMeasurement", "compare", "span_statistics")},
+    **{name: "monitoring.sequential" for name in (
+        "AAStoppingRate", "Look", "OutcomeMatrix", "SequentialResult", "aa_stopping_rate",
+        "alpha_spent", "boundaries", "crossing_probabilities", "outcome_matrix",
+        "plot_sequential", "sequential_test", "sequential_verdict")},
+    **{name: "monitoring.survival" for name in (
+        "RetentionCurve", "SurvivalAnalysis", "SurvivalComparison", "plot_retention",
+        "retention_survival")},
 })

@@ -5,16 +5,17 @@
     the split itself        chi-square sample-ratio-mismatch check against the designed weights
     design                  sample size per arm for a minimum detectable effect and power
 
-The experiments and their arms are `serving.experiments`' (where users are assigned).
+The experiments and their arms are `serving.online.experiments`' (where users are assigned).
 """
 
 import dataclasses
+import re
 
 import numpy as np
 from scipy import stats
 
 from recs.config import Config, require
-from serving.experiments import Experiment
+from serving.online.experiments import Experiment
 
 SRM_ALPHA = 0.001
 """p-value below which a split counts as broken (conventional for SRM checks)."""
@@ -173,6 +174,9 @@ BINARY_METRICS = ("engaged", "returned", "renewed")
 CONTINUOUS_METRIC = "watch_seconds"
 COVARIATE = "pre_watch_seconds"
 """Optional per-user pre-experiment watch time; when present, watch time is CUPED-adjusted."""
+SURVIVAL_METRIC = r"(retention|renewal)_d[1-9][0-9]*"
+"""The names of `monitoring.survival`'s comparisons: retention at a day, renewal at a billing
+day."""
 SHIP, KEEP, STOP = "ship", "keep", "stop"
 """Rollout verdicts: roll the treatment out to everyone, keep the control (no proven gain
 worth the change), or stop the treatment (it hurts, or the split cannot be trusted)."""
@@ -230,7 +234,9 @@ class DecisionRule(Config):
 
     Attributes:
         metric: the primary metric the decision rests on (one of `BINARY_METRICS`,
-            `CONTINUOUS_METRIC` or its CUPED variant "watch_seconds (CUPED)").
+            `CONTINUOUS_METRIC` or its CUPED variant "watch_seconds (CUPED)"), or a survival
+            metric of `monitoring.survival` ("retention_d28", "renewal_d30": join its
+            `comparisons()` to the analysis's before deciding).
         alpha: its significance level.
         minimum_effect: the smallest absolute difference (treatment - control) worth
             shipping, in the metric's units (a rate for 0/1 metrics, seconds for watch time).
@@ -242,7 +248,9 @@ class DecisionRule(Config):
 
     def __post_init__(self) -> None:
         metrics = (*BINARY_METRICS, CONTINUOUS_METRIC, f"{CONTINUOUS_METRIC} (CUPED)")
-        require(self.metric in metrics, "metric", f"one of {metrics}", self.metric)
+        require(self.metric in metrics or re.fullmatch(SURVIVAL_METRIC, self.metric) is not None,
+                "metric", f"one of {metrics} or a survival metric such as 'retention_d28' or "
+                "'renewal_d30'", self.metric)
         require(0.0 < self.alpha < 1.0, "alpha", "in (0, 1)", self.alpha)
         require(self.minimum_effect >= 0.0, "minimum_effect", ">= 0", self.minimum_effect)
 
@@ -357,7 +365,7 @@ def run_abtest(outcomes_path: str, experiment_name: str, weights: str, out_dir: 
 
     from recs.data.catalogue import read_jsonl
     from recs.plots import plot_experiment
-    from serving.experiments import Arm
+    from serving.online.experiments import Arm
 
     arms = []
     for part in weights.split(","):

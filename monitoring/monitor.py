@@ -20,6 +20,7 @@ from monitoring.decision import Decision, DriftMeasurement, Signals, decide
 from monitoring.drift import Statistics, compare
 from monitoring.report import write_report
 from recs import features as F
+from recs.contract.layout import DECISIONS_FILE, REPORTS_DIR
 from recs.contract.signatures import SERVING_DEFAULT
 
 
@@ -116,7 +117,7 @@ def monitor_workdir(serving_dir: str, out_dir: str, span: int, examples: str, re
     reference_stats = span_statistics(reference)
     current = reference_stats if examples == reference else span_statistics(examples)
     decision, _ = monitor_span(
-        span, examples, model, reference_stats, current, config, str(out / "decisions.jsonl"),
-        str(out / "reports"), served_lines=served,
+        span, examples, model, reference_stats, current, config, str(out / DECISIONS_FILE),
+        str(out / REPORTS_DIR), served_lines=served,
         next_records=outcomes.read_records(next_examples) if next_examples else None)
     return decision

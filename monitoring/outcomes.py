@@ -5,7 +5,6 @@ served lists the service logged, and the scores the served ranker gives those re
 """
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -13,6 +12,7 @@ import tensorflow as tf
 from sklearn import metrics as sk
 
 from recs import features as F
+from recs.contract.served import json_object, read_titles
 from recs.evaluation import calibration
 
 
@@ -141,26 +141,30 @@ def served_engagement(served_lines: Iterable[str], next_records: Records) -> dic
     """How often served titles were then engaged with.
 
     Args:
-        served_lines: the service's served-list log (JSON lines) of a span.
+        served_lines: the service's served-list log (JSON lines, `recs.contract.served`) of
+            a span; only the user, the titles and their scores are read.
         next_records: the records of the following span(s).
 
     Returns:
         {"served": served (user, title) pairs, "engaged": of those engaged next,
         "engagement_rate": their ratio (None when nothing was served: no rate, not a rate
         of 0), "mean_predicted": mean ranker score of the served titles, for comparison}.
+
+    Raises:
+        ValueError: a line is not a served list (`recs.contract.dead_letters.Refused`: its
+            reason and the field).
     """
     engaged = {(u, t) for u, t, label in zip(next_records[F.USER_ID], next_records[F.TITLE_ID],
                                              next_records[F.LABEL]) if label}
     served = hits = 0
     scores: list[float] = []
     for line in served_lines:
-        entry = json.loads(line)
-        user = entry["user_id"].encode()
-        for item in entry["items"]:
+        user, items = read_titles(json_object(line))
+        for title, score in items:
             served += 1
-            hits += (user, item["title_id"].encode()) in engaged
-            if item.get("score") is not None:
-                scores.append(float(item["score"]))
+            hits += (user.encode(), title.encode()) in engaged
+            if score is not None:
+                scores.append(float(score))
     return {"served": float(served), "engaged": float(hits),
             "engagement_rate": hits / served if served else None,
             "mean_predicted": float(np.mean(scores)) if scores else 0.0}

@@ -11,7 +11,9 @@ the Trainers' `metrics.json` and `training_curves.png`, the IndexBuilder's
 reliability diagram and slices (with the monitoring code, so the figures compare with `recs
 monitor`'s); and, when present, the monitoring decisions and A/B analyses. Images are inline
 (base64), so the file can be mailed or attached to a ticket as it is. A part the work directory
-does not hold is named on the page, never fatal.
+does not hold is named on the page, never fatal. Where things are is the contract's: the run's
+folders `recs.contract.layout.RunLayout`, the component ids, output keys and artifact files
+`recs.contract.components`.
 
 `summarize_run` gives the same run's headline figures and warnings without loading
 TensorFlow: the terminal's summary after `recs demo` and `recs pipeline`.
@@ -27,19 +29,18 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from tfx_pipeline.workdir import Workdir
+from recs.contract import components as C
+from recs.contract.layout import INGESTION_REPORT, RunLayout
 
-REPORT_FILE = "report.html"
 REPORT_LOG = "report.log"
 """Where `recs report` puts the libraries' output (TensorFlow loads to score the ranker); not
 the run's `recs.log`, which it would otherwise overwrite."""
-INGESTION_REPORT = "ingestion_report.json"
 DEAD_LETTER_WARNING_SHARE = 0.05
 """Dead letters above this share of the events read are flagged. The demo's injected faults
 come to about 3% of its events (one bot account's burst is most of it); a feed past 5% points at
 a broken producer or a changed event schema rather than at the usual strays."""
 
-_TRAINERS = (("RetrievalTrainer", "Retrieval: two towers"), ("RankerTrainer", "Ranker"))
+_TRAINERS = ((C.RETRIEVAL_TRAINER, "Retrieval: two towers"), (C.RANKER_TRAINER, "Ranker"))
 
 
 def save_ingestion_report(report: Any, directory: str | pathlib.Path) -> pathlib.Path:
@@ -47,7 +48,7 @@ def save_ingestion_report(report: Any, directory: str | pathlib.Path) -> pathlib
 
     Args:
         report: the `transforms.ingestion.IngestionReport` of the run.
-        directory: the ingestion's output directory (`Workdir.ingested`).
+        directory: the ingestion's output directory (`RunLayout.ingested`).
 
     Returns:
         The JSON file's path.
@@ -83,7 +84,7 @@ class Execution:
 
 
 class RunMetadata:
-    """A read-only view of a local run's ML-Metadata (the SQLite file of `Workdir.metadata`).
+    """A read-only view of a local run's ML-Metadata (the SQLite file of `RunLayout.metadata`).
 
     Connects with ml_metadata alone, read-only: reading a run must neither pay TFX's import
     nor create a store where there is none.
@@ -162,29 +163,29 @@ def _read_json(path: pathlib.Path) -> Any | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _metadata(workdir: Workdir) -> RunMetadata | None:
+def _metadata(workdir: RunLayout) -> RunMetadata | None:
     return RunMetadata(workdir.metadata) if workdir.metadata.is_file() else None
 
 
 def _model_run(metadata: RunMetadata, trainer: str) -> tuple[dict | None, pathlib.Path | None]:
     """A Trainer's newest `metrics.json` (parsed) and its run directory."""
-    run = metadata.latest_output(trainer, "model_run")
+    run = metadata.latest_output(trainer, C.MODEL_RUN)
     if run is None:
         return None, None
     directory = pathlib.Path(run.uri)
-    return _read_json(directory / "metrics.json"), directory
+    return _read_json(directory / C.METRICS_FILE), directory
 
 
 def _index_report(metadata: RunMetadata) -> dict | None:
-    blessing = metadata.latest_output("IndexBuilder", "blessing")
-    return _read_json(pathlib.Path(blessing.uri) / "index_report.json") if blessing else None
+    blessing = metadata.latest_output(C.INDEX_BUILDER, C.BLESSING)
+    return _read_json(pathlib.Path(blessing.uri) / C.INDEX_REPORT_FILE) if blessing else None
 
 
 def _anomalies(metadata: RunMetadata) -> dict[str, list[tuple[str, str]]]:
     """ExampleValidator's newest anomalies per split: (feature, description) pairs."""
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-    artifact = metadata.latest_output("ExampleValidator", "anomalies")
+    artifact = metadata.latest_output(C.EXAMPLE_VALIDATOR, C.ANOMALIES)
     found: dict[str, list[tuple[str, str]]] = {}
     if artifact is None:
         return found
@@ -244,7 +245,7 @@ def pipeline_warnings(metadata: RunMetadata) -> list[str]:
     """The warnings the newest pipeline run calls for: a ranker the Evaluator did not bless,
     an index the IndexBuilder refused, a Pusher that pushed nothing, data anomalies."""
     warnings = []
-    evaluator = metadata.latest_output("Evaluator", "blessing")
+    evaluator = metadata.latest_output(C.EVALUATOR, C.BLESSING)
     if evaluator is not None and not evaluator.properties.get("blessed"):
         warnings.append("the ranker was NOT blessed by the Evaluator (AUC below min_ranker_auc "
                         "or below the champion's): no ranker was pushed, serving keeps the "
@@ -261,12 +262,12 @@ def pipeline_warnings(metadata: RunMetadata) -> list[str]:
     return warnings
 
 
-def summarize_run(workdir: Workdir) -> RunSummary:
+def summarize_run(workdir: RunLayout) -> RunSummary:
     """The headline figures and warnings of the run in `workdir`, from its files and
     ML-Metadata alone (no TensorFlow): what the terminal shows at the end of a run."""
     figures: list[tuple[str, str]] = []
     warnings: list[str] = []
-    ingestion = _read_json(workdir.ingested / INGESTION_REPORT)
+    ingestion = _read_json(workdir.ingestion_report)
     if ingestion is not None:
         dead = sum(ingestion["dead_lettered"].values())
         figures.append(("events read", f"{ingestion['events_read']:,} ({dead:,} dead-lettered)"))
@@ -276,12 +277,12 @@ def summarize_run(workdir: Workdir) -> RunSummary:
     metadata = _metadata(workdir)
     if metadata is None:
         return RunSummary(tuple(figures), tuple(warnings))
-    retrieval, _ = _model_run(metadata, "RetrievalTrainer")
+    retrieval, _ = _model_run(metadata, C.RETRIEVAL_TRAINER)
     if retrieval:
         figures += [(f"retrieval {_metric_label(name)}", f"{value:.3f}")
                     for name, value in retrieval["metrics"].items()
                     if name.startswith("recall_at_") and "item_item" not in name]
-    ranker, _ = _model_run(metadata, "RankerTrainer")
+    ranker, _ = _model_run(metadata, C.RANKER_TRAINER)
     if ranker:
         figures.append(("ranker eval AUC / log loss", f"{ranker['metrics']['auc']:.3f} / "
                                                       f"{ranker['metrics']['log_loss']:.3f}"))
@@ -290,9 +291,9 @@ def summarize_run(workdir: Workdir) -> RunSummary:
         figures.append((f"index recall@{index['k']} vs exact search",
                         f"{index['recall_at_k']:.3f} at {index['scann_ms_per_query']:.2f} ms "
                         "per query"))
-    pushed = [(component.removeprefix("Pusher_"), artifact)
-              for component in metadata.components if component.startswith("Pusher_")
-              for artifact in [metadata.latest_output(component, "pushed_model")] if artifact]
+    pushed = [(C.pushed_model(component), artifact)
+              for component in metadata.components if C.pushed_model(component)
+              for artifact in [metadata.latest_output(component, C.PUSHED_MODEL)] if artifact]
     if pushed:
         figures.append(("pushed", ", ".join(
             f"{name} v{artifact.properties['pushed_version']}" if artifact.properties.get(
@@ -392,10 +393,10 @@ def _summary_section(summary: RunSummary, run: str, executions: list[Execution])
     return "".join(parts)
 
 
-def _data_section(workdir: Workdir) -> str:
-    report = _read_json(workdir.ingested / INGESTION_REPORT)
+def _data_section(workdir: RunLayout) -> str:
+    report = _read_json(workdir.ingestion_report)
     if report is None:
-        return _note(f"No ingestion report at {workdir.ingested / INGESTION_REPORT}: `recs "
+        return _note(f"No ingestion report at {workdir.ingestion_report}: `recs "
                      "ingest` and `recs demo` write one.")
     dead = sum(report["dead_lettered"].values())
     read = report["events_read"]
@@ -419,8 +420,8 @@ def _schema_section(metadata: RunMetadata) -> str:
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-    schema_artifact = metadata.latest_output("SchemaGen", "schema")
-    statistics = metadata.latest_output("StatisticsGen", "statistics")
+    schema_artifact = metadata.latest_output(C.SCHEMA_GEN, C.SCHEMA)
+    statistics = metadata.latest_output(C.STATISTICS_GEN, C.STATISTICS)
     if schema_artifact is None or statistics is None:
         return _note("No SchemaGen or StatisticsGen output in ML-Metadata.")
     schema = text_format.Parse(
@@ -474,7 +475,7 @@ def _training_section(metadata: RunMetadata) -> str:
         base = outputs.get("warm_start", {}).get("base_model")
         parts.append(_table(("held-out metric", "value"), metrics))
         parts.append(f"<p>Warm start: {_e(base or 'none (trained from scratch)')}</p>")
-        parts.append(_image_file(directory / "training_curves.png", f"{trainer} curves"))
+        parts.append(_image_file(directory / C.TRAINING_CURVES_FILE, f"{trainer} curves"))
     return "".join(parts)
 
 
@@ -488,11 +489,12 @@ def _ranker_section(metadata: RunMetadata) -> str:
     from recs.export import serving_model_dir
     from recs.plots import plot_reliability
 
-    model = metadata.latest_output("RankerTrainer", "model")
-    examples = metadata.latest_output("ImportExampleGen", "examples")
+    model = metadata.latest_output(C.RANKER_TRAINER, C.MODEL)
+    examples = metadata.latest_output(C.IMPORT_EXAMPLE_GEN, C.EXAMPLES)
     if model is None or examples is None:
-        return _note("No RankerTrainer model or ImportExampleGen examples in ML-Metadata.")
-    blessing = metadata.latest_output("Evaluator", "blessing")
+        return _note(f"No {C.RANKER_TRAINER} model or {C.IMPORT_EXAMPLE_GEN} examples in "
+                     "ML-Metadata.")
+    blessing = metadata.latest_output(C.EVALUATOR, C.BLESSING)
     verdict = ("no Evaluator run" if blessing is None else
                "blessed by the Evaluator" if blessing.properties.get("blessed") else
                "NOT blessed by the Evaluator")
@@ -551,15 +553,14 @@ def _index_section(metadata: RunMetadata) -> str:
 
 
 def _versions_section(metadata: RunMetadata) -> str:
-    pushes = [(component.removeprefix("Pusher_"), artifact.properties.get("pushed_version",
-                                                                          "-"),
+    pushes = [(C.pushed_model(component), artifact.properties.get("pushed_version", "-"),
                bool(artifact.properties.get("pushed")), artifact.created)
-              for component in metadata.components if component.startswith("Pusher_")
-              for artifact in metadata.outputs(component, "pushed_model")]
+              for component in metadata.components if C.pushed_model(component)
+              for artifact in metadata.outputs(component, C.PUSHED_MODEL)]
     blessings = []
-    for component, gate in (("Evaluator", "ranker AUC gate"),
-                            ("IndexBuilder", "index recall gate")):
-        for artifact in metadata.outputs(component, "blessing"):
+    for component, gate in ((C.EVALUATOR, "ranker AUC gate"),
+                            (C.INDEX_BUILDER, "index recall gate")):
+        for artifact in metadata.outputs(component, C.BLESSING):
             recall = artifact.properties.get("recall_at_k")
             # ".../pipeline/RankerTrainer/model/8" -> "RankerTrainer/model/8"
             model = "/".join(pathlib.Path(str(artifact.properties.get("current_model", "")))
@@ -573,20 +574,20 @@ def _versions_section(metadata: RunMetadata) -> str:
                      sorted(blessings, key=lambda row: row[4])))
 
 
-def _monitoring_section(workdir: Workdir) -> str:
-    log = workdir.monitoring / "decisions.jsonl"
+def _monitoring_section(workdir: RunLayout) -> str:
+    log = workdir.decisions_log
     if not log.is_file():
         return _note(f"No monitoring decisions at {log} (recs monitor writes them).")
     decisions = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     rows = [(d["span"], d["action"], d["signals"]["auc"], d["signals"]["ece"],
              sum(m["value"] > m["threshold"] for m in d["signals"]["drift"]),
              "; ".join(d["reasons"]) or "-") for d in decisions]
-    trends = workdir.monitoring / "reports" / f"span-{decisions[-1]['span']}-trends.png"
+    trends = workdir.monitoring_reports / f"span-{decisions[-1]['span']}-trends.png"
     return (_table(("span", "decision", "AUC", "ECE", "drifted features", "reasons"), rows)
             + (_image_file(trends, "monitoring trends") if trends.is_file() else ""))
 
 
-def _experiments_section(workdir: Workdir) -> str:
+def _experiments_section(workdir: RunLayout) -> str:
     found = sorted(path for path in workdir.root.rglob("abtest_*.json")
                    if workdir.pipeline_root not in path.parents)
     if not found:
@@ -618,14 +619,14 @@ def _experiments_section(workdir: Workdir) -> str:
     return "".join(parts)
 
 
-def write_run_report(workdir: Workdir, out_path: str | pathlib.Path | None = None
+def write_run_report(workdir: RunLayout, out_path: str | pathlib.Path | None = None
                      ) -> pathlib.Path:
     """Writes the run's page: data, schema and anomalies, training curves, the ranker's
     calibration and slices, the index's recall and latency, pushed versions and blessings,
     and the monitoring and A/B results when the work directory has them.
 
     Args:
-        workdir: the run's work directory (`tfx_pipeline.workdir.Workdir`).
+        workdir: the run's work directory (`recs.contract.layout.RunLayout`).
         out_path: where the HTML goes; default `<workdir>/report.html`.
 
     Returns:
@@ -635,13 +636,13 @@ def write_run_report(workdir: Workdir, out_path: str | pathlib.Path | None = Non
         ValueError: `workdir` does not exist.
 
     Example:
-        >>> write_run_report(Workdir(pathlib.Path("demo_output")))  # doctest: +SKIP
+        >>> write_run_report(RunLayout(pathlib.Path("demo_output")))  # doctest: +SKIP
         PosixPath('demo_output/report.html')
     """
     if not workdir.root.is_dir():
         raise ValueError(f"workdir {str(workdir.root)!r} does not exist; pass the directory "
                          "a run wrote (recs demo --workdir W, recs pipeline --workdir W).")
-    out = pathlib.Path(out_path) if out_path is not None else workdir.root / REPORT_FILE
+    out = pathlib.Path(out_path) if out_path is not None else workdir.report
     metadata = _metadata(workdir)
     run, executions = metadata.latest_run() if metadata else ("", [])
     no_pipeline = _note(f"No ML-Metadata at {workdir.metadata}: the pipeline has not run in "

@@ -133,9 +133,10 @@ class ItemItemConfig(Config):
         dense_max_titles: the largest catalogue "auto" fits densely (titles^2 * 4 bytes of
             memory and titles^3 flops).
         weights: blend weights tried on the evaluation split; the one with the best
-            Recall@K is exported (0 turns the item-to-item part off). The range is wide
-            because the item-to-item scores' scale follows `l2` and how dense co-watching
-            is.
+            `RetrievalConfig.selection` metric (NDCG@10 by default; each row's played titles
+            left out of its ranking) is attached, 0 turning the item-to-item part off. The
+            range is wide because the item-to-item scores' scale follows `l2` and how dense
+            co-watching is.
         seed: seed of the randomized factorizations.
     """
 
@@ -180,11 +181,12 @@ class ColdStartConfig(Config):
         smoothing: pseudo-counts pulling a segment's title distribution towards the whole
             audience's (1e12, far above any segment's plays: the whole audience's popularity
             itself, which the prior can then reach with a large weight); the value with the
-            best new-user recall is kept.
+            best zero-play new-user `RetrievalConfig.selection` metric is kept.
         average_start: start new titles from the play-weighted average of the known ids'
             embeddings (no training pair reaches the out-of-vocabulary row), and new users
-            too when that raises the new-user recall (their row is trained only when
-            `cold_start_dropout` > 0, and then left as trained).
+            too when that raises the zero-play new-user `RetrievalConfig.selection` metric
+            (their row is trained only when `cold_start_dropout` > 0, and then left as
+            trained).
         stated_preferences: whether a new user's profile states their preferred genres at
             sign-up; when False (preferences derived from plays, as `recs import` and the
             MovieLens adapters derive them) the held-out users shown as new lose theirs too.

@@ -93,33 +93,6 @@ def run_pipeline(console: Console, config: Any, title: str) -> None:
         console.warn(text)
 
 
-def pipeline_command(console: Console, workdir: Workdir, window_spans: int,
-                     beam_args: list[str] | None, kubeflow_out: str, image: str) -> None:
-    """`recs pipeline`: runs the pipeline on `workdir` (or compiles it for Kubeflow when
-    `kubeflow_out` is set), on the newest `window_spans` day spans if > 0."""
-    from monitoring.run_report import summarize_run
-    from tfx_pipeline.runners import compile_for_kubeflow
-    from tfx_pipeline.windows import rolling_window
-
-    overrides: dict[str, Any] = {"beam_args": tuple(beam_args)} if beam_args else {}
-    if window_spans:
-        overrides["examples_dir"] = rolling_window(str(workdir.examples_dir),
-                                                   str(workdir.root / "windows"), window_spans)
-        console.detail(f"training window: {overrides['examples_dir']}")
-    config = pipeline_config(workdir, **overrides)
-    if kubeflow_out:
-        with console.stage("compiling for Kubeflow Pipelines v2"):
-            spec = compile_for_kubeflow(config, kubeflow_out, image)
-        console.detail(spec)
-        return
-    run_pipeline(console, config, "TFX pipeline (LocalDagRunner)")
-    # The warnings were shown at their stage; the summary repeats them once.
-    console.summary(summarize_run(workdir).figures,
-                    (("models", str(workdir.serving)),
-                     ("report", f"recs report --workdir {workdir.root}"),
-                     ("log", str(workdir.root / LOG_FILE))))
-
-
 def write_report(console: Console, workdir: Workdir, title: str) -> pathlib.Path:
     """Stage: the run's HTML page (`monitoring.run_report`)."""
     from monitoring.run_report import write_run_report
@@ -133,13 +106,14 @@ def _recommendations(console: Console, workdir: Workdir, k: int) -> None:
     from serving.app import build_app, client
     from serving.config import ServiceConfig
     from serving.model_server import serve_models
-    from serving.recommender import Recommender, load_catalogue
-    from serving.service import ServiceServer
-    from serving.store import fresh_store
+    from serving.model_server.config import ModelServingConfig
+    from serving.online.recommender import Recommender, load_catalogue
+    from serving.api.service import ServiceServer
+    from serving.online.store import fresh_store
 
     with console.stage(f"[4/{_STAGES}] profile store and model server (REST + gRPC)"):
         store = fresh_store(str(workdir.store), str(workdir.users), workdir.examples_glob)
-        server = serve_models(str(workdir.serving))
+        server = serve_models(ModelServingConfig.local(str(workdir.serving)))
     console.detail(f"REST {server.rest_url}  gRPC {server.grpc_target}")
     try:
         with console.stage(f"[5/{_STAGES}] recommendations over REST, gRPC and the "

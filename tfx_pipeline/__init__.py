@@ -1,5 +1,6 @@
 """TFX wiring: components in data-flow order, run_fn adapters, the index component, runners,
-rolling training windows."""
+rolling training windows; the pipeline's stages in one process for the offline protocols on
+interaction tables (`evaluate_tables`)."""
 
 from recs._lazy import lazy_exports
 

@@ -20,6 +20,7 @@ from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
 from recs import features as F
+from recs.contract import components as ids
 from recs.contract import models as C
 from recs.contract.signatures import PROBABILITY
 from tfx_pipeline import trainer
@@ -69,10 +70,10 @@ def _latest_blessed(trainer_id: str, blesser_id: str, resolver_id: str) -> tfx.d
     return tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model,
-                              producer_component_id=trainer_id, output_key="model"),
+                              producer_component_id=trainer_id, output_key=ids.MODEL),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
                                        producer_component_id=blesser_id,
-                                       output_key="blessing")).with_id(resolver_id)
+                                       output_key=ids.BLESSING)).with_id(resolver_id)
 
 
 def _pusher(model: tfx.dsl.Channel, blessing: tfx.dsl.Channel, config: PipelineConfig,
@@ -80,7 +81,7 @@ def _pusher(model: tfx.dsl.Channel, blessing: tfx.dsl.Channel, config: PipelineC
     destination = tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
         base_directory=config.serving_dir(name)))
     return tfx.components.Pusher(model=model, model_blessing=blessing,
-                                 push_destination=destination).with_id(f"Pusher_{name}")
+                                 push_destination=destination).with_id(ids.pusher_id(name))
 
 
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
@@ -92,54 +93,57 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             tfx.proto.Input.Split(name="interactions", pattern=config.examples_pattern)]),
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name="train", hash_buckets=train_buckets),
-            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=eval_buckets)])))
-    examples = example_gen.outputs["examples"]
-    statistics_gen = tfx.components.StatisticsGen(examples=examples)
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
-                                          infer_feature_shape=True)
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    transform = tfx.components.Transform(examples=examples, schema=schema_gen.outputs["schema"],
-                                         preprocessing_fn=PREPROCESSING_FN)
+            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=eval_buckets)]))
+    ).with_id(ids.IMPORT_EXAMPLE_GEN)
+    examples = example_gen.outputs[ids.EXAMPLES]
+    statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id(ids.STATISTICS_GEN)
+    statistics = statistics_gen.outputs[ids.STATISTICS]
+    schema_gen = tfx.components.SchemaGen(statistics=statistics, infer_feature_shape=True
+                                          ).with_id(ids.SCHEMA_GEN)
+    schema = schema_gen.outputs[ids.SCHEMA]
+    example_validator = tfx.components.ExampleValidator(statistics=statistics, schema=schema
+                                                        ).with_id(ids.EXAMPLE_VALIDATOR)
+    transform = tfx.components.Transform(examples=examples, schema=schema,
+                                         preprocessing_fn=PREPROCESSING_FN
+                                         ).with_id(ids.TRANSFORM)
 
-    champion = _latest_blessed("RankerTrainer", "Evaluator", "LatestBlessedRanker")
-    last_retrieval = _latest_blessed("RetrievalTrainer", "IndexBuilder",
-                                     "LatestBlessedRetrieval")
+    champion = _latest_blessed(ids.RANKER_TRAINER, ids.EVALUATOR, ids.LATEST_BLESSED_RANKER)
+    last_retrieval = _latest_blessed(ids.RETRIEVAL_TRAINER, ids.INDEX_BUILDER,
+                                     ids.LATEST_BLESSED_RETRIEVAL)
 
     common = dict(examples=transform.outputs["transformed_examples"],
-                  transform_graph=transform.outputs["transform_graph"],
-                  schema=schema_gen.outputs["schema"])
+                  transform_graph=transform.outputs["transform_graph"], schema=schema)
     retrieval_trainer = tfx.components.Trainer(
         run_fn="tfx_pipeline.trainer.run_retrieval",
         custom_config={trainer.RETRIEVAL_CONFIG_KEY: config.retrieval.to_dict()},
-        base_model=last_retrieval.outputs["model"] if config.warm_start else None,
-        **common).with_id("RetrievalTrainer")
+        base_model=last_retrieval.outputs[ids.MODEL] if config.warm_start else None,
+        **common).with_id(ids.RETRIEVAL_TRAINER)
     ranker_trainer = RankerTrainer(
         run_fn="tfx_pipeline.trainer.run_ranker",
         custom_config={trainer.RANKER_CONFIG_KEY: config.ranker.to_dict(),
                        trainer.RETRIEVAL_CONFIG_KEY: config.retrieval.to_dict()},
-        base_model=champion.outputs["model"] if config.warm_start else None,
-        retrieval_model=(retrieval_trainer.outputs["model"]
+        base_model=champion.outputs[ids.MODEL] if config.warm_start else None,
+        retrieval_model=(retrieval_trainer.outputs[ids.MODEL]
                          if config.ranker.tower_features else None),
-        **common).with_id("RankerTrainer")
+        **common).with_id(ids.RANKER_TRAINER)
     evaluator = tfx.components.Evaluator(examples=examples,
-                                         model=ranker_trainer.outputs["model"],
-                                         baseline_model=champion.outputs["model"],
-                                         eval_config=eval_config(config))
-    index_builder = IndexBuilder(model=retrieval_trainer.outputs["model"], examples=examples,
+                                         model=ranker_trainer.outputs[ids.MODEL],
+                                         baseline_model=champion.outputs[ids.MODEL],
+                                         eval_config=eval_config(config)).with_id(ids.EVALUATOR)
+    index_builder = IndexBuilder(model=retrieval_trainer.outputs[ids.MODEL], examples=examples,
                                  catalogue_uri=config.catalogue_path,
-                                 index_config=config.index.to_json())
-    index_blessing = index_builder.outputs["blessing"]
+                                 index_config=config.index.to_json()).with_id(ids.INDEX_BUILDER)
+    index_blessing = index_builder.outputs[ids.BLESSING]
     recommender_builder = RecommenderBuilder(
         transform_graph=transform.outputs["transform_graph"],
-        ranker_model=ranker_trainer.outputs["model"],
-        ranker_blessing=evaluator.outputs["blessing"],
+        ranker_model=ranker_trainer.outputs[ids.MODEL],
+        ranker_blessing=evaluator.outputs[ids.BLESSING],
         scann_model=index_builder.outputs["scann_model"],
         exact_model=index_builder.outputs["exact_model"], index_blessing=index_blessing,
-        catalogue_uri=config.catalogue_path)
-    recommender_blessing = recommender_builder.outputs["blessing"]
+        catalogue_uri=config.catalogue_path).with_id(ids.RECOMMENDER_BUILDER)
+    recommender_blessing = recommender_builder.outputs[ids.BLESSING]
     pushers = [
-        _pusher(ranker_trainer.outputs["model"], evaluator.outputs["blessing"], config,
+        _pusher(ranker_trainer.outputs[ids.MODEL], evaluator.outputs[ids.BLESSING], config,
                 C.RANKER),
         _pusher(index_builder.outputs["scann_model"], index_blessing, config, C.RETRIEVAL),
         _pusher(index_builder.outputs["exact_model"], index_blessing, config,

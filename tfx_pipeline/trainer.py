@@ -15,6 +15,7 @@ from collections.abc import Callable
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
 from recs.config import RankerConfig, RetrievalConfig, TrainingConfig
+from recs.contract.components import METRICS_FILE, TRAINING_CURVES_FILE
 from recs.distribute import is_chief, save_target, strategy_from_environment
 from recs.assembly import export_ranker, export_towers
 from recs.models.encoders import FeatureSizes
@@ -31,7 +32,6 @@ from tfx_bsl.public import tfxio
 
 RETRIEVAL_CONFIG_KEY = "retrieval"
 RANKER_CONFIG_KEY = "ranker"
-METRICS_FILE = "metrics.json"
 
 
 def _inputs(fn_args: tfx.components.FnArgs, training: TrainingConfig
@@ -66,7 +66,7 @@ def _write_run_outputs(fn_args: tfx.components.FnArgs, result: TrainingResult, t
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, METRICS_FILE), "w") as handle:
         json.dump(outputs, handle, indent=2)
     plot_training_curves(result.history, title,
-                         os.path.join(fn_args.model_run_dir, "training_curves.png"), panels)
+                         os.path.join(fn_args.model_run_dir, TRAINING_CURVES_FILE), panels)
 
 
 def _warm_start(fn_args: tfx.components.FnArgs, transform_output: tft.TFTransformOutput,

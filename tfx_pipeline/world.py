@@ -22,6 +22,7 @@ import os
 import pathlib
 
 from recs.config import Config, IndexConfig, RankerConfig, RetrievalConfig, TrainingConfig
+from recs.contract.layout import RawLayout, RunLayout
 from recs.data.synthetic import GeneratorConfig
 
 _QUICK = TrainingConfig(batch_size=64, epochs=2, learning_rate=0.05, optimizer="adagrad")
@@ -59,25 +60,29 @@ class WorldConfig(Config):
 
 @dataclasses.dataclass(frozen=True)
 class World:
-    """Where a built world's parts are."""
+    """Where a built world's parts are: a run's layout (`recs.contract.layout.RunLayout`)."""
 
     root: pathlib.Path
 
     @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.root)
+
+    @property
     def raw(self) -> pathlib.Path:
-        return self.root / "raw"
+        return self.layout.raw
 
     @property
     def examples_glob(self) -> str:
-        return str(self.root / "ingested" / "examples" / "*" / "*.tfrecord.gz")
+        return self.layout.examples_glob
 
     @property
     def transform_dir(self) -> str:
-        return str(self.root / "transform")
+        return str(self.layout.transform_dir)
 
     @property
     def serving_dir(self) -> pathlib.Path:
-        return self.root / "serving"
+        return self.layout.serving
 
     def records(self) -> list[dict]:
         """The interaction records, decoded: strings as str, numbers as Python scalars."""
@@ -157,8 +162,8 @@ def cached_world(config: WorldConfig = WorldConfig(), cache_dir: str | pathlib.P
 def _build(world: World, config: WorldConfig) -> None:
     from recs.data.synthetic import generate
 
-    data = generate(config.generator, world.raw)
-    _fit(world, config, data.events_dir, data.users_path, data.titles_path)
+    generate(config.generator, world.raw)
+    _fit(world, config, world.layout.raw_logs)
 
 
 def build_world_from_logs(root: str | pathlib.Path, raw: str | pathlib.Path,
@@ -176,14 +181,13 @@ def build_world_from_logs(root: str | pathlib.Path, raw: str | pathlib.Path,
         raise ValueError(f"root {str(root)!r} is not empty; give build_world_from_logs a new "
                          "folder.")
     world.root.mkdir(parents=True, exist_ok=True)
-    raw = pathlib.Path(raw)
-    _fit(world, config, raw / "events", raw / "users.jsonl", raw / "titles.jsonl")
+    _fit(world, config, RawLayout(raw))
     return world
 
 
-def _fit(world: World, config: WorldConfig, events_dir: pathlib.Path,
-         users_path: pathlib.Path, titles_path: pathlib.Path) -> None:
-    """Ingestion, tf.Transform, training and export of the logs under `events_dir`."""
+def _fit(world: World, config: WorldConfig, raw: RawLayout) -> None:
+    """Ingestion, tf.Transform, training and export of the events, profiles and catalogue
+    under `raw` (its profile updates are not read)."""
     import numpy as np
     import tensorflow as tf
     import tensorflow_transform as tft
@@ -198,9 +202,9 @@ def _fit(world: World, config: WorldConfig, events_dir: pathlib.Path,
     from transforms.ingestion import IngestionConfig, run_ingestion
     from transforms.preprocessing import preprocessing_fn
 
-    run_ingestion(IngestionConfig(events_glob=str(events_dir / "*" / "*"),
-                                  users_path=str(users_path), titles_path=str(titles_path),
-                                  output_dir=str(world.root / "ingested")))
+    run_ingestion(IngestionConfig(events_glob=raw.events_glob, users_path=str(raw.users),
+                                  titles_path=str(raw.titles),
+                                  output_dir=str(world.layout.ingested)))
     records = world.records()
     spec = F.raw_feature_spec()
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
@@ -228,5 +232,5 @@ def _fit(world: World, config: WorldConfig, events_dir: pathlib.Path,
         retrieval.candidate_tower(batch)
         ranker = DeepRanker(sizes, config.ranker)
         ranker(batch)
-    assemble(output, retrieval, ranker, read_jsonl(str(titles_path)),
+    assemble(output, retrieval, ranker, read_jsonl(str(raw.titles)),
              to_columns(records, F.QUERY_FEATURES), config.index, str(world.serving_dir))

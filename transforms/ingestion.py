@@ -43,9 +43,9 @@ Cleaning rules (each refusal is a dead letter with its reason):
   duration (`recs.contract.events.plausible_watch`): refused as a whole (its watch time cannot be
   trusted). Below that the watch ratio is capped at 1.
 - Unknown user or title ids: refused, never silently dropped. Profile and catalogue rows that
-  do not hold their fields with the right types are refused too (`invalid_profile`,
-  `invalid_title`, counted apart from events), so their users' and titles' events become
-  unknown ones rather than a crash.
+  break the row rules (`recs.contract.rows`: the ones the store and the service apply) are
+  refused too (`invalid_profile`, `invalid_title`, counted apart from events), so their users'
+  and titles' events become unknown ones rather than a crash.
 - Anything that would raise while a record is processed becomes a dead letter
   (`processing_error`) naming the exception class, with the events it held.
 
@@ -62,11 +62,11 @@ only side input (bounded by the catalogue). A worker holds one bucket's events a
 
 Accounting invariant, checked by the tests: events read = events accepted + events
 dead-lettered, in total and for each file, where an accepted event is one folded into an
-interaction record. Every dead-lettered line is written with its reason, its file and line, and
-its bytes (as text, or base64 when they are not UTF-8), so it can be counted, read and replayed.
+interaction record. Every dead-lettered line is written with its reason, its input, its file
+and line, and its bytes (as text, or base64 when they are not UTF-8): the dead-letter record of
+`recs.contract.dead_letters`, so it can be counted, read and replayed.
 """
 
-import base64
 import collections
 import dataclasses
 import datetime as dt
@@ -74,11 +74,10 @@ import functools
 import gzip
 import io
 import json
-import math
 import pathlib
 import re
 import zlib
-from typing import Any, BinaryIO, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 import orjson
@@ -89,8 +88,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from recs.config import Config, require
 from recs.contract import features as F
-from recs.contract.events import (MAX_RECORD_BYTES, Reason, TimeWindow, parse_event,
-                               plausible_watch)
+from recs.contract.dead_letters import EVENTS, PROFILE_UPDATES, TITLES, USERS, DeadLetter
+from recs.contract.events import (LIKE, MAX_RECORD_BYTES, PLAY_START, PLAY_STOP, SKIP, Reason,
+                                  TimeWindow, parse_event, plausible_watch)
+from recs.contract.layout import DEAD_LETTERS, EXAMPLES, RawLayout
+from recs.contract.rows import UPDATED_TS, invalid_profile_fields, invalid_title_fields
 from transforms.examples import encode_examples
 
 
@@ -100,7 +102,6 @@ _DAY_PARTITION = re.compile(r"day=(\d{4}-\d{2}-\d{2})")
 _ARRIVAL = "arrival_day"
 _POSITION = "delivered_at"
 """(delivery day, file, line) of an event: the order in which copies of one id count."""
-_UPDATED_TS = "updated_ts"
 _IDS = "ids"
 _EVENTS, _DUPLICATES, _PROFILES = "events", "duplicates", "profiles"
 """Kinds of what crosses the user-bucket shuffle: packed events, packed positions of later
@@ -116,8 +117,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _TEXT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".txt")
 SPAN_PATTERN = "day={YYYY}-{MM}-{DD}/*.tfrecord.gz"
 """ImportExampleGen's input pattern for ingestion's output: one span per delivery day."""
-INVALID_PROFILE = "invalid_profile"
-INVALID_TITLE = "invalid_title"
+INVALID_PROFILE, INVALID_TITLE = Reason.INVALID_PROFILE, Reason.INVALID_TITLE
 """Dead-letter reasons of reference rows (profiles, catalogue), counted apart from events."""
 
 
@@ -129,8 +129,9 @@ class IngestionConfig(Config):
         events_glob: raw event files, each inside a delivery-day partition folder
             `day=YYYY-MM-DD`: JSON lines, plain (`.jsonl`) or gzip-compressed (`.jsonl.gz`,
             or any name: gzip is recognized by its first bytes).
-        users_path: user profiles, one JSON object per line.
-        titles_path: content catalogue, one JSON object per line.
+        users_path: user profiles, one JSON object per line (`recs.contract.rows`' rules).
+        titles_path: content catalogue, one JSON object per line (`recs.contract.rows`'
+            rules).
         output_dir: receives `examples/day=YYYY-MM-DD/` (TFRecord.gz, one span per day,
             ready for ImportExampleGen) and `dead_letter/` (JSON lines with a `reason`).
         profile_updates_glob: optional profile changes, each line a full profile with an
@@ -183,21 +184,21 @@ class IngestionConfig(Config):
     def for_raw(cls, raw_dir: str | pathlib.Path, output_dir: str | pathlib.Path,
                 **options: Any) -> "IngestionConfig":
         """The config reading a raw folder as the generator writes it (and as a daily log
-        delivery is laid out): `events/day=D/*`, `users.jsonl`, `titles.jsonl`,
-        `profile_updates/day=D/*.jsonl`; `options` set the other fields."""
-        raw = pathlib.Path(raw_dir)
-        return cls(events_glob=str(raw / "events" / "*" / "*"),
-                   users_path=str(raw / "users.jsonl"), titles_path=str(raw / "titles.jsonl"),
-                   profile_updates_glob=str(raw / "profile_updates" / "*" / "*.jsonl"),
+        delivery is laid out, `recs.contract.layout.RawLayout`): `events/day=D/*`,
+        `users.jsonl`, `titles.jsonl`, `profile_updates/day=D/*.jsonl`; `options` set the
+        other fields."""
+        raw = RawLayout(raw_dir)
+        return cls(events_glob=raw.events_glob, users_path=str(raw.users),
+                   titles_path=str(raw.titles), profile_updates_glob=raw.profile_updates_glob,
                    output_dir=str(output_dir), **options)
 
     @property
     def examples_dir(self) -> str:
-        return str(pathlib.Path(self.output_dir) / "examples")
+        return str(pathlib.Path(self.output_dir) / EXAMPLES)
 
     @property
     def dead_letter_dir(self) -> str:
-        return str(pathlib.Path(self.output_dir) / "dead_letter")
+        return str(pathlib.Path(self.output_dir) / DEAD_LETTERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,30 +262,26 @@ def _count(name: str, value: int = 1) -> None:
 
 
 def _dead(record: bytes | str, reason: str, detail: str = "",
-          position: tuple[str, str, int] | None = None, event: bool = True
+          position: tuple[str, str, int] | None = None, source: str = EVENTS
           ) -> beam.pvalue.TaggedOutput:
-    """A dead letter: the record as it was delivered, why it was refused, and where from.
+    """A dead letter (`recs.contract.dead_letters`): the record as it was delivered, why it
+    was refused, and where from.
 
     Args:
-        event: an event line (counted in the accounting invariant, and in its file's share)
-            rather than a profile or catalogue row (counted apart).
+        source: the input: `events` (counted in the accounting invariant, and in its file's
+            share), or a profile or catalogue table (counted apart).
     """
-    if not event:
+    if source != EVENTS:
         _count(f"reference_dead.{reason}")
     else:
         _count(f"dead_letter.{reason}")
         if position is not None:
             _count(f"file_dead.{position[1]}")
-    letter: dict[str, Any] = {"reason": reason, "detail": detail}
-    if position is not None:
-        letter["file"], letter["line"] = position[1], position[2]
     if isinstance(record, str):
         record = record.encode("utf-8", "surrogatepass")
-    try:
-        letter["record"] = record.decode("utf-8")
-    except UnicodeDecodeError:
-        letter["record_b64"] = base64.b64encode(record).decode("ascii")
-    return beam.pvalue.TaggedOutput(_DEAD_LETTER, json.dumps(letter))
+    file, line = (position[1], position[2]) if position is not None else ("", 0)
+    letter = DeadLetter(reason, source, detail, file, line, record)
+    return beam.pvalue.TaggedOutput(_DEAD_LETTER, letter.to_json())
 
 
 def _dead_events(events: Iterable[dict[str, Any]], reason: str, detail: str
@@ -358,13 +355,13 @@ def bounded_lines(handle: BinaryIO, limit: int) -> Iterator[tuple[bytes, int]]:
             yield line.rstrip(b"\n"), length
 
 
-def _file_lines(path: str, day: str, events: bool, read: list[int]) -> Iterator[Any]:
+def _file_lines(path: str, day: str, source: str, read: list[int]) -> Iterator[Any]:
     """((day, path, line number), line bytes) for every non-blank line of one file; what
     cannot be read becomes a dead letter instead.
 
     Args:
         day: the file's delivery day ("" for a reference table).
-        events: an events file (its dead letters count in the accounting invariant).
+        source: the input (`events`: its dead letters count in the accounting invariant).
         read: `[lines read, blank lines]`, incremented here and counted by the caller once
             per file: a metric update per line costs more than parsing it.
     """
@@ -380,7 +377,7 @@ def _file_lines(path: str, day: str, events: bool, read: list[int]) -> Iterator[
                 if length > MAX_RECORD_BYTES:
                     yield _dead(line, Reason.OVERSIZED,
                                 f"{length} bytes > {MAX_RECORD_BYTES}; first bytes kept",
-                                position, events)
+                                position, source)
                     continue
                 yield position, line
     except (OSError, EOFError, ValueError, zlib.error) as error:
@@ -388,7 +385,7 @@ def _file_lines(path: str, day: str, events: bool, read: list[int]) -> Iterator[
         # gzip): one dead letter stands for what was not read.
         read[0] += 1
         yield _dead(b"", Reason.UNREADABLE_FILE,
-                    f"after line {number}: {_failure(error)}", (day, path, number + 1), events)
+                    f"after line {number}: {_failure(error)}", (day, path, number + 1), source)
 
 
 def _count_read(path: str, read: list[int], events: bool) -> None:
@@ -402,11 +399,18 @@ def _count_read(path: str, read: list[int], events: bool) -> None:
 class ReadLines(beam.DoFn):
     """Reference table path (profiles, catalogue) -> ((\"\", path, line number), line bytes)
     for every non-blank line; what cannot be read becomes a dead letter, counted apart from
-    events."""
+    events.
+
+    Args:
+        source: the table's input name (`users`, `profile_updates`, `titles`).
+    """
+
+    def __init__(self, source: str) -> None:
+        self._source = source
 
     def process(self, path: str) -> Iterator[Any]:
         read = [0, 0]
-        yield from _file_lines(path, "", False, read)
+        yield from _file_lines(path, "", self._source, read)
         _count_read(path, read, False)
 
 
@@ -477,7 +481,7 @@ class ReadEvents(beam.DoFn):
         window = _delivery_window(day, self._lateness, self._early)
         events, ids = _Packer(_EVENTS), _Packer(_IDS)
         read = [0, 0]
-        for element in _file_lines(path, day, True, read):
+        for element in _file_lines(path, day, EVENTS, read):
             if isinstance(element, beam.pvalue.TaggedOutput):
                 yield element
                 continue
@@ -535,9 +539,9 @@ def _activity_ends(events: list[dict[str, Any]], max_play_seconds: int) -> list[
     next_stop: dict[str, int] = {}
     for index in range(len(events) - 1, -1, -1):
         event = events[index]
-        if event["event_type"] == "play_stop":
+        if event["event_type"] == PLAY_STOP:
             next_stop[event[F.TITLE_ID]] = event["ts"]
-        elif event["event_type"] == "play_start":
+        elif event["event_type"] == PLAY_START:
             stop = next_stop.get(event[F.TITLE_ID])
             if stop is not None and stop - event["ts"] <= max_play_seconds:
                 ends[index] = stop
@@ -602,8 +606,8 @@ def _sessions(events: list[dict[str, Any]], gap_seconds: int, max_play_seconds: 
 
 def _profile_as_of(versions: Iterable[dict[str, Any]], ts: int) -> dict[str, Any] | None:
     """The newest profile version in force at `ts` (the first one if all are newer)."""
-    ordered = sorted(versions, key=lambda v: v.get(_UPDATED_TS, 0))
-    in_force = [v for v in ordered if v.get(_UPDATED_TS, 0) <= ts]
+    ordered = sorted(versions, key=lambda v: v.get(UPDATED_TS, 0))
+    in_force = [v for v in ordered if v.get(UPDATED_TS, 0) <= ts]
     return (in_force or ordered or [None])[-1]
 
 
@@ -740,7 +744,7 @@ def _records(element: tuple[list[dict[str, Any]], str],
             yield from _dead_events(events, Reason.UNKNOWN_TITLE, title_id)
             continue
         duration = max(1, int(title[F.DURATION_SECONDS]))
-        stops = [e["watch_seconds"] for e in events if e["event_type"] == "play_stop"]
+        stops = [e["watch_seconds"] for e in events if e["event_type"] == PLAY_STOP]
         if not all(plausible_watch(stop, duration, max_watch_ratio) for stop in stops):
             yield from _dead_events(events, Reason.IMPLAUSIBLE_WATCH_TIME,
                                     f"{max(stops)} s of a {duration} s title")
@@ -758,7 +762,7 @@ def _record(user_id: str, profile: dict[str, Any], history: str, title_id: str,
             stops: list[float]) -> dict[str, Any]:
     watched = min(float(duration), sum(stops))
     ratio = watched / duration
-    liked = any(e["event_type"] == "like" for e in events)
+    liked = any(e["event_type"] == LIKE for e in events)
     start = events[0]["ts"]
     return {
         F.USER_ID: user_id,
@@ -779,53 +783,28 @@ def _record(user_id: str, profile: dict[str, Any], history: str, title_id: str,
         F.WATCH_SECONDS: watched,
         F.WATCH_RATIO: ratio,
         F.LIKED: int(liked),
-        F.SKIPPED: int(any(e["event_type"] == "skip" for e in events)),
+        F.SKIPPED: int(any(e["event_type"] == SKIP for e in events)),
         F.COMPLETED: int(ratio >= F.COMPLETED_WATCH_RATIO),
         F.LABEL: int(ratio >= F.ENGAGED_WATCH_RATIO or liked),
     }
-
-
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) and value.isprintable() and len(value) <= 4096
-
-
-def _is_int(value: Any, low: int, high: int) -> bool:
-    return type(value) is int and low <= value <= high
-
-
-def _is_number(value: Any, low: float, high: float) -> bool:
-    return type(value) in (int, float) and math.isfinite(value) and low <= value <= high
-
-
-_PROFILE_RULES = {
-    F.USER_ID: lambda v: _is_text(v) and 0 < len(v) <= 128,
-    F.AGE: lambda v: _is_int(v, 0, 150),
-    F.COUNTRY: _is_text,
-    F.SUBSCRIPTION_TIER: _is_text,
-    F.PREFERRED_GENRES: _is_text,
-}
-_TITLE_RULES = {
-    F.TITLE_ID: lambda v: _is_text(v) and 0 < len(v) <= 128,
-    F.GENRE: _is_text,
-    F.RELEASE_YEAR: lambda v: _is_int(v, 1800, 3000),
-    F.POPULARITY: lambda v: _is_number(v, 0.0, 1e12),
-    F.DESCRIPTION: _is_text,
-    F.DURATION_SECONDS: lambda v: _is_number(v, 1e-3, 1e7),
-}
 
 
 class ParseReference(beam.DoFn):
     """(position, line) of a profile or catalogue table -> (id, row), or a dead letter.
 
     Args:
+        source: the table's input name (`users`, `profile_updates`, `titles`).
         key: the row's id field.
-        rules: field -> check; a row failing one is refused.
+        invalid: row -> its missing or invalid fields (`recs.contract.rows`); a row with
+            any is refused.
         reason: the dead-letter reason of a refused row.
     """
 
-    def __init__(self, key: str, rules: dict[str, Any], reason: str) -> None:
+    def __init__(self, source: str, key: str,
+                 invalid: Callable[[dict[str, Any]], list[str]], reason: str) -> None:
+        self._source = source
         self._key = key
-        self._rules = rules
+        self._invalid = invalid
         self._reason = reason
 
     def process(self, element: tuple[tuple[str, str, int], bytes]) -> Iterator[Any]:
@@ -838,10 +817,7 @@ class ParseReference(beam.DoFn):
         if not isinstance(row, dict):
             yield self._refuse(line, f"not an object: {type(row).__name__}", position)
             return
-        bad = [field for field, check in self._rules.items() if not check(row.get(field))]
-        updated = row.get(_UPDATED_TS, 0)
-        if type(updated) is not int or abs(updated) >= 2 ** 62:
-            bad.append(_UPDATED_TS)
+        bad = self._invalid(row)
         if bad:
             yield self._refuse(line, f"missing or invalid {bad}", position)
             return
@@ -849,20 +825,20 @@ class ParseReference(beam.DoFn):
 
     def _refuse(self, line: bytes, detail: str, position: tuple[str, str, int]
                 ) -> beam.pvalue.TaggedOutput:
-        return _dead(line, self._reason, detail, position, event=False)
+        return _dead(line, self._reason, detail, position, self._source)
 
 
-def _reference_rows(pipeline: beam.Pipeline, label: str, path: str, key: str,
-                    rules: dict[str, Any], reason: str
+def _reference_rows(pipeline: beam.Pipeline, label: str, source: str, path: str, key: str,
+                    invalid: Callable[[dict[str, Any]], list[str]], reason: str
                     ) -> tuple[beam.PCollection, list[beam.PCollection]]:
     """(id, row) pairs of a reference table, and its dead letters."""
     read = (pipeline
             | f"Match{label}" >> fileio.MatchFiles(path)
             | f"Path{label}" >> beam.Map(lambda metadata: metadata.path)
-            | f"Read{label}" >> beam.ParDo(ReadLines()).with_outputs(
+            | f"Read{label}" >> beam.ParDo(ReadLines(source)).with_outputs(
                 _DEAD_LETTER, main="lines"))
     parsed = read.lines | f"Parse{label}" >> beam.ParDo(
-        ParseReference(key, rules, reason)).with_outputs(_DEAD_LETTER, main="rows")
+        ParseReference(source, key, invalid, reason)).with_outputs(_DEAD_LETTER, main="rows")
     return parsed.rows, [read[_DEAD_LETTER], parsed[_DEAD_LETTER]]
 
 
@@ -884,15 +860,6 @@ def event_files(events_glob: str) -> list[str]:
     return sorted(paths, key=lambda path: (delivery_day(path), path))
 
 
-def delivery_days(events_glob: str) -> list[str]:
-    """The day partitions `events_glob` matches, in order: one output span each.
-
-    Raises:
-        ValueError: nothing matches, or a matched file sits outside a day partition.
-    """
-    return sorted({delivery_day(path) for path in event_files(events_glob)})
-
-
 def build_pipeline(pipeline: beam.Pipeline, config: IngestionConfig) -> None:
     """Adds the ingestion transforms to `pipeline` (runner-agnostic).
 
@@ -902,16 +869,16 @@ def build_pipeline(pipeline: beam.Pipeline, config: IngestionConfig) -> None:
     files = event_files(config.events_glob)
     days = sorted({delivery_day(path) for path in files})
     buckets = config.shuffle_buckets
-    profiles, dead = _reference_rows(pipeline, "Users", config.users_path, F.USER_ID,
-                                     _PROFILE_RULES, INVALID_PROFILE)
+    profiles, dead = _reference_rows(pipeline, "Users", USERS, config.users_path, F.USER_ID,
+                                     invalid_profile_fields, Reason.INVALID_PROFILE)
     if config.profile_updates_glob and _glob(config.profile_updates_glob):
-        updates, more = _reference_rows(pipeline, "ProfileUpdates",
+        updates, more = _reference_rows(pipeline, "ProfileUpdates", PROFILE_UPDATES,
                                         config.profile_updates_glob, F.USER_ID,
-                                        _PROFILE_RULES, INVALID_PROFILE)
+                                        invalid_profile_fields, Reason.INVALID_PROFILE)
         profiles = (profiles, updates) | "ProfileVersions" >> beam.Flatten()
         dead += more
-    catalogue, more = _reference_rows(pipeline, "Titles", config.titles_path, F.TITLE_ID,
-                                      _TITLE_RULES, INVALID_TITLE)
+    catalogue, more = _reference_rows(pipeline, "Titles", TITLES, config.titles_path,
+                                      F.TITLE_ID, invalid_title_fields, Reason.INVALID_TITLE)
     dead += more
 
     read = (pipeline

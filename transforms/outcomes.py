@@ -50,7 +50,6 @@ decision (ids, day numbers, a watch time), never a whole line; a worker holds on
 time.
 """
 
-import base64
 import collections
 import dataclasses
 import datetime as dt
@@ -62,7 +61,6 @@ import zlib
 from typing import Any, Callable, Iterable, Iterator
 
 import apache_beam as beam
-import orjson
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.options.pipeline_options import PipelineOptions
 from google.protobuf.message import DecodeError
@@ -70,7 +68,11 @@ from google.protobuf.message import DecodeError
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
 from recs.config import Config, require
-from recs.contract.events import Reason, valid_id
+from recs.contract.dead_letters import (RECORDS, SERVED, SUBSCRIPTIONS, DeadLetter, Refused,
+                                        require_id)
+from recs.contract.events import Reason
+from recs.contract.layout import day_partition
+from recs.contract.served import json_object, read_exposure
 from transforms.ingestion import bounded_lines, counters, open_lines, under
 
 import tensorflow as tf
@@ -78,20 +80,16 @@ import tensorflow as tf
 _NAMESPACE = "recs.outcomes"
 _DEAD_LETTER = "dead_letter"
 _DAY_PARTITION = re.compile(r"day=(\d{4}-\d{2}-\d{2})")
-_BOM = b"\xef\xbb\xbf"
 _EPOCH = dt.date(1970, 1, 1).toordinal()
 MAX_LINE_BYTES = 1 << 20
 """A served list of a few hundred titles is tens of kilobytes; a longer line is refused."""
 
-SERVED, RECORDS, SUBSCRIPTIONS = "served", "records", "subscriptions"
-"""The inputs, as dead letters and counters name them."""
-USER_ID, EXPERIMENTS, ITEMS, TITLE_ID = "user_id", "experiments", "items", "title_id"
-"""The served-list log's fields read here, as `serving.policy.OnlinePolicy` writes them."""
-TS, EVENT = "ts", "event"
+USER_ID, TS, EVENT = "user_id", "ts", "event"
+"""A subscription decision's fields (the served lists' are `recs.contract.served`'s)."""
 SUBSCRIPTION_EVENTS = {"renewed": 1, "cancelled": 0}
 """A subscription decision's `event` -> its `renewed` value."""
 _RECORD_KEYS = (F.USER_ID, F.TITLE_ID, F.TIMESTAMP, F.WATCH_SECONDS, F.LABEL)
-_LAYOUT = "{argument}/day=YYYY-MM-DD/*{suffix}"
+_LAYOUT = f"{{argument}}/{day_partition('YYYY-MM-DD')}/*{{suffix}}"
 
 
 def _day(text: str) -> int:
@@ -256,137 +254,44 @@ def _count(name: str, value: int = 1) -> None:
     beam.metrics.Metrics.counter(_NAMESPACE, name).inc(value)
 
 
-class _Refused(Exception):
-    """A line or record this job does not use, and why (a dead letter's reason and detail)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail[:200]
-
-
 def _dead(source: str, reason: str, detail: str, record: bytes | None = None,
-          file: str = "", line: int = 0, **extra: Any) -> beam.pvalue.TaggedOutput:
+          file: str = "", line: int = 0, **context: Any) -> beam.pvalue.TaggedOutput:
     """A dead letter (counted by input and reason): why, where from, and the bytes as read."""
     _count(f"dead_letter.{source}.{reason}")
-    letter: dict[str, Any] = {"reason": reason, "input": source, "detail": detail}
-    if file:
-        letter["file"] = file
-    if line:
-        letter["line"] = line
-    if record is not None:
-        try:
-            letter["record"] = record.decode("utf-8")
-        except UnicodeDecodeError:
-            letter["record_b64"] = base64.b64encode(record).decode("ascii")
-    letter.update(extra)
-    return beam.pvalue.TaggedOutput(_DEAD_LETTER, json.dumps(letter))
+    letter = DeadLetter(reason, source, detail, file, line, record, context)
+    return beam.pvalue.TaggedOutput(_DEAD_LETTER, letter.to_json())
 
 
 def _failure(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _json_object(line: bytes) -> dict[str, Any]:
-    """One JSON-lines line -> its object.
-
-    Raises:
-        _Refused: not UTF-8, not JSON, or not an object.
-    """
-    if line.startswith(_BOM):
-        line = line[len(_BOM):]
-    try:
-        text = line.rstrip(b"\r").decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise _Refused(Reason.UNDECODABLE, str(error)) from error
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        # `json.dumps` (the service's writer) spells a non-finite score NaN or Infinity, which
-        # orjson refuses; only ids are read here, so such a line is still a served list.
-        try:
-            value = json.loads(text)
-        except ValueError as error:
-            raise _Refused(Reason.MALFORMED_JSON, str(error)) from error
-    if not isinstance(value, dict):
-        raise _Refused(Reason.NOT_AN_OBJECT, type(value).__name__)
-    return value
-
-
-def _id(row: dict[str, Any], field: str, name: str = "") -> str:
-    """`row[field]` when it is a valid id (the event contract's rule).
-
-    Raises:
-        _Refused: missing, not a string, or not a valid id; the detail says `name` (default
-            `field`).
-    """
-    value = row.get(field)
-    name = name or field
-    if value is None:
-        raise _Refused(Reason.MISSING_FIELD, name)
-    if not isinstance(value, str):
-        raise _Refused(Reason.WRONG_TYPE, f"{name}={value!r}")
-    if not valid_id(value):
-        raise _Refused(Reason.INVALID_ID, f"{name}={value!r}")
-    return value
-
-
-def _typed(row: dict[str, Any], field: str, kind: type) -> Any:
-    value = row.get(field)
-    if value is None:
-        raise _Refused(Reason.MISSING_FIELD, field)
-    if not isinstance(value, kind):
-        raise _Refused(Reason.WRONG_TYPE, f"{field} of type {type(value).__name__}")
-    return value
-
-
-def parse_served(row: dict[str, Any], experiment: str) -> tuple[str, str | None, tuple[str, ...]]:
-    """A served-list line's object -> (user id, the experiment's arm or None, the distinct
-    served titles, sorted); other fields (scores, versions, routes, policy) are not read.
-
-    Raises:
-        _Refused: a missing or wrongly typed `user_id`, `experiments`, `items` or item
-            `title_id`, or an arm that is not a valid id.
-    """
-    user = _id(row, USER_ID)
-    experiments = _typed(row, EXPERIMENTS, dict)
-    titles = set()
-    for index, item in enumerate(_typed(row, ITEMS, list)):
-        if not isinstance(item, dict):
-            raise _Refused(Reason.WRONG_TYPE, f"{ITEMS}[{index}] of type {type(item).__name__}")
-        titles.add(_id(item, TITLE_ID, f"{ITEMS}[{index}].{TITLE_ID}"))
-    arm = None
-    if experiments.get(experiment) is not None:
-        arm = _id(experiments, experiment, f"{EXPERIMENTS}[{experiment!r}]")
-    return user, arm, tuple(sorted(titles))
-
-
 def parse_subscription(row: dict[str, Any]) -> tuple[str, int, int]:
     """A subscription line's object -> (user id, time stamp, renewed 1 / cancelled 0).
 
     Raises:
-        _Refused: a missing or wrongly typed field, or an event other than "renewed" and
+        Refused: a missing or wrongly typed field, or an event other than "renewed" and
             "cancelled" (`unknown_subscription_event`).
     """
-    user = _id(row, USER_ID)
+    user = require_id(row, USER_ID)
     ts = row.get(TS)
     if ts is None:
-        raise _Refused(Reason.MISSING_FIELD, TS)
+        raise Refused(Reason.MISSING_FIELD, TS)
     if type(ts) is not int:  # bool is an int subclass; floats are not seconds here.
-        raise _Refused(Reason.WRONG_TYPE, f"{TS}={ts!r}")
+        raise Refused(Reason.WRONG_TYPE, f"{TS}={ts!r}")
     event = row.get(EVENT)
     if event is None:
-        raise _Refused(Reason.MISSING_FIELD, EVENT)
+        raise Refused(Reason.MISSING_FIELD, EVENT)
     if not isinstance(event, str):
-        raise _Refused(Reason.WRONG_TYPE, f"{EVENT}={event!r}")
+        raise Refused(Reason.WRONG_TYPE, f"{EVENT}={event!r}")
     if event not in SUBSCRIPTION_EVENTS:
-        raise _Refused(Reason.UNKNOWN_SUBSCRIPTION_EVENT, f"{EVENT}={event!r}")
+        raise Refused(Reason.UNKNOWN_SUBSCRIPTION_EVENT, f"{EVENT}={event!r}")
     return user, ts, SUBSCRIPTION_EVENTS[event]
 
 
 def _served_value(row: dict[str, Any], day: int, index: int, number: int,
                   experiment: str) -> tuple[str, tuple]:
-    user, arm, titles = parse_served(row, experiment)
+    user, arm, titles = read_exposure(row, experiment)
     # A list outside the experiment matters only as activity (for `returned`): its titles
     # need not cross the shuffle.
     return user, (day, arm, titles if arm is not None else (), index, number)
@@ -405,7 +310,7 @@ class ReadLines(beam.DoFn):
     Args:
         source: the input's name (`served` or `subscriptions`), for counters and dead letters.
         files: (day ordinal, path) of the input's files.
-        parse: (object, day, file index, line number) -> (user id, value); raises `_Refused`.
+        parse: (object, day, file index, line number) -> (user id, value); raises `Refused`.
     """
 
     def __init__(self, source: str, files: list[tuple[int, str]],
@@ -442,8 +347,8 @@ class ReadLines(beam.DoFn):
 
     def _line(self, line: bytes, day: int, index: int, number: int, path: str) -> Any:
         try:
-            return self._parse(_json_object(line), day, index, number)
-        except _Refused as refused:
+            return self._parse(json_object(line), day, index, number)
+        except Refused as refused:
             return _dead(self._source, refused.reason, refused.detail, line, path, number)
         except Exception as error:  # noqa: BLE001  (one line must not stop the job)
             return _dead(self._source, Reason.PROCESSING_ERROR, _failure(error), line, path,
@@ -483,7 +388,7 @@ class ParseRecords(_CountingDoFn):
         self._counts["read.records"] += 1
         try:
             user, title, ts, watch, label = _record_values(serialized)
-        except _Refused as refused:
+        except Refused as refused:
             yield _dead(RECORDS, refused.reason, refused.detail, serialized, path)
             return
         except Exception as error:  # noqa: BLE001  (one record must not stop the job)
@@ -500,13 +405,13 @@ def _record_values(serialized: bytes) -> tuple[str, str, int, float, int]:
     """The (user, title, session start, watch seconds, engaged) of an interaction record.
 
     Raises:
-        _Refused: not a tf.Example, a field missing or not of the contract's type, an id not
+        Refused: not a tf.Example, a field missing or not of the contract's type, an id not
             UTF-8, or a watch time that is negative or not finite.
     """
     try:
         example = tf.train.Example.FromString(serialized)
     except DecodeError as error:
-        raise _Refused(Reason.UNDECODABLE, f"not a tf.Example: {error}") from error
+        raise Refused(Reason.UNDECODABLE, f"not a tf.Example: {error}") from error
     features = example.features.feature
     values = []
     for key in _RECORD_KEYS:
@@ -515,18 +420,18 @@ def _record_values(serialized: bytes) -> tuple[str, str, int, float, int]:
                 features[key].int64_list.value if kind == F.INT64 else
                 features[key].float_list.value) if key in features else ()
         if len(held) != 1:
-            raise _Refused(Reason.MISSING_FIELD, f"{key} ({kind}): {len(held)} values")
+            raise Refused(Reason.MISSING_FIELD, f"{key} ({kind}): {len(held)} values")
         values.append(held[0])
     user, title, ts, watch, label = values
     try:
         user, title = user.decode("utf-8"), title.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise _Refused(Reason.UNDECODABLE, str(error)) from error
+        raise Refused(Reason.UNDECODABLE, str(error)) from error
     watch = float(watch)
     if watch != watch or watch in (float("inf"), float("-inf")):
-        raise _Refused(Reason.NON_FINITE_NUMBER, f"{F.WATCH_SECONDS}={watch}")
+        raise Refused(Reason.NON_FINITE_NUMBER, f"{F.WATCH_SECONDS}={watch}")
     if watch < 0:
-        raise _Refused(Reason.NEGATIVE_WATCH_TIME, f"{F.WATCH_SECONDS}={watch}")
+        raise Refused(Reason.NEGATIVE_WATCH_TIME, f"{F.WATCH_SECONDS}={watch}")
     return user, title, int(ts), watch, int(label)
 
 
@@ -664,7 +569,7 @@ def _inputs(config: OutcomesConfig) -> _Inputs:
     """
     served_pattern = config.served_path
     if tf.io.gfile.isdir(served_pattern):
-        served_pattern = f"{served_pattern.rstrip('/')}/day=*/*.jsonl"
+        served_pattern = f"{served_pattern.rstrip('/')}/{day_partition('*')}/*.jsonl"
     served_layout = _LAYOUT.format(argument="<served_path>", suffix=".jsonl")
     served = _partitions(served_pattern, "served_path", served_layout)
     if not served:
@@ -683,7 +588,8 @@ def _inputs(config: OutcomesConfig) -> _Inputs:
              ) -> list[tuple[int, str]]:
         nonlocal outside
         layout = _LAYOUT.format(argument=f"<{argument}>", suffix=suffix)
-        files = _partitions(f"{directory.rstrip('/')}/day=*/*{suffix}", argument, layout)
+        files = _partitions(f"{directory.rstrip('/')}/{day_partition('*')}/*{suffix}", argument,
+                            layout)
         if not files:
             raise ValueError(f"{argument} {directory!r} holds no files; expected {layout}.")
         kept = [(day, path) for day, path in files if first <= day <= last]

@@ -19,6 +19,7 @@ import tempfile
 import time
 
 from benchmarks.hostile import events as H
+from recs.contract.layout import RunLayout
 
 
 def _consumer(redis_url: str, store: str, catalogue: str) -> subprocess.Popen:
@@ -41,7 +42,7 @@ def run(redis_url: str, seed: int = 0, count: int = 300, kills: int = 2,
     client.delete("recs:events", "recs:events:dead")
     now = int(time.time())
     corpus = H.corpus(seed, count, now - 86_400, 86_400)
-    store_path = str(root / "profiles.db")
+    store_path = str(RunLayout(root).store)
     catalogue = root / "titles.jsonl"
     catalogue.write_text("".join(json.dumps(t) + "\n" for t in H.catalogue()))
     store = SqliteProfileStore(store_path)

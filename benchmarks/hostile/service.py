@@ -50,6 +50,8 @@ import time
 import urllib.parse
 from typing import Callable, Iterator
 
+from recs.contract.layout import RunLayout
+
 ENDPOINT = "/v1/recommendations"
 _Service = contextlib.AbstractContextManager[str]
 """A running service's base URL while the context lasts."""
@@ -636,12 +638,12 @@ def tiny_world(world: pathlib.Path) -> Iterator[Callable[..., _Service]]:
     from serving.api.service import ServiceServer, create_app
     from serving.online.store import SqliteProfileStore, load_store
 
-    registry = ModelRegistry(str(world / "serving"), ("ranker", "retrieval"))
+    layout = RunLayout(world)
+    registry = ModelRegistry(str(layout.serving), ("ranker", "retrieval"))
     registry.load()
     store = SqliteProfileStore(":memory:")
-    load_store(store, str(world / "raw" / "users.jsonl"),
-               str(world / "ingested" / "examples" / "*" / "*.tfrecord.gz"))
-    catalogue = load_catalogue(str(world / "serving"), "retrieval")
+    load_store(store, str(layout.users), layout.examples_glob)
+    catalogue = load_catalogue(str(layout.serving), "retrieval")
     try:
         with ModelServer(registry) as models:
             @contextlib.contextmanager
@@ -659,7 +661,7 @@ def tiny_world(world: pathlib.Path) -> Iterator[Callable[..., _Service]]:
 
 def users(world: pathlib.Path) -> list[str]:
     """The user ids of a tiny world's profile store."""
-    lines = (world / "raw" / "users.jsonl").read_text().splitlines()
+    lines = RunLayout(world).users.read_text().splitlines()
     return [json.loads(line)["user_id"] for line in lines if line.strip()]
 
 

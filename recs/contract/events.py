@@ -28,7 +28,10 @@ from typing import Any
 
 import orjson
 
-EVENT_TYPES = ("play_start", "play_stop", "like", "skip")
+PLAY_START, PLAY_STOP, LIKE, SKIP = "play_start", "play_stop", "like", "skip"
+EVENT_TYPES = (PLAY_START, PLAY_STOP, LIKE, SKIP)
+"""Every event type a client sends; the generator, the simulator and both validations use
+these names."""
 EVENT_ID = "event_id"
 USER_ID = "user_id"
 TITLE_ID = "title_id"
@@ -78,10 +81,17 @@ class Reason:
     # Failures of the machinery around a record, never of the rules above.
     UNREADABLE_FILE = "unreadable_file"
     PROCESSING_ERROR = "processing_error"
+    QUARANTINED = "too_many_deliveries"
+    """A stream message delivered too many times without being applied or refused."""
     # Outcomes from logs (`transforms.outcomes`): a user served by two arms of one
     # experiment, and a subscription decision other than renewed / cancelled.
     ARM_CHANGED = "arm_changed"
     UNKNOWN_SUBSCRIPTION_EVENT = "unknown_subscription_event"
+    # Reference rows (`recs.contract.rows`): a profile or catalogue row that breaks its rules.
+    INVALID_PROFILE = "invalid_profile"
+    INVALID_TITLE = "invalid_title"
+    # A field of the right type whose value lies outside its bounds (a served list's hour).
+    OUT_OF_RANGE = "out_of_range"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +192,7 @@ def _parse(record: bytes | str, window: TimeWindow | None) -> Parsed:
     clean = {field: event[field] for field in ID_FIELDS + (EVENT_TYPE, TS)}
     watched = event.get(WATCH_SECONDS)
     if watched is None:
-        if event[EVENT_TYPE] == "play_stop":
+        if event[EVENT_TYPE] == PLAY_STOP:
             return _refused(Reason.MISSING_FIELD, WATCH_SECONDS)
         return Parsed(clean)
     if type(watched) not in (int, float):

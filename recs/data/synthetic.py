@@ -17,7 +17,7 @@ or fields, negative and implausibly long watch times, duplicate event ids, event
 day late, device clocks days off, unknown user and title ids, and bot accounts that send
 hundreds of events an hour. Lines within a file are in no time order.
 
-Layout written by `generate()`:
+Layout written by `generate()` (a raw folder, `recs.contract.layout.RawLayout`):
 
     <out>/users.jsonl                       profiles as of the first day, one per line
     <out>/titles.jsonl                      the content catalogue
@@ -40,13 +40,15 @@ from typing import Iterator, TextIO
 import numpy as np
 
 from recs.contract import features as F
+from recs.contract.events import EVENT_TYPE, LIKE, PLAY_START, PLAY_STOP, SKIP
+from recs.contract.layout import RawLayout, part_file
+from recs.contract.rows import UPDATED_TS
 from recs.config import Config, require
 
 GENRES = ("drama", "comedy", "action", "thriller", "documentary", "animation", "romance",
           "scifi", "horror", "family")
 COUNTRIES = ("us", "gb", "de", "fr", "br", "in", "jp", "mx")
 SUBSCRIPTION_TIERS = ("basic", "standard", "premium")
-EVENT_TYPES = ("play_start", "play_stop", "like", "skip")
 
 # Fault kinds, as counted in `GeneratedData.faults` (events affected).
 MALFORMED = "malformed"
@@ -444,16 +446,16 @@ def play_events(world: World, plays: Plays, day_tag: str, rng: np.random.Generat
         watched = float(plays.watched[p])
         stop = start + int(watched) + 2
         duration = world.titles.duration[plays.title[p]]
-        events = [{**base, "event_type": "play_start", "ts": start, "position_seconds": 0.0}]
+        events = [{**base, EVENT_TYPE: PLAY_START, "ts": start, "position_seconds": 0.0}]
         if watched < 0.05 * duration:
-            events.append({**base, "event_type": "skip", "ts": start + int(watched) + 1,
+            events.append({**base, EVENT_TYPE: SKIP, "ts": start + int(watched) + 1,
                            "position_seconds": watched})
         overlong = plays.overlong[p] and not (ghost_user or ghost_title)
         reported = round(float(duration * rng.uniform(5.0, 50.0)), 1) if overlong else watched
-        events.append({**base, "event_type": "play_stop", "ts": stop,
+        events.append({**base, EVENT_TYPE: PLAY_STOP, "ts": stop,
                        "position_seconds": reported, "watch_seconds": reported})
         if plays.liked[p]:
-            events.append({**base, "event_type": "like", "ts": stop + 5})
+            events.append({**base, EVENT_TYPE: LIKE, "ts": stop + 5})
         if ghost_user:
             counts[UNKNOWN_USER] += len(events)
         elif ghost_title:
@@ -474,7 +476,7 @@ def _bot_events(world: World, user: int, day_start: int, rng: np.random.Generato
     titles = rng.integers(0, len(world.titles), count)
     for ts, title in zip(stamps, titles):
         yield {F.USER_ID: f"u{user:06d}", F.TITLE_ID: world.titles.rows[title][F.TITLE_ID],
-               F.DEVICE_TYPE: "web", "event_type": "play_start", "ts": int(ts),
+               F.DEVICE_TYPE: "web", EVENT_TYPE: PLAY_START, "ts": int(ts),
                "position_seconds": 0.0}
 
 
@@ -487,7 +489,7 @@ def _corrupt(event: dict[str, object], rng: np.random.Generator) -> str:
         return json.dumps({k: v for k, v in event.items() if k != F.USER_ID})
     if kind == 2:
         return json.dumps({**event, "ts": "yesterday"})
-    return json.dumps({**event, "event_type": "play_stop", "watch_seconds": -30.0})
+    return json.dumps({**event, EVENT_TYPE: PLAY_STOP, "watch_seconds": -30.0})
 
 
 class _EventFiles:
@@ -505,7 +507,7 @@ class _EventFiles:
         if self._lines >= self._limit:
             self.close()
             self._part += 1
-            self._handle = (self._dir / f"part-{self._part:05d}.jsonl").open("w")
+            self._handle = (self._dir / part_file(self._part)).open("w")
             self._lines = 0
         assert self._handle is not None
         self._handle.write(line + "\n")
@@ -527,16 +529,14 @@ def generate(config: GeneratorConfig, out_dir: str | pathlib.Path) -> GeneratedD
     Returns:
         The paths written and the counts of events and of each injected fault.
     """
-    root = pathlib.Path(out_dir)
-    events_dir = root / "events"
-    updates_dir = root / "profile_updates"
-    events_dir.mkdir(parents=True, exist_ok=True)
+    raw = RawLayout(pathlib.Path(out_dir))
+    raw.events.mkdir(parents=True, exist_ok=True)
     world = World(config)
     launched = world.launched_titles(config)
-    with (root / "users.jsonl").open("w") as handle:
+    with raw.users.open("w") as handle:
         for index in range(config.num_users):
             handle.write(json.dumps(world.profile(index)) + "\n")
-    with (root / "titles.jsonl").open("w") as handle:
+    with raw.titles.open("w") as handle:
         for row in world.titles.rows + (launched.rows if launched else []):
             handle.write(json.dumps(row) + "\n")
 
@@ -551,17 +551,17 @@ def generate(config: GeneratorConfig, out_dir: str | pathlib.Path) -> GeneratedD
         date = first_day + dt.timedelta(days=day)
         day_start = int(dt.datetime(date.year, date.month, date.day,
                                     tzinfo=dt.timezone.utc).timestamp())
-        _write_profile_updates(world, config, day, updates_dir / f"day={date.isoformat()}",
+        _write_profile_updates(world, config, day, raw.profile_updates_day(date.isoformat()),
                                day_start)
-        files = _EventFiles(events_dir / f"day={date.isoformat()}", config.events_per_file)
+        files = _EventFiles(raw.events_day(date.isoformat()), config.events_per_file)
         for line in held_back:
             files.write(line)
         held_back = _write_day(world, config, day, day_start, f"{date:%Y%m%d}", files, counts,
                                last_day=day == config.days - 1)
         files.close()
-    return GeneratedData(root=root, users_path=root / "users.jsonl",
-                         titles_path=root / "titles.jsonl", events_dir=events_dir,
-                         profile_updates_dir=updates_dir, num_events=counts.pop("events"),
+    return GeneratedData(root=raw.root, users_path=raw.users, titles_path=raw.titles,
+                         events_dir=raw.events, profile_updates_dir=raw.profile_updates,
+                         num_events=counts.pop("events"),
                          num_malformed=counts[MALFORMED], num_duplicates=counts[DUPLICATE],
                          faults=counts)
 
@@ -586,9 +586,9 @@ def _write_profile_updates(world: World, config: GeneratorConfig, day: int,
     day_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([config.seed, day, 1])
     changed = world.change_profiles(rng, config.profile_change_rate) if day else []
-    with (day_dir / "part-00000.jsonl").open("w") as handle:
+    with (day_dir / part_file()).open("w") as handle:
         for user in changed:
-            handle.write(json.dumps({**world.profile(user), "updated_ts": day_start}) + "\n")
+            handle.write(json.dumps({**world.profile(user), UPDATED_TS: day_start}) + "\n")
 
 
 def _write_day(world: World, config: GeneratorConfig, day: int, day_start: int,

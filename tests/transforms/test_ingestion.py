@@ -113,6 +113,15 @@ def test_dead_letters_are_readable_with_reasons(ingested):
     assert by_reason[Reason.IMPLAUSIBLE_WATCH_TIME]["detail"] == "9000.0 s of a 2000 s title"
 
 
+def test_dead_letters_are_the_contracts_records_counted_as_the_report_counts(ingested):
+    from recs.contract.dead_letters import EVENTS, count_by_input, read_dead_letters
+
+    config, report = ingested
+    letters = read_dead_letters(config.dead_letter_dir)
+    assert count_by_input(letters) == {EVENTS: report.dead_lettered}
+    assert all(letter.file and letter.line > 0 for letter in letters)
+
+
 def test_spans_are_delivery_days_readable_by_example_gen(ingested):
     # ImportExampleGen's span pattern finds the newest day and numbers it in days since 1970.
     from tfx.components.example_gen import utils

@@ -173,6 +173,23 @@ def test_bad_profile_and_catalogue_rows_are_refused_not_fatal(tmp_path):
     assert report.events_accepted == 2
 
 
+def test_a_refused_row_is_a_dead_letter_of_its_table_by_the_contracts_row_rules(tmp_path):
+    from recs.contract import dead_letters
+
+    users = [json.dumps(USERS[0]).encode(), json.dumps({**USERS[0], "user_id": "u2",
+                                                         "age": 121}).encode()]
+    titles = [json.dumps({**TITLES[0], "genre": "g" * 65}).encode()]
+    config = _world(tmp_path, {"part-0.jsonl": _lines(*GOOD)}, users, titles)
+    report = run_ingestion(config)
+    assert report.reference_dead_lettered == {INVALID_PROFILE: 1, INVALID_TITLE: 1}
+    letters = {letter.input: letter
+               for letter in dead_letters.read_dead_letters(config.dead_letter_dir)
+               if letter.reason in (INVALID_PROFILE, INVALID_TITLE)}
+    profile, title = letters[dead_letters.USERS], letters[dead_letters.TITLES]
+    assert (profile.detail, profile.line) == ("missing or invalid ['age']", 2)
+    assert title.detail == "missing or invalid ['genre']"
+
+
 def test_an_exception_while_processing_is_a_dead_letter_naming_it(tmp_path, monkeypatch):
     def broken(events, *args):
         raise ZeroDivisionError("a bug in sessionization")

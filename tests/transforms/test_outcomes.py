@@ -216,6 +216,14 @@ def test_malformed_lines_and_records_are_dead_lettered_and_counted(run):
     assert typed["detail"] == "user_id=42" and json.loads(typed["record"])["user_id"] == 42
 
 
+def test_dead_letters_are_the_contracts_records_counted_as_the_report_counts(run):
+    from recs.contract.dead_letters import count_by_input, read_dead_letters
+
+    config, report = run
+    assert count_by_input(read_dead_letters(config.dead_letter_path)) == (
+        report.dead_lettered_by_input)
+
+
 def test_report_counts_what_was_read_skipped_and_written(run):
     config, report = run
     assert report.users_by_arm == {"control": 2, "treatment": 2} and report.users == 4

@@ -14,6 +14,7 @@ import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
 from recs.assembly import export_indexes
 from recs.config import IndexConfig
+from recs.contract.components import INDEX_REPORT_FILE
 from recs.data.catalogue import read_jsonl
 from recs.export import serving_model_dir
 from recs.plots import plot_index_tuning
@@ -25,7 +26,6 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-REPORT_FILE = "index_report.json"
 TUNING_PLOT = "index_tuning.png"
 
 
@@ -61,7 +61,7 @@ def IndexBuilder(  # noqa: N802  (TFX names components like classes)
                             serving_model_dir(exact_model.uri))
     io_utils.copy_dir(towers_dir, serving_model_dir(towers_model.uri))
 
-    with tf.io.gfile.GFile(os.path.join(blessing.uri, REPORT_FILE), "w") as handle:
+    with tf.io.gfile.GFile(os.path.join(blessing.uri, INDEX_REPORT_FILE), "w") as handle:
         json.dump(report.to_dict(), handle, indent=2)
     if report.tuning:
         plot_index_tuning(report.tuning, config.tuning_target,

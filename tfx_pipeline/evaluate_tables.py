@@ -1,4 +1,4 @@
-"""`recs evaluate`: the standard offline protocols on your own interaction tables.
+"""The standard offline protocols on your own interaction tables (`recs evaluate`).
 
     tables --ColumnMapping--> interactions (recs.data.tables) -> engaged, one per (user, item)
       -> per protocol: split (recs.protocols) -> records -> tf.Transform (transforms.offline)
@@ -6,6 +6,9 @@
          (recs.training.train_retrieval on `RetrievalConfig()`) + the same-run peers
          (recs.peers: most popular, EASE) -> full-ranking Recall@K and NDCG@K
          (recs.evaluation) -> evaluation.json + evaluation.png
+
+It sits beside the pipeline, not in the library: tf.Transform analyzes on Beam
+(`transforms.offline`), which `recs/` never imports.
 
 The protocols (`PROTOCOLS`):
 
@@ -33,21 +36,23 @@ Example:
              "evaluation/")
 """
 
+import contextlib
 import dataclasses
 import datetime
 import json
+import logging
 import os
 import pathlib
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from recs.config import Config, require
 from recs.data.tables import ColumnMapping
 from recs.types import JsonDict
-from recs_cli.console import Console
 
 RECBOLE, RANDOM, LEAVE_LAST_OUT = "recbole", "random", "leave-last-out"
 PROTOCOLS = (RECBOLE, RANDOM, LEAVE_LAST_OUT)
@@ -59,6 +64,53 @@ RESULT_FILE, PLOT_FILE = "evaluation.json", "evaluation.png"
 EASE_MAX_ITEMS = 20_000
 # The records' five-point scale (recs.data.tables): 4 and above is an engaged play.
 _ENGAGED_RATING = 4
+_LOG = logging.getLogger(__name__)
+
+
+class StageDisplay(Protocol):
+    """A running stage of a `Display`."""
+
+    def show(self, description: str) -> None:
+        """Names what the stage is doing now."""
+
+    def detail(self, text: str) -> None:
+        """A line under the stage."""
+
+
+class Display(Protocol):
+    """Where `evaluate` shows its progress: `recs_cli.console.Console` on a terminal, or
+    `LoggedDisplay`."""
+
+    def stage(self, title: str) -> contextlib.AbstractContextManager[StageDisplay]:
+        """Runs one stage."""
+
+    def detail(self, text: str) -> None:
+        """A line under the current stage."""
+
+    def summary(self, figures: Sequence[tuple[str, str]], paths: Sequence[tuple[str, str]]
+                ) -> None:
+        """The closing lines: headline figures, then where the results are."""
+
+
+class LoggedDisplay:
+    """The `Display` of a caller without a terminal: every line logged at INFO level."""
+
+    @contextlib.contextmanager
+    def stage(self, title: str) -> Iterator["LoggedDisplay"]:
+        _LOG.info("%s ...", title)
+        yield self
+        _LOG.info("%s: done", title)
+
+    def show(self, description: str) -> None:
+        _LOG.info("  %s", description)
+
+    def detail(self, text: str) -> None:
+        _LOG.info("  %s", text)
+
+    def summary(self, figures: Sequence[tuple[str, str]], paths: Sequence[tuple[str, str]]
+                ) -> None:
+        for label, value in (*figures, *paths):
+            _LOG.info("%s: %s", label, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +166,7 @@ def resolve_protocols(config: EvaluateConfig, mapping: ColumnMapping) -> tuple[s
 def evaluate(interactions: str | os.PathLike, mapping: ColumnMapping,
              out: str | os.PathLike, config: EvaluateConfig = EvaluateConfig(),
              users: str | os.PathLike | None = None, items: str | os.PathLike | None = None,
-             console: Console | None = None) -> JsonDict:
+             console: Display | None = None) -> JsonDict:
     """Runs the protocols on imported tables; writes `out/evaluation.json` and
     `out/evaluation.png`.
 
@@ -125,7 +177,7 @@ def evaluate(interactions: str | os.PathLike, mapping: ColumnMapping,
         config: protocols, epochs, filtering.
         users: an optional user attribute table.
         items: an optional item attribute table.
-        console: where the stages are shown; None prints plain lines.
+        console: where the stages are shown; None logs them (`LoggedDisplay`).
 
     Returns:
         What `evaluation.json` holds: per protocol, per model (`default`, `most_popular`,
@@ -141,10 +193,7 @@ def evaluate(interactions: str | os.PathLike, mapping: ColumnMapping,
     from recs.config import RetrievalConfig
     from recs.data.tables import import_tables
 
-    if console is None:
-        from rich.console import Console as RichConsole
-
-        console = Console(RichConsole(soft_wrap=True), live=False)
+    console = LoggedDisplay() if console is None else console
     started = time.perf_counter()
     protocols = resolve_protocols(config, mapping)
     out = pathlib.Path(out)
@@ -310,7 +359,8 @@ def _dataset(columns: dict[str, np.ndarray], batch_size: int, seed: int | None):
     return data.batch(batch_size)
 
 
-def _protocol(name: str, data, retrieval, config: EvaluateConfig, stage) -> JsonDict:
+def _protocol(name: str, data, retrieval, config: EvaluateConfig, stage: StageDisplay
+              ) -> JsonDict:
     """Splits, transforms, fits the default model and the peers, and ranks every item."""
     from recs.data.movielens import catalogue_records, interaction_records
     from recs.evaluation import pair_metrics, user_metrics

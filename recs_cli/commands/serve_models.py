@@ -1,0 +1,85 @@
+"""`recs serve-models`: the local TF Serving-protocol model server (REST + gRPC)."""
+
+import argparse
+import pathlib
+import time
+from collections.abc import Sequence
+
+from recs_cli.commands._base import Command
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base", type=pathlib.Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--rest-port", type=int, default=8501)
+    parser.add_argument("--grpc-port", type=int, default=8500)
+    parser.add_argument("--poll-seconds", type=float, default=5.0,
+                        help="scan for new versions this often; 0 loads once")
+    parser.add_argument("--num-versions", type=int, default=1,
+                        help="versions kept per model (TF Serving's latest policy)")
+    parser.add_argument("--batching", action="store_true",
+                        help="batch concurrent requests of the models whose version holds "
+                             "batching_params.pbtxt (TF Serving's --enable_batching with "
+                             "per-model parameters)")
+    parser.add_argument("--label", action="append", default=[], metavar="MODEL:LABEL=VERSION",
+                        help="a version label (TF Serving's version_labels), e.g. "
+                             "ranker:canary=2; repeat for more")
+
+
+def parse_labels(texts: Sequence[str]) -> dict[str, dict[str, int]]:
+    """`--label` values as TF Serving's version labels.
+
+    Args:
+        texts: each `MODEL:LABEL=VERSION`, such as `ranker:canary=2`.
+
+    Returns:
+        model -> label -> version.
+
+    Raises:
+        ValueError: a text is not of that form, or its version is not a positive integer.
+    """
+    labels: dict[str, dict[str, int]] = {}
+    for text in texts:
+        model, _, rest = text.partition(":")
+        label, _, version = rest.partition("=")
+        if not (model and label and version.isdigit() and int(version) > 0):
+            raise ValueError(f"--label must be MODEL:LABEL=VERSION such as ranker:canary=2; "
+                             f"received {text!r}")
+        labels.setdefault(model, {})[label] = int(version)
+    return labels
+
+
+def run(base: pathlib.Path, host: str, rest_port: int, grpc_port: int, poll_seconds: float,
+        num_versions: int, batching: bool, label: Sequence[str]) -> int:
+    """Serves the models under `base` until interrupted.
+
+    Args:
+        label: `--label` values (`parse_labels`), checked before any model loads.
+
+    Returns:
+        0, once interrupted (Ctrl-C).
+
+    Raises:
+        ValueError: a label is malformed, or names a model that is not served; a port or
+            poll period out of range.
+    """
+    from serving.model_server import serve_models
+    from serving.model_server.config import ModelServingConfig
+
+    config = ModelServingConfig.local(str(base), host=host, rest_port=rest_port,
+                                      grpc_port=grpc_port, poll_seconds=poll_seconds,
+                                      num_versions=num_versions, enable_batching=batching,
+                                      labels=parse_labels(label))
+    server = serve_models(config)
+    print(f"serving {server.registry.model_names} from {base}: REST {server.rest_url}, "
+          f"gRPC {server.grpc_target}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+COMMAND = Command("serve-models", "TF Serving-protocol model server", run, add_arguments,
+                  refused=(ValueError,))
