@@ -11,7 +11,8 @@ import argparse
 import pathlib
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-from tfx_pipeline.workdir import Workdir, pipeline_config
+from recs.contract.layout import RunLayout
+from tfx_pipeline.workdir import pipeline_config
 from tfx_pipeline import compile_for_kubeflow
 from transforms.ingestion import SPAN_PATTERN
 
@@ -23,7 +24,7 @@ def main() -> None:
     parser.add_argument("--image", default="registry.example/recs:latest")
     args = parser.parse_args()
 
-    config = pipeline_config(Workdir(args.workdir), examples_pattern=SPAN_PATTERN,
+    config = pipeline_config(RunLayout(args.workdir), examples_pattern=SPAN_PATTERN,
                              pipeline_name="recs-daily")
     path = compile_for_kubeflow(config, args.out, image=args.image)
     print(f"ImportExampleGen reads {config.examples_dir}/{SPAN_PATTERN}; compiled to {path}")

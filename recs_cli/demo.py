@@ -12,7 +12,8 @@ import urllib.request
 from typing import Any
 
 from recs_cli.console import LOG_FILE, Console, pipeline_progress
-from tfx_pipeline.workdir import Workdir, pipeline_config
+from recs.contract.layout import RunLayout
+from tfx_pipeline.workdir import pipeline_config
 
 _STAGES = 6
 
@@ -93,7 +94,7 @@ def run_pipeline(console: Console, config: Any, title: str) -> None:
         console.warn(text)
 
 
-def write_report(console: Console, workdir: Workdir, title: str) -> pathlib.Path:
+def write_report(console: Console, workdir: RunLayout, title: str) -> pathlib.Path:
     """Stage: the run's HTML page (`monitoring.run_report`)."""
     from monitoring.run_report import write_run_report
 
@@ -101,7 +102,7 @@ def write_report(console: Console, workdir: Workdir, title: str) -> pathlib.Path
         return write_run_report(workdir)
 
 
-def _recommendations(console: Console, workdir: Workdir, k: int) -> None:
+def _recommendations(console: Console, workdir: RunLayout, k: int) -> None:
     from recs.contract.models import RETRIEVAL
     from serving.app import build_app, client
     from serving.config import ServiceConfig
@@ -152,7 +153,7 @@ def _recommendations(console: Console, workdir: Workdir, k: int) -> None:
         store.close()
 
 
-def run_demo(console: Console, workdir: Workdir, users: int, titles: int, days: int,
+def run_demo(console: Console, workdir: RunLayout, users: int, titles: int, days: int,
              seed: int, k: int) -> pathlib.Path:
     """Runs the whole product once: data -> ingestion -> TFX -> serving -> recommendations
     -> the report page.

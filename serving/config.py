@@ -9,6 +9,7 @@ construction.
 import dataclasses
 
 from recs.config import Config, require
+from recs.contract.layout import DEMO_ROOT, RunLayout
 from recs.contract.models import (RANKER, RECOMMENDER, RETRIEVAL)
 from serving.http import HttpLimits
 from serving.online.experiments import Assigner, Experiment, ModelTarget
@@ -103,8 +104,8 @@ class ServiceConfig(Config):
     header_timeout_s: float = 5.0
     body_timeout_s: float = 10.0
     keep_alive_s: float = 5.0
-    serving_dir: str = "demo_output/serving"
-    store: str = "demo_output/profiles.db"
+    serving_dir: str = str(RunLayout(DEMO_ROOT).serving)
+    store: str = str(RunLayout(DEMO_ROOT).store)
     profile_cache_s: float = 2.0
     profile_changes: str = ""
     served_log: str = ""

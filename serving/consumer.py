@@ -38,12 +38,15 @@ import time
 from typing import Any, Callable
 
 from recs.contract import events as E
+from recs.contract import features as F
+from recs.contract import rows as row_rules
 from recs.contract.events import Reason, TimeWindow, parse_event, plausible_watch
+from recs.types import JsonDict
 from serving.types import ProfileStore
 
 EVENT_FIELD = "event"
 """Stream entries carry one raw event (the streaming-log JSON object) in this field."""
-QUARANTINED = "too_many_deliveries"
+QUARANTINED = Reason.QUARANTINED
 """Dead-letter reason of a message quarantined by its delivery count."""
 _LOG = logging.getLogger("recs.consumer")
 
@@ -356,6 +359,25 @@ class ProfileUpdater:
                 self._retry_later(error)
 
 
+def catalogue_durations(titles: list[JsonDict]) -> dict[str, float]:
+    """title_id -> duration in seconds, from the catalogue rows that follow the contract's
+    title rules (`recs.contract.rows`); a row that breaks them is logged and left out, so its
+    plays count but never finish the title.
+    """
+    durations, refused = {}, []
+    for row in titles:
+        try:
+            row_rules.check_title_row(row)
+        except ValueError as error:
+            refused.append(str(error))
+            continue
+        durations[row[F.TITLE_ID]] = float(row[F.DURATION_SECONDS])
+    if refused:
+        _LOG.warning("%d catalogue rows refused, their titles never count as finished; the "
+                     "first: %s", len(refused), refused[0])
+    return durations
+
+
 def consume(redis_url: str, store_spec: str, catalogue_path: str, consumer: str = "updater-1",
             claim_idle_ms: int = 30_000, until_idle: bool = False) -> ConsumerCounts:
     """`recs consume`: the profile-update consumer until interrupted, or until the stream is
@@ -377,8 +399,7 @@ def consume(redis_url: str, store_spec: str, catalogue_path: str, consumer: str 
     from recs.data.catalogue import read_jsonl
     from serving.online.store import open_store
 
-    durations = {row[E.TITLE_ID]: float(row["duration_seconds"])
-                 for row in read_jsonl(catalogue_path)}
+    durations = catalogue_durations(read_jsonl(catalogue_path))
     updater = ProfileUpdater(redis.Redis.from_url(redis_url), open_store(store_spec),
                              durations, consumer=consumer, claim_idle_ms=claim_idle_ms)
     if until_idle:

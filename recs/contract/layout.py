@@ -49,6 +49,8 @@ EVENTS, PROFILE_UPDATES, SUBSCRIPTIONS, SERVED = (
 PART_FILE = "part-{number:05d}.jsonl"
 EXAMPLE_FILES = "*/*.tfrecord.gz"
 """Ingestion's example files under `examples/`: every span's."""
+DEMO_ROOT = "demo_output"
+"""The run directory the commands default to (`recs demo` writes it)."""
 
 
 def day_partition(day: str) -> str:

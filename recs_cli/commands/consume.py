@@ -4,14 +4,15 @@ import argparse
 import dataclasses
 import json
 
+from recs.contract.layout import DEMO_ROOT, RunLayout
 from recs_cli.commands._base import Command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--store", default="demo_output/profiles.db",
+    parser.add_argument("--store", default=str(RunLayout(DEMO_ROOT).store),
                         help="SQLite path or redis:// URL of the profile store")
-    parser.add_argument("--catalogue", default="demo_output/raw/titles.jsonl")
+    parser.add_argument("--catalogue", default=str(RunLayout(DEMO_ROOT).titles))
     parser.add_argument("--consumer", default="updater-1")
     parser.add_argument("--claim-idle-ms", type=int, default=30_000)
     parser.add_argument("--until-idle", action="store_true",

@@ -3,12 +3,13 @@
 import argparse
 import pathlib
 
+from recs.contract.layout import DEMO_ROOT
 from recs_cli.commands._base import Command
 from recs_cli.commands.generate import add_sizes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"))
+    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path(DEMO_ROOT))
     parser.add_argument("-k", type=int, default=10)
     add_sizes(parser)
 
@@ -23,9 +24,9 @@ def run(workdir: pathlib.Path, k: int, users: int, titles: int, days: int, seed:
     """
     from recs_cli.console import LOG_FILE, session
     from recs_cli.demo import run_demo
-    from tfx_pipeline.workdir import Workdir
+    from recs.contract.layout import RunLayout
 
-    run_dir = Workdir(workdir)
+    run_dir = RunLayout(workdir)
     with session(run_dir.root / LOG_FILE, verbose) as console:
         run_demo(console, run_dir, users, titles, days, seed, k)
     return 0

@@ -64,10 +64,10 @@ def run(interactions: pathlib.Path, mapping: str, users: pathlib.Path | None,
         FileNotFoundError: a table or the mapping's file does not exist.
     """
     from recs.data.tables import import_tables, write_import
-    from tfx_pipeline.workdir import Workdir
+    from recs.contract.layout import RunLayout
 
     result = import_tables(interactions, column_mapping(mapping), users, items)
-    run_dir = Workdir(workdir)
+    run_dir = RunLayout(workdir)
     run_dir.clean()
     counts = write_import(result, str(run_dir.raw), str(run_dir.examples_dir))
     print(json.dumps(counts, indent=2))

@@ -3,11 +3,12 @@
 import argparse
 import pathlib
 
+from recs.contract.layout import DEMO_ROOT
 from recs_cli.commands._base import Command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"),
+    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path(DEMO_ROOT),
                         help="holds serving/ranker; decisions and reports go to monitoring/")
     parser.add_argument("--span", type=int, required=True)
     parser.add_argument("--examples", required=True, help="the span's ingested examples (glob)")
@@ -38,10 +39,10 @@ def run(workdir: pathlib.Path, span: int, examples: str, reference: str,
     from monitoring.config import MonitorConfig
     from monitoring.decision import ALERT, NOTHING, RETRAIN
     from monitoring.monitor import monitor_workdir
-    from tfx_pipeline.workdir import Workdir
+    from recs.contract.layout import RunLayout
 
     settings = MonitorConfig.from_json(config.read_text()) if config else MonitorConfig()
-    run_dir = Workdir(workdir)
+    run_dir = RunLayout(workdir)
     decision = monitor_workdir(str(run_dir.serving), str(run_dir.monitoring), span, examples,
                                reference, settings, baseline_auc, pushed_span, served_log,
                                next_examples)

@@ -22,9 +22,9 @@ def run(dataset: str, data: pathlib.Path, workdir: pathlib.Path, max_ratings: in
         0.
     """
     from recs.data.movielens import write_movielens
-    from tfx_pipeline.workdir import Workdir
+    from recs.contract.layout import RunLayout
 
-    run_dir = Workdir(workdir)
+    run_dir = RunLayout(workdir)
     run_dir.clean()
     count = write_movielens(dataset, str(data), str(run_dir.raw), str(run_dir.examples_dir),
                             max_ratings)

@@ -6,15 +6,16 @@ import json
 import pathlib
 from typing import TYPE_CHECKING
 
+from recs.contract.layout import DEMO_ROOT
 from recs_cli.commands._base import Command, add_runner_config, beam_args
 
 if TYPE_CHECKING:  # Annotations only: the command's parser does not load the pipeline.
     from tfx_pipeline.config import PipelineConfig
-    from tfx_pipeline.workdir import Workdir
+    from recs.contract.layout import RunLayout
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"))
+    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path(DEMO_ROOT))
     parser.add_argument("--kubeflow-out", default="",
                         help="compile a Kubeflow Pipelines v2 spec here instead of running")
     parser.add_argument("--image", default="recs-pipeline:latest")
@@ -32,7 +33,7 @@ class ConfigFileError(ValueError):
     """`--config` names a file that does not hold a valid PipelineConfig."""
 
 
-def read_config(workdir: "Workdir", path: pathlib.Path | None) -> "PipelineConfig":
+def read_config(workdir: "RunLayout", path: pathlib.Path | None) -> "PipelineConfig":
     """The run's `PipelineConfig`: the fields the JSON object in `path` sets, the workdir's
     paths (`tfx_pipeline.workdir.pipeline_config`) for the ones it leaves out.
 
@@ -78,9 +79,9 @@ def run(workdir: pathlib.Path, kubeflow_out: str, image: str, window_spans: int,
     from monitoring.run_report import summarize_run
     from recs_cli.console import LOG_FILE, session
     from recs_cli.demo import run_pipeline
-    from tfx_pipeline.workdir import Workdir
+    from recs.contract.layout import RunLayout
 
-    run_dir = Workdir(workdir)
+    run_dir = RunLayout(workdir)
     settings = read_config(run_dir, config)  # Refused before anything is written.
     options = beam_args(beam_runner_config) if beam_runner_config else []
     if options:
@@ -90,7 +91,7 @@ def run(workdir: pathlib.Path, kubeflow_out: str, image: str, window_spans: int,
             from tfx_pipeline.windows import rolling_window  # TensorFlow: loaded when needed.
 
             settings = dataclasses.replace(settings, examples_dir=rolling_window(
-                settings.examples_dir, str(run_dir.root / "windows"), window_spans))
+                settings.examples_dir, str(run_dir.windows), window_spans))
             console.detail(f"training window: {settings.examples_dir}")
         if kubeflow_out:
             from tfx_pipeline.runners import compile_for_kubeflow  # TFX: loaded when needed.

@@ -3,12 +3,13 @@
 import argparse
 import pathlib
 
+from recs.contract.layout import DEMO_ROOT
 from recs_cli.commands._base import Command
 from recs_cli.commands.serve import service_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"))
+    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path(DEMO_ROOT))
     parser.add_argument("--user-id", required=True)
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--device-type", default="tv")

@@ -3,11 +3,12 @@
 import argparse
 import pathlib
 
+from recs.contract.layout import DEMO_ROOT
 from recs_cli.commands._base import Command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"))
+    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path(DEMO_ROOT))
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="the HTML file; default <workdir>/report.html")
 
@@ -24,9 +25,9 @@ def run(workdir: pathlib.Path, out: pathlib.Path | None, verbose: bool = False) 
     """
     from monitoring.run_report import REPORT_LOG, write_run_report
     from recs_cli.console import session
-    from tfx_pipeline.workdir import Workdir
+    from recs.contract.layout import RunLayout
 
-    run_dir = Workdir(workdir)
+    run_dir = RunLayout(workdir)
     if not run_dir.root.is_dir():  # Refused before a session would create it for its log.
         raise NotADirectoryError(
             f"workdir {str(run_dir.root)!r} does not exist; pass the directory a run wrote "

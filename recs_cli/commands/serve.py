@@ -4,6 +4,7 @@ import argparse
 import pathlib
 from typing import TYPE_CHECKING
 
+from recs.contract.layout import DEMO_ROOT
 from recs_cli.commands._base import Command
 
 if TYPE_CHECKING:  # Annotations only: serving loads when a command runs.
@@ -13,7 +14,7 @@ if TYPE_CHECKING:  # Annotations only: serving loads when a command runs.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=pathlib.Path,
                         help="ServiceConfig JSON (the deploy manifests mount one)")
-    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("demo_output"),
+    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path(DEMO_ROOT),
                         help="without --config: serve this workdir's models and profiles")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
@@ -39,11 +40,11 @@ def service_config(config: pathlib.Path | None, workdir: pathlib.Path, model_ser
         The config, and whether to embed a model server (no `config`, no `model_server`).
     """
     from serving.config import ServiceConfig
-    from tfx_pipeline.workdir import Workdir
+    from recs.contract.layout import RunLayout
 
     if config:
         return ServiceConfig.from_json(config.read_text()), False
-    run_dir = Workdir(workdir)
+    run_dir = RunLayout(workdir)
     overrides = {"model_server": model_server} if model_server else {}
     settings = ServiceConfig(protocol=protocol, serving_dir=str(run_dir.serving),
                              store=str(run_dir.store), served_log=served_log, **overrides)

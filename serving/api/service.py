@@ -26,6 +26,7 @@ import json
 import time
 from typing import Annotated, Any, Callable, Literal
 
+from recs.contract import events, rows
 from recs.contract import features as F
 from serving.config import MAX_K, ServiceConfig
 from serving.http import BackgroundServer, error_body
@@ -63,7 +64,7 @@ def _integer(low: int, high: int) -> Any:
     return Annotated[int, pydantic.Field(ge=low, le=high), pydantic.BeforeValidator(_integral)]
 
 
-_Genre = pydantic.constr(min_length=1, max_length=64, pattern=r"^[^|]+$")
+_Genre = pydantic.constr(min_length=1, max_length=rows.MAX_LABEL_CHARS, pattern=r"^[^|]+$")
 
 
 class Context(pydantic.BaseModel):
@@ -78,12 +79,21 @@ class Profile(pydantic.BaseModel):
     """A new user's profile, used only when the store has none for the user (cold start)."""
 
     model_config = _STRICT
-    age: _integer(0, 120)  # type: ignore[valid-type]
-    country: str = pydantic.Field(min_length=1, max_length=64)
-    subscription_tier: str = pydantic.Field(min_length=1, max_length=64)
+    age: _integer(rows.MIN_AGE, rows.MAX_AGE)  # type: ignore[valid-type]
+    # A request states its country and tier ("" is the contract's "unknown", for stored rows).
+    country: str = pydantic.Field(min_length=1, max_length=rows.MAX_LABEL_CHARS)
+    subscription_tier: str = pydantic.Field(min_length=1, max_length=rows.MAX_LABEL_CHARS)
     # The query tower reads the genres joined by "|", so a genre may not hold one.
     preferred_genres: list[_Genre] = pydantic.Field(  # type: ignore[valid-type]
         default=[], max_length=F.MAX_PREFERRED_GENRES)
+
+    @pydantic.model_validator(mode="after")
+    def _follows_the_row_rules(self) -> "Profile":
+        # The contract's rules beyond the schema (printable text): the store refuses the same.
+        row = self.model_dump()
+        row[F.PREFERRED_GENRES] = rows.GENRE_SEPARATOR.join(self.preferred_genres)
+        rows.check_profile_row({F.USER_ID: "request", **row})
+        return self
 
 
 class RecommendationRequest(pydantic.BaseModel):
@@ -96,7 +106,9 @@ class RecommendationRequest(pydantic.BaseModel):
     """
 
     model_config = _STRICT
-    user_id: str = pydantic.Field(min_length=1, max_length=128, pattern=r"^[\w.:-]+$")
+    # ASCII only: the OpenAPI pattern is read as ECMA-262, whose \w is [A-Za-z0-9_].
+    user_id: str = pydantic.Field(min_length=1, max_length=events.MAX_ID_CHARS,
+                                  pattern=r"^[A-Za-z0-9_.:-]+$")
     k: _integer(1, MAX_K) = 10  # type: ignore[valid-type]  # `request_model` narrows it.
     context: Context = Context()
     profile: Profile | None = None

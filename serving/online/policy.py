@@ -14,7 +14,6 @@ recommender.
 """
 
 import dataclasses
-import json
 import logging
 import threading
 import time
@@ -22,6 +21,7 @@ import uuid
 
 import numpy as np
 
+from recs.contract import served as served_record
 from recs.contract.models import CATALOGUE_ASSET, asset_path, version_dir
 from recs.types import JsonDict
 from serving.clients.base import ModelServerError
@@ -198,16 +198,15 @@ class OnlinePolicy:
             for model, version in served.versions.items() if version is None})
 
     def _log(self, answer: Answer, ask: Ask, hour: int) -> None:
-        line = json.dumps({
-            "ts": time.time(), "request_id": answer.request_id, "user_id": ask.user_id,
-            "device_type": ask.device_type, "hour": hour, "k": ask.k,
-            "fallback": answer.fallback, "policy": answer.policy,
-            "model_versions": answer.served.versions,
-            "routes": {role: str(target) for role, target in answer.served.routes.items()},
-            "experiments": answer.experiments,
-            "items": [{"title_id": item.title_id, "score": item.score, "position": position,
-                       "propensity": item.propensity, "explored": item.explored}
-                      for position, item in enumerate(answer.served.items)]})
+        line = served_record.ServedList(
+            ts=time.time(), request_id=answer.request_id, user_id=ask.user_id,
+            device_type=ask.device_type, hour=hour, k=ask.k, fallback=answer.fallback,
+            policy=answer.policy, model_versions=dict(answer.served.versions),
+            routes={role: str(target) for role, target in answer.served.routes.items()},
+            experiments=dict(answer.experiments),
+            items=[served_record.ServedItem(item.title_id, item.score, position,
+                                            item.propensity, item.explored)
+                   for position, item in enumerate(answer.served.items)]).to_json()
         SERVED_LOGGER.info(line)
         if self.config.served_log:
             with self._log_lock, open(self.config.served_log, "a", encoding="utf-8") as handle:

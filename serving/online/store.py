@@ -12,11 +12,13 @@ import threading
 import time
 
 from recs.contract import features as F
+from recs.contract import rows as row_rules
 from recs.data.catalogue import read_jsonl
 from recs.types import JsonDict
 from serving.types import ProfileStore
 
-PROFILE_FIELDS = (F.AGE, F.COUNTRY, F.SUBSCRIPTION_TIER, F.PREFERRED_GENRES)
+PROFILE_FIELDS = row_rules.PROFILE_FIELDS[1:]
+"""The stored fields of a profile beside its user_id (`recs.contract.rows`)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS profiles (
@@ -55,27 +57,6 @@ def event_effects(event: JsonDict, duration_seconds: float) -> tuple[str, float,
     return ("likes" if kind == "like" else "skips"), 1.0, False
 
 
-def profile_row(profile: JsonDict) -> tuple:
-    """The stored fields of a profile: (user_id, age, country, tier, preferred genres), typed.
-
-    Raises:
-        ValueError: a field is missing or of the wrong type (names the field).
-    """
-    missing = [key for key in (F.USER_ID, *PROFILE_FIELDS) if key not in profile]
-    if missing:
-        raise ValueError(f"profile {profile.get(F.USER_ID)!r} lacks {missing}; expected "
-                         f"{[F.USER_ID, *PROFILE_FIELDS]}.")
-    age = profile[F.AGE]
-    if type(age) is not int:
-        raise ValueError(f"profile {profile[F.USER_ID]!r}: {F.AGE} must be an int; received "
-                         f"{age!r}.")
-    text = [key for key in (F.USER_ID, F.COUNTRY, F.SUBSCRIPTION_TIER, F.PREFERRED_GENRES)
-            if not isinstance(profile[key], str)]
-    if text:
-        raise ValueError(f"profile {profile[F.USER_ID]!r}: {text} must be strings.")
-    return tuple(profile[key] for key in (F.USER_ID, *PROFILE_FIELDS))
-
-
 class SqliteProfileStore:
     """Thread-safe SQLite store of profiles and finished titles.
 
@@ -94,7 +75,7 @@ class SqliteProfileStore:
         Raises:
             ValueError: a profile lacks a field or has one of the wrong type.
         """
-        rows = [profile_row(profile) for profile in profiles]
+        rows = [row_rules.profile_values(profile) for profile in profiles]
         with self._lock, self._connection:
             self._connection.executemany(
                 "INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?)", rows)
@@ -208,7 +189,7 @@ class RedisProfileStore:
             ValueError: a profile lacks a field or has one of the wrong type.
         """
         pipeline = self._redis.pipeline(transaction=True)
-        for user, *fields in (profile_row(profile) for profile in profiles):
+        for user, *fields in (row_rules.profile_values(profile) for profile in profiles):
             pipeline.hset(self._key("profile", user), mapping=dict(zip(PROFILE_FIELDS, fields)))
         pipeline.execute()
 
