@@ -61,16 +61,31 @@ def exists(path: str) -> bool:
     return _gfile().exists(path) if _remote(path) else os.path.exists(path)
 
 
+MAX_VERSION = 2 ** 63 - 1
+"""TF Serving's versions are int64."""
+
+
+def version_number(name: str) -> int | None:
+    """The version a directory name stands for: ASCII digits of a number in
+    [0, MAX_VERSION]; None for anything else (`12a`, `-1`, `²`, 20 digits)."""
+    name = name.rstrip("/")
+    if not (name.isascii() and name.isdigit()) or len(name) > len(str(MAX_VERSION)):
+        return None
+    version = int(name)
+    return version if version <= MAX_VERSION else None
+
+
 def versions_on_disk(base_dir: str, model: str) -> list[int]:
-    """Numeric version directories of `model` holding a saved_model.pb, ascending."""
+    """Version directories of `model` holding a saved_model.pb, ascending; directories whose
+    names are not versions (`version_number`) are skipped."""
     model_dir = os.path.join(base_dir, model)
     if _remote(model_dir):
         entries = _gfile().listdir(model_dir) if _gfile().isdir(model_dir) else []
     else:
         entries = os.listdir(model_dir) if os.path.isdir(model_dir) else []
-    return sorted(int(entry.rstrip("/")) for entry in entries
-                  if entry.rstrip("/").isdigit()
-                  and exists(os.path.join(model_dir, entry.rstrip("/"), SAVED_MODEL_FILE)))
+    found = ((entry.rstrip("/"), version_number(entry)) for entry in entries)
+    return sorted(version for entry, version in found if version is not None
+                  and exists(os.path.join(model_dir, entry, SAVED_MODEL_FILE)))
 
 
 def version_dir(base_dir: str, model: str, version: int) -> str:

@@ -215,7 +215,17 @@ class _StrictJsonRoute(fastapi.routing.APIRoute):
         handler = super().get_route_handler()
 
         async def strict_json_handler(request: fastapi.Request) -> responses.Response:
-            return await handler(_StrictJsonRequest(request.scope, request.receive))
+            strict = _StrictJsonRequest(request.scope, request.receive)
+            if strict.method == "POST":
+                media_type = strict.headers.get("content-type", "").split(";")[0].strip()
+                if media_type.lower() != "application/json":
+                    raise fastapi.HTTPException(
+                        415, f"the body must be JSON, sent as Content-Type: application/json; "
+                             f"received {media_type[:80]!r}")
+                if not (await strict.body()).strip():  # Kept: the handler reads it again.
+                    raise fastapi.HTTPException(400, "the request body is empty; send a JSON "
+                                                     "object")
+            return await handler(strict)
 
         return strict_json_handler
 
@@ -274,9 +284,10 @@ class _InFlightLimit:
 
 _ERRORS = {status: {"model": ErrorResponse, "description": description}
            for status, description in (
-               (400, "The body is not JSON, or the HTTP request is malformed."),
+               (400, "The body is empty or not JSON, or the HTTP request is malformed."),
                (408, "The request's head or body arrived too slowly."),
                (413, "The body is over ServiceConfig.max_body_bytes."),
+               (415, "The body is not sent as Content-Type: application/json."),
                (422, "The JSON does not match the request schema."),
                (431, "The request's head is over ServiceConfig.max_header_bytes."))}
 
@@ -326,7 +337,7 @@ def create_app(policy: OnlinePolicy) -> fastapi.FastAPI:
         elif error.status_code == 405:
             message = (f"{request.method} is not allowed on {request.url.path}; allowed: "
                        f"{(error.headers or {}).get('Allow', '')}")
-        if error.status_code == 400:
+        if error.status_code in (400, 415):
             metrics.requests.labels("invalid").inc()
         return _error(error.status_code, message, dict(error.headers or {}))
 

@@ -321,3 +321,32 @@ def test_recs_serve_runs_on_the_guarded_http_stack(monkeypatch):
     assert started["closed"]  # The policy's status thread is stopped with the server.
     assert issubclass(uvicorn_config.http, guarded_http.GuardedHttpToolsProtocol)
     assert uvicorn_config.http.limits == config.http_limits()
+
+
+@pytest.mark.parametrize("headers, data, status, message", [
+    ({"Content-Type": "application/json"}, b"", 400, "the request body is empty"),
+    ({"Content-Type": "application/json"}, b"  \n", 400, "the request body is empty"),
+    ({"Content-Type": "text/plain"}, b'{"user_id": "ghost"}', 415, "received 'text/plain'"),
+    ({}, b'{"user_id": "ghost"}', 415, "Content-Type: application/json"),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, b"user_id=ghost", 415,
+     "received 'application/x-www-form-urlencoded'"),
+])
+def test_an_empty_body_is_400_and_a_body_not_sent_as_json_is_415(api, headers, data, status,
+                                                                  message):
+    response = api.post(RECOMMENDATIONS_PATH, content=data, headers=headers)
+    assert response.status_code == status and message in response.json()["error"]
+    ok = api.post(RECOMMENDATIONS_PATH, content=b'{"user_id": "ghost"}',
+                  headers={"Content-Type": "Application/JSON; charset=utf-8"})
+    assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"user_id": "gh\u00f6st"}, "user_id: String should match pattern"),  # ECMA \w is ASCII.
+    ({"user_id": "\u0663\u0663"}, "user_id: String should match pattern"),
+    ({"user_id": GHOST, "profile": {**PROFILE, "country": "D\u0000E"}},
+     "country must be printable text"),
+    ({"user_id": GHOST, "profile": {**PROFILE, "age": 121}}, "profile.age"),
+])
+def test_ids_and_profiles_follow_the_contract_the_spec_states(api, body, message):
+    response = api.post(RECOMMENDATIONS_PATH, json=body)
+    assert response.status_code == 422 and message in response.json()["error"], response.text
