@@ -12,7 +12,7 @@ requests whose answers it checks, and counts what came back:
     unknown_fields    fields the schema does not have, at every level                  422
     bad_utf8          invalid or overlong UTF-8, a byte-order mark, UTF-16             400
     lone_surrogates   "\\ud800" and "\\udfff" escapes in values and in keys            400
-    not_an_object     an empty body, null, a list, text/plain, random bytes            400/422
+    not_an_object     an empty body, null, a list, text/plain, random bytes            400/415/422
     oversized         a body over the cap, declared or streamed chunked                413
     malformed_http    broken request lines, bad Content-Length or chunks, huge heads   4xx
     wrong_route       unknown paths, wrong methods, percent-encoded garbage            400/404/405
@@ -63,7 +63,7 @@ _CLOSE_ALLOWED = ("malformed_http", "slow_clients", "oversized")
 _EXPECTED = {"wrong_types": {422}, "out_of_range": {422}, "non_finite": {400},
              "huge_numbers": {400, 422}, "deep_nesting": {400, 413, 422},
              "unknown_fields": {422}, "bad_utf8": {400}, "lone_surrogates": {400},
-             "not_an_object": {400, 422}, "oversized": {413},
+             "not_an_object": {400, 415, 422}, "oversized": {413},
              "malformed_http": {400, 404, 405, 408, 413, 431}, "wrong_route": {400, 404, 405},
              "slow_clients": {408}}
 
