@@ -40,7 +40,7 @@ def build_recommender(config: ServiceConfig) -> Recommender:
 def _store(config: ServiceConfig) -> ProfileStore:
     """The profile store, behind the read cache `config.profile_cache_s` asks for, listening
     for the consumer's changes when there is a Redis to hear them on."""
-    store = open_store(config.store)
+    store = open_store(config.store, timeout_s=config.store_timeout_ms / 1000.0)
     if not config.profile_cache_s:
         return store
     cached = CachedProfileStore(store, config.profile_cache_s)

@@ -43,6 +43,9 @@ class ServiceConfig(Config):
             "" always makes two calls (retrieval, then the ranker).
         model_timeout_ms: budget for all model-server calls of one request; past it the
             service answers from the popularity list and says so.
+        store_timeout_ms: how long one profile-store call may wait (a SQLite writer's lock,
+            a Redis socket) before the request is answered from the popularity list
+            (`store_unavailable`); it never eats the model budget for long.
         max_k: the largest list a caller may ask for, at most the recommender's own ceiling
             (`MAX_K`). It is the one bound on `k`: the request schema,
             and so the OpenAPI spec, of an app states the `max_k` it was created with.
@@ -95,6 +98,7 @@ class ServiceConfig(Config):
     ranker_model: str = RANKER
     recommender_model: str = RECOMMENDER
     model_timeout_ms: int = 1000
+    store_timeout_ms: int = 200
     max_k: int = MAX_K
     default_k: int = 10
     max_in_flight: int | None = 16
@@ -135,6 +139,8 @@ class ServiceConfig(Config):
                 self.model_server)
         require(_is_int(self.model_timeout_ms) and self.model_timeout_ms > 0,
                 "model_timeout_ms", "an int > 0", self.model_timeout_ms)
+        require(_is_int(self.store_timeout_ms) and self.store_timeout_ms > 0,
+                "store_timeout_ms", "an int > 0", self.store_timeout_ms)
         require(_is_int(self.max_k) and 1 <= self.max_k <= MAX_K, "max_k",
                 f"an int in [1, {MAX_K}] (the recommender's ceiling)", self.max_k)
         require(_is_int(self.default_k) and 1 <= self.default_k <= self.max_k, "default_k",

@@ -42,7 +42,7 @@ from recs.contract import features as F
 from recs.contract import rows as row_rules
 from recs.contract.events import Reason, TimeWindow, parse_event, plausible_watch
 from recs.types import JsonDict
-from serving.types import ProfileStore
+from serving.types import ProfileStore, StoreUnavailableError
 
 EVENT_FIELD = "event"
 """Stream entries carry one raw event (the streaming-log JSON object) in this field."""
@@ -100,7 +100,7 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     import redis
 
     return (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
-            sqlite3.OperationalError, ConnectionError, TimeoutError)
+            sqlite3.OperationalError, StoreUnavailableError, ConnectionError, TimeoutError)
 
 
 def _text(value: bytes | str) -> str:

@@ -62,7 +62,17 @@ class ProfileStore(Protocol):
 
     def stats(self, user_id: str) -> dict[str, float]: ...
 
+    def ping(self) -> None:
+        """Raises `StoreUnavailableError` when the store cannot answer now."""
+        ...
+
     def close(self) -> None: ...
+
+
+class StoreUnavailableError(RuntimeError):
+    """The profile store cannot answer now: its file was replaced, truncated or is not a
+    database, another writer holds it past the caller's budget, or Redis is away. A later
+    call may succeed (the store reopens itself); the service answers from its fallback."""
 
 
 class CandidateSource(Protocol):

@@ -5,14 +5,15 @@
         -> serving.online.recommender (profile -> retrieve -> rank -> filter -> re-rank)
         -> {"request_id", "items", "model_versions", "fallback", "timings_ms"}
     GET  /healthz   liveness: the process answers
-    GET  /readyz    readiness: the model server serves both models (503 otherwise)
+    GET  /readyz    readiness: the model server serves both models and the profile store
+                    answers (503 otherwise)
     GET  /metrics   Prometheus: latency per stage, requests by outcome, fallbacks, candidates
     GET  /openapi.json  the API's OpenAPI spec (also checked into serving/openapi.json)
 
-When the model server is slow or down, or nothing is known of the user (no profile in the
-store or the request), the answer is the popularity list, flagged in `fallback`
-(`model_server_timeout`, `model_server_error`, `no_profile`); a new user who sends a profile
-is served by the models. Every 4xx, the framework's own included, carries
+When the model server is slow or down, the profile store cannot answer, or nothing is known of
+the user (no profile in the store or the request), the answer is the popularity list, flagged
+in `fallback` (`model_server_timeout`, `model_server_error`, `store_unavailable`,
+`no_profile`); a new user who sends a profile is served by the models. Every 4xx, the framework's own included, carries
 `{"error": "..."}`: 400 for a body that is not JSON (RFC 8259: no NaN or Infinity, valid
 UTF-8), 422 for JSON the schema refuses (numbers and booleans are strict), 404 for an unknown
 route, 405 for a wrong method; the connection layer (`serving.http`) answers 408, 413
@@ -345,6 +346,7 @@ def create_app(policy: OnlinePolicy) -> fastapi.FastAPI:
     async def crashed(_, error: Exception):
         # The envelope even for a bug; Starlette re-raises the error after this so that the
         # server logs its traceback.
+        metrics.requests.labels("error").inc()
         return _error(500, f"internal error: {type(error).__name__}")
 
     shed_response = {"model": ErrorResponse, "description": (
@@ -386,12 +388,13 @@ def create_app(policy: OnlinePolicy) -> fastapi.FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", responses={503: {"model": ErrorResponse,
-                                         "description": "A model has no AVAILABLE version."}})
-    async def readyz():  # Reads the status the policy refreshes in the background.
-        if policy.status.ready():
+                                         "description": "A model has no AVAILABLE version, or the profile store cannot "
+                        "answer."}})
+    def readyz():  # A worker thread: it asks the profile store once.
+        reason = policy.unready()
+        if reason is None:
             return {"status": "ready", "model_versions": policy.status.versions()}
-        return _error(503, f"model server has no AVAILABLE version of "
-                           f"{policy.status.missing()}")
+        return _error(503, reason)
 
     @app.get("/metrics", response_class=responses.PlainTextResponse)
     async def prometheus_metrics():

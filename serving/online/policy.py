@@ -31,7 +31,7 @@ from serving.online.list_policy import ListSettings, choose
 from serving.online.recommender import (Recommender, ServedList, UnknownUserError,
                                         load_catalogue_file)
 from serving.online.status import FixedStatus, ModelStatus
-from serving.types import RANKER_ROLE
+from serving.types import RANKER_ROLE, StoreUnavailableError
 
 SERVED_LOGGER = logging.getLogger("recs.served")
 _LOG = logging.getLogger("recs.service")
@@ -39,10 +39,11 @@ MODEL_SERVER_TIMEOUT = "model_server_timeout"
 MODEL_SERVER_ERROR = "model_server_error"
 _TAIL_POOL = 200
 """How many of the least popular titles an arm's `tail_share` slots draw from."""
+STORE_UNAVAILABLE = "store_unavailable"
 NO_PROFILE = "no_profile"
-"""Why a list came from the popularity fallback: the model server timed out or failed, or
-nothing is known of the user (no profile in the store or the request), so the models have
-nothing to go on. A new user with a profile is served by the models, whose cold-start prior
+"""Why a list came from the popularity fallback: the model server timed out or failed, the
+profile store could not answer (its file swapped or locked, Redis away), or nothing is known
+of the user (no profile in the store or the request), so the models have nothing to go on. A new user with a profile is served by the models, whose cold-start prior
 backs off to their segment's popular titles (`recs.models.cold_start`)."""
 
 
@@ -99,6 +100,7 @@ class OnlinePolicy:
         self.config = config
         self.assigner = Assigner(list(config.experiments), config.holdout)
         self._log_lock = threading.Lock()
+        self._store_down = False
         self.status = status or self._model_status()
 
     def _model_status(self) -> ModelStatus:
@@ -144,7 +146,8 @@ class OnlinePolicy:
     def answer(self, ask: Ask) -> Answer:
         """The list for `ask`: from the models (routed by the user's arms), from the
         popularity list for a user in a popularity arm, or from the popularity fallback when
-        the model server fails, the budget runs out or the user has no profile at all.
+        the model server fails, the budget runs out, the profile store cannot answer or the
+        user has no profile at all.
 
         The user's arms (one per layer at most) are combined: settings in layer order, and
         the routes of all of them, which `ServiceConfig` guarantees never disagree.
@@ -176,7 +179,15 @@ class OnlinePolicy:
             except UnknownUserError:
                 fallback = NO_PROFILE
                 served = self.recommender.popular(ask.user_id, ask.k)
+            except StoreUnavailableError as error:
+                fallback = STORE_UNAVAILABLE
+                served = self.recommender.popular(ask.user_id, ask.k)
+                if not self._store_down:  # Said once per outage, not once per request.
+                    _LOG.warning("profile store unavailable, answering from popularity: %s",
+                                 error)
+                self._store_down = True
             else:
+                self._store_down = False
                 # Seeded by the request id, so a logged list can be replayed exactly.
                 tail = (self.recommender.least_popular(ask.user_id, _TAIL_POOL)
                         if settings.tail_share > 0 else [])
@@ -188,6 +199,17 @@ class OnlinePolicy:
                         {name: arm.name for name, arm in arms.items()}, policy, settings)
         self._log(answer, ask, hour)
         return answer
+
+    def unready(self) -> str | None:
+        """Why the service should not take traffic now (a required model has no AVAILABLE
+        version, or the profile store cannot answer), or None when it is ready."""
+        if not self.status.ready():
+            return f"model server has no AVAILABLE version of {self.status.missing()}"
+        try:
+            self.recommender.store.ping()
+        except StoreUnavailableError as error:
+            return str(error)
+        return None
 
     def _fill_versions(self, served: ServedList) -> None:
         """REST answers do not name the version: the status tells the one each call reached

@@ -33,7 +33,7 @@ from serving.config import MAX_K
 from serving.online.experiments import ModelTarget, Route
 from serving.online.fresh import merge_top_k
 from serving.types import (RANKER_ROLE, RECOMMENDER_ROLE, RETRIEVAL_ROLE, CandidateSource,
-                           PredictClient, ProfileStore)
+                           PredictClient, ProfileStore, StoreUnavailableError)
 
 _NOT_SERVED = (404, "NOT_FOUND")
 """How a model server says it serves no such model (REST, gRPC)."""
@@ -360,7 +360,7 @@ class Recommender:
     def least_popular(self, user_id: str, k: int) -> list[Recommendation]:
         """The `k` least popular titles the user has not finished, least popular first (an
         arm's planted tail slots: `serving.online.list_policy`)."""
-        finished = self.store.finished(user_id)
+        finished = self._finished_if_known(user_id)
         taken_down = self.fresh.taken_down if self.fresh is not None else frozenset()
         items = []
         for row in reversed(self._by_popularity):
@@ -370,11 +370,20 @@ class Recommender:
                     break
         return items
 
+    def _finished_if_known(self, user_id: str) -> set[str]:
+        """The user's finished titles, or none while the store cannot answer (a fallback
+        list must not fail for want of them)."""
+        try:
+            return self.store.finished(user_id)
+        except StoreUnavailableError:
+            return set()
+
     def popular(self, user_id: str, k: int = 10) -> ServedList:
         """The fallback list: the most popular titles the user has not finished (no model
-        calls). Unknown users get the plain popularity order."""
+        calls). Unknown users get the plain popularity order, and so does everyone while the
+        profile store cannot answer."""
         started = time.perf_counter()
-        finished = self.store.finished(user_id)
+        finished = self._finished_if_known(user_id)
         taken_down = self.fresh.taken_down if self.fresh is not None else set()
         items = []
         for row in self._by_popularity:

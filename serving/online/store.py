@@ -7,15 +7,23 @@ recommendation service reads.
 """
 
 import collections
+import contextlib
+import functools
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
+from typing import Any, Callable, Iterator, TypeVar
 
+from recs.config import require
 from recs.contract import features as F
 from recs.contract import rows as row_rules
 from recs.data.catalogue import read_jsonl
 from recs.types import JsonDict
-from serving.types import ProfileStore
+from serving.types import ProfileStore, StoreUnavailableError
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 PROFILE_FIELDS = row_rules.PROFILE_FIELDS[1:]
 """The stored fields of a profile beside its user_id (`recs.contract.rows`)."""
@@ -60,14 +68,81 @@ def event_effects(event: JsonDict, duration_seconds: float) -> tuple[str, float,
 class SqliteProfileStore:
     """Thread-safe SQLite store of profiles and finished titles.
 
+    The file can change under a running store: replaced by another file or restored from a
+    backup (a new inode, noticed within `check_every_s`), truncated, or locked by another
+    writer. A call that fails raises `StoreUnavailableError` and the next one reopens the
+    file (never creating it: a deleted store stays unavailable until it is back), so the
+    store recovers by itself once the file is good.
+
     Args:
-        path: database file; ":memory:" for a throwaway store.
+        path: database file, created with the schema when missing; ":memory:" for a
+            throwaway store.
+        busy_timeout_s: how long a call waits for another writer's lock before it fails.
+        check_every_s: how often the file's identity is compared with the open one.
     """
 
-    def __init__(self, path: str) -> None:
-        self._connection = sqlite3.connect(path, check_same_thread=False)
-        self._connection.executescript(_SCHEMA)
+    def __init__(self, path: str, busy_timeout_s: float = 5.0, check_every_s: float = 1.0
+                 ) -> None:
+        require(busy_timeout_s >= 0 and check_every_s >= 0, "busy_timeout_s/check_every_s",
+                ">= 0", (busy_timeout_s, check_every_s))
+        self._path = path
+        self._busy_timeout_s = busy_timeout_s
+        self._check_every_s = check_every_s
         self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = sqlite3.connect(
+            path, timeout=busy_timeout_s, check_same_thread=False)
+        self._connection.executescript(_SCHEMA)
+        self._identity = self._file_identity()
+        self._checked_at = time.monotonic()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self._path == ":memory:":
+            return None
+        try:
+            status = os.stat(self._path)
+        except OSError:
+            return None
+        return status.st_dev, status.st_ino
+
+    def _current(self) -> sqlite3.Connection:
+        """The open connection, reopened when the file was swapped or a call failed."""
+        if self._path != ":memory:" and time.monotonic() - self._checked_at >= \
+                self._check_every_s:
+            self._checked_at = time.monotonic()
+            if self._file_identity() != self._identity:
+                self._drop()
+        if self._connection is None:
+            # mode=rw: a store whose file is gone stays unavailable rather than empty.
+            self._connection = sqlite3.connect(
+                f"file:{urllib.parse.quote(self._path)}?mode=rw", uri=True,
+                timeout=self._busy_timeout_s, check_same_thread=False)
+            self._identity = self._file_identity()
+        return self._connection
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._connection.close()
+        self._connection = None
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[sqlite3.Connection]:
+        """The connection under the store's lock; a failure of the file becomes
+        `StoreUnavailableError` and the connection is reopened by the next call."""
+        with self._lock:
+            try:
+                yield self._current()
+            except sqlite3.Error as error:
+                if self._path == ":memory:":
+                    raise
+                self._drop()
+                raise StoreUnavailableError(f"profile store {self._path}: "
+                                            f"{type(error).__name__}: {error}") from error
+
+    def ping(self) -> None:
+        """Raises `StoreUnavailableError` unless the store answers a read."""
+        with self._session() as connection:
+            connection.execute("SELECT 1 FROM profiles LIMIT 1").fetchall()
 
     def upsert_profiles(self, profiles: list[JsonDict]) -> None:
         """Inserts or replaces profiles (dicts with user_id and PROFILE_FIELDS).
@@ -76,24 +151,24 @@ class SqliteProfileStore:
             ValueError: a profile lacks a field or has one of the wrong type.
         """
         rows = [row_rules.profile_values(profile) for profile in profiles]
-        with self._lock, self._connection:
-            self._connection.executemany(
+        with self._session() as connection, connection:
+            connection.executemany(
                 "INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?, ?)", rows)
 
     def mark_finished(self, pairs: list[tuple[str, str]]) -> None:
         """Records (user_id, title_id) pairs as finished; repeats are ignored."""
-        with self._lock, self._connection:
-            self._connection.executemany("INSERT OR IGNORE INTO finished VALUES (?, ?)", pairs)
+        with self._session() as connection, connection:
+            connection.executemany("INSERT OR IGNORE INTO finished VALUES (?, ?)", pairs)
 
     def record_plays(self, plays: list[tuple[str, str, int]]) -> None:
         """Records (user_id, title_id, unix seconds) plays; a title keeps its latest time."""
-        with self._lock, self._connection:
-            self._connection.executemany(_UPSERT_PLAY, plays)
+        with self._session() as connection, connection:
+            connection.executemany(_UPSERT_PLAY, plays)
 
     def history(self, user_id: str, limit: int = F.MAX_WATCHED) -> list[str]:
         """The user's played titles, most recent first (the query's `history`)."""
-        with self._lock:
-            rows = self._connection.execute(
+        with self._session() as connection:
+            rows = connection.execute(
                 "SELECT title_id FROM plays WHERE user_id = ? ORDER BY ts DESC, title_id "
                 "LIMIT ?", (user_id, limit)).fetchall()
         return [title for (title,) in rows]
@@ -109,44 +184,44 @@ class SqliteProfileStore:
         """
         stat, amount, finished = event_effects(event, duration_seconds)
         user, title = event[F.USER_ID], event[F.TITLE_ID]
-        with self._lock, self._connection:
-            cursor = self._connection.execute(
+        with self._session() as connection, connection:
+            cursor = connection.execute(
                 "INSERT OR IGNORE INTO applied_events VALUES (?)", (event["event_id"],))
             if cursor.rowcount == 0:
                 return False
-            self._connection.execute(_UPSERT_PLAY, (user, title, int(event["ts"])))
-            self._connection.execute("INSERT OR IGNORE INTO stats (user_id) VALUES (?)",
-                                     (user,))
-            self._connection.execute(f"UPDATE stats SET {stat} = {stat} + ? WHERE user_id = ?",
-                                     (amount, user))
+            connection.execute(_UPSERT_PLAY, (user, title, int(event["ts"])))
+            connection.execute("INSERT OR IGNORE INTO stats (user_id) VALUES (?)", (user,))
+            connection.execute(f"UPDATE stats SET {stat} = {stat} + ? WHERE user_id = ?",
+                               (amount, user))
             if finished:
-                self._connection.execute("INSERT OR IGNORE INTO finished VALUES (?, ?)",
-                                         (user, title))
+                connection.execute("INSERT OR IGNORE INTO finished VALUES (?, ?)",
+                                   (user, title))
         return True
 
     def stats(self, user_id: str) -> dict[str, float]:
         """Counters the consumer keeps per user: plays, watch_seconds, likes, skips."""
-        with self._lock:
-            row = self._connection.execute(
+        with self._session() as connection:
+            row = connection.execute(
                 "SELECT plays, watch_seconds, likes, skips FROM stats WHERE user_id = ?",
                 (user_id,)).fetchone()
         return dict(zip(STAT_FIELDS, row or (0, 0.0, 0, 0)))
 
     def profile(self, user_id: str) -> JsonDict | None:
-        with self._lock:
-            row = self._connection.execute(
+        with self._session() as connection:
+            row = connection.execute(
                 "SELECT age, country, subscription_tier, preferred_genres FROM profiles "
                 "WHERE user_id = ?", (user_id,)).fetchone()
         return None if row is None else {F.USER_ID: user_id, **dict(zip(PROFILE_FIELDS, row))}
 
     def finished(self, user_id: str) -> set[str]:
-        with self._lock:
-            rows = self._connection.execute(
+        with self._session() as connection:
+            rows = connection.execute(
                 "SELECT title_id FROM finished WHERE user_id = ?", (user_id,)).fetchall()
         return {title for (title,) in rows}
 
     def close(self) -> None:
-        self._connection.close()
+        with self._lock:
+            self._drop()
 
 
 _APPLY = """
@@ -156,6 +231,21 @@ redis.call('HINCRBYFLOAT', KEYS[3], ARGV[4], ARGV[5])
 if ARGV[6] == '1' then redis.call('SADD', KEYS[4], ARGV[2]) end
 return 1
 """
+
+
+def _redis_unavailable(method: _Method) -> _Method:
+    """A Redis store method whose connection and timeout errors are `StoreUnavailableError`
+    (redis-py reconnects by itself on the next call)."""
+    @functools.wraps(method)
+    def call(self: "RedisProfileStore", *args: Any, **kwargs: Any) -> Any:
+        import redis
+
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as error:
+            raise StoreUnavailableError(f"profile store {self._url}: "
+                                        f"{type(error).__name__}: {error}") from error
+    return call  # type: ignore[return-value]
 
 
 class RedisProfileStore:
@@ -170,18 +260,23 @@ class RedisProfileStore:
         prefix: key prefix, so several stores can share one Redis.
     """
 
-    def __init__(self, url: str, prefix: str = "recs:") -> None:
+    def __init__(self, url: str, prefix: str = "recs:", timeout_s: float | None = None
+                 ) -> None:
         try:
             import redis
         except ImportError as error:  # pragma: no cover - the lock file installs it
             raise ImportError("the Redis profile store needs redis: pip install redis") from error
-        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        self._url = url
+        self._redis = redis.Redis.from_url(url, decode_responses=True,
+                                           socket_timeout=timeout_s,
+                                           socket_connect_timeout=timeout_s)
         self._prefix = prefix
         self._apply = self._redis.register_script(_APPLY)
 
     def _key(self, kind: str, user_id: str = "") -> str:
         return f"{self._prefix}{kind}:{user_id}" if user_id else f"{self._prefix}{kind}"
 
+    @_redis_unavailable
     def upsert_profiles(self, profiles: list[JsonDict]) -> None:
         """Inserts or replaces profiles.
 
@@ -193,18 +288,21 @@ class RedisProfileStore:
             pipeline.hset(self._key("profile", user), mapping=dict(zip(PROFILE_FIELDS, fields)))
         pipeline.execute()
 
+    @_redis_unavailable
     def mark_finished(self, pairs: list[tuple[str, str]]) -> None:
         pipeline = self._redis.pipeline(transaction=False)
         for user, title in pairs:
             pipeline.sadd(self._key("finished", user), title)
         pipeline.execute()
 
+    @_redis_unavailable
     def record_plays(self, plays: list[tuple[str, str, int]]) -> None:
         pipeline = self._redis.pipeline(transaction=False)
         for user, title, ts in plays:
             pipeline.zadd(self._key("plays", user), {title: ts}, gt=True)
         pipeline.execute()
 
+    @_redis_unavailable
     def apply_event(self, event: JsonDict, duration_seconds: float) -> bool:
         """`ProfileStore.apply_event`, atomic through one Lua script."""
         stat, amount, finished = event_effects(event, duration_seconds)
@@ -215,22 +313,30 @@ class RedisProfileStore:
             args=[event["event_id"], event[F.TITLE_ID], int(event["ts"]), stat, amount,
                   int(finished)]))
 
+    @_redis_unavailable
     def stats(self, user_id: str) -> dict[str, float]:
         values = self._redis.hgetall(self._key("stats", user_id))
         return {field: float(values.get(field, 0)) for field in STAT_FIELDS}
 
+    @_redis_unavailable
     def history(self, user_id: str, limit: int = F.MAX_WATCHED) -> list[str]:
         """Played titles, most recent first."""
         return self._redis.zrevrange(self._key("plays", user_id), 0, limit - 1)
 
+    @_redis_unavailable
     def profile(self, user_id: str) -> JsonDict | None:
         values = self._redis.hgetall(self._key("profile", user_id))
         if not values:
             return None
         return {F.USER_ID: user_id, **values, F.AGE: int(values[F.AGE])}
 
+    @_redis_unavailable
     def finished(self, user_id: str) -> set[str]:
         return set(self._redis.smembers(self._key("finished", user_id)))
+
+    @_redis_unavailable
+    def ping(self) -> None:
+        self._redis.ping()
 
     def close(self) -> None:
         self._redis.close()
@@ -320,6 +426,9 @@ class CachedProfileStore:
         self.invalidate(str(event[F.USER_ID]))
         return applied
 
+    def ping(self) -> None:
+        self.store.ping()
+
     def listen_for_changes(self, redis_url: str) -> None:
         """Drops a user's entry whenever the consumer publishes a change to them, on a daemon
         thread until `close` (reconnecting after a failure; entries still expire meanwhile)."""
@@ -358,12 +467,18 @@ def is_redis_url(spec: str) -> bool:
     return spec.startswith(REDIS_URL_SCHEMES)
 
 
-def open_store(spec: str) -> ProfileStore:
+def open_store(spec: str, timeout_s: float | None = None) -> ProfileStore:
     """A `redis://` (or `rediss://`, `unix://`) URL opens Redis; anything else is a SQLite
-    file path (":memory:" for a throwaway store)."""
+    file path (":memory:" for a throwaway store).
+
+    Args:
+        timeout_s: how long one call may wait for the store (a SQLite writer's lock, a Redis
+            socket) before `StoreUnavailableError`; None keeps each store's default.
+    """
     if is_redis_url(spec):
-        return RedisProfileStore(spec)
-    return SqliteProfileStore(spec)
+        return RedisProfileStore(spec, timeout_s=timeout_s)
+    return SqliteProfileStore(spec) if timeout_s is None else SqliteProfileStore(
+        spec, busy_timeout_s=timeout_s)
 
 
 def load_store(store: ProfileStore, users_path: str, examples_glob: str

@@ -48,6 +48,7 @@ class _Gated:
     def __init__(self) -> None:
         self.entered = threading.Semaphore(0)
         self.gate = threading.Event()
+        self.store = SqliteProfileStore(":memory:")  # Readiness asks it.
 
     def ranked(self, user_id: str, **_) -> ServedList:
         self.entered.release()
@@ -350,3 +351,56 @@ def test_an_empty_body_is_400_and_a_body_not_sent_as_json_is_415(api, headers, d
 def test_ids_and_profiles_follow_the_contract_the_spec_states(api, body, message):
     response = api.post(RECOMMENDATIONS_PATH, json=body)
     assert response.status_code == 422 and message in response.json()["error"], response.text
+
+
+def test_a_store_swapped_for_junk_gets_the_fallback_and_unready_then_recovers(tmp_path):
+    import os
+
+    path = tmp_path / "profiles.db"
+    good = SqliteProfileStore(str(path))
+    good.upsert_profiles([{"user_id": "u1", "age": 30, "country": "de",
+                           "subscription_tier": "basic", "preferred_genres": ""}])
+    good.close()
+    os.link(path, tmp_path / "backup.db")
+    catalogue = {"t1": {"title_id": "t1", "genre": "drama", "popularity": 1.0}}
+    store = SqliteProfileStore(str(path), busy_timeout_s=0.1, check_every_s=0.0)
+    class Down:
+        """A model server that is away: the recovered request falls back for that reason."""
+
+        def predict_versioned(self, *args, **kwargs):
+            from serving.clients import ModelServerError
+
+            raise ModelServerError("UNAVAILABLE", "away")
+
+    app = create_app(OnlinePolicy(Recommender(client=Down(), store=store, catalogue=catalogue),
+                                  ServiceConfig(), status=_Ready()))
+    with TestClient(app) as api:
+        assert api.get("/readyz").status_code == 200
+        (tmp_path / "junk").write_bytes(b"not a database " * 64)
+        os.replace(tmp_path / "junk", path)
+        answers = [api.post(RECOMMENDATIONS_PATH, json={"user_id": "u1", "k": 1})
+                   for _ in range(3)]
+        assert {(a.status_code, a.json()["fallback"]) for a in answers} == {
+            (200, "store_unavailable")}
+        assert [i["title_id"] for i in answers[0].json()["items"]] == ["t1"]
+        ready = api.get("/readyz")
+        assert ready.status_code == 503 and "profile store" in ready.json()["error"]
+        metrics = api.get("/metrics").text
+        assert 'recs_fallbacks_total{reason="store_unavailable"} 3.0' in metrics
+        os.replace(tmp_path / "backup.db", path)  # Restored: no restart needed.
+        assert api.get("/readyz").status_code == 200
+        recovered = api.post(RECOMMENDATIONS_PATH, json={"user_id": "u1", "k": 1})
+        # The profile is read again; the models (away here) are asked.
+        assert recovered.json()["fallback"] == "model_server_error"
+
+
+def test_a_crash_is_counted_in_the_metrics():
+    class Broken(Recommender):
+        def ranked(self, user_id, **options):
+            raise KeyError("a bug")
+
+    app = create_app(OnlinePolicy(Broken(client=None, store=SqliteProfileStore(":memory:"),
+                                         catalogue={}), ServiceConfig(), status=_Ready()))
+    with TestClient(app, raise_server_exceptions=False) as api:
+        assert api.post(RECOMMENDATIONS_PATH, json={"user_id": "u1"}).status_code == 500
+        assert 'recs_requests_total{outcome="error"} 1.0' in api.get("/metrics").text
