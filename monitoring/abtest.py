@@ -4,18 +4,29 @@
     watch time              Welch's t-test, with CUPED variance reduction by a pre-period covariate
     the split itself        chi-square sample-ratio-mismatch check against the designed weights
     design                  sample size per arm for a minimum detectable effect and power
+    `recs abtest`           `run_abtest`: the fixed-horizon analysis and verdict, Kaplan-Meier
+                            retention when the rows carry survival fields
+                            (`monitoring.survival`), and with a `SequentialDesign` the daily
+                            group-sequential looks (`monitoring.sequential`)
 
-The experiments and their arms are `serving.online.experiments`' (where users are assigned).
+The experiments and their arms are `serving.online.experiments`' (where users are assigned);
+the per-user rows are `recs.contract.outcomes`' (written by `recs outcomes`).
 """
 
 import dataclasses
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats
 
 from recs.config import Config, require
-from serving.online.experiments import Experiment
+from recs.contract import outcomes as O
+from serving.online.experiments import Arm, Experiment
+
+if TYPE_CHECKING:  # Both import this module.
+    from monitoring.sequential import AAStoppingRate, SequentialResult
+    from monitoring.survival import SurvivalAnalysis
 
 SRM_ALPHA = 0.001
 """p-value below which a split counts as broken (conventional for SRM checks)."""
@@ -168,11 +179,11 @@ def sample_size_means(std: float, minimum_effect: float, alpha: float = 0.05,
                                                    power=power)))
 
 
-BINARY_METRICS = ("engaged", "returned", "renewed")
+BINARY_METRICS = (O.ENGAGED, O.RETURNED, O.RENEWED)
 """Per-user 0/1 outcomes compared with the two-proportion z-test; a user whose value is None
 (e.g. no renewal decision within the window) is left out of that metric only."""
-CONTINUOUS_METRIC = "watch_seconds"
-COVARIATE = "pre_watch_seconds"
+CONTINUOUS_METRIC = O.WATCH_SECONDS
+COVARIATE = O.PRE_WATCH_SECONDS
 """Optional per-user pre-experiment watch time; when present, watch time is CUPED-adjusted."""
 SURVIVAL_METRIC = r"(retention|renewal)_d[1-9][0-9]*"
 """The names of `monitoring.survival`'s comparisons: retention at a day, renewal at a billing
@@ -307,9 +318,9 @@ def analyze(experiment: Experiment, rows: list[dict], alpha: float = 0.05) -> An
         ValueError: a row names an arm the experiment does not have, or an arm is empty.
     """
     names = [arm.name for arm in experiment.arms]
-    unknown = sorted({row["arm"] for row in rows} - set(names))
+    unknown = sorted({row[O.ARM] for row in rows} - set(names))
     require(not unknown, "rows' arms", f"among {names}", unknown)
-    by_arm = {name: [row for row in rows if row["arm"] == name] for name in names}
+    by_arm = {name: [row for row in rows if row[O.ARM] == name] for name in names}
     counts = [len(by_arm[name]) for name in names]
     ratio = sample_ratio_check(counts, [arm.weight for arm in experiment.arms])
     control, treatment = by_arm[names[0]], by_arm[names[1]]
@@ -341,32 +352,151 @@ def analyze(experiment: Experiment, rows: list[dict], alpha: float = 0.05) -> An
     return Analysis(experiment.name, (names[0], names[1]), ratio, comparisons)
 
 
-def run_abtest(outcomes_path: str, experiment_name: str, weights: str, out_dir: str,
-               alpha: float = 0.05, rule: DecisionRule | None = None
-               ) -> tuple[Analysis, Verdict]:
-    """`recs abtest`: analyzes per-user outcome rows (JSON lines, e.g. from `recs outcomes`),
-    applies the pre-registered decision rule, and writes `abtest_<name>.json` (the analysis
-    and its verdict) and `abtest_<name>.png` to `out_dir`.
+@dataclasses.dataclass(frozen=True)
+class SequentialDesign(Config):
+    """The pre-registered design of `recs abtest --sequential`.
 
-    Args:
-        outcomes_path: one JSON object per user (see `analyze`).
-        experiment_name: the experiment.
-        weights: the designed split, control first, e.g. "control=1,treatment=1".
-        out_dir: where the report and the plot go.
-        alpha: the significance level of the intervals.
-        rule: the rollout rule; default: `DecisionRule(alpha=alpha)` (7-day return).
-
-    Raises:
-        ValueError: a malformed `weights`, outcome rows `analyze` refuses, or a rule whose
-            metric the rows do not hold.
+    Attributes:
+        looks: the planned daily looks (the experiment's length in days).
+        spending: the alpha-spending function, one of `monitoring.sequential`'s
+            `SPENDING_FUNCTIONS` ("obrien_fleming", "pocock").
+        aa_splits: re-randomized 50/50 splits of the same users on which to measure the A/A
+            stopping rate (`monitoring.sequential.aa_stopping_rate`); 0 = none.
+        seed: seeds those splits.
     """
-    import json
-    import pathlib
 
-    from recs.data.catalogue import read_jsonl
-    from recs.plots import plot_experiment
-    from serving.online.experiments import Arm
+    looks: int
+    spending: str = "obrien_fleming"  # monitoring.sequential.OBRIEN_FLEMING (it imports us).
+    aa_splits: int = 0
+    seed: int = 0
 
+    def __post_init__(self) -> None:
+        from monitoring.sequential import SPENDING_FUNCTIONS
+
+        require(type(self.looks) is int and self.looks >= 1, "looks",
+                "a whole number of daily looks >= 1, e.g. 14", self.looks)
+        require(self.spending in SPENDING_FUNCTIONS, "spending", f"one of {SPENDING_FUNCTIONS}",
+                self.spending)
+        require(type(self.aa_splits) is int and self.aa_splits >= 0, "aa_splits",
+                "a whole number >= 0 (0 = no A/A re-splits)", self.aa_splits)
+
+
+FIXED_HORIZON, SEQUENTIAL = "fixed_horizon", "sequential"
+"""`recs abtest`'s modes (`ABTestResult.mode`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ABTestResult:
+    """What `recs abtest` found, and the files it wrote.
+
+    Attributes:
+        mode: `FIXED_HORIZON` or `SEQUENTIAL`.
+        analysis: the comparisons, survival metrics (retention_dN, renewal_dN) included when
+            the rows carry survival fields; in sequential mode, of the rows as they stood on
+            `rows_day`.
+        verdict: the pre-registered rule's verdict: `decide`'s, or the sequential test's.
+        survival: Kaplan-Meier retention per arm; None when the rows carry no survival fields
+            (no subscription decisions) for both arms.
+        sequential: the daily looks up to the stop; None in fixed-horizon mode.
+        aa: the A/A stopping rate over re-splits; None unless asked for.
+        rows_day: sequential mode: the experiment day whose rows `analysis` and `survival`
+            read (the stop day, or the last day while the test runs); None otherwise.
+        json_path: the report, `abtest_<experiment>.json`.
+        plots: what each PNG beside it shows -> its path ("lifts", and "retention",
+            "sequential" when there is such a result).
+    """
+
+    mode: str
+    analysis: Analysis
+    verdict: Verdict
+    survival: "SurvivalAnalysis | None"
+    sequential: "SequentialResult | None"
+    aa: "AAStoppingRate | None"
+    rows_day: int | None
+    json_path: str
+    plots: dict[str, str]
+
+    @property
+    def split_broken(self) -> bool:
+        """The sample-ratio check failed (at any look, in sequential mode)."""
+        if self.sequential is not None:
+            from monitoring.sequential import SAMPLE_RATIO
+
+            return self.sequential.stopped_on == SAMPLE_RATIO
+        return self.analysis.sample_ratio.mismatch
+
+    def to_dict(self) -> dict:
+        """The report as JSON: `Analysis.to_dict()`'s keys (experiment, arms, sample_ratio,
+        comparisons), then verdict, mode, rows_day, survival, sequential, aa (None when
+        absent) and plots (file names beside the JSON)."""
+        import pathlib
+
+        return {**self.analysis.to_dict(), "verdict": self.verdict.to_dict(),
+                "mode": self.mode, "rows_day": self.rows_day,
+                "survival": None if self.survival is None else self.survival.to_dict(),
+                "sequential": None if self.sequential is None else self.sequential.to_dict(),
+                "aa": None if self.aa is None else self.aa.to_dict(),
+                "plots": {name: pathlib.Path(path).name for name, path in self.plots.items()}}
+
+    def text(self) -> str:
+        """The primary metric, the comparisons, retention, the looks and the verdict, for
+        a terminal."""
+        rule = self.verdict.rule
+        lines = [f"primary metric (pre-registered): {rule.metric}, alpha {rule.alpha}, "
+                 f"minimum effect {rule.minimum_effect:g}; mode: {self.mode}"]
+        if self.rows_day is not None:
+            lines.append(f"comparisons of the rows as of experiment day {self.rows_day}")
+        lines.append(self.analysis.table())
+        if self.survival is not None:
+            lines += _survival_lines(self.survival)
+        if self.sequential is not None:
+            lines += _sequential_lines(self.sequential)
+        if self.aa is not None:
+            lines.append(f"A/A: {self.aa.rate:.1%} of {self.aa.splits} re-splits stopped on a "
+                         f"boundary (alpha {self.aa.alpha}); verdicts {self.aa.actions}")
+        lines.append(f"verdict: {self.verdict.action.upper()} ({self.verdict.reason})")
+        return "\n".join(lines)
+
+
+def _number(value: float | None, spec: str = ".4g") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _interval(interval: tuple[float, float] | None) -> str:
+    return "" if interval is None else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def _survival_lines(survival: "SurvivalAnalysis") -> list[str]:
+    arms = survival.arms
+    churned = ", ".join(f"{c.arm} {c.churned} of {c.users}" for c in survival.curves)
+    lines = [f"retention (Kaplan-Meier; churned: {churned}), log-rank p = "
+             f"{survival.logrank_p_value:.3g}",
+             f"  {'metric':<16} {arms[0]:>26} {arms[1]:>26} {'difference [CI]':>30} {'p':>8}"]
+    for c in (*survival.retention, *survival.renewal):
+        control = _number(c.control, ".3f") + _interval(c.control_ci)
+        treatment = _number(c.treatment, ".3f") + _interval(c.treatment_ci)
+        difference = ("not identified" if not c.identified else
+                      f"{c.difference:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}]")
+        lines.append(f"  {c.metric:<16} {control:>26} {treatment:>26} {difference:>30} "
+                     f"{_number(c.p_value, '.3g'):>8}")
+    return lines
+
+
+def _sequential_lines(result: "SequentialResult") -> list[str]:
+    lines = [f"sequential: {result.planned_looks} daily looks, {result.spending} spending, "
+             f"{result.metric}",
+             f"  {'day':>4} {'n':>13} {'z':>8} {'boundary':>9} {'crossed':>8}"]
+    for look in result.looks:
+        lines.append(f"  {look.day:>4} {f'{look.n_control}/{look.n_treatment}':>13} "
+                     f"{_number(look.z, '.3f'):>8} {_number(look.boundary, '.3f'):>9} "
+                     f"{'yes' if look.crossed else '':>8}")
+    stop = ("still running" if result.stop_day is None else
+            f"stopped on day {result.stop_day} ({result.stopped_on})")
+    lines.append(f"  {stop}: {result.verdict.action}")
+    return lines
+
+
+def _arms(weights: str) -> tuple[Arm, ...]:
     arms = []
     for part in weights.split(","):
         name, _, weight = part.partition("=")
@@ -375,13 +505,108 @@ def run_abtest(outcomes_path: str, experiment_name: str, weights: str, out_dir: 
         except ValueError as error:
             raise ValueError(f"weights must be name=weight pairs such as "
                              f"'control=1,treatment=1'; received {weights!r} ({error}).") from error
-    analysis = analyze(Experiment(experiment_name, arms=tuple(arms)),
-                       read_jsonl(outcomes_path), alpha)
-    verdict = decide(analysis, rule or DecisionRule(alpha=alpha))
-    report = {**analysis.to_dict(), "verdict": verdict.to_dict()}
+    return tuple(arms)
+
+
+def _survival(rows: list[dict], arms: tuple[str, str], alpha: float
+              ) -> "SurvivalAnalysis | None":
+    """Kaplan-Meier retention of the rows that carry survival fields, when both arms have
+    some."""
+    from monitoring.survival import retention_survival
+
+    known = [row for row in rows if row[O.ARM] in arms and O.has_survival(row)]
+    if not all(any(row[O.ARM] == arm for row in known) for arm in arms):
+        return None
+    return retention_survival([row[O.ARM] for row in known],
+                              [row[O.DAYS_OBSERVED] for row in known],
+                              [row[O.CHURNED] for row in known], arms=arms, alpha=alpha)
+
+
+def run_abtest(outcomes_path: str, experiment_name: str, weights: str, out_dir: str,
+               alpha: float = 0.05, rule: DecisionRule | None = None,
+               sequential: SequentialDesign | None = None) -> ABTestResult:
+    """`recs abtest`: analyzes per-user outcome rows (JSON lines from `recs outcomes`),
+    applies the pre-registered decision rule, and writes `abtest_<name>.json`
+    (`ABTestResult.to_dict`) and its plots to `out_dir`: `abtest_<name>.png` (the lifts),
+    `abtest_<name>_retention.png` (Kaplan-Meier curves, when the rows carry survival
+    fields), `abtest_<name>_sequential.png` (z against the boundary, sequential mode).
+
+    Fixed horizon (`sequential` None): every row once, `decide`'s verdict. Sequential: the
+    daily rows (`recs outcomes --daily`), the group-sequential verdict at the first crossed
+    boundary (`monitoring.sequential.sequential_verdict`), and the comparisons of the rows as
+    they stood on the stop day.
+
+    Args:
+        outcomes_path: one JSON object per user (see `analyze`), or per user and day in
+            sequential mode (`recs.contract.outcomes.DAILY_FIELDS`).
+        experiment_name: the experiment.
+        weights: the designed split, control first, e.g. "control=1,treatment=1".
+        out_dir: where the report and the plots go.
+        alpha: the significance level of the intervals.
+        rule: the rollout rule, named before the run; default: `DecisionRule(alpha=alpha)`
+            (7-day return). A survival metric ("retention_d28") needs rows with survival
+            fields; the sequential mode needs a metric with a sequential test.
+        sequential: the sequential design; None for the fixed-horizon test.
+
+    Raises:
+        ValueError: a malformed `weights`, outcome rows `analyze` refuses, daily rows without
+            a sequential design or plain rows with one, a rule whose metric the rows do not
+            hold, or a design the sequential test refuses.
+    """
+    import json
+    import pathlib
+
+    from recs.data.catalogue import read_jsonl
+    from recs.plots import plot_experiment
+
+    experiment = Experiment(experiment_name, arms=_arms(weights))
+    rule = rule or DecisionRule(alpha=alpha)
+    rows = read_jsonl(outcomes_path)
     out = pathlib.Path(out_dir)
+    stem = f"abtest_{experiment_name}"
+    plots = {"lifts": str(out / f"{stem}.png")}
+    result = aa = None
+    rows_day = None
+    if sequential is None:
+        daily = [row for row in rows if O.EXPERIMENT_DAY in row]
+        require(not daily, "outcomes", "one row per user for the fixed-horizon test; these "
+                f"are daily rows (with {O.EXPERIMENT_DAY}): pass --sequential --looks N, or "
+                f"the rows file beside them (without {O.DAILY_SUFFIX})", outcomes_path)
+    else:
+        from monitoring.sequential import aa_stopping_rate, sequential_verdict
+
+        by_day = O.rows_by_day(rows)
+        names = tuple(arm.name for arm in experiment.arms[:2])
+        shares = tuple(arm.weight for arm in experiment.arms[:2])
+        result = sequential_verdict(by_day, rule, sequential.looks, arms=names,
+                                    weights=shares, spending=sequential.spending)
+        if sequential.aa_splits:
+            aa = aa_stopping_rate(by_day, rule, sequential.looks, splits=sequential.aa_splits,
+                                  seed=sequential.seed, arms=names,
+                                  spending=sequential.spending)
+        rows_day = result.stop_day or len(by_day)
+        rows = list(by_day[rows_day - 1])
+        plots["sequential"] = str(out / f"{stem}_sequential.png")
+    analysis = analyze(experiment, rows, alpha)
+    survival = _survival(rows, analysis.arms, alpha)
+    if survival is not None:
+        analysis = dataclasses.replace(analysis, comparisons=[*analysis.comparisons,
+                                                               *survival.comparisons()])
+        plots["retention"] = str(out / f"{stem}_retention.png")
+    verdict = result.verdict if result is not None else decide(analysis, rule)
+    report = ABTestResult(SEQUENTIAL if sequential else FIXED_HORIZON, analysis, verdict,
+                          survival, result, aa, rows_day, str(out / f"{stem}.json"), plots)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"abtest_{experiment_name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot_experiment(report["comparisons"], f"{experiment_name}: {analysis.arms[1]} vs "
-                    f"{analysis.arms[0]}", str(out / f"abtest_{experiment_name}.png"))
-    return analysis, verdict
+    written = report.to_dict()
+    pathlib.Path(report.json_path).write_text(json.dumps(written, indent=2) + "\n")
+    title = f"{experiment_name}: {analysis.arms[1]} vs {analysis.arms[0]}"
+    plot_experiment(written["comparisons"], title, plots["lifts"])
+    if survival is not None:
+        from monitoring.survival import plot_retention
+
+        plot_retention(survival, title, plots["retention"])
+    if result is not None:
+        from monitoring.sequential import plot_sequential
+
+        plot_sequential(result, plots["sequential"])
+    return report

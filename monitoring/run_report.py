@@ -616,7 +616,61 @@ def _experiments_section(workdir: RunLayout) -> str:
         plot = path.with_suffix(".png")
         if plot.is_file():
             parts.append(_image_file(plot, f"{analysis['experiment']} lifts"))
+        plots = analysis.get("plots") or {}
+        if analysis.get("survival"):
+            parts.append(_retention_part(analysis["survival"], path.parent, plots))
+        if analysis.get("sequential"):
+            parts.append(_sequential_part(analysis, path.parent, plots))
     return "".join(parts)
+
+
+def _interval(interval: Sequence[float] | None) -> str:
+    return "n/a" if interval is None else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def _retention_part(survival: dict, folder: pathlib.Path, plots: dict[str, str]) -> str:
+    """Kaplan-Meier retention per arm at the day marks and billing days, and the curves."""
+    control, treatment = survival["arms"]
+    rows = [(c["metric"], c["control"], _interval(c["control_ci"]), c["treatment"],
+             _interval(c["treatment_ci"]), c["difference"],
+             _interval(None if c["ci_low"] is None else (c["ci_low"], c["ci_high"])),
+             c["p_value"], c["significant"] if c["identified"] else "not identified")
+            for c in (*survival["retention"], *survival["renewal"])]
+    churned = ", ".join(f"{curve['arm']} {curve['churned']:,} of {curve['users']:,}"
+                        for curve in survival["curves"])
+    curves = (_image_file(folder / plots["retention"], "retention curves")
+              if "retention" in plots else _note("No retention plot beside the analysis."))
+    return (f"<h4>Retention (Kaplan-Meier)</h4><p>Churned: {_e(churned)}; log-rank p = "
+            f"{survival['logrank']['p_value']:.3g}. Still subscribed after each day, with "
+            f"{1 - survival['alpha']:.0%} intervals; renewal at each billing day (every "
+            f"{survival['cycle_days']} days).</p>"
+            + _table(("metric", control, "CI", treatment, "CI", "difference",
+                      "CI of difference", "p", "significant"), rows) + curves)
+
+
+def _sequential_part(analysis: dict, folder: pathlib.Path, plots: dict[str, str]) -> str:
+    """The daily looks against the group-sequential boundary, where the test stopped, and
+    the A/A stopping rate when it was measured."""
+    sequential = analysis["sequential"]
+    stop = ("still running" if sequential["stop_day"] is None else
+            f"stopped on day {sequential['stop_day']} ({sequential['stopped_on']})")
+    looks = _table(("day", "n control", "n treatment", "z", "boundary", "crossed",
+                    "repeated CI of difference"),
+                   [(look["day"], look["n_control"], look["n_treatment"], look["z"],
+                     look["boundary"], look["crossed"],
+                     _interval(None if look["ci_low"] is None else
+                               (look["ci_low"], look["ci_high"])))
+                    for look in sequential["looks"]])
+    aa = analysis.get("aa")
+    aa_line = (f"<p>A/A: {aa['rate']:.1%} of {aa['splits']:,} re-splits of the same users "
+               f"stopped on a boundary (alpha {aa['alpha']}).</p>" if aa else "")
+    boundary = (_image_file(folder / plots["sequential"], "sequential boundary")
+                if "sequential" in plots else _note("No sequential plot beside the analysis."))
+    return (f"<h4>Sequential boundary</h4><p>{_e(sequential['metric'])}: "
+            f"{sequential['planned_looks']} daily looks, {_e(sequential['spending'])} "
+            f"spending; <b>{_e(stop)}: {_e(sequential['verdict']['action'])}</b>. The tables "
+            f"above read the rows as of day {_e(analysis.get('rows_day'))}.</p>"
+            + looks + aa_line + boundary)
 
 
 def write_run_report(workdir: RunLayout, out_path: str | pathlib.Path | None = None

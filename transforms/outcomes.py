@@ -10,7 +10,11 @@
       -> users served a list naming the experiment on a day in [start, end]
       -> one arm per user (two arms is a broken assignment) ---------------------------> dead letter
       -> the user's outcome row -> output_path (JSON lines, what `recs abtest` reads)
+      -> with `daily`: the row as it stood at each day -> <output>.daily.jsonl
+         (what `recs abtest --sequential` reads)
     counters -> <output>.report.json; dead letters -> <output>.dead_letter.jsonl
+
+The rows are `recs.contract.outcomes`' records.
 
 Days. A served list's day is its partition's: the line's `ts` is the server's wall clock,
 which a simulated service does not follow. A record's day is the UTC date of its session start
@@ -34,6 +38,20 @@ The row of a user first exposed on day d0 (the window is [start, end], both incl
   cannot tell).
 - `renewed`: the user's first subscription decision on a day in (d0, end], ordered by day then
   time stamp: 1 renewed, 0 cancelled; null without one or without a subscriptions input.
+- `churned`, `days_observed` (survival, `monitoring.survival`): with a cancellation on a day
+  c in [d0, end] (the first such), churned 1 and c - d0 days; otherwise censored, churned 0
+  and end - d0 days. A cancellation on d0 counts (0 days; a closed loop decides churn at the
+  end of the day, after the day's sessions), unlike `renewed`, which reads decisions after
+  d0: a user who is gone must not be counted as still subscribed. A cancellation before d0
+  does not count (the arm cannot have caused it). Both null without a subscriptions input.
+
+Daily rows (`daily`): for each day d from the user's first exposure to `end`, the row a run
+with `end_day` = d would write, plus `as_of_day` (d) and `experiment_day` (d - start + 1):
+every input is cut at d, and `returned` stays null until its horizon ends by d. They equal
+such a run's rows exactly while no example is filed more than `delivery_slack_days` after its
+session day (what both runs assume). A user whose lists name a second arm later has rows for
+the days before it (as a run then would have), and no row from that day on; the final rows
+dead-letter them as above. One pass over the shuffle gives every day's rows.
 
 Hostile input. Every line read is either used or dead-lettered with its reason, file and line
 (its bytes as text, or base64 when they are not UTF-8): bytes that are not UTF-8, JSON that
@@ -68,6 +86,7 @@ from google.protobuf.message import DecodeError
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from recs import features as F
 from recs.config import Config, require
+from recs.contract import outcomes as O
 from recs.contract.dead_letters import (RECORDS, SERVED, SUBSCRIPTIONS, DeadLetter, Refused,
                                         require_id)
 from recs.contract.events import Reason
@@ -79,6 +98,7 @@ import tensorflow as tf
 
 _NAMESPACE = "recs.outcomes"
 _DEAD_LETTER = "dead_letter"
+_DAILY = "daily"
 _DAY_PARTITION = re.compile(r"day=(\d{4}-\d{2}-\d{2})")
 _EPOCH = dt.date(1970, 1, 1).toordinal()
 MAX_LINE_BYTES = 1 << 20
@@ -134,6 +154,8 @@ class OutcomesConfig(Config):
         delivery_slack_days: how many days after a record's session day its example may be
             filed (ingestion files a session under its delivery day); example partitions are
             read this much beyond both ends of what the windows need.
+        daily: also write the rows as they stood at each day of the window to
+            `daily_path` (`recs abtest --sequential` reads them).
         beam_args: Beam pipeline options passed through unchanged, e.g.
             `("--direct_running_mode=multi_processing", "--direct_num_workers=2")` or a
             Dataflow/Flink/Spark runner's (`transforms.runners.BeamRunnerConfig.args()`).
@@ -150,6 +172,7 @@ class OutcomesConfig(Config):
     return_horizon_days: int = 7
     attribution_days: int = 1
     delivery_slack_days: int = 1
+    daily: bool = False
     beam_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -172,6 +195,7 @@ class OutcomesConfig(Config):
         require(self.attribution_days >= 0, "attribution_days", ">= 0", self.attribution_days)
         require(self.delivery_slack_days >= 0, "delivery_slack_days", ">= 0",
                 self.delivery_slack_days)
+        require(isinstance(self.daily, bool), "daily", "True or False", self.daily)
         require(isinstance(self.beam_args, tuple)
                 and all(isinstance(arg, str) for arg in self.beam_args), "beam_args",
                 "a tuple of strings such as ('--direct_num_workers=2',)", self.beam_args)
@@ -198,6 +222,11 @@ class OutcomesConfig(Config):
     def report_path(self) -> str:
         return f"{self._base}.report.json"
 
+    @property
+    def daily_path(self) -> str:
+        """The daily rows' file (written when `daily`)."""
+        return O.daily_path(self.output_path)
+
 
 @dataclasses.dataclass(frozen=True)
 class OutcomesReport:
@@ -215,6 +244,8 @@ class OutcomesReport:
             pre_period_days, end]), `users_not_exposed`, `files_outside_window` (partitions
             not read).
         output_path, dead_letter_path, report_path: what the run wrote.
+        daily_path: the daily rows' file; "" when the run wrote none.
+        daily_rows: daily rows written (every user's, every day).
     """
 
     users_by_arm: dict[str, int]
@@ -225,6 +256,8 @@ class OutcomesReport:
     output_path: str
     dead_letter_path: str
     report_path: str
+    daily_path: str = ""
+    daily_rows: int = 0
 
     @property
     def users(self) -> int:
@@ -244,9 +277,13 @@ class OutcomesReport:
         lines.append(line("dead-lettered", sum(self.dead_lettered.values())))
         lines += [line(f"  {reason}", count) for reason, count in self.dead_lettered.items()]
         lines += [line(f"skipped {name}", count) for name, count in self.skipped.items()]
+        if self.daily_path:
+            lines.append(line("daily rows", self.daily_rows))
         lines += [f"rows          {self.output_path}",
                   f"dead letters  {self.dead_letter_path}",
                   f"report        {self.report_path}"]
+        if self.daily_path:
+            lines.append(f"daily rows    {self.daily_path}")
         return "\n".join(lines)
 
 
@@ -436,7 +473,8 @@ def _record_values(serialized: bytes) -> tuple[str, str, int, float, int]:
 
 
 def user_outcome(config: OutcomesConfig, served: Iterable[tuple], records: Iterable[tuple],
-                 subscriptions: Iterable[tuple] | None) -> dict[str, Any] | list[tuple] | None:
+                 subscriptions: Iterable[tuple] | None, as_of: int | None = None
+                 ) -> dict[str, Any] | list[tuple] | None:
     """One user's outcome row, from their served lists, records and decisions in the window.
 
     Args:
@@ -445,12 +483,15 @@ def user_outcome(config: OutcomesConfig, served: Iterable[tuple], records: Itera
         records: (session day, title, watch seconds, engaged) per record.
         subscriptions: (day, time stamp, file index, line, renewed) per decision; None
             without a subscriptions input.
+        as_of: the last day the row sees (an ordinal in [start, end]); default `end`. Every
+            input is cut at this day: the row a run with `end_day` = this day would write.
 
     Returns:
-        The row (without `user_id`); None for a user never exposed; for a user exposed to
-        more than one arm, their exposures (day, arm, file index, line), sorted.
+        The row (without `user_id`); None for a user not exposed by `as_of`; for a user
+        exposed to more than one arm, their exposures (day, arm, file index, line), sorted.
     """
-    served = list(served)
+    end = config.end if as_of is None else as_of
+    served = [value for value in served if value[0] <= end]
     exposures = [value for value in served if value[1] is not None]
     if not exposures:
         return None
@@ -458,13 +499,12 @@ def user_outcome(config: OutcomesConfig, served: Iterable[tuple], records: Itera
     if len(arms) > 1:
         return sorted((day, arm, index, line) for day, arm, _, index, line in exposures)
     first = min(day for day, _, _, _, _ in exposures)
-    end = config.end
     served_on: dict[str, set[int]] = {}
     for day, _, titles, _, _ in exposures:
         for title in titles:
             served_on.setdefault(title, set()).add(day)
-    records = list(records)
-    engaged = {title for day, title, _, label in records if label == 1 and day <= end
+    records = [value for value in records if value[0] <= end]
+    engaged = {title for day, title, _, label in records if label == 1
                and any(s <= day <= s + config.attribution_days
                        for s in served_on.get(title, ()))}
     pre_start = config.start - config.pre_period_days
@@ -473,28 +513,54 @@ def user_outcome(config: OutcomesConfig, served: Iterable[tuple], records: Itera
     if horizon <= end:
         active = {day for day, _, _, _ in records} | {day for day, _, _, _, _ in served}
         returned = int(any(first < day <= horizon for day in active))
-    renewed = None
-    decisions = sorted(value for value in subscriptions or () if first < value[0] <= end)
-    if decisions:
-        renewed = decisions[0][-1]
+    renewed = churned = days_observed = None
+    if subscriptions is not None:
+        decisions = sorted(value for value in subscriptions if first <= value[0] <= end)
+        later = [value for value in decisions if value[0] > first]
+        if later:
+            renewed = later[0][-1]
+        cancelled = [value[0] for value in decisions if value[-1] == 0]
+        churned = int(bool(cancelled))
+        days_observed = (cancelled[0] if cancelled else end) - first
     return {
-        "arm": arms.pop(),
-        "first_exposure_day": _iso(first),
-        "lists_served": len(exposures),
-        "titles_served": len(served_on),
-        "engaged": int(bool(engaged)),
-        "served_engaged": len(engaged),
-        "watch_seconds": float(sum(w for day, _, w, _ in records if first <= day <= end)),
-        "pre_watch_seconds": float(sum(w for day, _, w, _ in records
+        O.ARM: arms.pop(),
+        O.FIRST_EXPOSURE_DAY: _iso(first),
+        O.LISTS_SERVED: len(exposures),
+        O.TITLES_SERVED: len(served_on),
+        O.ENGAGED: int(bool(engaged)),
+        O.SERVED_ENGAGED: len(engaged),
+        O.WATCH_SECONDS: float(sum(w for day, _, w, _ in records if first <= day)),
+        O.PRE_WATCH_SECONDS: float(sum(w for day, _, w, _ in records
                                        if pre_start <= day < config.start)),
-        "returned": returned,
-        "renewed": renewed,
+        O.RETURNED: returned,
+        O.RENEWED: renewed,
+        O.DAYS_OBSERVED: days_observed,
+        O.CHURNED: churned,
     }
 
 
+def daily_outcomes(config: OutcomesConfig, served: Iterable[tuple], records: Iterable[tuple],
+                   subscriptions: Iterable[tuple] | None) -> Iterator[dict[str, Any]]:
+    """The user's rows as they stood at each day from their first exposure to `end`
+    (`user_outcome` with `as_of` that day), each with `as_of_day` and `experiment_day`;
+    none for the days on which the user's lists name two arms.
+
+    Args:
+        config, served, records, subscriptions: as `user_outcome`'s.
+    """
+    served, records = list(served), list(records)
+    subscriptions = None if subscriptions is None else list(subscriptions)
+    days = [value[0] for value in served if value[1] is not None]
+    for day in range(min(days, default=config.end + 1), config.end + 1):
+        outcome = user_outcome(config, served, records, subscriptions, as_of=day)
+        if isinstance(outcome, dict):
+            yield {O.AS_OF_DAY: _iso(day), O.EXPERIMENT_DAY: day - config.start + 1, **outcome}
+
+
 class UserOutcomes(_CountingDoFn):
-    """(user id, {input: values}) -> the user's outcome row as JSON; a dead letter for a user
-    exposed to two arms, or whose outcome raised.
+    """(user id, {input: values}) -> the user's outcome row as JSON, and with `daily` their
+    daily rows (tagged `_DAILY`); a dead letter for a user exposed to two arms, or whose
+    outcome raised.
 
     Args:
         config: the windows and rules.
@@ -509,14 +575,19 @@ class UserOutcomes(_CountingDoFn):
 
     def process(self, element: tuple[str, dict[str, Iterable[tuple]]]) -> Iterator[Any]:
         user, grouped = element
+        served, records = list(grouped.get(SERVED, ())), list(grouped.get(RECORDS, ()))
+        decisions = list(grouped.get(SUBSCRIPTIONS, ())) if self._subscriptions else None
         try:
-            outcome = user_outcome(self._config, grouped.get(SERVED, ()),
-                                   grouped.get(RECORDS, ()),
-                                   grouped.get(SUBSCRIPTIONS, ()) if self._subscriptions
-                                   else None)
+            outcome = user_outcome(self._config, served, records, decisions)
+            daily = (list(daily_outcomes(self._config, served, records, decisions))
+                     if self._config.daily else [])
         except Exception as error:  # noqa: BLE001  (one user must not stop the job)
             yield _dead(SERVED, Reason.PROCESSING_ERROR, _failure(error), user_id=user)
             return
+        if daily:
+            self._counts["daily_rows"] += len(daily)
+        for row in daily:
+            yield beam.pvalue.TaggedOutput(_DAILY, json.dumps({O.USER_ID: user, **row}))
         if outcome is None:
             self._counts["skipped.users_not_exposed"] += 1
         elif isinstance(outcome, list):
@@ -529,7 +600,7 @@ class UserOutcomes(_CountingDoFn):
                             for day, arm, index, line in outcome])
         else:
             self._counts[f"arm.{outcome['arm']}"] += 1
-            yield json.dumps({USER_ID: user, **outcome})
+            yield json.dumps({O.USER_ID: user, **outcome})
 
 
 def _partitions(pattern: str, argument: str, layout: str) -> list[tuple[int, str]]:
@@ -647,9 +718,12 @@ def build_pipeline(pipeline: beam.Pipeline, config: OutcomesConfig) -> _Inputs:
     outcomes = (grouped
                 | "ByUser" >> beam.CoGroupByKey()
                 | "UserOutcomes" >> beam.ParDo(UserOutcomes(config, inputs.served)
-                                               ).with_outputs(_DEAD_LETTER, main="rows"))
+                                               ).with_outputs(_DEAD_LETTER, _DAILY,
+                                                              main="rows"))
     dead.append(outcomes[_DEAD_LETTER])
     _write_single(outcomes.rows, "WriteOutcomes", config.output_path)
+    if config.daily:
+        _write_single(outcomes[_DAILY], "WriteDailyOutcomes", config.daily_path)
     _write_single(tuple(dead) | "MergeDeadLetters" >> beam.Flatten(), "WriteDeadLetters",
                   config.dead_letter_path)
     return inputs
@@ -690,7 +764,8 @@ def run_outcomes(config: OutcomesConfig) -> OutcomesReport:
 
 def _report(result: beam.runners.runner.PipelineResult, config: OutcomesConfig,
             inputs: _Inputs) -> OutcomesReport:
-    prefixed = functools.partial(under, counters(result, _NAMESPACE))
+    totals = counters(result, _NAMESPACE)
+    prefixed = functools.partial(under, totals)
 
     by_input: dict[str, dict[str, int]] = {}
     by_reason: dict[str, int] = {}
@@ -711,4 +786,5 @@ def _report(result: beam.runners.runner.PipelineResult, config: OutcomesConfig,
     return OutcomesReport(users_by_arm=prefixed("arm."), dead_lettered=dict(sorted(
         by_reason.items())), dead_lettered_by_input=by_input, read=read, skipped=skipped,
         output_path=config.output_path, dead_letter_path=config.dead_letter_path,
-        report_path=config.report_path)
+        report_path=config.report_path, daily_path=config.daily_path if config.daily else "",
+        daily_rows=totals.get("daily_rows", 0))

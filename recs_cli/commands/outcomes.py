@@ -23,14 +23,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--return-horizon-days", type=int, default=7)
     parser.add_argument("--attribution-days", type=int, default=1)
     parser.add_argument("--delivery-slack-days", type=int, default=1)
+    parser.add_argument("--daily", action="store_true",
+                        help="also write the rows as they stood at each day of the window "
+                             "to <out base>.daily.jsonl (recs abtest --sequential reads them)")
     add_runner_config(parser)
 
 
 def run(served: str, examples: str, subscriptions: str, experiment: str, start: str, end: str,
         out: str, pre_period_days: int, return_horizon_days: int, attribution_days: int,
-        delivery_slack_days: int, beam_runner_config: pathlib.Path | None) -> int:
+        delivery_slack_days: int, daily: bool, beam_runner_config: pathlib.Path | None
+        ) -> int:
     """Joins the served lists with the days after them (`transforms.outcomes`) into per-user
-    rows at `out`, and prints the run's summary.
+    rows at `out` (with `daily`, also each day's rows beside it), and prints the run's
+    summary.
 
     Returns:
         0.
@@ -46,7 +51,7 @@ def run(served: str, examples: str, subscriptions: str, experiment: str, start: 
         start_day=start, end_day=end, subscriptions_dir=subscriptions,
         pre_period_days=pre_period_days, return_horizon_days=return_horizon_days,
         attribution_days=attribution_days, delivery_slack_days=delivery_slack_days,
-        beam_args=tuple(beam_args(beam_runner_config)))
+        daily=daily, beam_args=tuple(beam_args(beam_runner_config)))
     print(run_outcomes(config).summary())
     return 0
 

@@ -120,26 +120,33 @@ EXPECTED = {
     # [10, 20]: 600 + 300 + 40 + 10 (day 20, delivered late) = 950; day 21's 5 and the
     # unread day-22 partition do not count. Pre-period [3, 10): 100 + 50. Active on day 11
     # within (10, 17]. First decision after day 10: renewed on day 15 (day 18 comes later).
+    # Survival counts the cancellation on the exposure day itself: churned after 0 days.
     "u1": {"user_id": "u1", "arm": "control", "first_exposure_day": "2026-01-10",
            "lists_served": 2, "titles_served": 3, "engaged": 1, "served_engaged": 2,
-           "watch_seconds": 950.0, "pre_watch_seconds": 150.0, "returned": 1, "renewed": 1},
+           "watch_seconds": 950.0, "pre_watch_seconds": 150.0, "returned": 1, "renewed": 1,
+           "days_observed": 0, "churned": 1},
     # Served t4, t5 on day 11; t5 watched but not engaged, t9 (day 10) is before the first
     # exposure and was never served. No pre-period records: 0.0. Returned through a list of
     # another experiment on day 16, within (11, 18]. Day 11's renewal is on the exposure day;
-    # day 12's cancellation is the first after it.
+    # day 12's cancellation is the first after it: churned after 12 - 11 = 1 day.
     "u2": {"user_id": "u2", "arm": "treatment", "first_exposure_day": "2026-01-11",
            "lists_served": 1, "titles_served": 2, "engaged": 0, "served_engaged": 0,
-           "watch_seconds": 20.0, "pre_watch_seconds": 0.0, "returned": 1, "renewed": 0},
+           "watch_seconds": 20.0, "pre_watch_seconds": 0.0, "returned": 1, "renewed": 0,
+           "days_observed": 1, "churned": 1},
     # t1 served and engaged on day 12; pre-period: day 4's 30 (day 2 is before it). Nothing
-    # within (12, 19]: 0. Its only decision ("paused") is dead-lettered: null.
+    # within (12, 19]: 0. Its only decision ("paused") is dead-lettered: null; no
+    # cancellation, so censored at the window's end after 20 - 12 = 8 days.
     "u3": {"user_id": "u3", "arm": "control", "first_exposure_day": "2026-01-12",
            "lists_served": 1, "titles_served": 1, "engaged": 1, "served_engaged": 1,
-           "watch_seconds": 500.0, "pre_watch_seconds": 30.0, "returned": 0, "renewed": None},
+           "watch_seconds": 500.0, "pre_watch_seconds": 30.0, "returned": 0, "renewed": None,
+           "days_observed": 8, "churned": 0},
     # Two lists on day 15 (t2; t2, t6); t6 engaged on day 16. 15 + 7 = 22 > 20: returned is
-    # null. Day 15's renewal is on the exposure day, day 21's is after the window: null.
+    # null. Day 15's renewal is on the exposure day, day 21's is after the window: null;
+    # day 21's cancellation is after the window too: censored after 20 - 15 = 5 days.
     "u4": {"user_id": "u4", "arm": "treatment", "first_exposure_day": "2026-01-15",
            "lists_served": 2, "titles_served": 2, "engaged": 1, "served_engaged": 1,
-           "watch_seconds": 100.0, "pre_watch_seconds": 0.0, "returned": None, "renewed": None},
+           "watch_seconds": 100.0, "pre_watch_seconds": 0.0, "returned": None, "renewed": None,
+           "days_observed": 5, "churned": 0},
 }
 
 
@@ -292,8 +299,8 @@ def test_abtest_analyzes_the_rows_of_a_two_arm_test(tmp_path):
             for u, r in rows.items()} == {
         "c1": (1, 1, 450.0, 100.0), "c2": (0, 0, 200.0, 300.0), "c3": (1, 1, 300.0, 200.0),
         "x1": (1, 1, 600.0, 150.0), "x2": (1, 1, 600.0, 250.0), "x3": (0, 0, 100.0, 50.0)}
-    analysis, _ = run_abtest(config.output_path, EXPERIMENT, "control=1,treatment=1",
-                             str(tmp_path / "report"))
+    analysis = run_abtest(config.output_path, EXPERIMENT, "control=1,treatment=1",
+                          str(tmp_path / "report")).analysis
     by_metric = {c.metric: c for c in analysis.comparisons}
     assert set(by_metric) == {"engaged", "returned", "watch_seconds", "watch_seconds (CUPED)"}
     assert analysis.sample_ratio.observed == (3, 3)
