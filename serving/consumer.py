@@ -360,16 +360,18 @@ class ProfileUpdater:
 
 
 def catalogue_durations(titles: list[JsonDict]) -> dict[str, float]:
-    """title_id -> duration in seconds, from the catalogue rows that follow the contract's
-    title rules (`recs.contract.rows`); a row that breaks them is logged and left out, so its
-    plays count but never finish the title.
+    """title_id -> duration in seconds, from the catalogue rows whose id and duration follow
+    the contract's title rules (`recs.contract.rows`; the consumer reads no other field); a
+    row that breaks them is logged and left out, so its plays count but never finish the
+    title.
     """
     durations, refused = {}, []
     for row in titles:
-        try:
-            row_rules.check_title_row(row)
-        except ValueError as error:
-            refused.append(str(error))
+        bad = ([F.TITLE_ID] if not isinstance(row, dict) else
+               [field for field in row_rules.invalid_title_fields(row)
+                if field in (F.TITLE_ID, F.DURATION_SECONDS)])
+        if bad:
+            refused.append(f"{bad} of {str(row)[:120]}")
             continue
         durations[row[F.TITLE_ID]] = float(row[F.DURATION_SECONDS])
     if refused:

@@ -2,8 +2,9 @@
 
 The session fixtures serve a real, tiny version of the product built without TFX
 (`tfx_pipeline.world`): generated logs -> Beam ingestion -> tf.Transform on the DirectRunner ->
-trained towers and ranker -> SavedModels in TF Serving's layout. Library, export, index and
-serving tests share them.
+trained towers and ranker -> SavedModels in TF Serving's layout. The integration tests
+(tests/integration/) and the simulation tests (tests/simulation/) share them; unit tests use
+tiny hand-made data instead.
 """
 
 import dataclasses

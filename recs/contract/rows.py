@@ -6,7 +6,8 @@ a recommendation request. A title row is one line of `titles.jsonl`. Ingestion r
 that breaks these rules (a dead letter, `invalid_profile` / `invalid_title`), the store and
 the service refuse it with a `ValueError`, and the consumer reads title durations by them.
 
-Rules (fields not listed are not read and not checked):
+Rules (fields not listed are not read and not checked; printable text holds no control
+character, `TEXT_PATTERN`):
 
     user_id, title_id     an id: 1 to MAX_ID_CHARS printable characters (the event rule)
     age                   an integer (not a bool) in [MIN_AGE, MAX_AGE]
@@ -29,6 +30,7 @@ Standard library only: the service and the consumer check rows without TensorFlo
 """
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -46,6 +48,10 @@ UPDATED_TS = "updated_ts"
 force."""
 MAX_ABS_UPDATED_TS = 2 ** 62
 GENRE_SEPARATOR = "|"
+TEXT_PATTERN = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+"""Printable text, as a regular expression that Python, JSON Schema (ECMA-262) and the
+service's validator read alike: no control character (Unicode category Cc)."""
+_CONTROL = re.compile(r"[\u0000-\u001F\u007F-\u009F]")
 
 PROFILE_FIELDS = (F.USER_ID, F.AGE, F.COUNTRY, F.SUBSCRIPTION_TIER, F.PREFERRED_GENRES)
 """A profile row's fields, the store's columns in order."""
@@ -55,7 +61,7 @@ TITLE_FIELDS = (F.TITLE_ID, F.GENRE, F.RELEASE_YEAR, F.POPULARITY, F.DESCRIPTION
 
 
 def _text(limit: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, str) and len(v) <= limit and v.isprintable()
+    return lambda v: isinstance(v, str) and len(v) <= limit and not _CONTROL.search(v)
 
 
 def _int_in(low: int, high: int) -> Callable[[Any], bool]:
@@ -175,5 +181,5 @@ def profile_values(row: Mapping[str, Any]) -> tuple[str, int, str, str, str]:
 __all__ = ["GENRE_SEPARATOR", "MAX_AGE", "MAX_DURATION_SECONDS", "MAX_LABEL_CHARS",
            "MAX_POPULARITY", "MAX_RELEASE_YEAR", "MAX_TEXT_CHARS", "MIN_AGE",
            "MIN_DURATION_SECONDS", "MIN_RELEASE_YEAR", "PROFILE_FIELDS", "PROFILE_RULES",
-           "TITLE_FIELDS", "TITLE_RULES", "UPDATED_TS", "check_profile_row", "check_title_row",
+           "TEXT_PATTERN", "TITLE_FIELDS", "TITLE_RULES", "UPDATED_TS", "check_profile_row", "check_title_row",
            "invalid_profile_fields", "invalid_title_fields", "profile_values"]

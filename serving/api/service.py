@@ -65,7 +65,9 @@ def _integer(low: int, high: int) -> Any:
     return Annotated[int, pydantic.Field(ge=low, le=high), pydantic.BeforeValidator(_integral)]
 
 
-_Genre = pydantic.constr(min_length=1, max_length=rows.MAX_LABEL_CHARS, pattern=r"^[^|]+$")
+# No "|" (the query tower reads the genres joined by it) and no control character.
+_Genre = pydantic.constr(min_length=1, max_length=rows.MAX_LABEL_CHARS,
+                         pattern=rows.TEXT_PATTERN.replace("[^", "[^|").replace("*$", "+$"))
 
 
 class Context(pydantic.BaseModel):
@@ -82,9 +84,10 @@ class Profile(pydantic.BaseModel):
     model_config = _STRICT
     age: _integer(rows.MIN_AGE, rows.MAX_AGE)  # type: ignore[valid-type]
     # A request states its country and tier ("" is the contract's "unknown", for stored rows).
-    country: str = pydantic.Field(min_length=1, max_length=rows.MAX_LABEL_CHARS)
-    subscription_tier: str = pydantic.Field(min_length=1, max_length=rows.MAX_LABEL_CHARS)
-    # The query tower reads the genres joined by "|", so a genre may not hold one.
+    country: str = pydantic.Field(min_length=1, max_length=rows.MAX_LABEL_CHARS,
+                                  pattern=rows.TEXT_PATTERN)
+    subscription_tier: str = pydantic.Field(min_length=1, max_length=rows.MAX_LABEL_CHARS,
+                                            pattern=rows.TEXT_PATTERN)
     preferred_genres: list[_Genre] = pydantic.Field(  # type: ignore[valid-type]
         default=[], max_length=F.MAX_PREFERRED_GENRES)
 

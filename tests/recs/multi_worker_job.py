@@ -1,4 +1,4 @@
-"""One training task of tests/test_distribute.py: run alone, or as one worker of a cluster.
+"""One training task of tests/recs/test_distribute.py: run alone, or as one worker of a cluster.
 
     python tests/recs/multi_worker_job.py OUT_DIR      # TF_CONFIG decides single or multi-worker
 

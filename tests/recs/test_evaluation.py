@@ -1,11 +1,11 @@
-"""Offline metrics on hand-computable rankings, and the MovieLens adapters on the real files."""
+"""Offline metrics on hand-computable rankings: pair, user and blended metrics, calibration,
+exact top-k and recall against it (the MovieLens adapters: tests/recs/data/test_movielens.py)."""
 
 import numpy as np
 import pytest
 
-from recs import features as F
-from recs.evaluation import (blended_metric, calibration, pair_metrics, parse_pair_metric,
-                             user_metrics)
+from recs.evaluation import (blended_metric, calibration, exact_top_k, pair_metrics,
+                             parse_pair_metric, recall_against_exact, user_metrics)
 
 # Four candidates; scores per query row.
 SCORES = np.array([[0.9, 0.1, 0.5, 0.3],    # ranking: 0, 2, 3, 1
@@ -117,62 +117,19 @@ def test_calibration_error_is_the_weighted_gap_per_bin():
         calibration(np.array([0.1, 0.2]), np.array([1]))
 
 
-def test_movielens_100k_maps_into_the_interaction_schema(shared_data):
-    from recs.data.movielens import interaction_records, read_ml100k
-
-    data = read_ml100k(str(shared_data / "movielens-100k"))
-    assert data.num_ratings == 100_000
-    assert len(data.catalogue) == 1664  # 1,682 movies, duplicate titles collapsed.
-    rows = np.arange(10)
-    records = interaction_records(data, rows, reference=rows)
-    assert all(set(r) == set(F.RAW_FEATURE_DTYPES) for r in records)
-    for record, rating in zip(records, data.ratings[rows]):
-        assert record[F.LABEL] == int(rating >= 4)
-        assert record[F.WATCH_RATIO] == rating / 5
-        assert 0 <= record[F.HOUR] < 24 and record[F.DEVICE_TYPE] == "web"
-    # u.data's first row: user 196 rated "Kolya (1996)" (item 242) 3.
-    assert (records[0][F.USER_ID], records[0][F.TITLE_ID]) == ("u196", "Kolya (1996)")
-    assert records[0][F.RELEASE_YEAR] == 1997 and "comedy" in records[0][F.DESCRIPTION].lower()
-    # History: the user's reference ratings strictly before this one, most recent first.
-    # u196's rating at row 20 has earlier ratings of u196 to look back on.
-    mine = np.flatnonzero(data.users == "u196")
-    row = mine[np.argsort(data.timestamps[mine])[20]]
-    full = interaction_records(data, [row], reference=mine)[0][F.HISTORY].split("|")
-    earlier = mine[data.timestamps[mine] < data.timestamps[row]]
-    expected = data.titles[earlier[np.argsort(-data.timestamps[earlier], kind="stable")]]
-    assert len(full) == min(F.MAX_WATCHED, len(earlier))
-    assert set(full) <= set(expected.tolist()) and data.titles[row] not in full
-    assert full[0] in data.titles[earlier[data.timestamps[earlier] ==
-                                          data.timestamps[earlier].max()]]
-    # Derived features look only at the reference ratings.
-    blind = interaction_records(data, rows, reference=np.array([], dtype=np.int64))
-    assert all(r[F.PREFERRED_GENRES] == "" and r[F.POPULARITY] == 0.0 and r[F.HISTORY] == ""
-               for r in blind)
+def test_recall_against_exact_is_the_overlap_share():
+    approximate = np.array([[b"a", b"b"], [b"c", b"x"]], dtype=object)
+    exact = np.array([[b"b", b"a"], [b"c", b"d"]], dtype=object)
+    assert recall_against_exact(approximate, exact) == 0.75  # (2 + 1) / 4
+    with pytest.raises(ValueError, match="same shape"):
+        recall_against_exact(approximate[:1], exact)
 
 
-def test_movielens_1m_fallback_ratings_load(shared_data):
-    from recs.data.movielens import read_ml1m
-
-    data = read_ml1m(str(shared_data / "movielens-1m"))
-    assert data.num_ratings == 1_000_209
-    assert len(data.catalogue) == 3706 and len(data.profiles) == 6040
-    assert np.bincount(data.ratings)[1:].tolist() == [56174, 107557, 261197, 348971, 226310]
-
-
-def test_missing_movielens_files_are_named(tmp_path):
-    from recs.data.movielens import read_ml100k
-
-    with pytest.raises(FileNotFoundError, match=r"lacks \['u.data'"):
-        read_ml100k(str(tmp_path))
-
-
-def test_plots_write_png_files(tmp_path):
-    from recs.plots import plot_index_tuning, plot_reliability, plot_training_curves
-
-    paths = [tmp_path / name for name in ("reliability.png", "curves.png", "tuning.png")]
-    plot_reliability(calibration(np.array([0.1, 0.9]), np.array([0, 1])), "t", str(paths[0]))
-    plot_training_curves({"loss": [1.0, 0.5]}, "t", str(paths[1]))
-    plot_index_tuning([{"num_leaves": 4, "recall": 0.97, "ms_per_query": 0.1},
-                       {"num_leaves": 4, "recall": 0.5, "ms_per_query": None}], 0.95,
-                      str(paths[2]))
-    assert all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in paths)
+def test_exact_top_k_matches_a_full_sort():
+    candidates = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [-1.0, 0.0]], dtype="f4")
+    queries = np.array([[1.0, 0.1], [0.0, -1.0]], dtype="f4")
+    # Scores: q0 -> [1.0, 0.1, 0.77, -1.0]; q1 -> [0.0, -1.0, -0.7, 0.0] (ties keep either).
+    top = exact_top_k(candidates, queries, k=2, chunk=1)
+    assert top[0].tolist() == [0, 2]
+    assert set(top[1].tolist()) == {0, 3}
+    assert exact_top_k(candidates, queries, k=10).shape == (2, 4)  # k capped at the catalogue.

@@ -1,7 +1,6 @@
 """The Trainers' curves: per-epoch means of the in-batch loss (not each epoch's last batch),
-validation Recall@K per epoch, and one axis per plotted metric."""
+and validation Recall@K per epoch (their plot: tests/recs/test_plots.py)."""
 
-import matplotlib.image
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,9 +8,8 @@ import tensorflow as tf
 from recs import features as F
 from recs.config import ColdStartConfig, ItemItemConfig, RetrievalConfig, TrainingConfig
 from recs.models.retrieval import TwoTowerModel
-from recs.plots import plot_training_curves
 from recs.training import EpochMeans, engaged_only, train_retrieval
-from tests.recs.test_models import SIZES, _dataset, _features
+from tests.recs._helpers import SIZES, _dataset, _features
 
 
 def test_epoch_means_replace_the_last_batch_by_the_mean_of_the_epoch():
@@ -80,7 +78,7 @@ def test_the_history_holds_the_epoch_mean_of_the_retrieval_loss(with_means):
 
 
 def test_retrieval_training_writes_validation_recall_per_epoch():
-    # As in test_models: user u always engages with title (u + 1) % 6.
+    # As in test_retrieval: user u always engages with title (u + 1) % 6.
     features = _features(1200, seed=3)
     user = features[F.transformed_name(F.USER_ID)]
     features[F.transformed_name(F.TITLE_ID)] = (user + 1) % 6
@@ -91,20 +89,3 @@ def test_retrieval_training_writes_validation_recall_per_epoch():
     # The last epoch's validation recall is the returned model's: the same exact search.
     assert recall[-1] == pytest.approx(result.metrics["recall_at_1"])
     assert len(result.history["loss"]) == len(result.history["val_loss"]) == 3
-
-
-def _width(path) -> int:
-    return matplotlib.image.imread(str(path)).shape[1]
-
-
-def test_training_curves_draw_one_axis_per_panel(tmp_path):
-    history = {"loss": [2.0, 1.5], "val_loss": [2.1, 1.8], "regularization_loss": [0.0, 0.0],
-               "val_recall_at_10": [0.2, 0.3]}
-    one, two = tmp_path / "one.png", tmp_path / "two.png"
-    plot_training_curves(history, "t", str(one), {"loss": "loss"})
-    # recall_at_10 is only in the history as val_recall_at_10: drawn from that alone.
-    plot_training_curves(history, "t", str(two), {"loss": "loss", "recall_at_10": "Recall@10"})
-    assert _width(two) == pytest.approx(2 * _width(one), rel=0.02)
-    with pytest.raises(ValueError, match=r"panels \['auc'\] are not in the history; it holds "
-                                         r"\['loss', 'regularization_loss', 'val_loss'"):
-        plot_training_curves(history, "t", str(tmp_path / "bad.png"), {"auc": "AUC"})

@@ -1,5 +1,6 @@
 """Profile updates from a Redis Stream: exactly-once effects over at-least-once delivery,
-dead letters, crash recovery, and the next recommendation seeing a new watch."""
+dead letters, crash recovery, and the profile cache (the next recommendation seeing a new
+watch: tests/integration/serving/test_consumer.py)."""
 
 import json
 import os
@@ -7,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -16,6 +16,9 @@ import redis
 from recs import features as F
 from serving.consumer import QUARANTINED, ProfileUpdater, publish
 from serving.online.store import RedisProfileStore, SqliteProfileStore
+
+# Timing-sensitive: `make test` runs this file after the others, alone on the cores.
+pytestmark = pytest.mark.serial
 
 NOW = int(time.time()) - 3600
 """Events are stamped within the consumer's window around their arrival time."""
@@ -255,51 +258,6 @@ def test_a_killed_consumer_process_resumes_without_loss_or_double_counting(
             for _, entry in redis.Redis.from_url(redis_url).xrange("recs:events:dead")]
     assert set(dead) == poison_ids and len(dead) - len(poison_ids) <= 1
     assert client.xpending("recs:events", "profile-updater")["pending"] == 0
-
-
-def test_the_next_recommendation_reflects_a_new_watch(server, tiny_world, redis_url, client):
-    from fastapi.testclient import TestClient
-
-    from recs.data.catalogue import read_jsonl
-    from serving.api.service import create_app
-    from serving.clients import RestClient
-    from serving.config import ServiceConfig
-    from serving.online.policy import OnlinePolicy
-    from serving.online.recommender import Recommender, load_catalogue
-    from serving.online.store import load_store
-
-    store = RedisProfileStore(redis_url, prefix="live:")
-    load_store(store, str(tiny_world.raw / "users.jsonl"), tiny_world.examples_glob)
-    catalogue = load_catalogue(str(tiny_world.serving_dir), "retrieval")
-    durations = {row[F.TITLE_ID]: float(row[F.DURATION_SECONDS])
-                 for row in read_jsonl(str(tiny_world.raw / "titles.jsonl"))}
-    app = create_app(OnlinePolicy(Recommender(RestClient(server.rest_url), store, catalogue),
-                                  ServiceConfig(model_timeout_ms=30_000)))
-    user = tiny_world.records[0][F.USER_ID]
-    stop = threading.Event()
-    updater = ProfileUpdater(client, store, durations)
-    consumer = threading.Thread(target=updater.run, args=(stop,), daemon=True)
-    consumer.start()
-    try:
-        with TestClient(app) as api:
-            def top() -> list[str]:
-                body = api.post("/v1/recommendations", json={"user_id": user, "k": 5}).json()
-                return [item["title_id"] for item in body["items"]]
-
-            first = top()[0]
-            publish(client, [{"event_id": "live-1", F.USER_ID: user, F.TITLE_ID: first,
-                              F.DEVICE_TYPE: "tv", "event_type": "play_stop",
-                              "ts": int(time.time()),
-                              "watch_seconds": durations[first]}])
-            deadline = time.monotonic() + 10
-            while first in top() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert first not in top()  # Finished now, so filtered out.
-            assert store.history(user)[0] == first  # And the latest play in the history.
-    finally:
-        stop.set()
-        consumer.join()
-    assert updater.counts.applied == 1
 
 
 def test_a_cached_profile_read_is_dropped_the_moment_the_consumer_changes_the_user(

@@ -36,34 +36,6 @@ def test_checked_in_deploy_files_are_current(tmp_path):
             f"deploy/{relative} is stale: regenerate with `recs deploy --out deploy`")
 
 
-def test_models_config_is_a_valid_model_server_config_with_policy_and_labels():
-    config = ModelServingConfig(base_dir="/models", models=("ranker", "towers"), num_versions=2,
-                                labels={"ranker": {"stable": 3, "canary": 4}})
-    parsed = text_format.Parse(config.models_config(),
-                               model_server_config_pb2.ModelServerConfig())
-    entries = {c.name: c for c in parsed.model_config_list.config}
-    assert sorted(entries) == ["ranker", "towers"]
-    assert entries["ranker"].base_path == "/models/ranker"
-    assert entries["ranker"].model_version_policy.latest.num_versions == 2
-    assert dict(entries["ranker"].version_labels) == {"stable": 3, "canary": 4}
-    assert not entries["towers"].version_labels
-    batching = config.batching_parameters()
-    assert re.search(r"max_batch_size \{ value: 64 \}", batching)
-    assert "num_batch_threads { value: 2 }" in batching
-    assert 'path: "/monitoring/prometheus/metrics"' in config.monitoring_config()
-
-
-@pytest.mark.parametrize("overrides, message", [
-    ({"models": ("ranker", "ranking")}, "models must be a subset of"),
-    ({"labels": {"towers": {"stable": 1}}, "models": ("ranker",)}, "labels must be keyed"),
-    ({"grpc_port": 8501}, "grpc_port must be different from rest_port"),
-    ({"num_versions": 0}, "num_versions must be >= 1"),
-])
-def test_bad_model_serving_configs_are_refused(overrides, message):
-    with pytest.raises(ValueError, match=message):
-        ModelServingConfig(**overrides)
-
-
 def test_stock_tf_serving_is_never_given_the_scann_model():
     with pytest.raises(ValueError, match=r"stock TF Serving cannot load \['retrieval'\]"):
         manifests(IMAGE, models=ModelServingConfig(models=("ranker", "retrieval")))

@@ -9,6 +9,9 @@ import pytest
 
 from serving.http import BackgroundServer, HttpLimits
 
+# Timing-sensitive: `make test` runs this file after the others, alone on the cores.
+pytestmark = pytest.mark.serial
+
 LIMITS = HttpLimits(header_timeout_s=0.5, body_timeout_s=0.5, keep_alive_s=1.0,
                     max_header_bytes=2048, max_body_bytes=4096)
 

@@ -1,5 +1,5 @@
-"""The local model server against TF Serving's documented REST and gRPC behaviour, and the
-recommender on top of it."""
+"""The local model server over the tiny world's models against TF Serving's documented REST
+and gRPC behaviour, through the REST, gRPC and in-process clients."""
 
 import json
 import urllib.error
@@ -12,16 +12,10 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from recs import features as F
-from recs.evaluation import exact_top_k
 from serving.clients import GrpcClient, ModelServerError, RestClient
 from serving.clients.local import LocalClient
-from serving.model_server import ModelRegistry, ModelServer, ServingError, parse_predict_body
 from serving.model_server.config import ModelServingConfig
-from serving.online.fresh import FreshTitles, merge_top_k
-from serving.online.recommender import Recommender, UnknownUserError, load_catalogue
-from serving.online.store import load_store
-
-MODELS = ("ranker", "retrieval", "retrieval_exact", "towers")
+from serving.online.recommender import load_catalogue
 
 
 def _http(url: str, body: object | None = None) -> tuple[int, dict]:
@@ -149,108 +143,6 @@ def test_raw_grpc_metadata_and_errors(server):
         GrpcClient(server.grpc_target).status("nope")
 
 
-def test_parse_predict_body_rejects_ragged_instances():
-    specs = {"a": tf.TensorSpec([None], tf.int64), "b": tf.TensorSpec([None], tf.int64)}
-    with pytest.raises(ServingError, match="same keys"):
-        parse_predict_body({"instances": [{"a": 1}, {"b": 2}]}, specs)
-
-
-def test_models_config_names_every_model(tmp_path):
-    path = ModelServingConfig(base_dir="/models", models=MODELS).write_files(
-        str(tmp_path))["models.config"]
-    text = (tmp_path / "models.config").read_text()
-    assert path.endswith("models.config")
-    for name in MODELS:
-        assert f'name: "{name}"' in text and f'base_path: "/models/{name}"' in text
-
-
-@pytest.mark.parametrize("protocol", ["rest", "grpc"])
-def test_recommender_retrieves_ranks_and_filters(server, store, tiny_world, protocol):
-    client = (RestClient(server.rest_url) if protocol == "rest"
-              else GrpcClient(server.grpc_target))
-    catalogue = load_catalogue(str(tiny_world.serving_dir), "retrieval")
-    recommender = Recommender(client, store, catalogue)
-    user = next(r[F.USER_ID] for r in tiny_world.records if r[F.COMPLETED] == 1)
-    finished = store.finished(user)
-    items = recommender.recommend(user, k=5)
-    assert 1 <= len(items) <= 5
-    assert not finished & {item.title_id for item in items}
-    scores = [item.score for item in items]
-    assert scores == sorted(scores, reverse=True)
-    assert all(item.title_id in catalogue for item in items)
-
-
-def test_recommender_rejects_bad_requests(server, store, tiny_world):
-    recommender = Recommender(RestClient(server.rest_url), store,
-                              load_catalogue(str(tiny_world.serving_dir), "retrieval"))
-    with pytest.raises(UnknownUserError, match="unknown user_id 'ghost'"):
-        recommender.recommend("ghost")
-    with pytest.raises(ValueError, match="k must be between 1 and 100; received 0"):
-        recommender.recommend("u000001", k=0)
-
-
-def _fresh_copies(catalogue: dict) -> list[dict]:
-    """Every catalogue title again under a new id (the towers never saw these ids)."""
-    return [{**row, F.TITLE_ID: f"new-{title}"} for title, row in catalogue.items()]
-
-
-@pytest.fixture
-def with_fresh(server, store, tiny_world) -> tuple[Recommender, FreshTitles, dict]:
-    """A recommender over the exact index with an empty fresh-title side index."""
-    client = RestClient(server.rest_url)
-    catalogue = load_catalogue(str(tiny_world.serving_dir), "retrieval_exact")
-    fresh = FreshTitles(client)
-    return (Recommender(client, store, catalogue, retrieval_model="retrieval_exact",
-                        recommender_model="recommender_exact", fresh=fresh), fresh, catalogue)
-
-
-def test_fresh_titles_are_searchable_at_once_and_merged_by_score(with_fresh, tiny_world):
-    recommender, fresh, catalogue = with_fresh
-    client = recommender.client
-    users = sorted({record[F.USER_ID] for record in tiny_world.records})
-    before = {user: recommender.retrieve(user) for user in users}
-    fresh.publish(_fresh_copies(catalogue))
-    assert len(fresh) == len(catalogue)
-
-    # Oracle: exact search over indexed + fresh embeddings from the served towers.
-    rows = list(catalogue.values()) + _fresh_copies(catalogue)
-    columns = {key: [row[key] for row in rows] for key in F.CANDIDATE_FEATURES}
-    embeddings = client.predict("towers", columns, signature="candidate_embedding")["embedding"]
-    merged_fresh = 0
-    for user in users:
-        merged = recommender.retrieve(user)
-        query = client.predict("retrieval_exact", recommender._query(user, "tv", 20))
-        top = exact_top_k(embeddings.astype("f4"), query["query_embedding"].astype("f4"),
-                          len(before[user]))[0]
-        assert [title for title, _ in merged] == [rows[i][F.TITLE_ID] for i in top]
-        merged_fresh += sum(title.startswith("new-") for title, _ in merged)
-    # A fresh copy has no item-to-item row (a new id), so it can lose to its indexed twin;
-    # across the users some still win a place, and each is merged where its score puts it.
-    assert merged_fresh > 0
-
-    recommendations = recommender.recommend(user, k=len(before))
-    assert {item.title_id for item in recommendations} <= {title for title, _ in merged}
-
-
-def test_taken_down_titles_leave_both_indexes(with_fresh, tiny_world):
-    recommender, fresh, catalogue = with_fresh
-    user = tiny_world.records[0][F.USER_ID]
-    fresh.publish(_fresh_copies(catalogue)[:5])
-    candidates = [title for title, _ in recommender.retrieve(user)]
-    indexed = next(title for title in candidates if not title.startswith("new-"))
-    fresh.take_down(indexed)
-    fresh.take_down("new-" + next(iter(catalogue)))
-    after = [title for title, _ in recommender.retrieve(user)]
-    assert indexed not in after and "new-" + next(iter(catalogue)) not in after
-    fresh.forget_indexed({f"new-{title}" for title in catalogue})
-    assert len(fresh) == 0
-
-
-def test_publishing_a_title_without_its_features_is_refused(server):
-    with pytest.raises(ValueError, match="lacks candidate features"):
-        FreshTitles(RestClient(server.rest_url)).publish([{F.TITLE_ID: "t-new"}])
-
-
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
 def test_serialized_tf_examples_score_like_raw_features_through_both_clients(server, tiny_world,
                                                                              protocol):
@@ -268,15 +160,6 @@ def test_serialized_tf_examples_score_like_raw_features_through_both_clients(ser
         key: [getattr(r[key], "item", lambda: r[key])() for r in records]
         for key in F.RANKER_FEATURES})["probability"]
     np.testing.assert_allclose(by_example, by_features, rtol=1e-5)
-
-
-def test_merge_top_k_orders_by_score_dedupes_and_excludes():
-    indexed = [("a", 0.9), ("b", 0.5), ("c", 0.1)]
-    fresh = [("n", 0.7), ("b", 0.6), ("x", 0.95)]
-    # x is taken down; b keeps its higher score.
-    assert merge_top_k(indexed, fresh, 3, exclude={"x"}) == [("a", 0.9), ("n", 0.7),
-                                                              ("b", 0.6)]
-    assert merge_top_k([], [], 3) == []
 
 
 def test_a_started_server_serves_until_stopped_held_or_not(tiny_world):

@@ -17,6 +17,9 @@ from recs import features as F
 from serving.clients import GrpcClient, ModelServerError, RestClient
 from serving.model_server import ModelRegistry, ModelServer, warm_up
 
+# Timing-sensitive: `make test` runs this file after the others, alone on the cores.
+pytestmark = pytest.mark.serial
+
 
 def _post(url: str, body: dict) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=json.dumps(body).encode())

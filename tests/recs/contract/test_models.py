@@ -21,3 +21,14 @@ def test_odd_folders_are_skipped_not_a_crash(tmp_path):
     (tmp_path / "ranker" / "9").mkdir()  # No saved_model.pb yet: still being copied in.
     assert versions_on_disk(str(tmp_path), "ranker") == [1, 3, 7]
     assert versions_on_disk(str(tmp_path), "towers") == []
+
+
+def test_the_newest_version_is_one_with_a_saved_model_never_a_half_copied_folder(tmp_path):
+    from recs.contract.models import newest_version_dir
+
+    with pytest.raises(FileNotFoundError, match="no pushed version of 'ranker'"):
+        newest_version_dir(str(tmp_path), "ranker")
+    (tmp_path / "ranker" / "3").mkdir(parents=True)
+    (tmp_path / "ranker" / "3" / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "ranker" / "4").mkdir()  # Being copied in: no saved_model.pb yet.
+    assert newest_version_dir(str(tmp_path), "ranker") == str(tmp_path / "ranker" / "3")

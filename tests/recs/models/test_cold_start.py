@@ -14,7 +14,7 @@ from recs.models.cold_start import (HISTORY_BUCKETS, KNOWN, NEW, ColdStartPrior,
                                     segment_log_popularity)
 from recs.models.retrieval import Tower, TwoTowerModel
 from recs.training import first_plays, train_retrieval
-from tests.recs.test_models import SIZES, _dataset, _features
+from tests.recs._helpers import SIZES, _dataset, _features
 
 T = F.transformed_name
 

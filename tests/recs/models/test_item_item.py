@@ -14,11 +14,11 @@ from recs.models.item_item import (ItemItemQuery, cooccurrence, ease_weights, fi
                                    penalties, resolve_method)
 from recs.models.retrieval import Tower, TwoTowerModel
 from recs.training import train_retrieval
-from tests.recs.test_models import SIZES, _dataset, _features, _fitted_factors, hybrid_query_tower
+from tests.recs._helpers import SIZES, _dataset, _features, _fitted_factors, hybrid_query_tower
 
 NO_PRIOR = ColdStartConfig(enabled=False)
-"""These tests look at the item-to-item part alone (`tests/recs/test_cold_start.py` has the
-prior after it)."""
+"""These tests look at the item-to-item part alone (`tests/recs/models/test_cold_start.py` has
+the prior after it)."""
 
 
 def test_cooccurrence_counts_users_who_watched_both_titles_once():
@@ -99,7 +99,7 @@ def test_query_layer_sums_watched_rows_skipping_padding_and_scales_by_weight():
 
 
 def test_tower_with_item_item_round_trips_its_config():
-    # The SavedModel round trip is in test_models (`hybrid_query_tower`).
+    # The SavedModel round trip is in test_ranker (`hybrid_query_tower`).
     tower = hybrid_query_tower()
     features = {k: tf.constant(v) for k, v in _features(5).items()}
     expected = tower(features).numpy()

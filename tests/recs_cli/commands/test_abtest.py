@@ -1,4 +1,4 @@
-"""`recs abtest`: lifts per arm, and a broken split flagged."""
+"""`recs abtest`: lifts per arm, a broken split flagged, and the verdict printed."""
 
 import json
 
@@ -33,3 +33,15 @@ def test_abtest_command_reports_lifts_and_flags_a_broken_split(tmp_path, capsys)
     raw_width = by_metric["watch_seconds"]["ci_high"] - by_metric["watch_seconds"]["ci_low"]
     assert cuped_width < 0.6 * raw_width
     assert (tmp_path / "report" / "abtest_ranker-v2.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_recs_abtest_prints_the_verdict(tmp_path, capsys):
+    from recs_cli.main import main
+
+    path = tmp_path / "outcomes.jsonl"
+    path.write_text("".join(json.dumps({"arm": arm, "engaged": i % 2, "returned": i % 2,
+                                        "watch_seconds": float(i)}) + "\n"
+                            for arm in ("control", "treatment") for i in range(50)))
+    assert main(["abtest", "--outcomes", str(path), "--experiment", "same",
+                 "--metric", "engaged", "--out", str(tmp_path / "out")]) == 0
+    assert "verdict: KEEP" in capsys.readouterr().out

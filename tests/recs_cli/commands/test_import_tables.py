@@ -1,5 +1,5 @@
 """`--mapping` of `recs import` and `recs evaluate`: a ColumnMapping as JSON or in a file (the
-import itself: tests/recs/test_tables.py)."""
+import itself: tests/recs/data/test_tables.py)."""
 
 import pytest
 

@@ -1,5 +1,6 @@
 """Server-side batching: concurrent requests share one call and each gets its own rows back;
-the limits behave as TF Serving's do; a model without batching parameters is never batched."""
+the limits behave as TF Serving's do (the model server batching the tiny world's models:
+tests/integration/serving/test_batching.py)."""
 
 import threading
 import time
@@ -10,6 +11,9 @@ import pytest
 
 from recs.contract.models import BatchingParams
 from serving.model_server.batching import Batcher, Overloaded, ShapeMismatch
+
+# Timing-sensitive: `make test` runs this file after the others, alone on the cores.
+pytestmark = pytest.mark.serial
 
 
 class _Doubler:
@@ -120,35 +124,3 @@ def test_params_round_trip_through_tf_servings_text_format_and_are_validated():
     assert BatchingParams.parse(params.text()) == params
     with pytest.raises(ValueError, match="max_batch_size must be >= 1"):
         BatchingParams(max_batch_size=0)
-
-
-@pytest.mark.slow
-def test_the_model_server_batches_row_aligned_models_only_and_answers_alike(tiny_world):
-    from serving.clients import RestClient
-    from serving.model_server import ModelRegistry, ModelServer
-
-    records = tiny_world.records[:6]
-    query = {key: [record[key] for record in records]
-             for key in ("user_id", "age", "country", "subscription_tier", "preferred_genres",
-                         "history", "device_type", "hour")}
-    one = {key: values[:1] for key, values in query.items()}
-    answers = {}
-    for batching in (False, True):
-        registry = ModelRegistry(str(tiny_world.serving_dir),
-                                 ("towers", "recommender_exact"), batching=batching)
-        registry.load()
-        with ModelServer(registry) as server:
-            client = RestClient(server.rest_url)
-            with futures.ThreadPoolExecutor(6) as pool:
-                rows = list(pool.map(lambda i: client.predict(
-                    "towers", {key: values[i:i + 1] for key, values in query.items()},
-                    signature="query_embedding")["embedding"], range(6)))
-            served = client.predict("recommender_exact",
-                                    {**one, "excluded_title_ids": [""]}, signature="recommend")
-            batched = {name: registry.get(name).batching is not None
-                       for name in ("towers", "recommender_exact")}
-        answers[batching] = (np.concatenate(rows), served, batched)
-    np.testing.assert_allclose(answers[True][0], answers[False][0], atol=1e-6)
-    assert answers[True][1]["title_ids"].tolist() == answers[False][1]["title_ids"].tolist()
-    assert answers[True][2] == {"towers": True, "recommender_exact": False}
-    assert answers[False][2] == {"towers": False, "recommender_exact": False}

@@ -1,9 +1,15 @@
 """One typed config for the local model server and the deployment's TF Serving files."""
 
+import re
+
 import pytest
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
 
 from recs.contract.models import SERVED_MODELS, BatchingParams
 from serving.model_server.config import ModelServingConfig
+
+MODELS = ("ranker", "retrieval", "retrieval_exact", "towers")
 
 
 def test_the_config_round_trips_through_its_dict_with_nested_batching():
@@ -35,5 +41,42 @@ def test_server_flags_follow_the_config():
     ({"batching": {"max_batch_size": 8}}, "batching must be a BatchingParams"),
 ])
 def test_bad_configs_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        ModelServingConfig(**overrides)
+
+
+def test_models_config_names_every_model(tmp_path):
+    path = ModelServingConfig(base_dir="/models", models=MODELS).write_files(
+        str(tmp_path))["models.config"]
+    text = (tmp_path / "models.config").read_text()
+    assert path.endswith("models.config")
+    for name in MODELS:
+        assert f'name: "{name}"' in text and f'base_path: "/models/{name}"' in text
+
+
+def test_models_config_is_a_valid_model_server_config_with_policy_and_labels():
+    config = ModelServingConfig(base_dir="/models", models=("ranker", "towers"), num_versions=2,
+                                labels={"ranker": {"stable": 3, "canary": 4}})
+    parsed = text_format.Parse(config.models_config(),
+                               model_server_config_pb2.ModelServerConfig())
+    entries = {c.name: c for c in parsed.model_config_list.config}
+    assert sorted(entries) == ["ranker", "towers"]
+    assert entries["ranker"].base_path == "/models/ranker"
+    assert entries["ranker"].model_version_policy.latest.num_versions == 2
+    assert dict(entries["ranker"].version_labels) == {"stable": 3, "canary": 4}
+    assert not entries["towers"].version_labels
+    batching = config.batching_parameters()
+    assert re.search(r"max_batch_size \{ value: 64 \}", batching)
+    assert "num_batch_threads { value: 2 }" in batching
+    assert 'path: "/monitoring/prometheus/metrics"' in config.monitoring_config()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"models": ("ranker", "ranking")}, "models must be a subset of"),
+    ({"labels": {"towers": {"stable": 1}}, "models": ("ranker",)}, "labels must be keyed"),
+    ({"grpc_port": 8501}, "grpc_port must be different from rest_port"),
+    ({"num_versions": 0}, "num_versions must be >= 1"),
+])
+def test_bad_model_serving_configs_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
         ModelServingConfig(**overrides)

@@ -1,6 +1,7 @@
 """The REST JSON codec as pure functions of a body and a signature's tensor specs: no model,
 no server."""
 
+import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -107,3 +108,19 @@ def test_error_messages_echo_client_input_shortened():
     assert len(json_text("x" * 1000)) == 60 and json_text("x" * 1000).endswith("...")
     assert len(json_text([[[[list(range(1000))]]]])) < 60
     assert json_text(10 ** 5000) == "<a number too long to print>"
+
+
+def test_parse_predict_body_rejects_ragged_instances():
+    specs = {"a": tf.TensorSpec([None], tf.int64), "b": tf.TensorSpec([None], tf.int64)}
+    with pytest.raises(ServingError, match="same keys"):
+        parse_predict_body({"instances": [{"a": 1}, {"b": 2}]}, specs)
+
+
+def test_ragged_lists_are_refused_at_every_level():
+    specs = {"e": tf.TensorSpec([None, 2], tf.float32)}
+    for ragged in ([[1.0, 2.0], [3.0]], [[1.0, 2.0], 3.0], [[[1.0], [2.0]], [3.0, 4.0]]):
+        with pytest.raises(ServingError, match="'e'") as error:
+            parse_predict_body({"inputs": {"e": ragged}}, specs)
+        assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    rows, _ = parse_predict_body({"instances": [{"e": [1, 2.5]}, {"e": [3, 4]}]}, specs)
+    np.testing.assert_array_equal(rows["e"], np.array([[1, 2.5], [3, 4]], dtype=np.float32))

@@ -4,47 +4,15 @@ status refreshed off the request path (labels included), and a new retrieval ver
 catalogue replaces the served one."""
 
 import json
-import re
-
-import pytest
 
 from serving.clients import ModelServerError
 from serving.config import ServiceConfig
-from serving.online.experiments import Arm, Experiment, ModelTarget, Route
+from serving.online.experiments import Arm, Experiment, ModelTarget
 from serving.online.policy import (MODEL_SERVER_ERROR, MODEL_SERVER_TIMEOUT, Ask, FixedStatus,
-                                   ModelStatus, OnlinePolicy)
+                                   OnlinePolicy)
 from serving.online.recommender import Recommendation, Recommender, ServedList
 from serving.online.store import SqliteProfileStore
-
-TITLE = {"title_id": "t1", "genre": "drama", "release_year": 2020, "popularity": 2.0,
-         "description": "a story"}
-
-
-class _Versions:
-    """A model server's status API whose newest versions a test sets; counts the calls."""
-
-    def __init__(self, versions: list[int]) -> None:
-        self.versions, self.calls = versions, 0
-
-    def available_versions(self, model, timeout=None):
-        self.calls += 1
-        return list(self.versions)
-
-
-class _Recommender(Recommender):
-    """The real catalogue and fallback; model calls replaced by a settable outcome."""
-
-    def __init__(self, client, failure: ModelServerError | None = None) -> None:
-        super().__init__(client, SqliteProfileStore(":memory:"), {"t1": TITLE})
-        self.failure, self.asked = failure, []
-
-    def ranked(self, user_id, **options):
-        self.asked.append(options)
-        if self.failure is not None:
-            raise self.failure
-        item = Recommendation("t1", 0.9, 0.5, "drama")
-        return ServedList([item], {self.retrieval_model: None, self.ranker_model: 3},
-                          {"retrieval": 1.0}, 1)
+from tests.serving.online._helpers import TITLE, _Recommender, _Versions
 
 
 def test_versions_are_read_from_a_status_refreshed_off_the_request_path(tmp_path):
@@ -108,14 +76,6 @@ def test_a_new_retrieval_version_brings_its_catalogue(tmp_path):
     assert [item.title_id for item in recommender.popular("u1", 2).items] == ["t2", "t1"]
 
 
-def test_model_status_reports_what_is_missing():
-    status = FixedStatus({"retrieval": 2, "ranker": None})
-    assert not status.ready() and status.missing() == ["ranker"]
-    live = ModelStatus({"ranker": _Versions([])}, refresh_s=3600)
-    assert live.missing() == ["ranker"] and not live.ready()
-    live.close()
-
-
 class _NoModelServer:
     """A client for tests that must make no model call: any call fails the test."""
 
@@ -165,86 +125,3 @@ def test_a_labelled_call_is_logged_with_the_version_its_label_points_to(tmp_path
     assert set(answers) == {"control", "canary"}
     assert logged == {"control": ("ranker@stable", {"retrieval": 4, "ranker": 3}),
                       "canary": ("ranker@canary", {"retrieval": 4, "ranker": 5})}
-
-
-def test_model_status_reads_the_labels_the_experiments_route_to():
-    class Labels(_Versions):
-        def available_versions(self, model, timeout=None, label=""):
-            self.calls += 1
-            return {"": [1, 2], "canary": [2], "stable": [1]}[label]
-
-    config = ServiceConfig(status_refresh_s=3600, experiments=(Experiment("canary", arms=(
-        Arm("control", models={"ranker": "@stable"}),
-        Arm("canary", models={"ranker": "ranker_b@canary"}))),))
-    policy = OnlinePolicy(_Recommender(Labels([])), config)
-    status = policy.status
-    policy.close()
-    assert status.version_of(ModelTarget("ranker", label="stable")) == 1
-    assert status.version_of(ModelTarget("ranker_b", label="canary")) == 2
-    assert status.version_of(ModelTarget("ranker")) == 2
-    assert status.version_of(ModelTarget("ranker", version=7)) == 7  # Pinned: as asked.
-    # A model only an arm routes to is read too, but its absence leaves the service ready.
-    assert "ranker_b" in status.versions() and status.ready()
-
-
-def test_arms_that_route_models_round_trip_through_the_service_config():
-    # One layer: the popularity arm replaces every model, so it may not share users with
-    # the routed arms.
-    config = ServiceConfig(experiments=(
-        Experiment("ranker", traffic=0.5, arms=(
-            Arm("control", models={"ranker": "@stable"}),
-            Arm("canary", models={"ranker": "ranker@canary", "recommender": "@4"}))),
-        Experiment("baseline", traffic=0.5, arms=(
-            Arm("models", settings={"diversity": 0.2}), Arm("popular", policy="popularity")))))
-    again = ServiceConfig.from_json(config.to_json())
-    assert again == config
-    assert again.experiments[0].arms[1].route == Route(
-        ranker=ModelTarget("ranker", label="canary"), recommender=ModelTarget(version=4))
-    assert again.experiments[1].arms[1].policy == "popularity"
-    assert config.to_dict()["experiments"][0]["arms"][1]["models"] == {
-        "ranker": "ranker@canary", "recommender": "@4"}
-
-
-def _layered(first: Arm, second: Arm, layer: str = "other") -> tuple[Experiment, ...]:
-    """Experiments "a" (layer "default") and "b" (`layer`), each on half of its layer."""
-    return (Experiment("a", traffic=0.5, arms=(Arm("control"), first)),
-            Experiment("b", traffic=0.5, layer=layer, arms=(Arm("control"), second)))
-
-
-def test_experiments_sharing_users_may_not_route_a_role_differently():
-    with pytest.raises(ValueError, match=re.escape(
-            "routes of role 'ranker' in experiments 'a' (layer 'default') and 'b' (layer "
-            "'other') must be one target, as their users overlap: put both experiments in one "
-            "layer, or route the role the same way in both; received ['ranker@2', "
-            "'ranker@canary'].")):
-        ServiceConfig(experiments=_layered(Arm("x", models={"ranker": "@canary"}),
-                                           Arm("y", models={"ranker": "ranker@2"})))
-
-
-def test_a_popularity_arm_may_not_share_users_with_an_arm_that_routes_a_model():
-    with pytest.raises(ValueError, match=re.escape(
-            "routes of role 'retrieval' in experiments 'a' (layer 'default') and 'b' (layer "
-            "'other') must be one target")):
-        ServiceConfig(experiments=_layered(Arm("x", policy="popularity"),
-                                           Arm("y", models={"retrieval": "@canary"})))
-
-
-def test_routes_that_cannot_meet_one_user_are_allowed():
-    # One layer: no user is in both. Other layers: the same target ("@canary" is
-    # "ranker@canary"), or different roles.
-    for experiments in (
-            _layered(Arm("x", models={"ranker": "@canary"}),
-                     Arm("y", models={"ranker": "@2"}), layer="default"),
-            _layered(Arm("x", models={"ranker": "@canary"}),
-                     Arm("y", models={"ranker": "ranker@canary"})),
-            _layered(Arm("x", models={"ranker": "@canary"}),
-                     Arm("y", models={"retrieval": "@2"}))):
-        assert ServiceConfig(experiments=experiments).experiments == experiments
-
-
-def test_routing_the_recommender_needs_a_name_when_the_service_has_none():
-    with pytest.raises(ValueError, match=re.escape(
-            "models['recommender'] of arm 'x' must be a model name, as recommender_model is "
-            "'' (no one-call model); received '@canary'.")):
-        ServiceConfig(recommender_model="", experiments=(Experiment("e", arms=(
-            Arm("control"), Arm("x", models={"recommender": "@canary"}))),))
