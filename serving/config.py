@@ -1,9 +1,6 @@
-"""Typed serving configuration: the recommendation service, and TF Serving's own config files.
-
-One `ModelServingConfig` generates everything `tensorflow_model_server` reads
-(`--model_config_file`, `--batching_parameters_file`, `--monitoring_config_file`) and the
-Kubernetes manifests in `serving/deploy.py`, so ports, paths and model names agree by
-construction.
+"""Typed configuration of the recommendation service (`ServiceConfig`): its model servers,
+store, experiments, budgets and HTTP limits. The model server's own config, shared with the
+deployment's TF Serving files, is `serving.model_server.config.ModelServingConfig`.
 """
 
 import dataclasses
@@ -13,7 +10,7 @@ from recs.contract.layout import DEMO_ROOT, RunLayout
 from recs.contract.models import (RANKER, RECOMMENDER, RETRIEVAL)
 from serving.http import HttpLimits
 from serving.online.experiments import Assigner, Experiment, ModelTarget
-from serving.types import MODEL_ROLES
+from serving.types import MODEL_ROLES, RANKER_ROLE, RECOMMENDER_ROLE, RETRIEVAL_ROLE
 
 MAX_K = 100
 """The longest list the recommender builds; `ServiceConfig.max_k` may lower it."""
@@ -82,8 +79,8 @@ class ServiceConfig(Config):
         status_refresh_s: how often model versions and readiness are re-read.
         exploration: epsilon of the exploration slots (0 = none); each shown title's
             propensity is logged either way.
-        experiments: running A/B tests; an arm's `settings` may set `diversity` and
-            `exploration` for its users, its `models` route a role to another version, label
+        experiments: running A/B tests; an arm's `settings` may set `diversity`,
+            `exploration` and `tail_share` for its users, its `models` route a role to another version, label
             or served model, and `policy="popularity"` serves it the popularity list. The
             response names each user's arms. Experiments in different layers (which share
             users) may not route one role to different targets, nor pair a popularity arm
@@ -158,8 +155,8 @@ class ServiceConfig(Config):
 
     def role_models(self) -> dict[str, str]:
         """{role: the served model name this service calls for it}."""
-        return {"retrieval": self.retrieval_model, "ranker": self.ranker_model,
-                "recommender": self.recommender_model}
+        return {RETRIEVAL_ROLE: self.retrieval_model, RANKER_ROLE: self.ranker_model,
+                RECOMMENDER_ROLE: self.recommender_model}
 
     def routed_targets(self) -> list[tuple[str, ModelTarget]]:
         """Every (role, target) an arm routes to, names filled in, each once."""

@@ -6,9 +6,6 @@ from typing import Any
 
 from recs.contract.layout import RunLayout
 
-Workdir = RunLayout
-"""The name `recs_cli` and the tests import; the layout is defined once, in the contract."""
-
 
 def pipeline_config(workdir: RunLayout, **overrides: Any):
     """The `PipelineConfig` of a local run in `workdir`; `overrides` replace any field, as

@@ -38,15 +38,17 @@ def read_config(workdir: "RunLayout", path: pathlib.Path | None) -> "PipelineCon
     paths (`tfx_pipeline.workdir.pipeline_config`) for the ones it leaves out.
 
     Raises:
-        ConfigFileError: `path` does not hold a JSON object of valid PipelineConfig fields;
-            the message names the file.
-        FileNotFoundError: `path` does not exist.
+        ConfigFileError: `path` cannot be read or does not hold a JSON object of valid
+            PipelineConfig fields; the message names the file.
     """
     from tfx_pipeline.workdir import pipeline_config
 
     if path is None:
         return pipeline_config(workdir)
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigFileError(f"--config {path}: {error}") from error
     try:
         values = json.loads(text)
         if not isinstance(values, dict):
@@ -73,8 +75,8 @@ def run(workdir: pathlib.Path, kubeflow_out: str, image: str, window_spans: int,
         0.
 
     Raises:
-        ValueError: `config` is not a JSON object of valid PipelineConfig fields.
-        FileNotFoundError: `config` does not exist.
+        ConfigFileError: `config` cannot be read or is not a JSON object of valid
+            PipelineConfig fields.
     """
     from monitoring.run_report import summarize_run
     from recs_cli.console import LOG_FILE, session
@@ -112,4 +114,4 @@ def run(workdir: pathlib.Path, kubeflow_out: str, image: str, window_spans: int,
 COMMAND = Command("pipeline", "run the TFX pipeline or compile it", run, add_arguments,
                   # Only the command line's own mistakes: an error inside the run keeps its
                   # traceback.
-                  refused=(ConfigFileError, FileNotFoundError))
+                  refused=(ConfigFileError,))

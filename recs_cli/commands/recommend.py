@@ -6,6 +6,7 @@ import pathlib
 from recs.contract.layout import DEMO_ROOT
 from recs_cli.commands._base import Command
 from recs_cli.commands.serve import service_config
+from serving.types import StoreUnavailableError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,7 @@ def run(workdir: pathlib.Path, user_id: str, k: int, device_type: str, hour: int
     Raises:
         ValueError: `k` or `hour` out of range, or `serving.UnknownUserError` (a
             ValueError, which is how the glue refuses it): no profile for `user_id`.
+        StoreUnavailableError: the profile store cannot answer (locked, not a database).
     """
     from recs_cli.demo import format_recommendations
     from serving.app import recommend_once
@@ -41,4 +43,4 @@ def run(workdir: pathlib.Path, user_id: str, k: int, device_type: str, hour: int
 
 
 COMMAND = Command("recommend", "recommendations for one user", run, add_arguments,
-                  refused=(ValueError,))
+                  refused=(ValueError, StoreUnavailableError))

@@ -27,8 +27,9 @@ import json
 import time
 from typing import Annotated, Any, Callable, Literal
 
-from recs.contract import events, rows
+from recs.contract import events
 from recs.contract import features as F
+from recs.contract import rows
 from serving.config import MAX_K, ServiceConfig
 from serving.http import BackgroundServer, error_body
 from serving.online.policy import Ask, OnlinePolicy
@@ -40,6 +41,7 @@ try:
     import pydantic
     from fastapi import responses
     from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.requests import ClientDisconnect
 except ImportError as error:  # pragma: no cover - the lock file installs them
     raise ImportError("the recommendation service needs fastapi, orjson and prometheus-client: "
                       "pip install fastapi orjson prometheus-client") from error
@@ -152,7 +154,8 @@ class RecommendationResponse(pydantic.BaseModel):
         description="The user's arm in each running A/B test.")
     fallback: str | None = pydantic.Field(
         description="Why the list came from the popularity fallback (model_server_timeout, "
-                    "model_server_error, no_profile); null when it did not.")
+                    "model_server_error, store_unavailable, no_profile); null when it did "
+                    "not.")
     candidates: int
     timings_ms: dict[str, float]
 
@@ -211,6 +214,13 @@ class _StrictJsonRequest(fastapi.Request):
         return self._json
 
 
+def _is_json(media_type: str) -> bool:
+    """application/json, or a JSON-based type (RFC 6839's +json suffix)."""
+    kind = media_type.lower()
+    return kind == "application/json" or (kind.startswith("application/")
+                                          and kind.endswith("+json"))
+
+
 class _StrictJsonRoute(fastapi.routing.APIRoute):
     """A route whose handler reads the body as `_StrictJsonRequest` (FastAPI's documented
     way of changing how a route reads its request)."""
@@ -222,11 +232,16 @@ class _StrictJsonRoute(fastapi.routing.APIRoute):
             strict = _StrictJsonRequest(request.scope, request.receive)
             if strict.method == "POST":
                 media_type = strict.headers.get("content-type", "").split(";")[0].strip()
-                if media_type.lower() != "application/json":
+                if not _is_json(media_type):
                     raise fastapi.HTTPException(
                         415, f"the body must be JSON, sent as Content-Type: application/json; "
                              f"received {media_type[:80]!r}")
-                if not (await strict.body()).strip():  # Kept: the handler reads it again.
+                try:
+                    body = await strict.body()  # Kept: the handler reads it again.
+                except ClientDisconnect as error:
+                    raise fastapi.HTTPException(
+                        400, "the client went away before its body ended") from error
+                if not body.strip():
                     raise fastapi.HTTPException(400, "the request body is empty; send a JSON "
                                                      "object")
             return await handler(strict)
@@ -384,8 +399,9 @@ def create_app(policy: OnlinePolicy) -> fastapi.FastAPI:
             fallback=answer.fallback, candidates=served.candidates,
             timings_ms={stage: round(ms, 3) for stage, ms in served.stage_ms.items()})
 
-    # Coroutines, so that they run on the event loop and answer even while every worker
-    # thread is busy with a recommendation.
+    # /healthz and /metrics are coroutines, so that they run on the event loop and answer even
+    # while every worker thread is busy with a recommendation; /readyz asks the store, so it
+    # runs on a worker thread.
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -396,7 +412,8 @@ def create_app(policy: OnlinePolicy) -> fastapi.FastAPI:
     def readyz():  # A worker thread: it asks the profile store once.
         reason = policy.unready()
         if reason is None:
-            return {"status": "ready", "model_versions": policy.status.versions()}
+            return {"status": "ready", "model_versions": policy.status.versions(),
+                    "store": policy.store_health() or "ok"}
         return _error(503, reason)
 
     @app.get("/metrics", response_class=responses.PlainTextResponse)

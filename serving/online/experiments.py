@@ -33,8 +33,6 @@ def unit_hash(salt: str, user_id: str) -> float:
 ARM_POLICIES = ("models", "popularity")
 """How an arm's users are served: by the models (routed or not), or by the popularity list
 with no model call."""
-"""The model calls an arm may route: the retrieval model, the ranker, and the one-call
-recommender (which bundles a retrieval model and a ranker)."""
 TARGET_FORMS = ('"name", "name@label", "@label", "name@<version>" or "@<version>" (a served '
                 'model name and/or a version label or a version number > 0; no name keeps the '
                 'service\'s model for the role)')

@@ -88,13 +88,17 @@ def choose(ranked: list[Recommendation], k: int, settings: ListSettings,
 def _tail_slots(chosen: list[Recommendation], tail: list[Recommendation], share: float,
                 rng: np.random.Generator) -> list[Recommendation]:
     """Each slot shows, with probability `share`, a uniform draw from the tail titles not
-    yet in the list; its propensity is the draw's probability."""
+    yet in the list; its propensity is the draw's probability, and a title the slot keeps
+    had its own times (1 - share)."""
     shown = {item.title_id for item in chosen}
     pool = [item for item in tail if item.title_id not in shown]
     replaced = []
     for item in chosen:
-        if pool and rng.random() < share:
-            picked = pool.pop(int(rng.integers(len(pool))))
-            item = dataclasses.replace(picked, propensity=share / (len(pool) + 1))
+        if pool:
+            if rng.random() < share:
+                picked = pool.pop(int(rng.integers(len(pool))))
+                item = dataclasses.replace(picked, propensity=share / (len(pool) + 1))
+            else:
+                item = dataclasses.replace(item, propensity=item.propensity * (1.0 - share))
         replaced.append(item)
     return replaced

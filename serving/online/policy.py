@@ -14,6 +14,7 @@ recommender.
 """
 
 import dataclasses
+import json
 import logging
 import threading
 import time
@@ -31,6 +32,7 @@ from serving.online.list_policy import ListSettings, choose
 from serving.online.recommender import (Recommender, ServedList, UnknownUserError,
                                         load_catalogue_file)
 from serving.online.status import FixedStatus, ModelStatus
+from serving.online.store import is_redis_url
 from serving.types import RANKER_ROLE, StoreUnavailableError
 
 SERVED_LOGGER = logging.getLogger("recs.served")
@@ -181,13 +183,11 @@ class OnlinePolicy:
                 served = self.recommender.popular(ask.user_id, ask.k)
             except StoreUnavailableError as error:
                 fallback = STORE_UNAVAILABLE
-                served = self.recommender.popular(ask.user_id, ask.k)
-                if not self._store_down:  # Said once per outage, not once per request.
-                    _LOG.warning("profile store unavailable, answering from popularity: %s",
-                                 error)
-                self._store_down = True
+                # The store is not asked again for the user's finished titles: one wait
+                # for it per request at most.
+                served = self.recommender.popular(ask.user_id, ask.k, exclude_finished=False)
+                self._store_state(error)
             else:
-                self._store_down = False
                 # Seeded by the request id, so a logged list can be replayed exactly.
                 tail = (self.recommender.least_popular(ask.user_id, _TAIL_POOL)
                         if settings.tail_share > 0 else [])
@@ -195,16 +195,35 @@ class OnlinePolicy:
                     ranked.items, ask.k, settings,
                     np.random.default_rng(int(request_id[:16], 16)), tail))
                 self._fill_versions(served)
+        if fallback != STORE_UNAVAILABLE:
+            self._store_state(None)
         answer = Answer(request_id, served, fallback,
                         {name: arm.name for name, arm in arms.items()}, policy, settings)
         self._log(answer, ask, hour)
         return answer
 
+    def _store_state(self, error: StoreUnavailableError | None) -> None:
+        """Logs the store going away and coming back, once each, not once per request."""
+        if error is not None and not self._store_down:
+            _LOG.warning("profile store unavailable, answering from popularity: %s", error)
+        elif error is None and self._store_down:
+            _LOG.warning("profile store answering again")
+        self._store_down = error is not None
+
     def unready(self) -> str | None:
-        """Why the service should not take traffic now (a required model has no AVAILABLE
-        version, or the profile store cannot answer), or None when it is ready."""
+        """Why the service should not take traffic now, or None when it is ready: a required
+        model has no AVAILABLE version, or this replica's own SQLite store cannot answer. A
+        shared store (Redis) being away leaves it ready: every replica would go unready at
+        once and nobody would get even the popularity fallback (`store_health` says it)."""
         if not self.status.ready():
             return f"model server has no AVAILABLE version of {self.status.missing()}"
+        health = self.store_health()
+        if health is not None and not is_redis_url(self.config.store):
+            return health
+        return None
+
+    def store_health(self) -> str | None:
+        """Why the profile store cannot answer now, or None when it answers."""
         try:
             self.recommender.store.ping()
         except StoreUnavailableError as error:
@@ -220,15 +239,24 @@ class OnlinePolicy:
             for model, version in served.versions.items() if version is None})
 
     def _log(self, answer: Answer, ask: Ask, hour: int) -> None:
-        line = served_record.ServedList(
-            ts=time.time(), request_id=answer.request_id, user_id=ask.user_id,
-            device_type=ask.device_type, hour=hour, k=ask.k, fallback=answer.fallback,
-            policy=answer.policy, model_versions=dict(answer.served.versions),
-            routes={role: str(target) for role, target in answer.served.routes.items()},
-            experiments=dict(answer.experiments),
-            items=[served_record.ServedItem(item.title_id, item.score, position,
-                                            item.propensity, item.explored)
-                   for position, item in enumerate(answer.served.items)]).to_json()
+        S = served_record
+        row = {S.TS: time.time(), S.REQUEST_ID: answer.request_id, S.USER_ID: ask.user_id,
+               S.DEVICE_TYPE: ask.device_type, S.HOUR: hour, S.K: ask.k,
+               S.FALLBACK: answer.fallback, S.POLICY: answer.policy,
+               S.MODEL_VERSIONS: dict(answer.served.versions),
+               S.ROUTES: {role: str(target) for role, target in answer.served.routes.items()},
+               S.EXPERIMENTS: dict(answer.experiments),
+               S.ITEMS: [{S.TITLE_ID: item.title_id, S.SCORE: item.score, S.POSITION: position,
+                          S.PROPENSITY: item.propensity, S.EXPLORED: item.explored}
+                         for position, item in enumerate(answer.served.items)]}
+        try:
+            S.ServedList.check(row)
+        except S.Refused as error:
+            # Written all the same: the answer was served, and its readers dead-letter the
+            # line with this reason (an imported title id the contract does not accept).
+            _LOG.warning("served list %s breaks the served-list record: %s",
+                         answer.request_id, error)
+        line = json.dumps(row)
         SERVED_LOGGER.info(line)
         if self.config.served_log:
             with self._log_lock, open(self.config.served_log, "a", encoding="utf-8") as handle:

@@ -378,12 +378,13 @@ class Recommender:
         except StoreUnavailableError:
             return set()
 
-    def popular(self, user_id: str, k: int = 10) -> ServedList:
+    def popular(self, user_id: str, k: int = 10, exclude_finished: bool = True) -> ServedList:
         """The fallback list: the most popular titles the user has not finished (no model
         calls). Unknown users get the plain popularity order, and so does everyone while the
-        profile store cannot answer."""
+        profile store cannot answer, or when `exclude_finished` is False (the store is known
+        to be away: not asked)."""
         started = time.perf_counter()
-        finished = self._finished_if_known(user_id)
+        finished = self._finished_if_known(user_id) if exclude_finished else set()
         taken_down = self.fresh.taken_down if self.fresh is not None else set()
         items = []
         for row in self._by_popularity:

@@ -79,12 +79,15 @@ class SqliteProfileStore:
             throwaway store.
         busy_timeout_s: how long a call waits for another writer's lock before it fails.
         check_every_s: how often the file's identity is compared with the open one.
+        retry_after_s: after a failure, calls fail at once for this long before the file is
+            tried again.
     """
 
-    def __init__(self, path: str, busy_timeout_s: float = 5.0, check_every_s: float = 1.0
-                 ) -> None:
-        require(busy_timeout_s >= 0 and check_every_s >= 0, "busy_timeout_s/check_every_s",
-                ">= 0", (busy_timeout_s, check_every_s))
+    def __init__(self, path: str, busy_timeout_s: float = 5.0, check_every_s: float = 1.0,
+                 retry_after_s: float = 0.5) -> None:
+        require(min(busy_timeout_s, check_every_s, retry_after_s) >= 0,
+                "busy_timeout_s/check_every_s/retry_after_s", ">= 0",
+                (busy_timeout_s, check_every_s, retry_after_s))
         self._path = path
         self._busy_timeout_s = busy_timeout_s
         self._check_every_s = check_every_s
@@ -94,6 +97,8 @@ class SqliteProfileStore:
         self._connection.executescript(_SCHEMA)
         self._identity = self._file_identity()
         self._checked_at = time.monotonic()
+        self._retry_after_s = retry_after_s
+        self._failed: tuple[float, str] | None = None
 
     def _file_identity(self) -> tuple[int, int] | None:
         if self._path == ":memory:":
@@ -129,15 +134,26 @@ class SqliteProfileStore:
     def _session(self) -> Iterator[sqlite3.Connection]:
         """The connection under the store's lock; a failure of the file becomes
         `StoreUnavailableError` and the connection is reopened by the next call."""
+        failed = self._failed
+        if failed is not None and time.monotonic() < failed[0]:
+            # Fail fast for a moment after a failure: a request must not wait out another
+            # writer's lock (or a broken file) again behind every other request.
+            raise StoreUnavailableError(failed[1])
         with self._lock:
             try:
                 yield self._current()
             except sqlite3.Error as error:
-                if self._path == ":memory:":
+                # Only the file's faults (locked, not a database, gone, I/O); a programming
+                # error or a constraint stays what it is.
+                if self._path == ":memory:" or type(error) not in (sqlite3.OperationalError,
+                                                                   sqlite3.DatabaseError):
                     raise
                 self._drop()
-                raise StoreUnavailableError(f"profile store {self._path}: "
-                                            f"{type(error).__name__}: {error}") from error
+                message = (f"profile store {self._path}: {type(error).__name__}: {error}; "
+                           f"retried after {self._retry_after_s:g} s")
+                self._failed = (time.monotonic() + self._retry_after_s, message)
+                raise StoreUnavailableError(message) from error
+            self._failed = None
 
     def ping(self) -> None:
         """Raises `StoreUnavailableError` unless the store answers a read."""

@@ -7,11 +7,11 @@ import pathlib
 
 import pytest
 
-from recs.config import (IndexConfig, ItemItemConfig, RankerConfig, RetrievalConfig,
-                         TrainingConfig)
+from recs.config import IndexConfig, ItemItemConfig, RankerConfig, RetrievalConfig, TrainingConfig
+from recs.contract.layout import RunLayout
 from recs.contract.models import SERVED_MODELS
-from tfx_pipeline.workdir import Workdir, pipeline_config
 from tests.tfx_pipeline.test_pipeline import COMPONENTS
+from tfx_pipeline.workdir import pipeline_config
 
 
 @pytest.mark.slow
@@ -20,11 +20,11 @@ def test_local_pipeline_end_to_end_serves_recommendations(tmp_path):
     from ml_metadata.proto import metadata_store_pb2
 
     from recs.data.synthetic import GeneratorConfig, generate
-    from transforms.ingestion import IngestionConfig, run_ingestion
     from tfx_pipeline import run_local
     from tfx_pipeline.pipeline import metadata_store_config
+    from transforms.ingestion import IngestionConfig, run_ingestion
 
-    workdir = Workdir(tmp_path)
+    workdir = RunLayout(tmp_path)
     generate(GeneratorConfig(num_users=700, num_titles=80, days=4, seed=7), workdir.raw)
     assert run_ingestion(IngestionConfig.for_raw(workdir.raw, workdir.ingested)).balanced
     fast = TrainingConfig(batch_size=128, epochs=2, learning_rate=0.05, optimizer="adagrad")
@@ -99,7 +99,7 @@ def test_local_pipeline_end_to_end_serves_recommendations(tmp_path):
     assert outputs[0]["towers"]["retrieval_model"] != outputs[1]["towers"]["retrieval_model"]
 
 
-def _recommend(workdir: Workdir, user_id: str, protocol: str = "rest", **ask):
+def _recommend(workdir: RunLayout, user_id: str, protocol: str = "rest", **ask):
     """`recs recommend` on the run's pushed models, after loading its profile store."""
     from serving.app import recommend_once
     from serving.config import ServiceConfig
@@ -116,7 +116,7 @@ def test_local_pipeline_trains_and_serves_on_movielens_100k(tmp_path, shared_dat
     from recs.data.movielens import write_movielens
     from tfx_pipeline import run_local
 
-    workdir = Workdir(tmp_path)
+    workdir = RunLayout(tmp_path)
     # A seeded 20k-rating subset keeps the run near the synthetic end-to-end test's size.
     assert write_movielens("ml-100k", str(shared_data / "movielens-100k"), str(workdir.raw),
                            str(workdir.examples_dir), max_ratings=20_000) == 20_000

@@ -14,7 +14,8 @@ import subprocess
 import pytest
 
 from recs.config import IndexConfig, RankerConfig, RetrievalConfig, TrainingConfig
-from tfx_pipeline.workdir import Workdir, pipeline_config
+from recs.contract.layout import RunLayout
+from tfx_pipeline.workdir import pipeline_config
 
 pytestmark = pytest.mark.slow  # A LocalDagRunner run: minutes.
 
@@ -26,7 +27,7 @@ _CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu",
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[Workdir, str]:
+def run(tmp_path_factory) -> tuple[RunLayout, str]:
     """A small run's work directory, and what its pipeline stage printed."""
     from rich.console import Console as RichConsole
 
@@ -34,7 +35,7 @@ def run(tmp_path_factory) -> tuple[Workdir, str]:
     from recs_cli.demo import run_pipeline
     from recs_cli.main import main
 
-    workdir = Workdir(tmp_path_factory.mktemp("run"))
+    workdir = RunLayout(tmp_path_factory.mktemp("run"))
     assert main(["generate", "--out", str(workdir.raw), "--users", "300", "--titles", "60",
                  "--days", "3", "--seed", "7"]) == 0
     assert main(["ingest", "--raw", str(workdir.raw), "--out", str(workdir.ingested)]) == 0

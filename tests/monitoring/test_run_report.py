@@ -12,10 +12,10 @@ import pytest
 
 from monitoring.run_report import (INGESTION_REPORT, RunMetadata, ingestion_warnings,
                                    save_ingestion_report, summarize_run, write_run_report)
-from tfx_pipeline.workdir import Workdir
+from recs.contract.layout import RunLayout
 
 
-def _ingestion(workdir: Workdir, dead: dict[str, int], read: int = 1000,
+def _ingestion(workdir: RunLayout, dead: dict[str, int], read: int = 1000,
                unbalanced: bool = False) -> pathlib.Path:
     from transforms.ingestion import FileCounts, IngestionReport
 
@@ -30,7 +30,7 @@ def _ingestion(workdir: Workdir, dead: dict[str, int], read: int = 1000,
 
 
 def test_ingestion_warnings_flag_dead_letters_above_the_threshold_and_lost_events(tmp_path):
-    workdir = Workdir(tmp_path)
+    workdir = RunLayout(tmp_path)
     # 50 of 1,000 events = 5.0%: at the 5% threshold, not above it.
     at = json.loads(_ingestion(workdir, {"malformed_json": 45, "unknown_user": 5}).read_text())
     assert at["balanced"] and ingestion_warnings(at) == []
@@ -51,7 +51,7 @@ def test_ingestion_warnings_flag_dead_letters_above_the_threshold_and_lost_event
 
 def test_report_refuses_a_missing_workdir_and_metadata_file(tmp_path):
     with pytest.raises(ValueError, match="workdir .*missing.* does not exist"):
-        write_run_report(Workdir(tmp_path / "missing"))
+        write_run_report(RunLayout(tmp_path / "missing"))
     with pytest.raises(ValueError, match="holds no ML-Metadata file; run the pipeline first"):
         RunMetadata(tmp_path / "metadata.db")
     assert not (tmp_path / "metadata.db").exists()  # Read-only: nothing was created.
@@ -119,7 +119,7 @@ def _images(page: str) -> list[bytes]:
 
 
 def test_page_of_a_refused_run_shows_the_gates_data_and_versions(tmp_path):
-    workdir = Workdir(tmp_path)
+    workdir = RunLayout(tmp_path)
     _ingestion(workdir, {"duplicate_event_id": 10, "malformed_json": 1})
     store = _Store(workdir.metadata)
     runs = workdir.pipeline_root
@@ -181,7 +181,7 @@ def test_page_of_an_ingestion_only_workdir_with_monitoring_and_an_experiment(tmp
     from monitoring.abtest import run_abtest
     from monitoring.decision import Decision, DriftMeasurement, Signals
 
-    workdir = Workdir(tmp_path)
+    workdir = RunLayout(tmp_path)
     _ingestion(workdir, {"unknown_title": 3})
     workdir.monitoring.mkdir()
     drift = (DriftMeasurement("device_type", "L_INFTY", 0.4, 0.3),

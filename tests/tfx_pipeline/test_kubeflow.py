@@ -6,12 +6,13 @@ import re
 
 import pytest
 import tfx
-from kfp.pipeline_spec import pipeline_spec_pb2
 from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
 
-from tfx_pipeline.workdir import Workdir, pipeline_config
+from recs.contract.layout import RunLayout
 from tfx_pipeline import compile_for_kubeflow
 from tfx_pipeline.submit import pipeline_package, submit
+from tfx_pipeline.workdir import pipeline_config
 from transforms.runners import BeamRunnerConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -43,7 +44,7 @@ def compiled(tmp_path_factory) -> pathlib.Path:
     root = tmp_path_factory.mktemp("kfp")
     dataflow = BeamRunnerConfig(runner="dataflow", project="p", region="europe-west4",
                                 temp_location="gs://bucket/tmp", sdk_container_image=IMAGE)
-    config = pipeline_config(Workdir(root), beam_args=tuple(dataflow.args()))
+    config = pipeline_config(RunLayout(root), beam_args=tuple(dataflow.args()))
     return pathlib.Path(compile_for_kubeflow(config, str(root / "pipeline.json"), IMAGE))
 
 

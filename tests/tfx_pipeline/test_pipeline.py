@@ -8,8 +8,9 @@ import pathlib
 import pytest
 
 from recs.config import RankerConfig, RetrievalConfig
+from recs.contract.layout import RunLayout
 from tfx_pipeline import compile_for_kubeflow, create_pipeline
-from tfx_pipeline.workdir import Workdir, pipeline_config
+from tfx_pipeline.workdir import pipeline_config
 
 COMPONENTS = ["ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
               "RetrievalTrainer", "RankerTrainer", "LatestBlessedRanker",
@@ -19,7 +20,7 @@ COMPONENTS = ["ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidato
 
 
 def test_components_are_wired_along_the_data_flow(tmp_path):
-    pipeline = create_pipeline(pipeline_config(Workdir(tmp_path)))
+    pipeline = create_pipeline(pipeline_config(RunLayout(tmp_path)))
     by_id = {component.id: component for component in pipeline.components}
     assert sorted(by_id) == sorted(COMPONENTS)
 
@@ -38,11 +39,11 @@ def test_components_are_wired_along_the_data_flow(tmp_path):
     assert upstream("RecommenderBuilder") == {"Transform", "RankerTrainer", "Evaluator",
                                               "IndexBuilder"}
     assert upstream("Pusher_recommender") == {"RecommenderBuilder"}
-    cold = create_pipeline(pipeline_config(Workdir(tmp_path), warm_start=False))
+    cold = create_pipeline(pipeline_config(RunLayout(tmp_path), warm_start=False))
     trainers = {c.id: c for c in cold.components if c.id.endswith("Trainer")}
     assert all("base_model" not in c.inputs for c in trainers.values())
     # A ranker that reads the towers' embeddings trains after the retrieval model.
-    towers = create_pipeline(pipeline_config(Workdir(tmp_path),
+    towers = create_pipeline(pipeline_config(RunLayout(tmp_path),
                                              ranker=RankerConfig(tower_features=True)))
     ranker_trainer = next(c for c in towers.components if c.id == "RankerTrainer")
     assert {node.id for node in ranker_trainer.upstream_nodes} == {
@@ -52,7 +53,7 @@ def test_components_are_wired_along_the_data_flow(tmp_path):
 
 def test_compiles_for_kubeflow_v2(tmp_path):
     ranker = RankerConfig(hidden_layers=(32, 16), tower_features=True)
-    config = pipeline_config(Workdir(tmp_path), ranker=ranker)
+    config = pipeline_config(RunLayout(tmp_path), ranker=ranker)
     path = compile_for_kubeflow(config, str(tmp_path / "spec.json"),
                                 image="registry.example/recs:1")
     spec = json.loads(pathlib.Path(path).read_text())

@@ -3,8 +3,9 @@
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from tfx_pipeline.workdir import Workdir, pipeline_config
+from recs.contract.layout import RunLayout
 from tfx_pipeline.windows import day_spans, rolling_window
+from tfx_pipeline.workdir import pipeline_config
 
 
 @pytest.fixture()
@@ -53,14 +54,14 @@ def test_no_spans_is_a_clear_error(tmp_path):
 
 def test_pipeline_config_takes_the_window_as_its_examples(examples, tmp_path):
     window = rolling_window(str(examples), str(tmp_path / "w"), 2)
-    config = pipeline_config(Workdir(tmp_path), examples_dir=window)
+    config = pipeline_config(RunLayout(tmp_path), examples_dir=window)
     assert config.examples_dir == window and config.metadata_path.endswith("metadata.db")
 
 
 def test_pipeline_command_compiles_a_window(examples, tmp_path):
     from recs_cli.main import main
 
-    workdir = Workdir(tmp_path / "work")
+    workdir = RunLayout(tmp_path / "work")
     workdir.ingested.mkdir(parents=True)
     examples.rename(workdir.ingested / "examples")
     spec = tmp_path / "spec.json"

@@ -3,7 +3,8 @@ champion is refused."""
 
 import pytest
 
-from tfx_pipeline.workdir import Workdir, pipeline_config
+from recs.contract.layout import RunLayout
+from tfx_pipeline.workdir import pipeline_config
 
 
 def _flipped_ranker(ranker_dir: str, out: str) -> str:
@@ -33,7 +34,7 @@ def test_evaluator_refuses_a_challenger_worse_than_the_champion(tiny_world, tmp_
 
     from tfx_pipeline.pipeline import BASELINE, CANDIDATE, eval_config
 
-    config = eval_config(pipeline_config(Workdir(tmp_path), min_ranker_auc=0.0,
+    config = eval_config(pipeline_config(RunLayout(tmp_path), min_ranker_auc=0.0,
                                          max_auc_drop=0.005))
     good = str(tiny_world.serving_dir / "ranker" / "1")
     bad = _flipped_ranker(good, str(tmp_path / "flipped"))

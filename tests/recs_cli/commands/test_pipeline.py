@@ -7,10 +7,11 @@ import re
 import pytest
 
 from recs.config import RetrievalConfig
+from recs.contract.layout import RunLayout
 from recs_cli.commands.pipeline import read_config
 from recs_cli.main import main
 from tfx_pipeline.config import PipelineConfig
-from tfx_pipeline.workdir import Workdir, pipeline_config
+from tfx_pipeline.workdir import pipeline_config
 
 
 def test_a_config_file_sets_its_fields_and_the_workdir_the_other_paths(tmp_path):
@@ -18,7 +19,7 @@ def test_a_config_file_sets_its_fields_and_the_workdir_the_other_paths(tmp_path)
     path.write_text(json.dumps({"min_ranker_auc": 0.65, "eval_buckets": [9, 1],
                                 "serving_base_dir": "gs://bucket/serving",
                                 "retrieval": {"training": {"epochs": 5}}}))
-    workdir = Workdir(tmp_path / "run")
+    workdir = RunLayout(tmp_path / "run")
     config = read_config(workdir, path)
     assert isinstance(config, PipelineConfig)
     assert (config.min_ranker_auc, config.eval_buckets) == (0.65, (9, 1))
@@ -56,7 +57,8 @@ def test_a_bad_config_file_is_refused_before_anything_is_written(text, message, 
 def test_a_missing_config_file_is_refused(tmp_path, capsys):
     missing = tmp_path / "missing.json"
     assert main(["pipeline", "--workdir", str(tmp_path / "run"), "--config", str(missing)]) == 2
-    assert f"error: [Errno 2] No such file or directory: '{missing}'" in capsys.readouterr().err
+    assert (f"error: --config {missing}: [Errno 2] No such file or directory: '{missing}'"
+            in capsys.readouterr().err)
     assert not (tmp_path / "run").exists()
 
 
@@ -68,4 +70,4 @@ def test_the_config_file_reaches_the_pipeline_run(tmp_path, monkeypatch):
     path.write_text(json.dumps({"min_ranker_auc": 0.7, "warm_start": False}))
     workdir = tmp_path / "run"
     assert main(["pipeline", "--workdir", str(workdir), "--config", str(path)]) == 0
-    assert ran == [pipeline_config(Workdir(workdir), min_ranker_auc=0.7, warm_start=False)]
+    assert ran == [pipeline_config(RunLayout(workdir), min_ranker_auc=0.7, warm_start=False)]

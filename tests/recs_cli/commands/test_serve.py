@@ -1,9 +1,9 @@
 """The ServiceConfig of `recs serve` and `recs recommend`: a file, or a workdir's models and
 profiles with an embedded or a named model server."""
 
+from recs.contract.layout import RunLayout
 from recs_cli.commands.serve import service_config
 from serving.config import ServiceConfig
-from tfx_pipeline.workdir import Workdir
 
 
 def test_a_config_file_is_taken_whole_and_embeds_no_model_server(tmp_path):
@@ -15,7 +15,7 @@ def test_a_config_file_is_taken_whole_and_embeds_no_model_server(tmp_path):
 
 
 def test_without_a_file_the_workdir_is_served(tmp_path):
-    workdir = Workdir(tmp_path)
+    workdir = RunLayout(tmp_path)
     config, embedded = service_config(None, tmp_path, "", "rest", "served.jsonl")
     assert embedded  # No model server named: one starts in-process.
     assert (config.serving_dir, config.store) == (str(workdir.serving), str(workdir.store))

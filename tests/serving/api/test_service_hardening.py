@@ -311,7 +311,8 @@ def test_a_store_swapped_for_junk_gets_the_fallback_and_unready_then_recovers(tm
     good.close()
     os.link(path, tmp_path / "backup.db")
     catalogue = {"t1": {"title_id": "t1", "genre": "drama", "popularity": 1.0}}
-    store = SqliteProfileStore(str(path), busy_timeout_s=0.1, check_every_s=0.0)
+    store = SqliteProfileStore(str(path), busy_timeout_s=0.1, check_every_s=0.0,
+                               retry_after_s=0.0)
     class Down:
         """A model server that is away: the recovered request falls back for that reason."""
 

@@ -57,6 +57,9 @@ def test_tail_slots_replace_a_share_of_the_list_with_least_popular_titles():
     assert all(len({i.title_id for i in shown}) == 4 for shown in lists)
     assert {round(i.propensity, 9) for i in replaced} <= {round(0.5 / n, 9)
                                                         for n in range(47, 51)}
+    # A kept title had probability 1 - share of staying (from propensity 1).
+    kept = [i for shown in lists for i in shown if i.title_id.startswith("t")]
+    assert {i.propensity for i in kept} == {0.5}
     always = choose(ranked, 4, ListSettings(tail_share=1.0), np.random.default_rng(0), tail)
     assert all(i.title_id.startswith("z") for i in always)
     # Without tail titles there is nothing to replace with: the list stays.

@@ -27,7 +27,7 @@ def _store_file(path, age: int) -> None:
 def live(tmp_path):
     _store_file(tmp_path / "profiles.db", 30)
     store = SqliteProfileStore(str(tmp_path / "profiles.db"), busy_timeout_s=0.1,
-                               check_every_s=0.0)
+                               check_every_s=0.0, retry_after_s=0.0)
     yield store, tmp_path / "profiles.db"
     store.close()
 
@@ -100,5 +100,32 @@ def test_concurrent_readers_survive_a_swap(live, tmp_path):
 
 
 def test_bad_timeouts_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="busy_timeout_s/check_every_s must be >= 0"):
+    with pytest.raises(ValueError,
+                       match="busy_timeout_s/check_every_s/retry_after_s must be >= 0"):
         SqliteProfileStore(str(tmp_path / "s.db"), busy_timeout_s=-1)
+
+
+def test_after_a_failure_calls_fail_fast_for_a_moment_then_try_again(tmp_path):
+    _store_file(tmp_path / "profiles.db", 30)
+    store = SqliteProfileStore(str(tmp_path / "profiles.db"), busy_timeout_s=0.1,
+                               check_every_s=0.0, retry_after_s=0.3)
+    holder = sqlite3.connect(str(tmp_path / "profiles.db"))
+    holder.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(StoreUnavailableError, match="locked"):
+        store.profile("u1")
+    holder.rollback()
+    holder.close()
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError, match="retried after 0.3 s"):
+        store.profile("u1")  # Within the moment: no wait for the lock, no file access.
+    assert time.monotonic() - started < 0.05
+    time.sleep(0.35)
+    assert store.profile("u1")["age"] == 30
+    store.close()
+
+
+def test_a_programming_error_is_not_taken_for_an_unavailable_store(live):
+    store, _ = live
+    with pytest.raises(sqlite3.ProgrammingError):
+        store.record_plays([("u1", "t1")])  # One value short: a bug, not the file.
+    assert store.profile("u1")["age"] == 30
