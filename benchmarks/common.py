@@ -41,6 +41,40 @@ def machine() -> dict[str, Any]:
             "load_average_1m": round(os.getloadavg()[0], 2)}
 
 
+CPU_FLAGS_OF_NOTE = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16",
+                     "amx_int8")
+"""CPU features that change how fast TensorFlow and NumPy run, reported when present."""
+
+
+def cpu_flags() -> list[str]:
+    """The `CPU_FLAGS_OF_NOTE` this machine's first CPU reports (/proc/cpuinfo "flags")."""
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in CPU_FLAGS_OF_NOTE if flag in present]
+    return []
+
+
+def matmul_gflops(seconds: float = 1.0, size: int = 512) -> float:
+    """A calibration figure: single-thread float32 matrix multiply speed in GFLOP/s, measured
+    for about `seconds`, so results from different machines (or a busy one) can be set side
+    by side."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((size, size), dtype=np.float32) for _ in range(2))
+    with threadpool_limits(limits=1):
+        a @ b  # Warm-up.
+        runs, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            a @ b
+            runs += 1
+        elapsed = time.perf_counter() - start
+    return round(2.0 * size ** 3 * runs / elapsed / 1e9, 2)
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -123,9 +157,11 @@ def _plain(value: Any) -> Any:
 
 
 def write_result(name: str, parameters: dict[str, Any], figures: dict[str, Any],
-                 peers: dict[str, Any], ratios: dict[str, Any]) -> pathlib.Path:
+                 peers: dict[str, Any], ratios: dict[str, Any],
+                 machine_facts: dict[str, Any] | None = None) -> pathlib.Path:
     """Writes `results/<name>.json` and returns its path. `RECS_BENCH_CONCURRENT_LOAD`, when
-    set, is written as `parameters.concurrent_load` (what else shared the machine)."""
+    set, is written as `parameters.concurrent_load` (what else shared the machine);
+    `machine_facts` (e.g. `cpu_flags()`, `matmul_gflops()`) join the machine block."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     if os.environ.get("RECS_BENCH_CONCURRENT_LOAD"):
         parameters = {**parameters,
@@ -133,15 +169,21 @@ def write_result(name: str, parameters: dict[str, Any], figures: dict[str, Any],
     path = RESULTS / f"{name}.json"
     document = {"benchmark": name,
                 "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "machine": machine(), "parameters": parameters, "figures": figures,
-                "peers": peers, "ratios": ratios}
+                "machine": {**machine(), **(machine_facts or {})}, "parameters": parameters,
+                "figures": figures, "peers": peers, "ratios": ratios}
     path.write_text(json.dumps(document, indent=2, default=_plain) + "\n")
     return path
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port; yields its URL."""
+def redis_server(data_dir: str | pathlib.Path | None = None) -> Iterator[str]:
+    """A redis-server on a free loopback port; yields its URL.
+
+    Args:
+        data_dir: None for a throwaway server. Otherwise its dump lives there: the server
+            starts from `dump.rdb` when there is one, and a `SAVE` writes it (nothing is
+            saved on its own), so a long run can continue after a restart.
+    """
     import redis
 
     binary = shutil.which("redis-server")
@@ -150,17 +192,22 @@ def redis_server() -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    if data_dir is None:
+        workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    else:
+        workdir = str(data_dir)
+        os.makedirs(workdir, exist_ok=True)
     process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save",
-                                "", "--appendonly", "no", "--dir", workdir],
+                                "", "--appendonly", "no", "--dir", workdir,
+                                "--dbfilename", "dump.rdb"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + (10 if data_dir is None else 300)  # A dump takes a while.
     while True:
         try:
             redis.Redis.from_url(url).ping()
             break
-        except redis.ConnectionError:
+        except redis.ConnectionError:  # BusyLoadingError included: still reading the dump.
             if time.monotonic() > deadline:
                 process.kill()
                 raise

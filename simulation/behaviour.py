@@ -18,14 +18,22 @@ exp((affinity - 1) / T)"; here a slate takes the place of coming across titles:
                   that found nothing.
     frequency     sessions a day: the generator's rate (activity, weekends, the churn-prone
                   users' decay) times exp(frequency_sensitivity * (satisfaction - reference)).
-    churn         a daily hazard of leaving for good, higher for the churn-prone and falling
-                  with satisfaction.
-    renewal       once a month, on each user's billing day: a user who left cancels; one who
-                  stayed renews with probability sigmoid(renewal_bias + renewal_sensitivity *
-                  (satisfaction - reference)).
+    churn         a daily hazard of leaving for good (the user cancels that day), higher for
+                  the churn-prone and for new subscribers in their first billing cycle, and
+                  falling with satisfaction.
+    renewal       once a month, on each user's billing day (a new subscriber's first is a
+                  cycle after signing up): one who stayed renews with probability
+                  sigmoid(renewal_bias + renewal_sensitivity * (satisfaction - reference)),
+                  else the subscription lapses.
 
 The constants are fixed here, before any model is compared: a model wins only by showing
-people titles the hidden truth says they like.
+people titles the hidden truth says they like. The churn constants are set so that a month of
+the loop cancels about 5% of its established subscribers, the US premium SVOD category's
+weighted average monthly gross churn as Antenna measures it (5.2% in August 2024, "A case for
+rethinking churn", antenna.live; 4.6% over 2025), and about 15% of its new subscribers in
+their first month (Antenna, Q3 2023 sign-ups: 61% of non-serial churners still subscribed
+three months later, "2024 Top Subscription Insights: Serial Churn"). Measured on a 3,000-user
+world shown the most popular titles for 30 days: 5.0% and 15% (of 20 new subscribers).
 """
 
 import dataclasses
@@ -55,6 +63,8 @@ class BehaviourConfig(Config):
         frequency_sensitivity: log-change of the session rate per unit of satisfaction.
         churn_hazard: daily probability of leaving at the reference satisfaction.
         churn_prone_factor: how much likelier the generator's churn-prone users leave.
+        new_subscriber_factor: how much likelier a new subscriber leaves during their first
+            billing cycle (a modelling choice: new subscribers are the likeliest to leave).
         churn_sensitivity: log-change of the hazard per unit of satisfaction (it falls).
         renewal_bias / renewal_sensitivity: the renewal probability's logit at the
             reference, and its change per unit of satisfaction.
@@ -68,10 +78,11 @@ class BehaviourConfig(Config):
     reference: float = 0.5
     initial: float = 0.5
     frequency_sensitivity: float = 0.6
-    churn_hazard: float = 0.004
+    churn_hazard: float = 0.001
     churn_prone_factor: float = 4.0
+    new_subscriber_factor: float = 3.0
     churn_sensitivity: float = 1.0
-    renewal_bias: float = 2.5
+    renewal_bias: float = 4.6
     renewal_sensitivity: float = 1.5
 
     def __post_init__(self) -> None:
@@ -85,6 +96,8 @@ class BehaviourConfig(Config):
                 self.churn_hazard)
         require(self.churn_prone_factor >= 1.0, "churn_prone_factor", ">= 1",
                 self.churn_prone_factor)
+        require(self.new_subscriber_factor >= 1.0, "new_subscriber_factor", ">= 1",
+                self.new_subscriber_factor)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,14 +161,17 @@ def pick(world: World, user: int, slate: np.ndarray, taken: set[int],
             title = int(slate[position])
             if title >= 0 and title not in taken and starts[position] < accept[position]:
                 return Pick(title, True, int(position), looks)
-    for _ in range(config.browse_patience):
-        looks += 1
-        title = min(int(np.searchsorted(world.titles.proposal_cdf, rng.random())),
-                    len(world.titles) - 1)
-        if title not in taken and rng.random() < start_probability(
-                world, user, np.array([title]))[0]:
-            return Pick(title, False, -1, looks)
-    return Pick(-1, False, -1, looks)
+    if not config.browse_patience:
+        return Pick(-1, False, -1, looks)
+    # All the looks' draws at once (as many whatever is found: a fixed use of the stream).
+    proposals = np.minimum(np.searchsorted(world.titles.proposal_cdf,
+                                           rng.random(config.browse_patience)),
+                           len(world.titles) - 1)
+    accepted = rng.random(config.browse_patience) < start_probability(world, user, proposals)
+    for look in np.flatnonzero(accepted):
+        if int(proposals[look]) not in taken:
+            return Pick(int(proposals[look]), False, -1, looks + int(look) + 1)
+    return Pick(-1, False, -1, looks + config.browse_patience)
 
 
 def session_value(engaged_plays: int, looks: int, found_nothing: bool,
@@ -184,9 +200,16 @@ def session_rate(base_rate: np.ndarray, satisfaction: np.ndarray,
 
 
 def churn_probability(satisfaction: np.ndarray, churn_prone: np.ndarray,
-                      config: BehaviourConfig) -> np.ndarray:
-    """Daily probability of leaving for good, `[users]`."""
+                      config: BehaviourConfig, new: np.ndarray | None = None) -> np.ndarray:
+    """Daily probability of leaving for good, `[users]`.
+
+    Args:
+        satisfaction / churn_prone: `[users]`.
+        new: `[users]` True for a subscriber in their first billing cycle; None: nobody.
+    """
     hazard = config.churn_hazard * np.where(churn_prone, config.churn_prone_factor, 1.0)
+    if new is not None:
+        hazard = hazard * np.where(new, config.new_subscriber_factor, 1.0)
     return np.minimum(1.0, hazard * np.exp(-config.churn_sensitivity
                                            * (satisfaction - config.reference)))
 

@@ -113,6 +113,27 @@ def test_churn_is_likelier_for_the_unhappy_and_the_churn_prone():
     np.testing.assert_allclose(hazard, [0.01, 0.04, 0.01 * np.e])
 
 
+def test_new_subscribers_are_likelier_to_leave():
+    config = BehaviourConfig(churn_hazard=0.01, churn_prone_factor=4.0, new_subscriber_factor=3.0,
+                             reference=0.5)
+    hazard = churn_probability(np.array([0.5, 0.5, 0.5]), np.array([False, False, True]),
+                               config, new=np.array([False, True, True]))
+    # Base 0.01; new x3; new and churn-prone x3 x4.
+    np.testing.assert_allclose(hazard, [0.01, 0.03, 0.12])
+
+
+def test_browsing_looks_at_most_patience_titles_and_counts_them():
+    # Only the hated title (start probability ~0.003 a look) is left to find: 20 looks,
+    # all counted; nothing found in almost every search.
+    world = _world(_E[:1], np.stack([-_E[0]]))
+    config = BehaviourConfig(browse_patience=20)
+    picks = [pick(world, 0, np.array([], dtype=int), set(), config, np.random.default_rng(s))
+             for s in range(50)]
+    assert sum(p.found for p in picks) <= 5
+    assert all(p.looks == 20 for p in picks if not p.found)
+    assert all(1 <= p.looks <= 20 for p in picks if p.found)
+
+
 def test_renewal_probability_rises_with_satisfaction():
     config = BehaviourConfig(renewal_bias=2.0, renewal_sensitivity=1.0, reference=0.5)
     probability = renewal_probability(np.array([0.5, 1.5, -0.5]), config)
@@ -129,6 +150,7 @@ def test_billing_days_are_seeded_and_cover_the_month():
 
 @pytest.mark.parametrize("field, value", [("memory", 1.0), ("seconds_per_look", 0.0),
                                           ("churn_hazard", 1.0), ("churn_prone_factor", 0.5),
+                                          ("new_subscriber_factor", 0.5),
                                           ("browse_patience", -1)])
 def test_bad_behaviour_constants_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
