@@ -17,7 +17,7 @@ throughput, p50/p99 latency, failures and CPU milliseconds per request of each p
 saturation rate; p99 and failures while a new recommender version is pushed mid-run; the
 two-call path (retrieval, then the ranker over raw rows) with server-side batching off and
 on. Peers, in the same run: the signatures alone with tensors ready (the floor), and the
-project's `Recommender` with the models in-process (`serving.model_server.LocalClient`).
+project's `Recommender` with the models in-process (`serving.clients.local.LocalClient`).
 
     python benchmarks/serving_latency.py [--world DIR] [--rates 50,100,200,300,400]
 """
