@@ -24,7 +24,8 @@ Counted per protocol:
     valid          valid requests interleaved
     by_class       hostile inputs per class; outcomes: answers per HTTP status / gRPC code
 Slow clients are not part of the corpus: with the default read timeouts (10 s for a head)
-each would take seconds; tests/integration/serving/test_model_server_hardening.py covers them with short limits.
+each would take seconds; tests/integration/serving/test_model_server_hardening.py covers them
+with short limits.
 """
 
 import argparse
