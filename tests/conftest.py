@@ -114,3 +114,14 @@ def redis_url(tmp_path_factory):
     yield url
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    """A client of the session's redis-server, its database emptied for each test."""
+    import redis
+
+    connection = redis.Redis.from_url(redis_url, decode_responses=True)
+    connection.flushdb()
+    yield connection
+    connection.close()

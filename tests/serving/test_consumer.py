@@ -27,14 +27,6 @@ PROFILE = {F.AGE: 30, F.COUNTRY: "de", F.SUBSCRIPTION_TIER: "standard",
 DURATIONS = {"t1": 1000.0, "t2": 2000.0}
 
 
-@pytest.fixture
-def client(redis_url):
-    connection = redis.Redis.from_url(redis_url, decode_responses=True)
-    connection.flushdb()
-    yield connection
-    connection.close()
-
-
 def _events(users: int, per_user: int) -> list[dict]:
     """play_start/play_stop pairs; every second stop watches 95% of t1 (finished)."""
     events, n = [], 0
@@ -88,18 +80,18 @@ def _poison(n: int) -> list[dict[bytes, bytes]]:
     return entries
 
 
-def _publish_raw(client, entries: list[dict[bytes, bytes]]) -> list[str]:
-    return [client.xadd("recs:events", entry) for entry in entries]
+def _publish_raw(redis_client, entries: list[dict[bytes, bytes]]) -> list[str]:
+    return [redis_client.xadd("recs:events", entry) for entry in entries]
 
 
 def test_every_poison_message_is_dead_lettered_with_its_bytes_and_the_rest_applied(
-        client, redis_url):
+        redis_client, redis_url):
     store = SqliteProfileStore(":memory:")
     store.upsert_profiles(_profiles(1))
     poison = _poison(0)
-    ids = _publish_raw(client, poison)
-    publish(client, _events(1, 2))
-    counts = ProfileUpdater(client, store, DURATIONS).drain()
+    ids = _publish_raw(redis_client, poison)
+    publish(redis_client, _events(1, 2))
+    counts = ProfileUpdater(redis_client, store, DURATIONS).drain()
     assert counts.balanced and counts.applied == 4 and counts.retries == 0
     assert sum(counts.dead_lettered.values()) == len(poison)
     dead = redis.Redis.from_url(redis_url).xrange("recs:events:dead")  # As bytes.
@@ -128,32 +120,32 @@ class _FlakyStore(SqliteProfileStore):
         return super().apply_event(event, duration_seconds)
 
 
-def test_a_store_failure_is_retried_with_backoff_and_applied_once(client):
+def test_a_store_failure_is_retried_with_backoff_and_applied_once(redis_client):
     store = _FlakyStore(transient=3)
     store.upsert_profiles(_profiles(1))
-    publish(client, _events(1, 2))
-    updater = ProfileUpdater(client, store, DURATIONS, max_backoff_s=0.05)
+    publish(redis_client, _events(1, 2))
+    updater = ProfileUpdater(redis_client, store, DURATIONS, max_backoff_s=0.05)
     counts = updater.drain()
     assert counts.retries == 3 and counts.applied == 4 and counts.balanced
     assert store.stats("u0")["plays"] == 2
-    assert client.xpending("recs:events", "profile-updater")["pending"] == 0
+    assert redis_client.xpending("recs:events", "profile-updater")["pending"] == 0
 
 
-def test_a_message_that_always_fails_is_quarantined_by_its_delivery_count(client, redis_url):
+def test_a_message_that_always_fails_is_quarantined_by_its_delivery_count(redis_client, redis_url):
     events = _events(1, 3)
     store = _FlakyStore(poisoned=events[1]["event_id"])
     store.upsert_profiles(_profiles(1))
-    publish(client, events)
-    counts = ProfileUpdater(client, store, DURATIONS, max_deliveries=4,
+    publish(redis_client, events)
+    counts = ProfileUpdater(redis_client, store, DURATIONS, max_deliveries=4,
                             max_backoff_s=0.01).drain()
     assert counts.dead_lettered == {QUARANTINED: 1} and counts.applied == len(events) - 1
     [(_, letter)] = redis.Redis.from_url(redis_url).xrange("recs:events:dead")
     assert letter[b"reason"] == QUARANTINED.encode()
     assert json.loads(letter[b"orig:event"])["event_id"] == events[1]["event_id"]
-    assert client.xpending("recs:events", "profile-updater")["pending"] == 0
+    assert redis_client.xpending("recs:events", "profile-updater")["pending"] == 0
 
 
-def test_events_apply_exactly_once_and_bad_records_are_dead_lettered(client):
+def test_events_apply_exactly_once_and_bad_records_are_dead_lettered(redis_client):
     store = SqliteProfileStore(":memory:")
     store.upsert_profiles(_profiles(2))
     events = _events(2, 2)
@@ -162,14 +154,14 @@ def test_events_apply_exactly_once_and_bad_records_are_dead_lettered(client):
                        "event_type": "play_stop"}),
            json.dumps({**events[0], "event_id": "x3", F.TITLE_ID: "t404"}),
            json.dumps({**events[0], "event_id": "x4", F.USER_ID: "ghost"})]
-    publish(client, events + events[:3] + bad)  # Three redelivered duplicates.
-    counts = ProfileUpdater(client, store, DURATIONS).drain()
+    publish(redis_client, events + events[:3] + bad)  # Three redelivered duplicates.
+    counts = ProfileUpdater(redis_client, store, DURATIONS).drain()
     assert counts.balanced and counts.read == len(events) + 3 + len(bad)
     assert (counts.applied, counts.duplicates) == (len(events), 3)
     assert counts.dead_lettered == {"malformed_json": 1, "not_an_object": 1,
                                     "negative_watch_time": 1, "unknown_title": 1,
                                     "unknown_user": 1}
-    dead = client.xrange("recs:events:dead")
+    dead = redis_client.xrange("recs:events:dead")
     assert len(dead) == 5 and dead[0][1]["orig:event"] == '{"event_id": "x1", '
     for user, expected in _expected_stats(events).items():
         stats = store.stats(user)
@@ -177,7 +169,7 @@ def test_events_apply_exactly_once_and_bad_records_are_dead_lettered(client):
                                                             expected["watch_seconds"])
         assert store.finished(user) == {"t1"}  # 950 of 1000 s is >= 90%: finished.
         assert store.history(user)[0] == "t2"  # The latest play first.
-    assert client.xpending("recs:events", "profile-updater")["pending"] == 0
+    assert redis_client.xpending("recs:events", "profile-updater")["pending"] == 0
 
 
 class _Died(BaseException):
@@ -185,12 +177,12 @@ class _Died(BaseException):
 
 
 def test_a_crash_between_apply_and_ack_is_redelivered_without_double_counting(
-        client, redis_url, monkeypatch):
+        redis_client, redis_url, monkeypatch):
     store = RedisProfileStore(redis_url, prefix="crash:")
     store.upsert_profiles(_profiles(1))
     events = _events(1, 5)
-    publish(client, events)
-    crashing = ProfileUpdater(client, store, DURATIONS, consumer="a", batch=1)
+    publish(redis_client, events)
+    crashing = ProfileUpdater(redis_client, store, DURATIONS, consumer="a", batch=1)
     acked = 0
     real_xack = crashing.redis.xack
 
@@ -205,11 +197,11 @@ def test_a_crash_between_apply_and_ack_is_redelivered_without_double_counting(
     with pytest.raises(_Died):
         crashing.drain()
     # Another consumer takes over the message pending on the dead one.
-    counts = ProfileUpdater(client, store, DURATIONS, consumer="b", claim_idle_ms=0).drain()
+    counts = ProfileUpdater(redis_client, store, DURATIONS, consumer="b", claim_idle_ms=0).drain()
     assert counts.duplicates == 1 and counts.applied == len(events) - 5
     assert store.stats("u0")["plays"] == len(events) // 2
     assert store.stats("u0")["watch_seconds"] == _expected_stats(events)["u0"]["watch_seconds"]
-    assert client.xpending("recs:events", "profile-updater")["pending"] == 0
+    assert redis_client.xpending("recs:events", "profile-updater")["pending"] == 0
 
 
 def _consumer_process(redis_url: str, store_url: str, catalogue: str) -> subprocess.Popen:
@@ -220,7 +212,7 @@ def _consumer_process(redis_url: str, store_url: str, catalogue: str) -> subproc
 
 
 def test_a_killed_consumer_process_resumes_without_loss_or_double_counting(
-        client, redis_url, tmp_path):
+        redis_client, redis_url, tmp_path):
     catalogue = tmp_path / "titles.jsonl"
     catalogue.write_text("".join(json.dumps({F.TITLE_ID: t, "duration_seconds": d}) + "\n"
                                  for t, d in DURATIONS.items()))
@@ -229,21 +221,21 @@ def test_a_killed_consumer_process_resumes_without_loss_or_double_counting(
     events = _events(50, 40)  # 4,000 events, with poison messages between them.
     poison_ids = set()
     for start in range(0, len(events), 200):
-        publish(client, events[start:start + 200])
-        poison_ids.update(_publish_raw(client, _poison(start)))
+        publish(redis_client, events[start:start + 200])
+        poison_ids.update(_publish_raw(redis_client, _poison(start)))
     first = _consumer_process(redis_url, redis_url, str(catalogue))
     deadline = time.monotonic() + 120
-    while client.scard("recs:applied_events") < 500 and time.monotonic() < deadline:
+    while redis_client.scard("recs:applied_events") < 500 and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(first.pid, signal.SIGKILL)  # Mid-stream, no chance to clean up.
     first.wait()
-    applied_before = client.scard("recs:applied_events")
+    applied_before = redis_client.scard("recs:applied_events")
     assert 500 <= applied_before < len(events), "the kill must land mid-stream"
     second = _consumer_process(redis_url, redis_url, str(catalogue))
     output, _ = second.communicate(timeout=300)
     counts = json.loads(output.strip().splitlines()[-1])
     assert second.returncode == 0
-    assert client.scard("recs:applied_events") == len(events)
+    assert redis_client.scard("recs:applied_events") == len(events)
     for user, expected in _expected_stats(events).items():
         stats = store.stats(user)
         assert (stats["plays"], stats["watch_seconds"]) == (expected["plays"],
@@ -257,11 +249,11 @@ def test_a_killed_consumer_process_resumes_without_loss_or_double_counting(
     dead = [entry[b"message_id"].decode()
             for _, entry in redis.Redis.from_url(redis_url).xrange("recs:events:dead")]
     assert set(dead) == poison_ids and len(dead) - len(poison_ids) <= 1
-    assert client.xpending("recs:events", "profile-updater")["pending"] == 0
+    assert redis_client.xpending("recs:events", "profile-updater")["pending"] == 0
 
 
 def test_a_cached_profile_read_is_dropped_the_moment_the_consumer_changes_the_user(
-        client, redis_url):
+        redis_client, redis_url):
     from serving.online.store import CachedProfileStore
 
     store = SqliteProfileStore(":memory:")
@@ -271,8 +263,8 @@ def test_a_cached_profile_read_is_dropped_the_moment_the_consumer_changes_the_us
     time.sleep(0.5)  # The listener subscribes.
     assert cached.finished("u0") == set() and cached.history("u0") == []
     events = _events(1, 1)
-    publish(client, events)
-    ProfileUpdater(client, store, DURATIONS).drain()
+    publish(redis_client, events)
+    ProfileUpdater(redis_client, store, DURATIONS).drain()
     deadline = time.monotonic() + 5
     while cached.finished("u0") != {"t1"} and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -5,7 +5,6 @@ import threading
 import time
 
 import pytest
-import redis
 
 from recs import features as F
 from serving.consumer import ProfileUpdater, publish
@@ -15,15 +14,7 @@ from serving.online.store import RedisProfileStore
 pytestmark = pytest.mark.serial
 
 
-@pytest.fixture
-def client(redis_url):
-    connection = redis.Redis.from_url(redis_url, decode_responses=True)
-    connection.flushdb()
-    yield connection
-    connection.close()
-
-
-def test_the_next_recommendation_reflects_a_new_watch(server, tiny_world, redis_url, client):
+def test_the_next_recommendation_reflects_a_new_watch(server, tiny_world, redis_url, redis_client):
     from fastapi.testclient import TestClient
 
     from recs.data.catalogue import read_jsonl
@@ -43,7 +34,7 @@ def test_the_next_recommendation_reflects_a_new_watch(server, tiny_world, redis_
                                   ServiceConfig(model_timeout_ms=30_000)))
     user = tiny_world.records[0][F.USER_ID]
     stop = threading.Event()
-    updater = ProfileUpdater(client, store, durations)
+    updater = ProfileUpdater(redis_client, store, durations)
     consumer = threading.Thread(target=updater.run, args=(stop,), daemon=True)
     consumer.start()
     try:
@@ -53,7 +44,7 @@ def test_the_next_recommendation_reflects_a_new_watch(server, tiny_world, redis_
                 return [item["title_id"] for item in body["items"]]
 
             first = top()[0]
-            publish(client, [{"event_id": "live-1", F.USER_ID: user, F.TITLE_ID: first,
+            publish(redis_client, [{"event_id": "live-1", F.USER_ID: user, F.TITLE_ID: first,
                               F.DEVICE_TYPE: "tv", "event_type": "play_stop",
                               "ts": int(time.time()),
                               "watch_seconds": durations[first]}])
