@@ -3,21 +3,12 @@ it, and undefined signals triggering nothing."""
 
 import json
 
-import numpy as np
 import pytest
 
 from monitoring import ALERT, NOTHING, RETRAIN, DriftMeasurement, MonitorConfig, Signals
 from monitoring import decide
-from monitoring.outcomes import Records, served_engagement
-from recs import features as F
-
-
-def _records(users, titles, labels, watch=None) -> Records:
-    n = len(users)
-    return Records({F.USER_ID: np.array(users, dtype=object),
-                    F.TITLE_ID: np.array(titles, dtype=object), F.LABEL: np.array(labels),
-                    F.WATCH_SECONDS: np.array(watch or [600.0] * n),
-                    F.COMPLETED: np.zeros(n), F.LIKED: np.zeros(n)})
+from monitoring.outcomes import served_engagement
+from tests.monitoring._helpers import make_records
 
 
 def _signals(**overrides) -> Signals:
@@ -68,7 +59,7 @@ def test_an_undefined_auc_and_an_empty_served_log_trigger_nothing():
     signals = Signals(span=1, auc=None, ece=0.0, baseline_auc=0.8)
     assert decide(signals, MonitorConfig(min_auc=0.6)).action == NOTHING
     # Nothing served: no engagement rate at all, not a rate of 0 and an alert.
-    rate = served_engagement([], _records([b"u1"], [b"t1"], [1], [60.0]))["engagement_rate"]
+    rate = served_engagement([], make_records([b"u1"], [b"t1"], [1], [60.0]))["engagement_rate"]
     assert rate is None
     signals = Signals(span=1, auc=0.7, ece=0.0, served_engagement_rate=rate,
                       baseline_served_engagement_rate=0.3)

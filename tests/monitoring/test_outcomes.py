@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from monitoring.outcomes import (Records, engagement, prediction_quality, return_rate,
+from monitoring.outcomes import (engagement, prediction_quality, return_rate,
                                  served_engagement, unseen_share)
-from recs import features as F
+from tests.monitoring._helpers import make_records
 
 
 def test_prediction_quality_overall_by_decile_and_slice():
@@ -25,16 +25,8 @@ def test_prediction_quality_overall_by_decile_and_slice():
     assert quality["slices"]["device"]["tv"]["observed"] == pytest.approx(0.5)
 
 
-def _records(users, titles, labels, watch=None) -> Records:
-    n = len(users)
-    return Records({F.USER_ID: np.array(users, dtype=object),
-                    F.TITLE_ID: np.array(titles, dtype=object), F.LABEL: np.array(labels),
-                    F.WATCH_SECONDS: np.array(watch or [600.0] * n),
-                    F.COMPLETED: np.zeros(n), F.LIKED: np.zeros(n)})
-
-
 def test_engagement_and_served_engagement():
-    records = _records([b"u1", b"u1", b"u2"], [b"t1", b"t2", b"t1"], [1, 0, 1],
+    records = make_records([b"u1", b"u1", b"u2"], [b"t1", b"t2", b"t1"], [1, 0, 1],
                        [1200.0, 60.0, 600.0])
     assert engagement(records)["watch_minutes_per_active_user"] == pytest.approx(31 / 2)
     lines = [json.dumps({"user_id": "u1", "items": [{"title_id": "t1", "score": 0.8},
@@ -53,5 +45,5 @@ def test_return_rate_needs_the_whole_horizon():
 
 
 def test_unseen_share_counts_interactions_on_new_titles():
-    records = _records([b"u"] * 4, [b"t1", b"new", b"t2", b"new"], [1, 1, 0, 0])
+    records = make_records([b"u"] * 4, [b"t1", b"new", b"t2", b"new"], [1, 1, 0, 0])
     assert unseen_share(records, [b"t1", b"t2"]) == pytest.approx(0.5)
