@@ -1,12 +1,14 @@
 """Beam ingestion: raw playback events -> one labelled interaction tf.Example per (user, title, session).
 
-    events/day=D/* files -> read bytes, line by line (gzip by its magic bytes) -----> dead letter
+    events/day=D/* listed before the pipeline starts: entries not read -----------> dead letter
+    files -> read bytes, line by line (gzip by its magic bytes) ------------------> dead letter
       -> parse + validate (recs.contract.events), time stamp near day D ----------> dead letter
       -> packed per user bucket (events) and per event-id bucket (ids), compressed
-    ids:   group by event-id bucket -> every copy of an id but the earliest delivered,
-                                       as a position for the user bucket holding it
-    users: group by user bucket (events, later copies, profile versions)
-      -> drop later copies of an event id ---------------------------------------> dead letter
+    ids:   group by event-id bucket -> copies of an id not used (identical: all but the
+                                       earliest delivered; differing: all), as positions
+                                       for the user bucket holding them
+    users: group by user bucket (events, unused copies, profile versions)
+      -> drop unused copies of an event id --------------------------------------> dead letter
       -> per user: bot-rate hours -------------------------------------------------> dead letter
       -> sessionize (inactivity gap; a play is active start -> stop)
       -> aggregate per (user, title, session)
@@ -18,6 +20,16 @@ Each input day becomes one output span, `examples/day=YYYY-MM-DD/`, holding the 
 first event was delivered that day; ImportExampleGen reads them with the span pattern
 `day={YYYY}-{MM}-{DD}/*` (see `SPAN_PATTERN`). Partitioning by delivery day means a late
 event never reopens a span that was already written.
+
+Listing (`transforms.ingestion_files`, before the pipeline starts): only regular files directly
+inside a `day=YYYY-MM-DD` folder of a real date are read. Every other entry the glob names is
+counted in the report's `skipped` under a `recs.contract.layout.SkipReason` and written as a
+dead letter naming its path (never its bytes): a folder that is not a day (`day=2026-13-45`,
+`day=2026-01-05.bak`), a folder inside a day folder, a file beside the day folders, a FIFO,
+socket or device (never opened), a hidden name, a dangling or looping link, a link leading
+outside the raw folder (`raw_dir`; not followed). `IngestionReport.balanced` is false while
+anything is skipped. The users and titles files must exist as regular files: a clear
+`ValueError` naming the file and the raw folder's layout otherwise, before anything runs.
 
 Reading: files are read as bytes and split on newlines, so one undecodable byte costs one line,
 not the job. A byte-order mark and CRLF endings are accepted; a file whose first bytes are
@@ -34,9 +46,14 @@ Cleaning rules (each refusal is a dead letter with its reason):
   `max_early_seconds` after it: refused by `recs.contract.events.parse_event`, the contract the
   streaming consumer applies too. Optional fields are not imputed here; numeric normalization
   is tf.Transform's.
-- A second copy of an event id: refused, whichever user it names. The copy kept is the
-  earliest delivered (delivery day, then file path, then line), whatever order the runner sees
-  them in; the consumer keeps the first to arrive, the same rule in a stream.
+- Copies of one event id. Identical copies (the same parsed event, whatever the line's
+  spacing or key order) are duplicates: the earliest delivered (delivery day, then file path,
+  then line) is kept, whatever order the runner sees them in, and the others are refused
+  (`duplicate_event_id`); the consumer keeps the first to arrive, the same rule in a stream.
+  Copies whose contents differ (another watch time, another user) are a conflict: the job
+  cannot tell the real one from a forgery, so every copy is refused (`conflicting_duplicate`)
+  and none is used; a forged copy in a file that sorts first no longer displaces the real
+  event. Contents are compared by a 96-bit BLAKE2b digest, which a forger cannot match.
 - Every event of a user's clock hour holding more than `bot_events_per_hour` events: bot or
   stuck-client traffic, refused.
 - A (user, title, session) whose play reports more than `max_watch_ratio` x the title's
@@ -67,21 +84,23 @@ and line, and its bytes (as text, or base64 when they are not UTF-8): the dead-l
 `recs.contract.dead_letters`, so it can be counted, read and replayed.
 """
 
+import base64
 import collections
 import dataclasses
 import datetime as dt
 import functools
 import gzip
+import hashlib
 import io
 import json
+import os
 import pathlib
-import re
+import stat
 import zlib
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import apache_beam as beam
 import orjson
-from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -91,21 +110,26 @@ from recs.contract import features as F
 from recs.contract.dead_letters import EVENTS, PROFILE_UPDATES, TITLES, USERS, DeadLetter
 from recs.contract.events import (LIKE, MAX_RECORD_BYTES, PLAY_START, PLAY_STOP, SKIP, Reason,
                                   TimeWindow, parse_event, plausible_watch)
-from recs.contract.layout import DEAD_LETTERS, EXAMPLES, RawLayout
+from recs.contract.layout import DEAD_LETTERS, EXAMPLES, RAW_FOLDER_LAYOUT, RawLayout
 from recs.contract.rows import UPDATED_TS, invalid_profile_fields, invalid_title_fields
 from transforms.examples import encode_examples
+from transforms.ingestion_files import Listing, Skipped, delivery_day, list_files
 
 
 _NAMESPACE = "recs.ingestion"
 _DEAD_LETTER = "dead_letter"
-_DAY_PARTITION = re.compile(r"day=(\d{4}-\d{2}-\d{2})")
 _ARRIVAL = "arrival_day"
 _POSITION = "delivered_at"
 """(delivery day, file, line) of an event: the order in which copies of one id count."""
 _IDS = "ids"
-_EVENTS, _DUPLICATES, _PROFILES = "events", "duplicates", "profiles"
+_EVENTS, _DUPLICATES, _CONFLICTS, _PROFILES = "events", "duplicates", "conflicts", "profiles"
 """Kinds of what crosses the user-bucket shuffle: packed events, packed positions of later
-copies of an event id, and profile rows."""
+copies of an event id, packed positions of the copies of an id whose contents differ, and
+profile rows."""
+_DIGEST_BYTES = 12
+"""An event's content digest (BLAKE2b, 96 bits): a forged copy cannot be made to pass for
+the real one by matching its digest (a second preimage), and it adds 16 characters to what
+crosses the event-id shuffle."""
 _FLUSH_BYTES = 4 << 20
 """A reader's packed, not yet compressed, event bytes before it emits them: bounds a reader's
 buffer and keeps each bucket's array long enough to compress well."""
@@ -119,6 +143,10 @@ SPAN_PATTERN = "day={YYYY}-{MM}-{DD}/*.tfrecord.gz"
 """ImportExampleGen's input pattern for ingestion's output: one span per delivery day."""
 INVALID_PROFILE, INVALID_TITLE = Reason.INVALID_PROFILE, Reason.INVALID_TITLE
 """Dead-letter reasons of reference rows (profiles, catalogue), counted apart from events."""
+CONFLICTING_DUPLICATE = "conflicting_duplicate"
+"""Dead-letter reason of every copy of an event id whose copies differ in content: none is
+used, as the job cannot tell the real one from a forgery (batch only: the stream consumer
+keeps the first to arrive, not knowing what comes later)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +164,9 @@ class IngestionConfig(Config):
             ready for ImportExampleGen) and `dead_letter/` (JSON lines with a `reason`).
         profile_updates_glob: optional profile changes, each line a full profile with an
             `updated_ts`; a session is joined with the profile in force when it started.
+        raw_dir: the raw folder. A symbolic link among the events and profile-update files
+            is followed only when it leads inside it or inside the glob's own folder (the
+            part before its first wildcard); "" = the glob's folder only.
         session_gap_seconds: inactivity that closes a session. A play counts as activity
             from its `play_start` to its `play_stop`, so a two-hour film with no events in
             between is one session, not a start and a stop in two.
@@ -159,6 +190,7 @@ class IngestionConfig(Config):
     titles_path: str
     output_dir: str
     profile_updates_glob: str = ""
+    raw_dir: str = ""
     session_gap_seconds: int = 1800
     max_play_seconds: int = 6 * 3600
     max_lateness_seconds: int = 86_400
@@ -190,7 +222,7 @@ class IngestionConfig(Config):
         raw = RawLayout(raw_dir)
         return cls(events_glob=raw.events_glob, users_path=str(raw.users),
                    titles_path=str(raw.titles), profile_updates_glob=raw.profile_updates_glob,
-                   output_dir=str(output_dir), **options)
+                   raw_dir=str(raw.root), output_dir=str(output_dir), **options)
 
     @property
     def examples_dir(self) -> str:
@@ -227,16 +259,25 @@ class IngestionReport:
     blank_lines: int = 0
     reference_dead_lettered: dict[str, int] = dataclasses.field(default_factory=dict)
     """Refused profile and catalogue rows, by reason (not events: outside the invariant)."""
+    skipped: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Files and folders the globs name that were not read, by
+    `recs.contract.layout.SkipReason` (each also a dead letter naming its path)."""
 
     @property
     def events_dead_lettered(self) -> int:
         return sum(self.dead_lettered.values())
 
     @property
-    def balanced(self) -> bool:
-        """The accounting invariant: nothing read was lost, in total and in any file."""
+    def lines_balanced(self) -> bool:
+        """Nothing read was lost: read = accepted + dead-lettered, in total and per file."""
         return (self.events_read == self.events_accepted + self.events_dead_lettered
                 and all(counts.balanced for counts in self.files.values()))
+
+    @property
+    def balanced(self) -> bool:
+        """The accounting invariant: nothing read was lost, and nothing the globs name was
+        left unread (a skipped file or folder may hold events that were never counted)."""
+        return self.lines_balanced and not self.skipped
 
     def summary(self) -> str:
         """The counters as a table, dead letters per reason, for the end of a run."""
@@ -249,11 +290,20 @@ class IngestionReport:
             lines.append(f"blank lines skipped  {self.blank_lines:>12,}")
         for reason, count in self.reference_dead_lettered.items():
             lines.append(f"refused {reason:<21}{count:>10,}")
+        if self.skipped:
+            lines.append(f"files/folders unread {sum(self.skipped.values()):>12,}")
+            lines += [f"  {reason:<26}{count:>10,}" for reason, count in self.skipped.items()]
         lines.append(f"records written      {self.records_written:>12,}")
         lines += [f"  span {span:<21}{count:>10,}" for span, count in
                   self.records_per_span.items()]
-        lines.append("balanced: read = accepted + dead-lettered, in every file"
-                     if self.balanced else "NOT BALANCED: read != accepted + dead-lettered")
+        if not self.lines_balanced:
+            lines.append("NOT BALANCED: read != accepted + dead-lettered")
+        if self.skipped:
+            lines.append(f"NOT BALANCED: {sum(self.skipped.values()):,} files or folders were "
+                         "not read (see the dead letters for their paths)")
+        if self.balanced:
+            lines.append("balanced: read = accepted + dead-lettered, in every file; every "
+                         "file named was read")
         return "\n".join(lines)
 
 
@@ -296,20 +346,6 @@ def _failure(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def delivery_day(path: str) -> str:
-    """The `day=YYYY-MM-DD` partition an events file sits in.
-
-    Raises:
-        ValueError: the path has no day partition.
-    """
-    match = _DAY_PARTITION.search(path)
-    if match is None:
-        raise ValueError(f"events file {path!r} is not inside a day partition; put each "
-                         "day's events under a folder named day=YYYY-MM-DD (the day they "
-                         "were delivered).")
-    return match.group(1)
-
-
 @functools.lru_cache(maxsize=1024)
 def _delivery_window(day: str, lateness: int, early: int) -> TimeWindow:
     """The time stamps a file delivered on `day` may hold; once per file, not per line."""
@@ -318,14 +354,39 @@ def _delivery_window(day: str, lateness: int, early: int) -> TimeWindow:
     return TimeWindow.around(start, 86_400, lateness, early)
 
 
+def _open_bytes(path: str) -> BinaryIO:
+    """The file's raw bytes; a local path that is not a regular file is refused before a
+    byte is read.
+
+    Raises:
+        ValueError: a local FIFO, socket, device or folder.
+        OSError: the file cannot be opened.
+    """
+    if FileSystems.get_scheme(path) is not None:
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer for ever.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"not a regular file (mode {stat.filemode(mode)}); only regular "
+                             "files are read")
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
 def open_lines(path: str) -> BinaryIO:
     """The file's bytes, decompressed when they start with gzip's magic number.
 
     Raises:
-        ValueError: neither a JSON-lines name nor gzip content.
+        ValueError: neither a JSON-lines name nor gzip content, or (local) not a regular
+            file: a FIFO is never waited on.
         OSError: the file cannot be opened.
     """
-    raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    raw = _open_bytes(path)
     handle = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
     if handle.peek(2)[:2] == _GZIP_MAGIC:
         return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
@@ -492,10 +553,11 @@ class ReadEvents(beam.DoFn):
                 continue
             event = parsed.event
             user_bucket = bucket(event[F.USER_ID], self._buckets)
+            digest = _digest(event)
             event[_POSITION] = (index, number)
             events.add(user_bucket, orjson.dumps(event))
             ids.add(bucket(event["event_id"], self._buckets),
-                    orjson.dumps((event["event_id"], index, number, user_bucket)))
+                    orjson.dumps((event["event_id"], index, number, user_bucket, digest)))
             if events.size >= _FLUSH_BYTES:
                 yield from events.emit()
                 for packed in ids.emit():
@@ -506,22 +568,40 @@ class ReadEvents(beam.DoFn):
         _count_read(path, read, True)
 
 
+def _digest(event: dict[str, Any]) -> str:
+    """A digest of a parsed event's contents (the contract's fields, not the line's bytes:
+    copies that differ only in spacing, key order or ignored fields are the same event)."""
+    content = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+    return base64.b64encode(hashlib.blake2b(content, digest_size=_DIGEST_BYTES).digest()
+                            ).decode("ascii")
+
+
 def _later_copies(element: tuple[int, Iterable[tuple[str, bytes]]]
                   ) -> Iterator[tuple[int, tuple[str, bytes]]]:
-    """Event-id bucket -> the positions of every copy of an id but the earliest delivered,
-    packed per the user bucket that holds the copy (where it is dead-lettered)."""
+    """Event-id bucket -> the positions of the copies of an id that are not used, packed per
+    the user bucket that holds the copy (where it is dead-lettered): of identical copies every
+    one but the earliest delivered (`_DUPLICATES`, as (file index, line)); of copies whose
+    contents differ every one (`_CONFLICTS`, as (file index, line, copies, contents))."""
     _, values = element
-    copies: dict[str, list[tuple[int, int, int]]] = {}
+    copies: dict[str, list[tuple[int, int, int, str]]] = {}
     for _, blob in values:
-        for event_id, index, number, user_bucket in _unpack(blob):
-            copies.setdefault(event_id, []).append((index, number, user_bucket))
-    later = _Packer(_DUPLICATES)
+        for event_id, index, number, user_bucket, digest in _unpack(blob):
+            copies.setdefault(event_id, []).append((index, number, user_bucket, digest))
+    later, conflicts = _Packer(_DUPLICATES), _Packer(_CONFLICTS)
     for positions in copies.values():
-        if len(positions) > 1:
+        if len(positions) < 2:
+            continue
+        contents = len({digest for *_, digest in positions})
+        if contents == 1:
             positions.sort()
-            for index, number, user_bucket in positions[1:]:
+            for index, number, user_bucket, _ in positions[1:]:
                 later.add(user_bucket, orjson.dumps((index, number)))
+        else:
+            for index, number, user_bucket, _ in positions:
+                conflicts.add(user_bucket, orjson.dumps((index, number, len(positions),
+                                                         contents)))
     yield from later.emit()
+    yield from conflicts.emit()
 
 
 def _activity_ends(events: list[dict[str, Any]], max_play_seconds: int) -> list[int]:
@@ -639,12 +719,16 @@ class Sessionize(beam.DoFn):
         _, values = element
         packed: list[bytes] = []
         later: set[tuple[int, int]] = set()
+        conflicts: dict[tuple[int, int], tuple[int, int]] = {}
         profiles: dict[str, list[dict[str, Any]]] = {}
         for kind, blob in values:
             if kind == _EVENTS:
                 packed.append(blob)
             elif kind == _DUPLICATES:
                 later.update((index, number) for index, number in _unpack(blob))
+            elif kind == _CONFLICTS:
+                conflicts.update(((index, number), (copies, contents))
+                                 for index, number, copies, contents in _unpack(blob))
             else:
                 row = orjson.loads(blob)
                 profiles.setdefault(row[F.USER_ID], []).append(row)
@@ -659,6 +743,12 @@ class Sessionize(beam.DoFn):
                 if (index, number) in later:
                     yield from _dead_events([event], Reason.DUPLICATE_EVENT_ID,
                                             event["event_id"])
+                elif (index, number) in conflicts:
+                    copies, contents = conflicts[index, number]
+                    yield from _dead_events(
+                        [event], CONFLICTING_DUPLICATE,
+                        f"{event['event_id']}: {copies} copies with {contents} different "
+                        "contents; none is used")
                 else:
                     users.setdefault(event[F.USER_ID], []).append(event)
         counts: collections.Counter[str] = collections.Counter()
@@ -828,13 +918,12 @@ class ParseReference(beam.DoFn):
         return _dead(line, self._reason, detail, position, self._source)
 
 
-def _reference_rows(pipeline: beam.Pipeline, label: str, source: str, path: str, key: str,
-                    invalid: Callable[[dict[str, Any]], list[str]], reason: str
+def _reference_rows(pipeline: beam.Pipeline, label: str, source: str, paths: list[str],
+                    key: str, invalid: Callable[[dict[str, Any]], list[str]], reason: str
                     ) -> tuple[beam.PCollection, list[beam.PCollection]]:
-    """(id, row) pairs of a reference table, and its dead letters."""
+    """(id, row) pairs of a reference table read from `paths`, and its dead letters."""
     read = (pipeline
-            | f"Match{label}" >> fileio.MatchFiles(path)
-            | f"Path{label}" >> beam.Map(lambda metadata: metadata.path)
+            | f"Files{label}" >> beam.Create(paths)
             | f"Read{label}" >> beam.ParDo(ReadLines(source)).with_outputs(
                 _DEAD_LETTER, main="lines"))
     parsed = read.lines | f"Parse{label}" >> beam.ParDo(
@@ -847,39 +936,100 @@ def _glob(pattern: str) -> list[str]:
     return [match.path for match in FileSystems.match([pattern])[0].metadata_list]
 
 
-def event_files(events_glob: str) -> list[str]:
-    """The events files `events_glob` matches, in delivery order (day, then path): the order
-    in which copies of one event id count.
+def table_files(name: str, path: str, what: str) -> list[str]:
+    """The files of a reference table the job cannot run without (profiles, catalogue),
+    checked before the pipeline starts.
+
+    Args:
+        name: the config field, for the error (`users_path`, `titles_path`).
+        path: a file, or a glob of files.
+        what: what the table holds, in words.
 
     Raises:
-        ValueError: nothing matches, or a matched file sits outside a day partition.
+        ValueError: `path` names no regular file; the error says what was expected and the
+            raw folder's layout.
     """
-    paths = _glob(events_glob)
-    if not paths:
-        raise ValueError(f"events_glob {events_glob!r} matches no files.")
-    return sorted(paths, key=lambda path: (delivery_day(path), path))
+    if FileSystems.get_scheme(path) is None and not any(c in path for c in "*?["):
+        if os.path.isfile(path):
+            return [path]
+        problem = ("is a folder" if os.path.isdir(path)
+                   else "is not a regular file" if os.path.exists(path)
+                   else "is a link to nothing" if os.path.lexists(path)
+                   else "does not exist")
+    else:
+        files = _glob(path)
+        if files:
+            return files
+        problem = "matches no file"
+    raise ValueError(
+        f"{name} {path!r} {problem}; ingestion needs {what} before it starts. A raw folder "
+        f"holds {RAW_FOLDER_LAYOUT}. Write the file there, or pass its path as {name} "
+        "(IngestionConfig.for_raw(raw_dir, ...) sets every path from a raw folder).")
+
+
+def event_files(events_glob: str, raw_dir: str = "") -> Listing:
+    """The events files `events_glob` names, in delivery order (day, then path): the order
+    in which copies of one event id count; and every entry it names that is not read
+    (`transforms.ingestion_files`).
+
+    Raises:
+        ValueError: no events file to read.
+    """
+    listing = list_files(events_glob, raw_dir, days=True)
+    if not listing.files:
+        unread = collections.Counter(skipped.reason for skipped in listing.skipped)
+        raise ValueError(
+            f"events_glob {events_glob!r} names no events file inside a day partition to read"
+            + (f" (unread: {dict(sorted(unread.items()))}, e.g. {listing.skipped[0].path!r})"
+               if unread else "")
+            + "; put each day's events under a folder named day=YYYY-MM-DD of a real date "
+            f"(the day they were delivered). A raw folder holds {RAW_FOLDER_LAYOUT}.")
+    files = sorted(listing.files, key=lambda path: (delivery_day(path), path))
+    return Listing(tuple(files), listing.skipped)
+
+
+def _skipped_letter(element: tuple[str, str, str, str]) -> str:
+    """(input, path, reason, detail) of an entry not read -> its dead letter, counted."""
+    source, path, reason, detail = element
+    _count(f"skipped.{reason}")
+    return DeadLetter(reason, source, detail, path).to_json()
 
 
 def build_pipeline(pipeline: beam.Pipeline, config: IngestionConfig) -> None:
     """Adds the ingestion transforms to `pipeline` (runner-agnostic).
 
     Raises:
-        ValueError: no events file, or one outside a day partition.
+        ValueError: no events file to read, or no users or titles file.
     """
-    files = event_files(config.events_glob)
+    listing = event_files(config.events_glob, config.raw_dir)
+    users = table_files("users_path", config.users_path,
+                        "the user profiles (one JSON object per line)")
+    titles = table_files("titles_path", config.titles_path,
+                         "the catalogue (one JSON object per line)")
+    files = list(listing.files)
     days = sorted({delivery_day(path) for path in files})
+    unread: list[tuple[str, Skipped]] = [(EVENTS, skipped) for skipped in listing.skipped]
     buckets = config.shuffle_buckets
-    profiles, dead = _reference_rows(pipeline, "Users", USERS, config.users_path, F.USER_ID,
+    profiles, dead = _reference_rows(pipeline, "Users", USERS, users, F.USER_ID,
                                      invalid_profile_fields, Reason.INVALID_PROFILE)
-    if config.profile_updates_glob and _glob(config.profile_updates_glob):
-        updates, more = _reference_rows(pipeline, "ProfileUpdates", PROFILE_UPDATES,
-                                        config.profile_updates_glob, F.USER_ID,
-                                        invalid_profile_fields, Reason.INVALID_PROFILE)
-        profiles = (profiles, updates) | "ProfileVersions" >> beam.Flatten()
-        dead += more
-    catalogue, more = _reference_rows(pipeline, "Titles", TITLES, config.titles_path,
+    if config.profile_updates_glob:
+        changes = list_files(config.profile_updates_glob, config.raw_dir)
+        unread += [(PROFILE_UPDATES, skipped) for skipped in changes.skipped]
+        if changes.files:
+            updates, more = _reference_rows(pipeline, "ProfileUpdates", PROFILE_UPDATES,
+                                            list(changes.files), F.USER_ID,
+                                            invalid_profile_fields, Reason.INVALID_PROFILE)
+            profiles = (profiles, updates) | "ProfileVersions" >> beam.Flatten()
+            dead += more
+    catalogue, more = _reference_rows(pipeline, "Titles", TITLES, titles,
                                       F.TITLE_ID, invalid_title_fields, Reason.INVALID_TITLE)
     dead += more
+    if unread:
+        dead.append(pipeline
+                    | "UnreadEntries" >> beam.Create(
+                        [(source, entry.path, entry.reason, entry.detail)
+                         for source, entry in unread])
+                    | "CountUnreadEntries" >> beam.Map(_skipped_letter))
 
     read = (pipeline
             | "EventFiles" >> beam.Create(range(len(files)))
@@ -927,8 +1077,9 @@ def run_ingestion(config: IngestionConfig, beam_args: list[str] | None = None
         The run's counters; `report.balanced` is the accounting invariant.
 
     Raises:
-        ValueError: `config.output_dir` already holds examples (runs never mix), or an
-            events file is outside a `day=YYYY-MM-DD` partition.
+        ValueError: `config.output_dir` already holds examples (runs never mix), no events
+            file to read in a `day=YYYY-MM-DD` partition, or the users or titles file is
+            missing (all before the pipeline starts).
     """
     existing = _glob(str(pathlib.Path(config.examples_dir) / "*" / "*"))
     if existing:
@@ -975,4 +1126,5 @@ def _report(result: beam.runners.runner.PipelineResult) -> IngestionReport:
                for path in sorted(set(read) | set(dead))},
         blank_lines=totals.get("blank_lines", 0),
         reference_dead_lettered=prefixed("reference_dead."),
+        skipped=prefixed("skipped."),
     )

@@ -25,12 +25,18 @@ A raw folder (the generator's, the closed loop's, and a daily log delivery's):
     subscriptions/day=D/part-00000.jsonl         renewal decisions (the closed loop)
     served/day=D/part-00000.jsonl                the served lists of day D (the closed loop)
 
+A day partition is a folder named exactly `day=YYYY-MM-DD` of a real date (`parse_day_partition`);
+`day=2026-13-45` and `day=2026-01-05.bak` are not days. What a reader of the day-partitioned
+logs leaves unread is counted under a `SkipReason` (ingestion's report and dead letters).
+
 Paths only, nothing is created here (but `RunLayout.clean` removes a run's outputs); no
 TensorFlow.
 """
 
 import dataclasses
+import datetime as dt
 import pathlib
+import re
 import shutil
 
 RAW, INGESTED, TRANSFORM, WINDOWS, PIPELINE, SERVING, MONITORING = (
@@ -51,11 +57,57 @@ EXAMPLE_FILES = "*/*.tfrecord.gz"
 """Ingestion's example files under `examples/`: every span's."""
 DEMO_ROOT = "demo_output"
 """The run directory the commands default to (`recs demo` writes it)."""
+RAW_FOLDER_LAYOUT = (
+    f"{USERS_FILE} (user profiles) and {TITLES_FILE} (the catalogue), one JSON object per "
+    f"line; {EVENTS}/day=YYYY-MM-DD/<files> (playback events, JSON lines or gzip, in a folder "
+    f"per delivery day); optional {PROFILE_UPDATES}/day=YYYY-MM-DD/*.jsonl (changed profiles)")
+"""A raw folder's layout in one line, for the errors that say what was expected."""
+_DAY_PARTITION = re.compile(r"day=([0-9]{4}-[0-9]{2}-[0-9]{2})")
+
+
+class SkipReason:
+    """Why a file or folder under the day-partitioned logs is not read: the keys of
+    ingestion's `skipped` counts and the reasons of their dead letters."""
+
+    NOT_A_DAY = "not_a_day"
+    """A folder named `day=...` that is not `day=YYYY-MM-DD` of a real date (`day=2026-13-45`,
+    `day=2026-01-05.bak`), another folder where day folders are expected, or an events file
+    whose folder is not a day."""
+    NESTED_FOLDER = "nested_folder"
+    """A folder inside a day folder, where files are expected: its content is not read."""
+    MISPLACED_FILE = "misplaced_file"
+    """A file where folders are expected (an events file beside the day folders)."""
+    NOT_A_REGULAR_FILE = "not_a_regular_file"
+    """A FIFO, socket or device: never opened (a FIFO would block its reader for ever)."""
+    HIDDEN = "hidden"
+    """A name starting with a dot, which a glob's `*` does not name (an upload in progress,
+    an editor's or a copy tool's temporary file)."""
+    DANGLING_LINK = "dangling_link"
+    """A symbolic link whose target does not exist or cannot be reached."""
+    LINK_LOOP = "link_loop"
+    """A symbolic link that leads back to itself."""
+    LINK_OUTSIDE_RAW = "link_outside_raw"
+    """A symbolic link that leads outside the raw folder: not followed, nothing of it read."""
+    UNREADABLE_FOLDER = "unreadable_folder"
+    """A folder that cannot be listed (permissions)."""
 
 
 def day_partition(day: str) -> str:
     """The folder of one day's files: `day=YYYY-MM-DD` (the delivery day)."""
     return f"day={day}"
+
+
+def parse_day_partition(name: str) -> str | None:
+    """The day (`YYYY-MM-DD`) a folder named `day=YYYY-MM-DD` stands for; None for any other
+    name: an impossible date (`day=2026-13-45`), a suffix (`day=2026-01-05.bak`), no prefix."""
+    match = _DAY_PARTITION.fullmatch(name)
+    if match is None:
+        return None
+    try:
+        dt.date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+    return match.group(1)
 
 
 def part_file(number: int = 0) -> str:
@@ -221,5 +273,6 @@ class RunLayout:
 
 
 __all__ = ["DEAD_LETTERS", "DECISIONS_FILE", "EVENTS", "EXAMPLES", "EXAMPLE_FILES",
-           "INGESTION_REPORT", "PROFILE_UPDATES", "REPORTS_DIR", "RawLayout", "RunLayout",
-           "SERVED", "SUBSCRIPTIONS", "day_partition", "part_file"]
+           "INGESTION_REPORT", "PROFILE_UPDATES", "RAW_FOLDER_LAYOUT", "REPORTS_DIR", "SERVED",
+           "SUBSCRIPTIONS", "RawLayout", "RunLayout", "SkipReason", "day_partition",
+           "parse_day_partition", "part_file"]

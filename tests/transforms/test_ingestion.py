@@ -145,7 +145,8 @@ def test_refuses_events_outside_a_day_partition(tmp_path):
     (tmp_path / "events" / "part-0.jsonl").write_text(EVENTS[0] + "\n")
     config = IngestionConfig(events_glob=str(tmp_path / "events" / "*.jsonl"), users_path="u",
                              titles_path="t", output_dir=str(tmp_path / "out"))
-    with pytest.raises(ValueError, match="not inside a day partition.*day=YYYY-MM-DD"):
+    with pytest.raises(ValueError, match="no events file inside a day partition.*not_a_day.*"
+                                         "day=YYYY-MM-DD"):
         run_ingestion(config)
 
 

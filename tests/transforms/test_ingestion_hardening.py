@@ -9,7 +9,8 @@ import pytest
 
 from tests.transforms.test_ingestion import T0, TITLES, USERS, _event, _records
 from transforms import ingestion
-from transforms.ingestion import INVALID_PROFILE, INVALID_TITLE, IngestionConfig, Reason, run_ingestion
+from transforms.ingestion import (CONFLICTING_DUPLICATE, INVALID_PROFILE, INVALID_TITLE,
+                                  IngestionConfig, Reason, run_ingestion)
 
 DAY = "2026-01-05"
 GOOD = [_event("g1", "play_start", ts=T0), _event("g2", "play_stop", ts=T0 + 600,
@@ -117,26 +118,48 @@ def test_dead_letters_keep_the_bytes_and_where_they_came_from(hostile):
     assert "e-truncated.jsonl.gz" in unreadable
 
 
-def test_the_earliest_delivered_copy_of_an_event_id_wins(tmp_path):
-    real = _event("d1", "play_stop", ts=T0 + 100, watch_seconds=900.0)
-    forged = _event("d1", "play_stop", ts=T0 + 100, watch_seconds=10.0)
+def test_identical_copies_of_an_event_id_keep_the_earliest_delivered(tmp_path):
+    # The same event three times: spacing and key order differ, the contents do not.
     start = _event("d0", "play_start", ts=T0)
-    # The forged copy sorts first as JSON ("1" < "9") and sits in a later file.
-    config = _world(tmp_path, {"part-0.jsonl": _lines(start, real),
-                               "part-1.jsonl": _lines(forged)})
+    stop = _event("d1", "play_stop", ts=T0 + 100, watch_seconds=900.0)
+    respaced = json.dumps(json.loads(stop), sort_keys=True, separators=(",", ":"))
+    config = _world(tmp_path, {"part-0.jsonl": _lines(start, stop),
+                               "part-1.jsonl": _lines(respaced, stop)})
     report = run_ingestion(config)
-    assert report.balanced and report.dead_lettered == {Reason.DUPLICATE_EVENT_ID: 1}
+    assert report.balanced and report.dead_lettered == {Reason.DUPLICATE_EVENT_ID: 2}
     [record] = _records(config)
     assert record[F_WATCH] == 900.0
-    [letter] = _dead_letters(config)
-    assert letter["file"].endswith("part-1.jsonl") and json.loads(letter["record"])[F_WATCH] == 10.0
+    assert sorted((l["file"].rsplit("/", 1)[1], l["line"]) for l in _dead_letters(config)) == [
+        ("part-1.jsonl", 1), ("part-1.jsonl", 2)]
+
+
+def test_copies_of_an_event_id_that_differ_are_a_conflict_and_none_is_used(tmp_path):
+    # Before: the earliest by (day, file, line) won, so a forged copy in a file whose name
+    # sorts first displaced the real event (watch 10 s instead of 900 s).
+    start = _event("d0", "play_start", ts=T0)
+    real = _event("d1", "play_stop", ts=T0 + 100, watch_seconds=900.0)
+    forged = _event("d1", "play_stop", ts=T0 + 100, watch_seconds=10.0)
+    config = _world(tmp_path, {"a-forged.jsonl": _lines(forged),
+                               "b-real.jsonl": _lines(start, real),
+                               "c-real-again.jsonl": _lines(real)})
+    report = run_ingestion(config)
+    assert report.balanced and report.dead_lettered == {CONFLICTING_DUPLICATE: 3}
+    # The session keeps its start alone: nothing watched, from neither copy.
+    [record] = _records(config)
+    assert (record[F_WATCH], record["engaged"]) == (0.0, 0)
+    letters = _dead_letters(config)
+    assert sorted(pathlib.Path(l["file"]).name for l in letters) == [
+        "a-forged.jsonl", "b-real.jsonl", "c-real-again.jsonl"]
+    assert {l["detail"] for l in letters} == {
+        "d1: 3 copies with 2 different contents; none is used"}
+    assert sorted(json.loads(l["record"])[F_WATCH] for l in letters) == [10.0, 900.0, 900.0]
 
 
 @pytest.mark.parametrize("buckets", [1, 256])
-def test_the_earliest_copy_wins_whichever_user_it_names(tmp_path, buckets):
-    # An id is one event: a copy under another user is refused too, and the copy kept is the
-    # earliest delivered (here u2's, in part-0), even though the copies' users hash to
-    # different buckets (with 256) and are sessionized apart.
+def test_copies_naming_different_users_are_a_conflict_in_any_bucket(tmp_path, buckets):
+    # An id is one event: a copy under another user differs, so every copy is refused,
+    # even though the copies' users hash to different buckets (with 256) and are
+    # sessionized apart. Identical copies (d2) stay duplicates: the earliest is kept.
     first = _event("d1", "like", user="u2", ts=T0 + 50)
     real = _event("d1", "play_stop", ts=T0 + 100, watch_seconds=900.0)
     later = _event("d2", "like", ts=T0 + 200)
@@ -148,14 +171,15 @@ def test_the_earliest_copy_wins_whichever_user_it_names(tmp_path, buckets):
     if buckets > 1:
         assert ingestion.bucket("u1", buckets) != ingestion.bucket("u2", buckets)
     report = run_ingestion(config)
-    assert report.balanced and report.dead_lettered == {Reason.DUPLICATE_EVENT_ID: 2}
+    assert report.balanced and report.dead_lettered == {CONFLICTING_DUPLICATE: 2,
+                                                        Reason.DUPLICATE_EVENT_ID: 1}
     letters = _dead_letters(config)
-    assert {(l["file"].rsplit("/", 1)[1], l["line"], l["detail"]) for l in letters} == {
-        ("part-1.jsonl", 1, "d1"), ("part-1.jsonl", 2, "d2")}
-    records = _records(config)
-    # u1 keeps its start and d2's first copy (t1: nothing watched, liked); u2 keeps d1's like.
-    assert sorted((r["user_id"], r["liked"], r[F_WATCH]) for r in records) == [
-        (b"u1", 1, 0.0), (b"u2", 1, 0.0)]
+    assert {(l["file"].rsplit("/", 1)[1], l["line"], l["reason"]) for l in letters} == {
+        ("part-0.jsonl", 2, CONFLICTING_DUPLICATE), ("part-1.jsonl", 1, CONFLICTING_DUPLICATE),
+        ("part-1.jsonl", 2, Reason.DUPLICATE_EVENT_ID)}
+    # u1 keeps its start and d2's first copy (t1: nothing watched, liked); u2 keeps nothing.
+    assert [(r["user_id"], r["liked"], r[F_WATCH]) for r in _records(config)] == [
+        (b"u1", 1, 0.0)]
 
 
 def test_bad_profile_and_catalogue_rows_are_refused_not_fatal(tmp_path):

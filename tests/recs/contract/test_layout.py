@@ -3,6 +3,9 @@ layout says, and `clean` removing a run's outputs only."""
 
 import pathlib
 
+import pytest
+
+from recs.contract import layout
 from recs.contract.layout import RawLayout, RunLayout, day_partition, part_file
 
 
@@ -40,6 +43,18 @@ def test_a_raw_folders_paths():
         "/r/subscriptions/day=2026-01-05", "/r/served/day=2026-01-05"]
     assert (day_partition(day), part_file(), part_file(12)) == (
         "day=2026-01-05", "part-00000.jsonl", "part-00012.jsonl")
+
+
+@pytest.mark.parametrize("name", [
+    "day=2026-13-45", "day=2026-02-30", "day=2026-01-05.bak", "day=2026-1-5", "2026-01-05",
+    "day=2026-01-05 ", "Day=2026-01-05", "day=\u0662026-01-05", "day=0000-01-01", ""])
+def test_only_a_real_date_is_a_day_partition(name):
+    assert layout.parse_day_partition(name) is None
+
+
+def test_a_day_partition_reads_back_its_day():
+    for day in ("2026-01-05", "2024-02-29", "1999-12-31"):
+        assert layout.parse_day_partition(day_partition(day)) == day
 
 
 def test_the_generator_writes_where_the_layout_says(tmp_path):
