@@ -122,15 +122,17 @@ def profile_store(world_root: pathlib.Path, users: int) -> tuple[pathlib.Path, l
     return path, known + generated
 
 
-def _start_model_server(serving_dir: pathlib.Path, batching: bool) -> tuple[subprocess.Popen,
-                                                                         str, str]:
+def _start_model_server(serving_dir: pathlib.Path, batching: bool, **overrides
+                        ) -> tuple[subprocess.Popen, str, str]:
+    """The model server in its own process; `overrides` are `ModelServingConfig` fields."""
     rest, grpc = _free_port(), _free_port()
+    settings = ", ".join(f"{key}={value!r}" for key, value in overrides.items())
     code = ("import recs, time\nfrom serving.model_server import serve_models\n"
             "from serving.model_server.config import ModelServingConfig\n"
             # Held in a name: a collected grpc.Server stops serving.
             f"server = serve_models(ModelServingConfig.local({str(serving_dir)!r}, "
             f"rest_port={rest}, grpc_port={grpc}, poll_seconds=1.0, "
-            f"enable_batching={batching}))\n"
+            f"enable_batching={batching}{', ' + settings if settings else ''}))\n"
             "while True: time.sleep(3600)\n")
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)

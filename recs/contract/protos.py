@@ -13,6 +13,30 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from recs.contract.models import SAVED_MODEL_FILE
 
+_CONTENT = {np.dtype(dtype): tf.as_dtype(dtype).as_datatype_enum
+            for dtype in (np.float16, np.float32, np.float64, np.int8, np.int16, np.int32,
+                          np.int64, np.uint8, np.uint32, np.uint64)}
+"""NumPy dtypes whose tensors of more than one element `tf.make_tensor_proto` writes as raw
+little-endian bytes in `tensor_content`, and their DataType enums."""
+_STRING = tf.string.as_datatype_enum
+_VALUE_FIELD = {enum: field for enum, field in (
+    (tf.float32.as_datatype_enum, "float_val"), (tf.float64.as_datatype_enum, "double_val"),
+    (tf.int8.as_datatype_enum, "int_val"), (tf.int16.as_datatype_enum, "int_val"),
+    (tf.int32.as_datatype_enum, "int_val"), (tf.uint8.as_datatype_enum, "int_val"),
+    (tf.uint16.as_datatype_enum, "int_val"), (tf.int64.as_datatype_enum, "int64_val"),
+    (tf.uint32.as_datatype_enum, "uint32_val"), (tf.uint64.as_datatype_enum, "uint64_val"),
+    (tf.bool.as_datatype_enum, "bool_val"))}
+"""The repeated field holding each numeric dtype's values (tensor.proto)."""
+_DTYPE = {enum: np.dtype(tf.as_dtype(enum).as_numpy_dtype) for enum in _VALUE_FIELD}
+_NUMBER = {dtype: enum for enum, dtype in _DTYPE.items()}
+
+
+def _set_shape(proto: tensor_pb2.TensorProto, shape: tuple[int, ...] | list[int]) -> None:
+    proto.tensor_shape.SetInParent()  # A scalar's shape is present and empty.
+    dims = proto.tensor_shape.dim
+    for size in shape:
+        dims.add(size=size)
+
 
 def string_tensor_proto(values: list[bytes], shape: list[int]) -> tensor_pb2.TensorProto:
     """A DT_STRING TensorProto holding `values` byte for byte.
@@ -20,8 +44,61 @@ def string_tensor_proto(values: list[bytes], shape: list[int]) -> tensor_pb2.Ten
     `tf.make_tensor_proto` goes through NumPy's fixed-width bytes, which drops trailing NUL
     bytes; a serialized tf.Example often ends in one.
     """
-    return tensor_pb2.TensorProto(dtype=tf.string.as_datatype_enum, string_val=values,
-                                  tensor_shape=tf.TensorShape(shape).as_proto())
+    proto = tensor_pb2.TensorProto(dtype=_STRING, string_val=values)
+    _set_shape(proto, shape)
+    return proto
+
+
+def array_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """The TensorProto of an array, byte for byte what `tf.make_tensor_proto` writes for it
+    (numbers in `tensor_content`, strings in `string_val`) without its per-call cost: the
+    request and response path encodes every input and output with it.
+
+    Raises:
+        TypeError: an object array holding something other than bytes or text.
+    """
+    if array.dtype.kind in "SUO":
+        values = [value.encode() if isinstance(value, str) else value
+                  for value in array.ravel().tolist()]
+        if not all(isinstance(value, bytes) for value in values):
+            raise TypeError(f"expected bytes or text for a string tensor; received "
+                            f"{sorted({type(v).__name__ for v in values})}")
+        return string_tensor_proto(values, array.shape)
+    if array.size > 1 and array.dtype in _CONTENT:
+        # Native byte order is little-endian on every platform TensorFlow serves from.
+        proto = tensor_pb2.TensorProto(dtype=_CONTENT[array.dtype],
+                                       tensor_content=np.ascontiguousarray(array).tobytes())
+    elif array.size <= 1 and array.dtype in _NUMBER:  # Its value in the dtype's field.
+        proto = tensor_pb2.TensorProto(dtype=_NUMBER[array.dtype])
+        getattr(proto, _VALUE_FIELD[proto.dtype]).extend(array.ravel().tolist())
+    else:
+        return tf.make_tensor_proto(array)  # Many bools, float16 scalars, rare kinds.
+    _set_shape(proto, array.shape)
+    return proto
+
+
+def proto_array(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """The array a TensorProto holds, as `tf.make_ndarray` reads it (strings as an object
+    array of bytes; a writable copy), without its per-call cost. Any layout but the plain
+    ones (numbers in `tensor_content` or one value per element, strings one per element) is
+    left to `tf.make_ndarray`.
+    """
+    shape = [dim.size for dim in proto.tensor_shape.dim]
+    count = int(np.prod(shape, dtype=np.int64))
+    if proto.dtype == _STRING and len(proto.string_val) == count:
+        array = np.empty(count, dtype=object)
+        array[:] = list(proto.string_val)
+        return array.reshape(shape)
+    dtype = _DTYPE.get(proto.dtype)
+    if dtype is not None:  # Not float16, whose half_val holds bits.
+        if proto.tensor_content:
+            if len(proto.tensor_content) == count * dtype.itemsize:
+                return np.frombuffer(proto.tensor_content, dtype).reshape(shape).copy()
+        else:
+            values = getattr(proto, _VALUE_FIELD[proto.dtype])
+            if len(values) == count:
+                return np.array(values, dtype=dtype).reshape(shape)
+    return tf.make_ndarray(proto)
 
 
 def tensor_proto(value: np.ndarray | list, dtype: tf.DType | None = None
@@ -33,14 +110,14 @@ def tensor_proto(value: np.ndarray | list, dtype: tf.DType | None = None
     Raises:
         TypeError: `value` cannot become `dtype` without changing kind.
     """
-    if np.asarray(value).dtype.kind not in "SUO":
-        array = np.asarray(value)
+    array = np.asarray(value)
+    if array.dtype.kind not in "SUO":
         if dtype is not None and dtype != tf.string:
-            array = array.astype(dtype.as_numpy_dtype, casting="same_kind")
-        return tf.make_tensor_proto(array)
+            array = array.astype(dtype.as_numpy_dtype, casting="same_kind", copy=False)
+        return array_proto(array)
     items = np.asarray(value, dtype=object)
     return string_tensor_proto([v.encode() if isinstance(v, str) else bytes(v)
-                                for v in items.ravel()], list(items.shape))
+                                for v in items.ravel().tolist()], list(items.shape))
 
 
 def signature_defs(saved_model_dir: str) -> dict[str, meta_graph_pb2.SignatureDef]:

@@ -12,7 +12,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
-from recs.contract.protos import tensor_proto
+from recs.contract.protos import proto_array, tensor_proto
 from recs.contract.signatures import SERVING_DEFAULT
 from serving.clients.base import ClientBase, ModelServerError, check_version_choice
 from serving.types import Inputs
@@ -72,7 +72,7 @@ class GrpcClient(ClientBase):
             response = self._predictions.Predict(request, timeout=timeout or self.timeout)
         except grpc.RpcError as error:
             raise ModelServerError(error.code().name, error.details()) from error
-        outputs = {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
+        outputs = {key: proto_array(value) for key, value in response.outputs.items()}
         return outputs, response.model_spec.version.value or None
 
     def status(self, model: str, timeout: float | None = None, label: str = ""

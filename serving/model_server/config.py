@@ -35,6 +35,11 @@ class ModelServingConfig(Config):
         batching: the global BatchingParameters file; TF Serving reads only its thread pool
             (`num_batch_threads`, which should match the cores the server's pod requests).
         monitoring_path: where Prometheus scrapes TF Serving's metrics.
+        intra_op_threads / inter_op_threads: TensorFlow's thread pools of the server
+            process (`--tensorflow_intra_op_parallelism`, `--tensorflow_inter_op_parallelism`);
+            0 leaves TensorFlow's default, a pool as large as the machine's cores each, whose
+            idle workers spin for work: beside a service on the same cores that spinning is
+            CPU taken from requests. Set them to the cores the server's pod requests.
 
     Example:
         server = serve_models(ModelServingConfig.local("pipeline_output/serving"))
@@ -51,6 +56,8 @@ class ModelServingConfig(Config):
     enable_batching: bool = True
     batching: BatchingParams = BatchingParams()
     monitoring_path: str = "/monitoring/prometheus/metrics"
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
 
     @classmethod
     def local(cls, base_dir: str, **overrides: Any) -> "ModelServingConfig":
@@ -81,6 +88,9 @@ class ModelServingConfig(Config):
                 self.batching)
         require(self.monitoring_path.startswith("/"), "monitoring_path", "an absolute path",
                 self.monitoring_path)
+        for name in ("intra_op_threads", "inter_op_threads"):
+            require(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, name,
+                    "an int >= 0 (0: TensorFlow's default)", getattr(self, name))
 
     @property
     def needs_scann(self) -> bool:
@@ -124,7 +134,9 @@ class ModelServingConfig(Config):
                 "--enable_per_model_batching_parameters=true",
                 f"--batching_parameters_file={config_dir}/batching_parameters.txt",
                 f"--monitoring_config_file={config_dir}/monitoring.config",
-                "--enable_model_warmup=true"]
+                "--enable_model_warmup=true",
+                f"--tensorflow_intra_op_parallelism={self.intra_op_threads}",
+                f"--tensorflow_inter_op_parallelism={self.inter_op_threads}"]
 
     def write_files(self, directory: str) -> dict[str, str]:
         """Writes models.config, batching_parameters.txt and monitoring.config; returns paths."""

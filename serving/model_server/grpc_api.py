@@ -14,6 +14,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2, predict_pb2, prediction_service_pb2)
 
+from recs.contract.protos import array_proto, proto_array
 from recs.contract.signatures import SERVING_DEFAULT
 from serving.model_server.errors import MAX_BODY_BYTES, ServingError, invalid_argument
 from serving.model_server.registry import ModelRegistry
@@ -85,7 +86,7 @@ def tensor_from_proto(key: str, proto: Any, spec: tf.TensorSpec) -> np.ndarray:
                                               or max(values) > spec.dtype.max):
             raise invalid_argument(f"input {key!r}: values out of range for {spec.dtype.name}")
     try:
-        return tf.make_ndarray(proto)
+        return proto_array(proto)
     except (TypeError, ValueError) as error:
         raise invalid_argument(f"input {key!r}: {error}") from error
 
@@ -119,7 +120,7 @@ def _predict(registry: ModelRegistry, request: predict_pb2.PredictRequest
     response.model_spec.version.value = model.version
     response.model_spec.signature_name = signature_name
     for key in wanted:
-        response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+        response.outputs[key].CopyFrom(array_proto(outputs[key]))
     return response
 
 

@@ -2,6 +2,7 @@
 worker pool, started and stopped together."""
 
 import concurrent.futures
+import logging
 import os
 
 import grpc
@@ -14,12 +15,33 @@ from serving.model_server.grpc_api import grpc_handlers
 from serving.model_server.registry import ModelRegistry
 from serving.model_server.rest_api import RestApp
 
+_LOG = logging.getLogger("recs.model_server")
+
 
 def _default_workers() -> int:
     """Two workers per core the process may run on: a TensorFlow call releases the GIL, so a
     second thread per core parses and encodes while the first computes."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return 2 * (cores or 1)
+
+
+def set_thread_pools(intra_op: int, inter_op: int) -> None:
+    """Sizes TensorFlow's thread pools of this process (0 leaves one as it is). They can be
+    sized only before TensorFlow runs its first op; a process that already has (a test, a
+    notebook) keeps its pools, with a warning.
+    """
+    import tensorflow as tf
+
+    for size, setter, getter in (
+            (intra_op, tf.config.threading.set_intra_op_parallelism_threads,
+             tf.config.threading.get_intra_op_parallelism_threads),
+            (inter_op, tf.config.threading.set_inter_op_parallelism_threads,
+             tf.config.threading.get_inter_op_parallelism_threads)):
+        if size and getter() != size:
+            try:
+                setter(size)
+            except RuntimeError as error:  # The context exists: its pools are made.
+                _LOG.warning("kept TensorFlow's thread pools (%s): %s", setter.__name__, error)
 
 
 _RUNNING: set["ModelServer"] = set()
@@ -105,6 +127,7 @@ def serve_models(config: ModelServingConfig) -> ModelServer:
     Raises:
         FileNotFoundError: a model has no servable version.
     """
+    set_thread_pools(config.intra_op_threads, config.inter_op_threads)
     registry = ModelRegistry(config.base_dir, config.models, num_versions=config.num_versions,
                              labels=config.labels, batching=config.enable_batching)
     registry.load()

@@ -32,6 +32,17 @@ class ListSettings:
         for name in ("diversity", "exploration", "tail_share"):
             require(0.0 <= getattr(self, name) <= 1.0, name, "in [0, 1]", getattr(self, name))
 
+    @property
+    def draws(self) -> bool:
+        """True when making a list draws random numbers (exploration or tail slots)."""
+        return self.exploration > 0 or self.tail_share > 0
+
+    def candidates_needed(self, k: int) -> int | None:
+        """How many of the ranked candidates a list of `k` can show: `k` when it keeps the
+        ranker's order (tail slots replace shown titles), every one (None) when it re-ranks
+        by genre or explores beyond the top."""
+        return k if self.diversity == 0 and self.exploration == 0 else None
+
 
 def diversify(ranked: list[Recommendation], k: int, diversity: float) -> list[Recommendation]:
     """Greedy genre re-rank: each pick maximizes score * (1 - diversity) ** (titles of its
@@ -63,7 +74,8 @@ def diversify(ranked: list[Recommendation], k: int, diversity: float) -> list[Re
 
 
 def choose(ranked: list[Recommendation], k: int, settings: ListSettings,
-           rng: np.random.Generator, tail: list[Recommendation] = ()) -> list[Recommendation]:
+           rng: np.random.Generator | None, tail: list[Recommendation] = ()
+           ) -> list[Recommendation]:
     """The list shown: `k` of `ranked` re-ranked by genre, with exploration slots, and with
     `settings.tail_share` of the slots given to `tail` titles.
 
@@ -72,9 +84,15 @@ def choose(ranked: list[Recommendation], k: int, settings: ListSettings,
         k: how many to show.
         settings: the user's list settings.
         rng: draws the exploration and the tail slots; seed it per request to replay a list.
+            None only when `settings.draws` is False.
+
+    Raises:
+        ValueError: `rng` is None for settings that draw.
         tail: the catalogue's least popular titles the user may be shown (needed only when
             `settings.tail_share` > 0).
     """
+    if settings.draws and rng is None:
+        raise ValueError("choose needs an rng for exploration or tail slots; received None.")
     chosen = diversify(ranked, k, settings.diversity)
     if settings.exploration > 0:
         shown = {item.title_id for item in chosen}

@@ -173,7 +173,7 @@ class OnlinePolicy:
                 ranked = self.recommender.ranked(
                     ask.user_id, device_type=ask.device_type, hour=hour,
                     timeout=self.config.model_timeout_ms / 1000.0, profile=ask.profile,
-                    route=route)
+                    route=route, limit=settings.candidates_needed(ask.k))
             except ModelServerError as error:
                 fallback = (MODEL_SERVER_TIMEOUT if error.status == "DEADLINE_EXCEEDED"
                             else MODEL_SERVER_ERROR)
@@ -188,12 +188,14 @@ class OnlinePolicy:
                 served = self.recommender.popular(ask.user_id, ask.k, exclude_finished=False)
                 self._store_state(error)
             else:
-                # Seeded by the request id, so a logged list can be replayed exactly.
                 tail = (self.recommender.least_popular(ask.user_id, _TAIL_POOL)
                         if settings.tail_share > 0 else [])
+                # Seeded by the request id, so a logged list can be replayed exactly; made
+                # only for a list that draws.
+                rng = (np.random.default_rng(int(request_id[:16], 16)) if settings.draws
+                       else None)
                 served = dataclasses.replace(ranked, items=choose(
-                    ranked.items, ask.k, settings,
-                    np.random.default_rng(int(request_id[:16], 16)), tail))
+                    ranked.items, ask.k, settings, rng, tail))
                 self._fill_versions(served)
         if fallback != STORE_UNAVAILABLE:
             self._store_state(None)

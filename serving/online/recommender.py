@@ -66,9 +66,12 @@ class ServedList:
     candidates reached the ranker, and the target each role's call went to."""
 
     items: list[Recommendation]
+    """The ranked candidates, best first: all of them, or the best `limit` when the caller
+    asked for no more (`Recommender.ranked`)."""
     versions: dict[str, int | None]
     stage_ms: dict[str, float]
     candidates: int
+    """How many candidates were ranked."""
     routes: dict[str, ModelTarget] = dataclasses.field(default_factory=dict)
     """{role: target called, name filled in} for the roles whose model was called."""
 
@@ -138,6 +141,7 @@ class Recommender:
         by_popularity = sorted(catalogue.values(),
                                key=lambda row: (-float(row[F.POPULARITY]), row[F.TITLE_ID]))
         self.catalogue, self._by_popularity = catalogue, by_popularity
+        self._genres = {title: str(row[F.GENRE]) for title, row in catalogue.items()}
 
     def _title_row(self, title: str) -> JsonDict | None:
         row = self.fresh.row(title) if self.fresh is not None else None
@@ -193,11 +197,11 @@ class Recommender:
         """
         if not 1 <= k <= MAX_K:
             raise ValueError(f"k must be between 1 and {MAX_K}; received {k}.")
-        return self.ranked(user_id, device_type, hour).items[:k]
+        return self.ranked(user_id, device_type, hour, limit=k).items
 
     def ranked(self, user_id: str, device_type: str = "tv", hour: int = 20,
                timeout: float | None = None, profile: JsonDict | None = None,
-               route: Route = Route()) -> ServedList:
+               route: Route = Route(), limit: int | None = None) -> ServedList:
         """Every ranked candidate for `user_id`, best first, with model versions, stage
         timings and the target each call went to.
 
@@ -209,6 +213,8 @@ class Recommender:
             route: the model target of each role (an A/B arm's); by default this
                 recommender's models at their newest version. A route that changes the
                 retrieval model or the ranker and not the recommender takes the two calls.
+            limit: keep only the best `limit` candidates (a list without re-ranking or
+                exploration needs no more); None keeps every one.
 
         Raises:
             ValueError: `hour` out of range.
@@ -225,19 +231,19 @@ class Recommender:
         one_call = targets[RECOMMENDER_ROLE]
         if route.bundle_usable and self._one_call_usable(one_call):
             try:
-                items, versions, routes = self._one_call(query, finished, deadline, stage_ms,
-                                                         targets)
+                items, versions, routes, ranked = self._one_call(query, finished, deadline,
+                                                                 stage_ms, targets, limit)
             except ModelServerError as error:
                 if error.status not in _NOT_SERVED:
                     raise
                 # The server has no such recommender model: two calls, and ask again later.
                 self._one_call_retry_at[one_call] = time.monotonic() + _RECOMMENDER_RETRY_S
-                items, versions, routes = self._two_calls(query, finished, deadline, stage_ms,
-                                                          targets)
+                items, versions, routes, ranked = self._two_calls(query, finished, deadline,
+                                                                  stage_ms, targets)
         else:
-            items, versions, routes = self._two_calls(query, finished, deadline, stage_ms,
-                                                      targets)
-        return ServedList(items, versions, stage_ms, len(items), routes)
+            items, versions, routes, ranked = self._two_calls(query, finished, deadline,
+                                                              stage_ms, targets)
+        return ServedList(items[:limit], versions, stage_ms, ranked, routes)
 
     def _targets(self, route: Route) -> dict[str, ModelTarget]:
         """{role: target} of `route`, this recommender's model names for the unnamed ones."""
@@ -250,15 +256,16 @@ class Recommender:
                                                                                    0.0)
 
     def _one_call(self, query: dict[str, list], finished: set[str], deadline: float | None,
-                  stage_ms: dict[str, float], targets: dict[str, ModelTarget]
-                  ) -> tuple[list["Recommendation"], dict[str, int | None],
-                             dict[str, ModelTarget]]:
+                  stage_ms: dict[str, float], targets: dict[str, ModelTarget],
+                  limit: int | None) -> tuple[list["Recommendation"], dict[str, int | None],
+                                              dict[str, ModelTarget], int]:
         """The recommender's `recommend` signature: retrieval, exclusion and ranking in one
         model call. Fresh titles, which its catalogue table lacks, are scored with the
         ranker's raw-feature signature and merged by probability.
 
         Returns:
-            The ranked items, {model: version}, and {role: target} of the calls made.
+            The ranked items (the best `limit` at least, when there are no fresh titles),
+            {model: version}, {role: target} of the calls made, and how many were ranked.
         """
         mark = time.perf_counter()
         taken_down = self.fresh.taken_down if self.fresh is not None else frozenset()
@@ -270,14 +277,11 @@ class Recommender:
             target.name, {**query, EXCLUDED_TITLE_IDS: excluded}, signature=RECOMMEND,
             timeout=_remaining(deadline), version=target.version, label=target.label)
         routes = {RECOMMENDER_ROLE: target}
-        items = []
-        for title, probability, score in zip(served[TITLE_IDS], served[PROBABILITY],
-                                             served[RETRIEVAL_SCORE]):
-            title = _text(title)
-            row = self._title_row(title)
-            if row is not None:
-                items.append(Recommendation(title, float(probability), float(score),
-                                            str(row[F.GENRE])))
+        has_fresh = self.fresh is not None and len(self.fresh) > 0
+        # Only the candidates the list can show become objects: fresh titles compete with
+        # every retrieved one, so then all of them.
+        items = self._items(served, None if has_fresh else limit)
+        ranked = len(served[TITLE_IDS])
         versions: dict[str, int | None] = {target.name: version}
         stage_ms["recommend"] = 1000.0 * (time.perf_counter() - mark)
         fresh = self._fresh_candidates(served[QUERY_EMBEDDING_OUTPUT][0], items, finished)
@@ -291,11 +295,34 @@ class Recommender:
             kept = [entry[2] for entry in scored if not entry[1]]
             ranker = targets[RANKER_ROLE]
             routes[RANKER_ROLE] = ranker
-            ranked, versions[ranker.name] = self._rank_rows(
+            ranked_fresh, versions[ranker.name] = self._rank_rows(
                 query, [entry[2] for entry in scored if entry[1]], deadline, ranker)
-            items = sorted(kept + ranked, key=lambda item: -(item.score or 0.0))
+            items = sorted(kept + ranked_fresh, key=lambda item: -(item.score or 0.0))
+            ranked = len(items)
             stage_ms["ranking"] = 1000.0 * (time.perf_counter() - mark)
-        return items, versions, routes
+        return items, versions, routes, ranked
+
+    def _items(self, served: dict[str, np.ndarray], limit: int | None
+               ) -> list["Recommendation"]:
+        """The recommender's answer as items, best first, up to `limit`; titles the
+        catalogue does not know are left out."""
+        items = []
+        # A fresh title's row wins over the catalogue's (`_title_row`).
+        genres = self._genres if self.fresh is None or not len(self.fresh) else {}
+        for title, probability, score in zip(served[TITLE_IDS].tolist(),
+                                             served[PROBABILITY].tolist(),
+                                             served[RETRIEVAL_SCORE].tolist()):
+            title = _text(title)
+            genre = genres.get(title)
+            if genre is None:
+                row = self._title_row(title)
+                if row is None:
+                    continue
+                genre = str(row[F.GENRE])
+            items.append(Recommendation(title, probability, score, genre))
+            if len(items) == limit:
+                break
+        return items
 
     def _fresh_candidates(self, query_embedding: np.ndarray, items: list["Recommendation"],
                           finished: set[str]) -> list[tuple[str, float, JsonDict]]:
@@ -332,11 +359,11 @@ class Recommender:
     def _two_calls(self, query: dict[str, list], finished: set[str], deadline: float | None,
                    stage_ms: dict[str, float], targets: dict[str, ModelTarget]
                    ) -> tuple[list["Recommendation"], dict[str, int | None],
-                              dict[str, ModelTarget]]:
+                              dict[str, ModelTarget], int]:
         """Retrieval, then the ranker over the candidates' raw features: any TF Serving.
 
         Returns:
-            As `_one_call`.
+            As `_one_call`, every candidate ranked.
         """
         mark = time.perf_counter()
         retrieval, ranker = targets[RETRIEVAL_ROLE], targets[RANKER_ROLE]
@@ -350,12 +377,13 @@ class Recommender:
         stage_ms["retrieval"] = 1000.0 * (time.perf_counter() - mark)
         versions = {retrieval.name: retrieval_version, ranker.name: None}
         if not candidates:
-            return [], versions, routes
+            return [], versions, routes, 0
         mark = time.perf_counter()
         routes[RANKER_ROLE] = ranker
         ranked, versions[ranker.name] = self._rank_rows(query, candidates, deadline, ranker)
         stage_ms["ranking"] = 1000.0 * (time.perf_counter() - mark)
-        return sorted(ranked, key=lambda item: -(item.score or 0.0)), versions, routes
+        return (sorted(ranked, key=lambda item: -(item.score or 0.0)), versions, routes,
+                len(ranked))
 
     def least_popular(self, user_id: str, k: int) -> list[Recommendation]:
         """The `k` least popular titles the user has not finished, least popular first (an

@@ -32,6 +32,10 @@ def test_server_flags_follow_the_config():
     assert "--file_system_poll_wait_seconds=0" in args  # TF Serving: read once at start-up.
     assert "--file_system_poll_wait_seconds=1" in ModelServingConfig(
         poll_seconds=0.5).server_args("/config")
+    pools = ModelServingConfig(intra_op_threads=2, inter_op_threads=1).server_args("/config")
+    assert "--tensorflow_intra_op_parallelism=2" in pools
+    assert "--tensorflow_inter_op_parallelism=1" in pools
+    assert "--tensorflow_intra_op_parallelism=0" in args  # 0: TensorFlow's own default.
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -76,6 +80,8 @@ def test_models_config_is_a_valid_model_server_config_with_policy_and_labels():
     ({"labels": {"towers": {"stable": 1}}, "models": ("ranker",)}, "labels must be keyed"),
     ({"grpc_port": 8501}, "grpc_port must be different from rest_port"),
     ({"num_versions": 0}, "num_versions must be >= 1"),
+    ({"intra_op_threads": -1}, "intra_op_threads must be an int >= 0"),
+    ({"inter_op_threads": 1.5}, "inter_op_threads must be an int >= 0"),
 ])
 def test_bad_model_serving_configs_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):

@@ -65,3 +65,17 @@ def test_tail_slots_replace_a_share_of_the_list_with_least_popular_titles():
     # Without tail titles there is nothing to replace with: the list stays.
     assert choose(ranked, 4, ListSettings(tail_share=1.0), np.random.default_rng(0)) == \
         choose(ranked, 4, ListSettings(), np.random.default_rng(0))
+
+
+def test_a_list_in_the_ranker_order_needs_only_k_candidates_and_no_draws():
+    ranked = [item(f"t{i}", 1.0 - i / 10, "drama") for i in range(6)]
+    plain = ListSettings()
+    assert plain.candidates_needed(3) == 3 and not plain.draws
+    # Tail slots replace shown titles, so k still suffice; they draw.
+    assert ListSettings(tail_share=0.5).candidates_needed(3) == 3
+    assert ListSettings(tail_share=0.5).draws and ListSettings(exploration=0.1).draws
+    assert ListSettings(diversity=0.5).candidates_needed(3) is None
+    assert ListSettings(exploration=0.1).candidates_needed(3) is None
+    assert [i.title_id for i in choose(ranked[:3], 3, plain, None)] == ["t0", "t1", "t2"]
+    with pytest.raises(ValueError, match="needs an rng"):
+        choose(ranked, 3, ListSettings(exploration=0.1), None)

@@ -55,6 +55,10 @@ def test_an_arm_sets_its_users_diversity_and_exploration_over_the_request():
                 for answer in answers.values()]
     expected = [(0.7, 0.2) if arm == "treatment" else (0.0, 0.0) for arm in arms.values()]
     assert settings == expected and {"control", "treatment"} == set(arms.values())
+    # A list in the ranker's order asks for k candidates only; a re-ranked one for all.
+    limits = {options["limit"] for options, arm in zip(recommender.asked, arms.values())
+              if arm == "control"}
+    assert limits == {1} and {options["limit"] for options in recommender.asked} == {1, None}
 
 
 def test_a_new_retrieval_version_brings_its_catalogue(tmp_path):
