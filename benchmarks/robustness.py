@@ -13,6 +13,18 @@ concurrent clients with its concurrency limit against the same service without o
 
 The models are the tests' tiny world (`tfx_pipeline.world`, built or reused from the cache);
 Redis is a `redis-server` this script starts on a free loopback port.
+
+`figures.faults` is what faults of the surroundings (issue 39) do to each component: the
+store file truncated, replaced, deleted, restored or locked under a running service; the
+consumer group destroyed, Redis SIGKILLed and restarted with append-only persistence (also
+with the file's last writes lost), the stream trimmed beneath the consumer; odd raw folders,
+conflicting copies of an event id and a missing users file in ingestion; version folders
+that are not versions on the model server (`benchmarks/faults.py`). Per component: the
+faults tried, each with `recovered`, `seconds_to_recover`, `requests_5xx`, `events_lost`,
+`events_doubled`, and the component's `peak_rss_mb`. They need no trained world.
+
+    python benchmarks/robustness.py --faults-only   # about a minute: only figures.faults,
+                                                    # merged into the existing results file
 """
 
 import argparse
@@ -22,7 +34,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from common import redis_server, write_result  # noqa: E402
+from common import RESULTS, machine, redis_server, write_result  # noqa: E402
 
 import recs  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 
@@ -36,7 +48,14 @@ def main() -> None:
     parser.add_argument("--shed-seconds", type=float, default=15.0)
     parser.add_argument("--note", default="run alone on the machine",
                         help="what else ran on the machine (goes into the result)")
+    parser.add_argument("--faults-only", action="store_true",
+                        help="run only the faults of the surroundings and replace "
+                             "figures.faults in the existing results file, keeping the rest")
     args = parser.parse_args()
+    if args.faults_only:
+        path = merge_faults(run_faults(), args.note)
+        print(f"figures.faults written into {path}")
+        return
 
     from benchmarks.hostile import consumer, ingestion, model_server, service
     from serving.model_server import serve_models
@@ -73,20 +92,67 @@ def main() -> None:
         seconds["shedding"] = round(time.perf_counter() - mark, 1)
     totals = {name: {counter: figures[name][counter] for counter in COUNTERS}
               for name in figures}
+    mark = time.perf_counter()
+    faults = run_faults()
+    seconds["faults"] = round(time.perf_counter() - mark, 1)
     write_result(
         "robustness",
         parameters={"seed": args.seed, "inputs_per_component": args.count,
                     "shedding_clients": 50, "shedding_seconds": args.shed_seconds,
                     "world": str(world.root),
                     "note": f"{args.note}; ingestion uses two worker processes"},
-        figures={**figures, "service_shedding": shedding, "seconds": seconds,
+        figures={**figures, "service_shedding": shedding, "faults": faults,
+                 "seconds": seconds,
                  "wall_seconds": round(time.perf_counter() - started, 1)},
         peers={"service_without_limit": shedding["unlimited"]},
         ratios={"all_counters_zero": all(v == 0 for t in totals.values() for v in t.values()),
                 "min_inputs": min(figures[name]["inputs"] for name in figures),
+                "faults_all_recovered": faults["all_recovered"],
                 "shed_p99_over_unlimited_p99": _ratio(shedding)})
     for name, counts in totals.items():
         print(f"{name:<20} inputs {figures[name]['inputs']:>5}  {counts}")
+
+
+def run_faults() -> dict:
+    """Every component's faults (`benchmarks/faults.py`), each component in a process of its
+    own, with the totals over all of them."""
+    from benchmarks import faults
+
+    components = faults.run()
+    tried = [fault for component in components.values() for fault in component.get("faults", [])]
+    failed = [name for name, component in components.items() if "error" in component]
+    for name, component in components.items():
+        for fault in component.get("faults", []):
+            print(f"{name:<15} {fault['fault']:<45} recovered {str(fault['recovered']):<5} "
+                  f"{fault['seconds_to_recover']!s:>6} s  5xx {fault['requests_5xx']}  "
+                  f"lost {fault['events_lost']}  doubled {fault['events_doubled']}  "
+                  f"peak {component['peak_rss_mb']} MB")
+    return {"components": components, "faults_tried": len(tried),
+            "all_recovered": not failed and all(fault["recovered"] for fault in tried),
+            "components_failed": failed,
+            "requests_5xx": sum(fault["requests_5xx"] for fault in tried),
+            "events_lost": sum(fault["events_lost"] for fault in tried),
+            "events_doubled": sum(fault["events_doubled"] for fault in tried)}
+
+
+def merge_faults(faults: dict, note: str) -> pathlib.Path:
+    """Replaces `figures.faults` (and `ratios.faults_all_recovered`) in the existing results
+    file, keeping every other figure; the faults carry their own date, machine and note,
+    since the file's `date` and `machine` describe the run of the other figures."""
+    import datetime
+    import json
+
+    path = RESULTS / "robustness.json"
+    document = json.loads(path.read_text())
+    document["figures"]["faults"] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "note": f"{note}; run by itself with --faults-only and merged into the results of "
+                f"{document['date']}, whose other figures it left as they were",
+        **faults}
+    document["ratios"]["faults_all_recovered"] = faults["all_recovered"]
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
 
 
 def _service(make, users: list[str], args) -> dict:
