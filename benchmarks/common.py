@@ -34,11 +34,42 @@ def machine() -> dict[str, Any]:
                 break
     with open("/proc/meminfo") as handle:
         total_kb = int(handle.readline().split()[1])
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(total_kb / 2**20, 1),
+    identity = cpu_identity()
+    return {"cpu": cpu, **identity, "cores": os.cpu_count(),
+            "memory_gib": round(total_kb / 2**20, 1),
             "python": platform.python_version(), "platform": platform.platform(),
             # The 1-minute load when the result was written: above the cores, something else
             # (or the benchmark's own processes) kept them busy.
             "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
+_MICROARCHITECTURES = {
+    ("AuthenticAMD", 23, 49): "Zen 2 (EPYC Rome)", ("AuthenticAMD", 25, 1): "Zen 3 (EPYC Milan)",
+    ("AuthenticAMD", 25, 17): "Zen 4 (EPYC Genoa)", ("AuthenticAMD", 26, 2): "Zen 5 (EPYC Turin)",
+    ("GenuineIntel", 6, 85): "Skylake/Cascade Lake-SP", ("GenuineIntel", 6, 106): "Ice Lake-SP",
+    ("GenuineIntel", 6, 143): "Sapphire Rapids", ("GenuineIntel", 6, 207): "Emerald Rapids",
+    ("GenuineIntel", 6, 173): "Granite Rapids"}
+"""(vendor, family, model) -> the core's generation, for CPUs whose model name a VM reports
+only as a vendor family ("AMD EPYC")."""
+
+
+def cpu_identity() -> dict[str, Any]:
+    """The CPU's vendor, family, model and stepping numbers (/proc/cpuinfo), and its
+    microarchitecture when known: two machines with the same model name can differ."""
+    fields = {}
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    vendor = fields.get("vendor_id", "unknown")
+    family, model = int(fields.get("cpu family", -1)), int(fields.get("model", -1))
+    return {"cpu_id": f"{vendor} family {family} model {model} stepping "
+                      f"{fields.get('stepping', '?')}",
+            "cpu_microarchitecture": _MICROARCHITECTURES.get((vendor, family, model),
+                                                             "unknown"),
+            "cpu_mhz": float(fields.get("cpu MHz", 0.0))}
 
 
 CPU_FLAGS_OF_NOTE = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16",

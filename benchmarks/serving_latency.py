@@ -12,20 +12,25 @@ it, `tfx_pipeline.world`), 200 candidates retrieved per request (ScaNN, k=200) a
 a profile store holding 1,000,000 users (the world's users and generated ones with plays), so
 requests hit users at random as production traffic does.
 
-Figures (`benchmarks/results/serving.json`): for each protocol and target rate, achieved
-throughput, p50/p99 latency, failures and CPU milliseconds per request of each process; the
-saturation rate; p99 and failures while a new recommender version is pushed mid-run; the
-two-call path (retrieval, then the ranker over raw rows) with server-side batching off and
-on. Peers, in the same run: the signatures alone with tensors ready (the floor), and the
-project's `Recommender` with the models in-process (`serving.clients.local.LocalClient`).
+Figures (`benchmarks/results/serving.json`), every rate relative to the measured saturation so
+that two machines' runs read alike: a ramp per protocol until the service saturates
+(throughput, p50/p99, failures, CPU milliseconds per request of each process); runs at 50% and
+75% of saturation on both protocols; a new recommender version pushed at 50%; the closed loop
+(`simulation`) driving the service. Ratios: CPU per request of service + model server over the
+`recommend` signature's own CPU (at 50%), the share of the machine's CPU turned into requests
+at saturation, REST over gRPC p99 and p99 over p50 (at 75%), swap over steady p99, loop
+sessions per second over the saturation rate. Peers, in the same run: the signatures alone
+with tensors ready (the floor), and the project's `Recommender` with the models in-process
+(`serving.clients.local.LocalClient`).
 
-    python benchmarks/serving_latency.py [--world DIR] [--rates 50,100,200,300,400]
+    python benchmarks/serving_latency.py [--world DIR] [--seconds 20] [--note TEXT]
 """
 
 import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import pathlib
 import shutil
 import socket
@@ -318,23 +323,104 @@ def in_process(serving_dir: pathlib.Path, store_path: pathlib.Path, users: list[
             "requests": repeats}
 
 
+RAMP_RPS = (25.0, 50.0, 75.0, 100.0, 125.0, 150.0, 175.0, 200.0, 250.0, 300.0, 400.0, 500.0)
+"""Rates tried, in order, until the service saturates (`_saturated`)."""
+
+
+def ramp(url: str, users: list[str], seconds: float, pids: dict[str, int], label: str
+         ) -> tuple[list[dict], float | None]:
+    """Runs `RAMP_RPS` until a rate saturates; the runs and the last sane rate."""
+    runs, sane = [], None
+    for rate in RAMP_RPS:
+        summary, _ = run_rate(url, users, rate, seconds, pids)
+        runs.append(summary)
+        print(label, "ramp", json.dumps(summary), flush=True)
+        if _saturated(summary):
+            break
+        sane = rate
+        time.sleep(2)
+    return runs, sane
+
+
+def utilization(summary: dict, cores: int) -> float:
+    """Share of the machine's core-milliseconds per second turned into answered requests:
+    throughput x CPU per request of every process (load generator included)."""
+    return summary["throughput_rps"] * summary["cpu_ms_per_request"]["total"] / (1000.0 * cores)
+
+
+def swap_run(url: str, users: list[str], rate: float, seconds: float, pids: dict[str, int],
+             serving_dir: pathlib.Path) -> dict:
+    """A new recommender version pushed mid-run at `rate`: its p99 against a steady run at
+    the same rate just before."""
+    steady, _ = run_rate(url, users, rate, seconds, pids, seed=3)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    loader = context.Process(target=_load, args=(f"{url}/v1/recommendations", users, rate,
+                                                 seconds * 1.5, 4, queue))
+    loader.start()
+    time.sleep(seconds / 3)
+    new_version = _push_copy(serving_dir, "recommender")
+    results, _ = queue.get()
+    loader.join()
+    latencies = np.array([r[1] for r in results])
+    return {"target_rps": rate, "new_version": new_version,
+            "p99_ms": float(np.percentile(latencies, 99)),
+            "p50_ms": float(np.percentile(latencies, 50)),
+            "failed": sum(1 for r in results if r[2] != 200 or r[4]),
+            "steady_p99_ms": steady["p99_ms"], "steady_p50_ms": steady["p50_ms"],
+            "steady_failed": steady["failed"]}
+
+
+def loop_run(url: str, pids: dict[str, int], work: pathlib.Path) -> dict:
+    """The closed loop (`simulation`) driving the service: a quarter of the benchmark world's
+    subscribers (whose profiles the store holds) ask for slates through the real HTTP API for
+    one simulated day; sessions per second, and CPU per session of each process."""
+    from simulation import ClosedLoop, LoopConfig
+
+    loop = ClosedLoop(WORLD.generator, LoopConfig(days=1, seed=5, workers=16,
+                                                  sample=0.25), work / "loop")
+    loop.attach(url)
+    before = {name: _cpu_ms(pid) for name, pid in pids.items()}
+    cpu_start = time.process_time()
+    started = time.perf_counter()
+    report = loop.run()[0]
+    elapsed = time.perf_counter() - started
+    cpu = {name: (_cpu_ms(pid) - before[name]) / max(1, report.sessions)
+           for name, pid in pids.items()}
+    cpu["loop"] = 1000.0 * (time.process_time() - cpu_start) / max(1, report.sessions)
+    return {"sessions": report.sessions, "seconds": round(elapsed, 2),
+            "sessions_per_second": round(report.sessions / elapsed, 1),
+            "cpu_ms_per_session": {name: round(ms, 3) for name, ms in cpu.items()},
+            "workers": 16, "request_errors": report.request_errors}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world", type=pathlib.Path, default=None,
                         help="a built world's folder (default: build or reuse the benchmark's)")
-    parser.add_argument("--rates", type=lambda text: [float(r) for r in text.split(",")],
-                        default=[50.0, 100.0, 200.0, 300.0, 400.0])
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--swap-rate", type=float, default=100.0)
-    parser.add_argument("--batching-rate", type=float, default=100.0)
     parser.add_argument("--users", type=int, default=STORE_USERS)
+    parser.add_argument("--intra-op-threads", type=int, default=0,
+                        help="the model server's TensorFlow intra-op pool (0: TF's default)")
+    parser.add_argument("--inter-op-threads", type=int, default=0)
+    parser.add_argument("--note", default="", help="what else ran on the machine")
     args = parser.parse_args()
 
     from serving.config import ServiceConfig
+    from serving.model_server.server import set_thread_pools
     from tfx_pipeline.world import World, cached_world
 
+    from common import cpu_flags, matmul_gflops
+
     started = time.perf_counter()
+    cores = len(os.sched_getaffinity(0))
+    calibration = matmul_gflops()
+    # The floor is measured with the model server's pools, so that the ratio compares like
+    # with like.
+    pools = {"intra_op_threads": args.intra_op_threads,
+             "inter_op_threads": args.inter_op_threads}
+    set_thread_pools(args.intra_op_threads, args.inter_op_threads)
     world = World(args.world) if args.world else cached_world(WORLD)
     store_path, users = profile_store(world.root, args.users)
     catalogue = sum(1 for _ in world.layout.titles.open())
@@ -344,117 +430,108 @@ def main() -> None:
     print(f"world {world.root}: {catalogue} titles, {len(users)} users in the store "
           f"({time.perf_counter() - started:.0f} s)", flush=True)
 
-    peers = {"bare_signatures_ms": bare_signatures(serving_dir, users, 200),
+    peers = {"bare_signatures_ms": bare_signatures(serving_dir, users, 300),
              "in_process": in_process(serving_dir, store_path, users, 300)}
+    model_cpu = peers["bare_signatures_ms"]["recommend_cpu_ms"]
     print("peers", json.dumps(peers), flush=True)
-    figures: dict = {}
-    model_server, rest_url, grpc_target = _start_model_server(serving_dir, batching=False)
-    services = []
+    figures: dict = {"ramp": {}, "at_50": {}, "at_75": {}}
+    saturation: dict[str, float | None] = {}
+    model_server, rest_url, grpc_target = _start_model_server(serving_dir, batching=False,
+                                                              **pools)
+    services = {}
     try:
         for protocol, target in (("rest", rest_url), ("grpc", grpc_target)):
             config = ServiceConfig(model_server=target, protocol=protocol,
                                    serving_dir=str(serving_dir), store=str(store_path),
                                    max_in_flight=64, model_timeout_ms=2000)
-            service, url = _start_service(config, work)
-            services.append(service)
+            services[protocol] = _start_service(config, work)
+            service, url = services[protocol]
             pids = {"service": service.pid, "model_server": model_server.pid}
             run_rate(url, users, 50, 5, pids, seed=99)  # Warm up.
-            runs = figures[f"service_{protocol}"] = []
-            for rate in args.rates:
-                summary, _ = run_rate(url, users, rate, args.seconds, pids)
-                runs.append(summary)
-                print(protocol, json.dumps(summary), flush=True)
-                if _saturated(summary):
-                    break
-                time.sleep(2)
-            if protocol == "grpc":
-                # A new recommender version mid-run: loading and warming it up compete with
-                # the requests; the p99 of the run against a steady run at the same rate.
-                steady, _ = run_rate(url, users, args.swap_rate, args.seconds, pids, seed=3)
-                context = multiprocessing.get_context("spawn")
-                queue = context.Queue()
-                loader = context.Process(target=_load, args=(
-                    f"{url}/v1/recommendations", users, args.swap_rate, args.seconds * 1.5, 4,
-                    queue))
-                loader.start()
-                time.sleep(args.seconds / 3)
-                new_version = _push_copy(serving_dir, "recommender")
-                results, _ = queue.get()
-                loader.join()
-                latencies = np.array([r[1] for r in results])
-                figures["swap"] = {
-                    "target_rps": args.swap_rate, "new_version": new_version,
-                    "p99_ms": float(np.percentile(latencies, 99)),
-                    "p50_ms": float(np.percentile(latencies, 50)),
-                    "failed": sum(1 for r in results if r[2] != 200 or r[4]),
-                    "steady_p99_ms": steady["p99_ms"], "steady_p50_ms": steady["p50_ms"]}
-                print("swap", json.dumps(figures["swap"]), flush=True)
-            service.terminate()  # The next protocol's service runs alone.
-            service.wait()
+            figures["ramp"][protocol], saturation[protocol] = ramp(url, users, args.seconds,
+                                                                   pids, protocol)
+            if protocol == "rest":
+                # One service at a time on the cores: the next protocol's runs alone.
+                service.terminate()
+                service.wait()
+        # The rates the goals name, relative to the service's saturation (the lower of the
+        # two protocols', so that both are compared at the same rate).
+        sane = [rate for rate in saturation.values() if rate]
+        rate_sat = min(sane) if sane else RAMP_RPS[0]
+        for share, key in ((0.5, "at_50"), (0.75, "at_75")):
+            for protocol in ("grpc", "rest"):
+                if protocol == "rest":
+                    config = ServiceConfig(model_server=rest_url, protocol="rest",
+                                           serving_dir=str(serving_dir), store=str(store_path),
+                                           max_in_flight=64, model_timeout_ms=2000)
+                    services["rest"] = _start_service(config, work)
+                service, url = services[protocol]
+                pids = {"service": service.pid, "model_server": model_server.pid}
+                summary, _ = run_rate(url, users, share * rate_sat, args.seconds, pids)
+                figures[key][protocol] = summary
+                print(key, protocol, json.dumps(summary), flush=True)
+                if protocol == "rest":
+                    service.terminate()
+                    service.wait()
+        service, url = services["grpc"]
+        pids = {"service": service.pid, "model_server": model_server.pid}
+        figures["swap"] = swap_run(url, users, 0.5 * rate_sat, args.seconds, pids, serving_dir)
+        print("swap", json.dumps(figures["swap"]), flush=True)
+        figures["loop"] = loop_run(url, pids, work)
+        print("loop", json.dumps(figures["loop"]), flush=True)
     finally:
-        for service in services:
+        for service, _ in services.values():
             service.terminate()
         model_server.terminate()
         model_server.wait()
-
-    # The two-call path (retrieval, then the ranker over 200 raw rows), batching off and on.
-    figures["two_calls_batching"] = {}
-    for batching in (False, True):
-        model_server, rest_url, _ = _start_model_server(serving_dir, batching=batching)
-        config = ServiceConfig(model_server=rest_url, protocol="rest",
-                               serving_dir=str(serving_dir), store=str(store_path),
-                               recommender_model="", max_in_flight=64, model_timeout_ms=2000)
-        service, url = _start_service(config, work)
-        try:
-            pids = {"service": service.pid, "model_server": model_server.pid}
-            run_rate(url, users, 20, 5, pids, seed=98)
-            summary, _ = run_rate(url, users, args.batching_rate, args.seconds, pids)
-            figures["two_calls_batching"]["on" if batching else "off"] = summary
-            print("two calls, batching", batching, json.dumps(summary), flush=True)
-        finally:
-            service.terminate()
-            model_server.terminate()
-            model_server.wait()
     shutil.rmtree(work, ignore_errors=True)
 
-    def at(protocol: str, rate: float) -> dict | None:
-        return next((f for f in figures[f"service_{protocol}"] if f["target_rps"] == rate),
-                    None)
+    def overhead(summary: dict) -> float:
+        cpu = summary["cpu_ms_per_request"]
+        return (cpu["service"] + cpu["model_server"]) / model_cpu
 
-    def saturation(protocol: str) -> float | None:
-        fine = [f["target_rps"] for f in figures[f"service_{protocol}"] if not _saturated(f)]
-        return max(fine) if fine else None
+    def at_saturation(protocol: str) -> dict | None:
+        return next((run for run in figures["ramp"][protocol]
+                     if run["target_rps"] == saturation[protocol]), None)
 
-    # The goals' rate when both protocols sustain it, else the highest rate both sustained:
-    # a p50 past saturation measures the queue, not the path.
-    sustained = [rate for rate in args.rates
-                 if all(at(p, rate) and not _saturated(at(p, rate)) for p in ("rest", "grpc"))]
-    compared = 200.0 if 200.0 in sustained else max(sustained, default=None)
-    rest_at, grpc_at = ((at("rest", compared), at("grpc", compared)) if compared
-                        else (None, None))
     ratios = {
-        "compared_at_rps": compared,
-        "service_grpc_p50_over_in_process_p50":
-            grpc_at["p50_ms"] / peers["in_process"]["p50_ms"] if grpc_at else None,
-        "service_rest_p50_over_in_process_p50":
-            rest_at["p50_ms"] / peers["in_process"]["p50_ms"] if rest_at else None,
-        "rest_p50_over_grpc_p50": (rest_at["p50_ms"] / grpc_at["p50_ms"]
-                                   if rest_at and grpc_at else None),
+        "saturation_rps": rate_sat,
+        "saturation_rps_rest": saturation["rest"], "saturation_rps_grpc": saturation["grpc"],
+        # The service's default protocol (REST) first; gRPC beside it.
+        "cpu_per_request_over_model_cpu": overhead(figures["at_50"]["rest"]),
+        "cpu_per_request_over_model_cpu_grpc": overhead(figures["at_50"]["grpc"]),
+        "cpu_utilization_at_saturation": max(
+            utilization(run, cores) for run in (at_saturation("grpc"), at_saturation("rest"))
+            if run),
+        "cpu_utilization_at_saturation_by_protocol": {
+            protocol: utilization(at_saturation(protocol), cores)
+            if at_saturation(protocol) else None for protocol in ("grpc", "rest")},
+        "rest_p99_over_grpc_p99_at_75": (figures["at_75"]["rest"]["p99_ms"]
+                                         / figures["at_75"]["grpc"]["p99_ms"]),
+        "p99_over_p50_at_75": {protocol: figures["at_75"][protocol]["p99_ms"]
+                               / figures["at_75"][protocol]["p50_ms"]
+                               for protocol in ("grpc", "rest")},
         "swap_p99_over_steady_p99": figures["swap"]["p99_ms"] / figures["swap"]["steady_p99_ms"],
-        "batching_on_p99_over_off_p99": (figures["two_calls_batching"]["on"]["p99_ms"]
-                                         / figures["two_calls_batching"]["off"]["p99_ms"]),
-        "saturation_rps_rest": saturation("rest"), "saturation_rps_grpc": saturation("grpc"),
+        "loop_sessions_per_second_over_saturation":
+            figures["loop"]["sessions_per_second"] / rate_sat,
     }
     path = write_result(
         "serving",
         {"catalogue": catalogue, "candidates": WORLD.index.k, "store_users": len(users),
-         "rates_rps": args.rates, "seconds_per_rate": args.seconds,
-         "swap_rate_rps": args.swap_rate, "batching_rate_rps": args.batching_rate,
-         "world": str(world.root), "service_max_in_flight": 64,
+         "ramp_rps": list(RAMP_RPS), "seconds_per_rate": args.seconds,
+         "world": str(world.root), "service_max_in_flight": 64, "model_timeout_ms": 2000,
+         "model_server_thread_pools": pools, "model_cpu_ms": model_cpu,
          "processes": "model server, service and load generator on one 2-core machine",
-         "goals": "p99 <= 25 ms at 200 rps, both protocols, 0 failed; REST p50 <= 1.3x gRPC "
-                  "p50; service p50 <= 2x in-process p50; swap p99 <= 1.5x steady"},
-        figures, peers, ratios)
+         "saturated_when": "throughput < 95% of the target, p99 > 1 s or > 1% failed "
+                           "(a fallback counts as failed)",
+         "goals": "cpu_per_request_over_model_cpu <= 1.5 at 50% of saturation; "
+                  "cpu_utilization_at_saturation >= 0.8; REST p99 <= 1.5x gRPC p99 and "
+                  "p99 <= 3x p50 at 75%; swap p99 <= 1.5x steady with 0 failed at 50%; "
+                  "loop sessions/s >= 0.5x saturation",
+         "note": args.note,
+         "elapsed_s": round(time.perf_counter() - started)},
+        figures, peers, ratios,
+        machine_facts={"cpu_flags": cpu_flags(), "matmul_gflops_float32_1_thread": calibration})
     print(json.dumps(ratios, indent=2))
     print(f"wrote {path} in {time.perf_counter() - started:.0f} s")
 
