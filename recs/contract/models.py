@@ -75,17 +75,29 @@ def version_number(name: str) -> int | None:
     return version if version <= MAX_VERSION else None
 
 
-def versions_on_disk(base_dir: str, model: str) -> list[int]:
-    """Version directories of `model` holding a saved_model.pb, ascending; directories whose
-    names are not versions (`version_number`) are skipped."""
-    model_dir = os.path.join(base_dir, model)
+def _entries(model_dir: str) -> list[str]:
     if _remote(model_dir):
         entries = _gfile().listdir(model_dir) if _gfile().isdir(model_dir) else []
     else:
         entries = os.listdir(model_dir) if os.path.isdir(model_dir) else []
-    found = ((entry.rstrip("/"), version_number(entry)) for entry in entries)
+    return [entry.rstrip("/") for entry in entries]
+
+
+def versions_on_disk(base_dir: str, model: str) -> list[int]:
+    """Version directories of `model` holding a saved_model.pb, ascending; directories whose
+    names are not versions (`version_number`) are skipped (`not_versions` names them)."""
+    model_dir = os.path.join(base_dir, model)
+    found = ((entry, version_number(entry)) for entry in _entries(model_dir))
     return sorted(version for entry, version in found if version is not None
                   and exists(os.path.join(model_dir, entry, SAVED_MODEL_FILE)))
+
+
+def not_versions(base_dir: str, model: str) -> list[str]:
+    """The entries of `model`'s directory that are not versions (`version_number`: beyond
+    int64, `-1`, `²`, `12a`), sorted; hidden names (a push's `.staging-N` copy) are not
+    counted."""
+    return sorted(entry for entry in _entries(os.path.join(base_dir, model))
+                  if version_number(entry) is None and not entry.startswith("."))
 
 
 def version_dir(base_dir: str, model: str, version: int) -> str:

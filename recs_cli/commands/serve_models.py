@@ -73,6 +73,9 @@ def run(base: pathlib.Path, host: str, rest_port: int, grpc_port: int, poll_seco
     server = serve_models(config)
     print(f"serving {server.registry.model_names} from {base}: REST {server.rest_url}, "
           f"gRPC {server.grpc_target}", flush=True)
+    for model, entries in server.registry.not_versions.items():
+        print(f"skipped under {model}/ (not version numbers): {', '.join(entries)}",
+              flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -8,7 +8,7 @@ import threading
 import grpc
 import tensorflow as tf
 
-from recs.contract.models import versions_on_disk
+from recs.contract.models import not_versions, versions_on_disk
 from recs.contract.protos import signature_defs
 from recs.export import load_saved_model
 from serving.model_server.batching import read_params
@@ -58,6 +58,7 @@ class ModelRegistry:
         self.labels = {name: dict(value) for name, value in (labels or {}).items()}
         self._models: dict[str, dict[int, LoadedModel]] = {}
         self._failures: dict[tuple[str, int], ServingError] = {}
+        self._not_versions: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
@@ -92,6 +93,25 @@ class ModelRegistry:
             _LOG.error("model %s version %d failed to load (%s): %s", name, version,
                        failure.code.name, failure.message)
 
+    @property
+    def not_versions(self) -> dict[str, list[str]]:
+        """{model: entries of its directory skipped because their names are not versions}
+        at the last refresh (`recs serve-models` and the model server's log show them)."""
+        with self._lock:
+            return {name: sorted(entries) for name, entries in self._not_versions.items()
+                    if entries}
+
+    def _note_not_versions(self, name: str, entries: list[str]) -> None:
+        with self._lock:
+            new = sorted(set(entries) - self._not_versions.get(name, set()))
+            self._not_versions[name] = set(entries)
+        if new:
+            # Once per folder: the poller looks again every few seconds.
+            _LOG.warning("model %s: skipped %s under %s: not version numbers (ASCII digits "
+                         "of an integer up to 2^63 - 1)", name,
+                         ", ".join(repr(entry) for entry in new[:10]),
+                         os.path.join(self.base_dir, name))
+
     def refresh(self) -> dict[str, list[int]]:
         """Brings the loaded versions in line with the disk and the policy.
 
@@ -102,6 +122,7 @@ class ModelRegistry:
 
         loaded = {}
         for name in self.model_names:
+            self._note_not_versions(name, not_versions(self.base_dir, name))
             wanted = self._wanted(name, versions_on_disk(self.base_dir, name))
             with self._lock:
                 current = dict(self._models.get(name, {}))

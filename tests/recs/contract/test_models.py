@@ -2,7 +2,7 @@
 
 import pytest
 
-from recs.contract.models import MAX_VERSION, version_number, versions_on_disk
+from recs.contract.models import MAX_VERSION, not_versions, version_number, versions_on_disk
 
 
 @pytest.mark.parametrize("name, version", [
@@ -21,6 +21,10 @@ def test_odd_folders_are_skipped_not_a_crash(tmp_path):
     (tmp_path / "ranker" / "9").mkdir()  # No saved_model.pb yet: still being copied in.
     assert versions_on_disk(str(tmp_path), "ranker") == [1, 3, 7]
     assert versions_on_disk(str(tmp_path), "towers") == []
+    (tmp_path / "ranker" / ".staging-8").mkdir()  # A push in progress: hidden, not odd.
+    assert not_versions(str(tmp_path), "ranker") == sorted(
+        ["\u00b2", "-2", str(MAX_VERSION + 1), "backup"])
+    assert not_versions(str(tmp_path), "towers") == []
 
 
 def test_the_newest_version_is_one_with_a_saved_model_never_a_half_copied_folder(tmp_path):
