@@ -241,6 +241,8 @@ class OnlinePolicy:
             for model, version in served.versions.items() if version is None})
 
     def _log(self, answer: Answer, ask: Ask, hour: int) -> None:
+        if not self.config.served_log and not SERVED_LOGGER.isEnabledFor(logging.INFO):
+            return  # Nobody reads the line: not built on the request path.
         S = served_record
         row = {S.TS: time.time(), S.REQUEST_ID: answer.request_id, S.USER_ID: ask.user_id,
                S.DEVICE_TYPE: ask.device_type, S.HOUR: hour, S.K: ask.k,

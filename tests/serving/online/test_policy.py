@@ -129,3 +129,17 @@ def test_a_labelled_call_is_logged_with_the_version_its_label_points_to(tmp_path
     assert set(answers) == {"control", "canary"}
     assert logged == {"control": ("ranker@stable", {"retrieval": 4, "ranker": 3}),
                       "canary": ("ranker@canary", {"retrieval": 4, "ranker": 5})}
+
+
+def test_the_served_line_goes_to_the_logger_when_someone_listens(caplog):
+    import logging
+
+    policy = OnlinePolicy(_Recommender(None), ServiceConfig(),
+                          FixedStatus({"retrieval": 1, "ranker": 1}))
+    with caplog.at_level(logging.WARNING, logger="recs.served"):
+        policy.answer(Ask("u1", 1, "tv", 20))
+    assert not [r for r in caplog.records if r.name == "recs.served"]
+    with caplog.at_level(logging.INFO, logger="recs.served"):
+        answer = policy.answer(Ask("u1", 1, "tv", 20))
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "recs.served"]
+    assert [line["request_id"] for line in lines] == [answer.request_id]
