@@ -1,9 +1,13 @@
 """TF Serving's RESTful API client (columnar "inputs" format): the same code talks to the local
-model server and to a real `tensorflow/serving` deployment. Needs only NumPy and urllib3.
+model server and to a real `tensorflow/serving` deployment. Needs only NumPy and the standard
+library.
 """
 
 import base64
+import http.client
 import json
+import threading
+import urllib.parse
 from typing import Any
 
 import numpy as np
@@ -23,55 +27,101 @@ def _json_column(value: np.ndarray | list) -> Any:
                         if isinstance(v, bytes) else v, otypes=[object])(items).tolist()
 
 
+class _Connections:
+    """Kept-alive HTTP/1.1 connections to one server, one per calling thread (the standard
+    library's `http.client`: a call costs about half of urllib3's pool, whose URL parsing and
+    pool bookkeeping ran on every request of the service)."""
+
+    def __init__(self, base_url: str) -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be http(s)://host[:port]; received {base_url!r}.")
+        self.https = parts.scheme == "https"
+        self.host, self.port = parts.hostname, parts.port
+        self.prefix = parts.path.rstrip("/")
+        self._local = threading.local()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+            connection = self._local.connection = kind(self.host, self.port)
+        return connection
+
+    def request(self, method: str, path: str, body: bytes | None, timeout: float
+                ) -> tuple[int, bytes]:
+        """(status, body) of one request, each socket operation bounded by `timeout`.
+
+        Raises:
+            OSError, http.client.HTTPException: the server could not be reached or answered
+                no HTTP (a timeout is a `TimeoutError`).
+        """
+        for attempt in (0, 1):
+            connection = self._connection()
+            kept_alive = connection.sock is not None
+            connection.timeout = timeout
+            if kept_alive:
+                connection.sock.settimeout(timeout)
+            try:
+                connection.request(method, self.prefix + path, body=body,
+                                   headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                data = response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                connection.close()
+                if attempt == 0 and kept_alive:
+                    continue  # The server had closed the idle connection: a new one, once.
+                raise
+            except BaseException:
+                connection.close()  # Half a response would poison the next call.
+                raise
+            if response.will_close:
+                connection.close()
+            return response.status, data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
 class RestClient(ClientBase):
     """TF Serving's RESTful API, columnar ("inputs") format.
 
     Args:
         base_url: e.g. `http://localhost:8501`.
-        timeout: seconds per request.
+        timeout: seconds per request (each socket operation).
     """
 
-    def __init__(self, base_url: str, timeout: float = 5.0, connections: int = 32) -> None:
-        import urllib3
-
+    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._output_names: dict[tuple[str, int | None, str, str], str] = {}
-        # Keep-alive connections: a new TCP connection (and a new server thread) per call
+        # Kept-alive connections: a new TCP connection (and a new server thread) per call
         # would cost more than a small model call.
-        self._pool = urllib3.PoolManager(maxsize=connections, block=False, retries=False)
+        self._connections = _Connections(self.base_url)
 
     def _model_url(self, model: str, version: int | None, label: str = "") -> str:
+        """The model's path on the server (the base URL's host is the connection's)."""
         check_version_choice(version, label)
-        url = f"{self.base_url}/v1/models/{model}"
+        url = f"/v1/models/{model}"
         if label:
             return f"{url}/labels/{label}"
         return f"{url}/versions/{version}" if version is not None else url
 
     def _call(self, url: str, body: dict[str, Any] | None = None,
               timeout: float | None = None) -> dict[str, Any]:
-        import urllib3
-
         try:
-            response = self._pool.request(
+            status, data = self._connections.request(
                 "GET" if body is None else "POST", url,
-                body=None if body is None else json.dumps(body).encode(),
-                headers={"Content-Type": "application/json"},
-                timeout=urllib3.Timeout(total=timeout or self.timeout))
-        except urllib3.exceptions.NewConnectionError as error:
-            # Checked first: urllib3 1.26 derives it from ConnectTimeoutError.
-            raise ModelServerError("UNAVAILABLE", str(error)) from error
-        except (urllib3.exceptions.TimeoutError, TimeoutError) as error:
-            raise ModelServerError("DEADLINE_EXCEEDED", str(error)) from error
-        except (urllib3.exceptions.HTTPError, ConnectionError) as error:
-            raise ModelServerError("UNAVAILABLE", str(error)) from error
-        text = response.data.decode(errors="replace")
-        if response.status != 200:
+                None if body is None else json.dumps(body).encode(), timeout or self.timeout)
+        except TimeoutError as error:
+            raise ModelServerError("DEADLINE_EXCEEDED", str(error) or "timed out") from error
+        except (OSError, http.client.HTTPException) as error:
+            raise ModelServerError("UNAVAILABLE", f"{type(error).__name__}: {error}") from error
+        text = data.decode(errors="replace")
+        if status != 200:
             try:
                 message = json.loads(text).get("error", text)
-            except ValueError:
+            except (ValueError, AttributeError):
                 message = text
-            raise ModelServerError(response.status, message)
+            raise ModelServerError(status, message)
         return json.loads(text)
 
     def predict_versioned(self, model: str, inputs: Inputs, signature: str = "",
