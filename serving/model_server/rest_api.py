@@ -14,8 +14,8 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from serving.http import error_body
 from serving.model_server.errors import ServingError, invalid_argument
-from serving.model_server.json_codec import (format_predict_response, json_text, parse_json,
-                                             parse_predict_body)
+from serving.model_server.json_codec import (json_text, parse_json, parse_predict_body,
+                                             predict_response_bytes)
 from serving.model_server.registry import ModelRegistry
 from serving.model_server.servable import LoadedModel, VersionStatus
 from serving.model_server.signatures import predict
@@ -97,7 +97,7 @@ def _rest_predict(registry: ModelRegistry, route: RestRoute, data: bytes) -> byt
     model = registry.get(route.name, route.version, route.label)
     inputs, row_format = parse_predict_body(body, model.input_specs(signature_name))
     outputs = predict(model, signature_name, inputs)
-    return json.dumps(format_predict_response(outputs, row_format)).encode()
+    return predict_response_bytes(outputs, row_format)
 
 
 async def _read_body(receive: Callable) -> bytes | None:

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from serving.model_server.errors import ServingError
 from serving.model_server.json_codec import (format_predict_response, json_text, parse_json,
-                                             parse_predict_body)
+                                             parse_predict_body, predict_response_bytes)
 
 SPECS = {"x": tf.TensorSpec([None, 2], tf.float32), "n": tf.TensorSpec([None], tf.int64),
          "s": tf.TensorSpec([None], tf.string)}
@@ -102,6 +102,21 @@ def test_outputs_are_encoded_as_tf_serving_does():
         "predictions": [{"p": 0.5, "t": "a"}, {"p": 0.25, "t": "\ufffd"}]}
     with pytest.raises(ServingError, match="no common batch size"):
         format_predict_response({"p": np.zeros(2), "q": np.zeros(3)}, row_format=True)
+
+
+def test_answer_bodies_read_back_as_the_document_and_keep_tf_serving_s_nan_literals():
+    import json
+
+    outputs = {"p": np.array([0.1, 0.25], np.float32), "t": np.array([b"\xc3\xa9", b"b"],
+                                                                      dtype=object),
+               "n": np.array([2 ** 63 - 1], np.int64), "e": np.zeros((1, 3), np.float32)}
+    body = predict_response_bytes(outputs, row_format=False)
+    assert json.loads(body) == format_predict_response(outputs, row_format=False)
+    # NaN and infinities as TF Serving writes them (literals), which strict JSON lacks.
+    body = predict_response_bytes({"p": np.array([np.nan, np.inf, 1.0])}, False)
+    assert body == b'{"outputs": [NaN, Infinity, 1.0]}'
+    assert predict_response_bytes({"n": np.array([2 ** 64 - 1], np.uint64)}, False) == (
+        b'{"outputs":[18446744073709551615]}')
 
 
 def test_error_messages_echo_client_input_shortened():
