@@ -17,6 +17,7 @@ recommender takes the two calls, as the one-call model bundles the service's own
 """
 
 import dataclasses
+import logging
 import time
 
 import numpy as np
@@ -35,10 +36,14 @@ from serving.online.fresh import merge_top_k
 from serving.types import (RANKER_ROLE, RECOMMENDER_ROLE, RETRIEVAL_ROLE, CandidateSource,
                            PredictClient, ProfileStore, StoreUnavailableError)
 
-_NOT_SERVED = (404, "NOT_FOUND")
-"""How a model server says it serves no such model (REST, gRPC)."""
+_ONE_CALL_UNUSABLE = (404, "NOT_FOUND", 400, "INVALID_ARGUMENT")
+"""How a model server says the recommender model cannot answer this service (REST, gRPC):
+it serves no such model, or the version it serves has other signatures or inputs (a pushed
+recommender whose signatures differ). The service sends only valid requests, so a refusal is
+the model's: the two calls answer instead."""
 _RECOMMENDER_RETRY_S = 30.0
-"""After a NOT_FOUND for the recommender model, how long the two-call path is used."""
+"""After the recommender model refused the one call, how long the two-call path is used."""
+_LOG = logging.getLogger("recs.service")
 
 
 class UnknownUserError(ValueError):
@@ -129,6 +134,8 @@ class Recommender:
         # Per recommender target: a route's label the server lacks must not turn the
         # service's own one-call model off.
         self._one_call_retry_at: dict[ModelTarget, float] = {}
+        self.one_call_refusals: dict[ModelTarget, str] = {}
+        """{recommender target: its last refusal}, while the two calls stand in for it."""
         self.store = store
         self.retrieval_model = retrieval_model
         self.ranker_model = ranker_model
@@ -233,11 +240,18 @@ class Recommender:
             try:
                 items, versions, routes, ranked = self._one_call(query, finished, deadline,
                                                                  stage_ms, targets, limit)
+                self.one_call_refusals.pop(one_call, None)
             except ModelServerError as error:
-                if error.status not in _NOT_SERVED:
+                if error.status not in _ONE_CALL_UNUSABLE:
                     raise
-                # The server has no such recommender model: two calls, and ask again later.
+                # No such recommender model, or one this service cannot call: two calls, and
+                # ask again later.
                 self._one_call_retry_at[one_call] = time.monotonic() + _RECOMMENDER_RETRY_S
+                if self.one_call_refusals.get(one_call) != error.message:
+                    _LOG.warning("recommender %s refused the one call (%s: %s); answering with "
+                                 "retrieval and the ranker, asking again in %.0f s", one_call,
+                                 error.status, error.message[:300], _RECOMMENDER_RETRY_S)
+                self.one_call_refusals[one_call] = error.message
                 items, versions, routes, ranked = self._two_calls(query, finished, deadline,
                                                                   stage_ms, targets)
         else:
