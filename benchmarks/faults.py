@@ -858,7 +858,9 @@ def model_server(out: str) -> None:
         grpc_versions=grpc_versions, grpc_error=grpc_error,
         new_version_served_after_s=None if loaded is None else round(loaded - pushed, 3),
         odd_folders_logged=len(seen.named),
+        # TF Serving's status names versions only; the registry shows what it skipped.
         odd_folders_shown_in_status=any(name in json.dumps(body) for name in ODD_VERSIONS),
+        odd_folders_shown_by_registry=registry.not_versions.get("ranker", []),
         note="seconds_to_recover: a good version pushed beside the odd folders until it "
              "serves (the poller kept running)"))
     print(f"  model_server odd_version_folders: {faults[-1]}", flush=True)
