@@ -13,6 +13,7 @@ import pathlib
 import platform
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -248,3 +249,71 @@ def redis_server(data_dir: str | pathlib.Path | None = None) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+class KillableRedis:
+    """A redis-server on a fixed port and folder, so that it can be killed (SIGKILL) and
+    started again as the same server: the fault tests and `benchmarks/faults.py`.
+
+    Args:
+        folder: its `--dir` (the append-only file lives there).
+        options: further redis-server flags, e.g. "--appendonly", "yes".
+    """
+
+    def __init__(self, folder: pathlib.Path, *options: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.folder, self.options = folder, options
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Starts it and waits until it answers (its data loaded).
+
+        Raises:
+            RuntimeError: no redis-server binary, or it did not answer within 10 s.
+        """
+        import redis
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found: run scripts/system-deps.sh")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--dir", str(self.folder), *self.options],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        probe = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                probe.ping()
+                return
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start on port {self.port}")
+                time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no final write of the append-only file."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def aof_commands(aof: bytes) -> Iterator[tuple[int, int, list[bytes]]]:
+    """(offset where it starts, offset just after it, arguments) of each command of a Redis
+    append-only file (RESP arrays of bulk strings), to cut the file where a fault would."""
+    position = 0
+    while position < len(aof):
+        start = position
+        end = aof.index(b"\r\n", position)
+        count, position = int(aof[position + 1:end]), end + 2
+        arguments = []
+        for _ in range(count):
+            end = aof.index(b"\r\n", position)
+            size, position = int(aof[position + 1:end]), end + 2
+            arguments.append(aof[position:position + size])
+            position += size + 2
+        yield start, position, arguments

@@ -25,8 +25,8 @@ project's real code paths: what `benchmarks/robustness.py` writes as `figures.fa
 Each function runs in a process of its own (`common.run_in_process`, which measures the peak
 resident memory of the process tree, redis-servers included) and writes its figures as JSON
 to `out`. A fault records `recovered`, `seconds_to_recover` (from the end of the fault to the
-first healthy answer or message; None when it never came), `requests_5xx`, `events_lost` (lost without
-being counted), `events_doubled`, and what it saw on the way.
+first healthy answer or message; None when it never came), `requests_5xx`, `events_lost`
+(lost without being counted), `events_doubled`, and what it saw on the way.
 """
 
 import contextlib
@@ -35,13 +35,12 @@ import json
 import os
 import pathlib
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
 import threading
 import time
 from typing import Any, Callable, Iterator
+
+from benchmarks.common import KillableRedis, aof_commands
 
 RECOVERY_TIMEOUT_S = 20.0
 """How long a fault may take to recover before it is recorded as not recovered."""
@@ -67,23 +66,6 @@ def _watchdog(seconds: float) -> None:
 
 
 # Service and its profile store ------------------------------------------------------------
-
-class _Ready:
-    """Model status that always finds both models AVAILABLE: readiness then reflects the
-    store alone."""
-
-    def versions(self) -> dict[str, int | None]:
-        return {"retrieval": 1, "ranker": 1}
-
-    def ready(self) -> bool:
-        return True
-
-    def missing(self) -> list[str]:
-        return []
-
-    def close(self) -> None:
-        pass
-
 
 class _Away:
     """A model server that is away: an answer whose profile was read falls back for that
@@ -193,10 +175,11 @@ def service_store(out: str, hold_s: float = 3.0) -> None:
     import sqlite3
 
     from serving.api.service import RECOMMENDATIONS_PATH, ServiceServer, create_app
+    from serving.app import _store
     from serving.config import ServiceConfig
     from serving.online.policy import OnlinePolicy
     from serving.online.recommender import Recommender
-    from serving.app import _store
+    from serving.online.status import FixedStatus
     from serving.online.store import SqliteProfileStore
 
     folder = pathlib.Path(tempfile.mkdtemp(prefix="faults-store-"))
@@ -215,7 +198,8 @@ def service_store(out: str, hold_s: float = 3.0) -> None:
     store = _store(config)
     catalogue = {"t1": {"title_id": "t1", "genre": "drama", "popularity": 1.0}}
     app = create_app(OnlinePolicy(Recommender(client=_Away(), store=store, catalogue=catalogue),
-                                  config, status=_Ready()))
+                                  # Both models AVAILABLE: readiness reflects the store.
+                                  config, status=FixedStatus({"retrieval": 1, "ranker": 1})))
     faults = []
 
     def good_copy() -> None:
@@ -283,50 +267,9 @@ STREAM, GROUP = "recs:events", "profile-updater"
 DURATIONS = {"t1": 1000.0, "t2": 2000.0}
 
 
-class _RedisServer:
-    """A redis-server on a fixed port and folder, so that it can be killed and started again
-    as the same server (as tests/serving/test_consumer_faults.py does)."""
-
-    def __init__(self, folder: pathlib.Path, *options: str) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.folder, self.options = folder, options
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        import redis
-
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server not found: run scripts/system-deps.sh")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--dir", str(self.folder), *self.options],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        probe = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                probe.ping()
-                return
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}")
-                time.sleep(0.02)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no final write of the append-only file."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
 @contextlib.contextmanager
-def _redis(folder: pathlib.Path, *options: str) -> Iterator[_RedisServer]:
-    server = _RedisServer(folder, *options)
+def _redis(folder: pathlib.Path, *options: str) -> Iterator[KillableRedis]:
+    server = KillableRedis(folder, *options)
     server.start()
     try:
         yield server
@@ -451,7 +394,7 @@ def consumer_redis(out: str, users: int = 20, rounds: int = 10) -> None:
     import redis
 
     from serving.consumer import ProfileUpdater, publish
-    from serving.online.store import RedisProfileStore, SqliteProfileStore
+    from serving.online.store import SqliteProfileStore
 
     folder = pathlib.Path(tempfile.mkdtemp(prefix="faults-redis-"))
     now = int(time.time()) - 3600  # Within the consumer's lateness window.
@@ -525,22 +468,6 @@ def consumer_redis(out: str, users: int = 20, rounds: int = 10) -> None:
     _write(out, {"faults": faults})
 
 
-def _aof_commands(aof: bytes) -> Iterator[tuple[int, list[bytes]]]:
-    """(offset where it starts, arguments) of each command of an append-only file."""
-    position = 0
-    while position < len(aof):
-        start = position
-        end = aof.index(b"\r\n", position)
-        count, position = int(aof[position + 1:end]), end + 2
-        arguments = []
-        for _ in range(count):
-            end = aof.index(b"\r\n", position)
-            size, position = int(aof[position + 1:end]), end + 2
-            arguments.append(aof[position:position + size])
-            position += size + 2
-        yield start, arguments
-
-
 def _lose_tail(folder: pathlib.Path, event_id: str) -> int:
     """Cuts the append-only file where the XADD of `event_id` begins, as `appendfsync
     everysec` may lose its last second when the machine (or a busy disk) loses Redis: the
@@ -549,7 +476,7 @@ def _lose_tail(folder: pathlib.Path, event_id: str) -> int:
     [incr] = (folder / "appendonlydir").glob("*.incr.aof")
     aof = incr.read_bytes()
     marker = f'"event_id": "{event_id}"'.encode()
-    for start, arguments in _aof_commands(aof):
+    for start, _, arguments in aof_commands(aof):
         if arguments[0].upper() == b"XADD" and any(marker in a for a in arguments):
             os.truncate(incr, start)
             return len(aof) - start

@@ -7,10 +7,6 @@ import json
 import logging
 import os
 import pathlib
-import shutil
-import signal
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
+from benchmarks.common import KillableRedis, aof_commands
 from serving.consumer import (
     TRIMMED_PENDING,
     TRIMMED_UNREAD,
@@ -36,49 +33,13 @@ pytestmark = pytest.mark.serial
 STREAM, GROUP = "recs:events", "profile-updater"
 
 
-class _RedisServer:
-    """A redis-server of one test, on a fixed port and folder, so that it can be killed and
-    started again as the same server."""
-
-    def __init__(self, folder: pathlib.Path, *options: str) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.folder, self.options = folder, options
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
-             "--bind", "127.0.0.1", "--save", "", "--dir", str(self.folder), *self.options],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        probe = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                probe.ping()
-                return
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                assert time.monotonic() < deadline and self.process.poll() is None, \
-                    "redis-server did not start"
-                time.sleep(0.02)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no final write of the append-only file."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
 @pytest.fixture
-def redis_server(tmp_path) -> Iterator[Callable[..., _RedisServer]]:
+def redis_server(tmp_path) -> Iterator[Callable[..., KillableRedis]]:
     """Starts redis-servers of this test (options as redis-server's flags); kills them after."""
-    servers: list[_RedisServer] = []
+    servers: list[KillableRedis] = []
 
-    def start(*options: str) -> _RedisServer:
-        server = _RedisServer(tmp_path / f"redis-{len(servers)}", *options)
+    def start(*options: str) -> KillableRedis:
+        server = KillableRedis(tmp_path / f"redis-{len(servers)}", *options)
         servers.append(server)
         server.start()
         return server
@@ -156,21 +117,6 @@ def _caught_up(client: redis.Redis) -> bool:
         group["last-delivered-id"] == client.xinfo_stream(STREAM)["last-generated-id"]
 
 
-def _commands(aof: bytes) -> Iterator[tuple[int, list[bytes]]]:
-    """(offset just after it, arguments) of each command of an append-only file."""
-    position = 0
-    while position < len(aof):
-        end = aof.index(b"\r\n", position)
-        count, position = int(aof[position + 1:end]), end + 2
-        arguments = []
-        for _ in range(count):
-            end = aof.index(b"\r\n", position)
-            size, position = int(aof[position + 1:end]), end + 2
-            arguments.append(aof[position:position + size])
-            position += size + 2
-        yield position, arguments
-
-
 def _lose_writes_after_delivery(folder: pathlib.Path, message_id: str) -> int:
     """Cuts the append-only file just after the transaction that delivered `message_id` to
     the consumer, as `appendfsync everysec` may lose the tail of it when Redis is killed: the
@@ -182,7 +128,7 @@ def _lose_writes_after_delivery(folder: pathlib.Path, message_id: str) -> int:
     [incr] = (folder / "appendonlydir").glob("*.incr.aof")
     aof = incr.read_bytes()
     delivered = False
-    for end, arguments in _commands(aof):
+    for _, end, arguments in aof_commands(aof):
         delivered = delivered or (arguments[0].upper() == b"XCLAIM"
                                   and message_id.encode() in arguments)
         if delivered and arguments[0].upper() == b"EXEC":

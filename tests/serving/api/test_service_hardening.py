@@ -18,6 +18,7 @@ from serving.api.service import RECOMMENDATIONS_PATH, ServiceServer, create_app
 from serving.config import ServiceConfig
 from serving.online.policy import OnlinePolicy
 from serving.online.recommender import Recommendation, Recommender, ServedList
+from serving.online.status import FixedStatus
 from serving.online.store import SqliteProfileStore
 
 # Timing-sensitive: `make test` runs this file after the others, alone on the cores.
@@ -25,22 +26,8 @@ pytestmark = pytest.mark.serial
 
 GHOST = "ghost"
 PROFILE = {"age": 31, "country": "de", "subscription_tier": "premium"}
-
-
-class _Ready:
-    """Model status that always finds both models AVAILABLE."""
-
-    def versions(self) -> dict[str, int | None]:
-        return {"retrieval": 1, "ranker": 1}
-
-    def ready(self) -> bool:
-        return True
-
-    def missing(self) -> list[str]:
-        return []
-
-    def close(self) -> None:
-        pass
+BOTH = {"retrieval": 1, "ranker": 1}
+"""Both models AVAILABLE: readiness then reflects the store alone."""
 
 
 class _Gated:
@@ -63,7 +50,8 @@ class _Gated:
 
 def _empty_app(**overrides) -> fastapi.FastAPI:
     recommender = Recommender(client=None, store=SqliteProfileStore(":memory:"), catalogue={})
-    return create_app(OnlinePolicy(recommender, ServiceConfig(**overrides), status=_Ready()))
+    return create_app(OnlinePolicy(recommender, ServiceConfig(**overrides),
+                                   status=FixedStatus(BOTH)))
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +226,8 @@ def test_requests_over_the_limit_are_shed_while_probes_still_answer():
     gated = _Gated()
     config = ServiceConfig(max_in_flight=2, retry_after_s=3)
     body = b'{"user_id": "u1", "k": 1}'
-    with ServiceServer(create_app(OnlinePolicy(gated, config, status=_Ready()))) as server, \
+    with ServiceServer(create_app(OnlinePolicy(gated, config,
+                                               status=FixedStatus(BOTH)))) as server, \
             futures.ThreadPoolExecutor(max_workers=2) as pool:
         try:
             held = [pool.submit(_call, server, "POST", RECOMMENDATIONS_PATH, body)
@@ -264,7 +253,8 @@ def test_a_slow_body_holds_no_slot():
     gated = _Gated()
     gated.gate.set()
     config = ServiceConfig(max_in_flight=1, body_timeout_s=30.0)
-    with ServiceServer(create_app(OnlinePolicy(gated, config, status=_Ready()))) as server, \
+    with ServiceServer(create_app(OnlinePolicy(gated, config,
+                                               status=FixedStatus(BOTH)))) as server, \
             socket.create_connection((server.host, server.port), timeout=_WAIT_S) as slow:
         slow.sendall(_post(b'{"user_id": "u1", "k": 1}')[:-5])
         # A round trip on the event loop after the slow head: it has been read by now.
@@ -322,7 +312,7 @@ def test_a_store_swapped_for_junk_gets_the_fallback_and_unready_then_recovers(tm
             raise ModelServerError("UNAVAILABLE", "away")
 
     app = create_app(OnlinePolicy(Recommender(client=Down(), store=store, catalogue=catalogue),
-                                  ServiceConfig(), status=_Ready()))
+                                  ServiceConfig(), status=FixedStatus(BOTH)))
     with TestClient(app) as api:
         assert api.get("/readyz").status_code == 200
         (tmp_path / "junk").write_bytes(b"not a database " * 64)
@@ -349,7 +339,7 @@ def test_a_crash_is_counted_in_the_metrics():
             raise KeyError("a bug")
 
     app = create_app(OnlinePolicy(Broken(client=None, store=SqliteProfileStore(":memory:"),
-                                         catalogue={}), ServiceConfig(), status=_Ready()))
+                                         catalogue={}), ServiceConfig(), status=FixedStatus(BOTH)))
     with TestClient(app, raise_server_exceptions=False) as api:
         assert api.post(RECOMMENDATIONS_PATH, json={"user_id": "u1"}).status_code == 500
         assert 'recs_requests_total{outcome="error"} 1.0' in api.get("/metrics").text
