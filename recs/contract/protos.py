@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from recs.contract.models import SAVED_MODEL_FILE
@@ -18,15 +18,19 @@ _CONTENT = {np.dtype(dtype): tf.as_dtype(dtype).as_datatype_enum
                           np.int64, np.uint8, np.uint32, np.uint64)}
 """NumPy dtypes whose tensors of more than one element `tf.make_tensor_proto` writes as raw
 little-endian bytes in `tensor_content`, and their DataType enums."""
-_STRING = tf.string.as_datatype_enum
-_VALUE_FIELD = {enum: field for enum, field in (
-    (tf.float32.as_datatype_enum, "float_val"), (tf.float64.as_datatype_enum, "double_val"),
-    (tf.int8.as_datatype_enum, "int_val"), (tf.int16.as_datatype_enum, "int_val"),
-    (tf.int32.as_datatype_enum, "int_val"), (tf.uint8.as_datatype_enum, "int_val"),
-    (tf.uint16.as_datatype_enum, "int_val"), (tf.int64.as_datatype_enum, "int64_val"),
-    (tf.uint32.as_datatype_enum, "uint32_val"), (tf.uint64.as_datatype_enum, "uint64_val"),
-    (tf.bool.as_datatype_enum, "bool_val"))}
-"""The repeated field holding each numeric dtype's values (tensor.proto)."""
+_STRING = types_pb2.DT_STRING
+VALUE_FIELD = {
+    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT8: "int_val", types_pb2.DT_INT16: "int_val", types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_UINT8: "int_val", types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT64: "int64_val", types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_STRING: "string_val", types_pb2.DT_HALF: "half_val",
+}
+"""The repeated field of a TensorProto that holds each dtype's values (tensor.proto)."""
+_VALUE_FIELD = {enum: field for enum, field in VALUE_FIELD.items()
+                if enum not in (types_pb2.DT_STRING, types_pb2.DT_HALF)}
+"""The numbers whose field holds them as themselves (half_val holds float16 bits)."""
 _DTYPE = {enum: np.dtype(tf.as_dtype(enum).as_numpy_dtype) for enum in _VALUE_FIELD}
 _NUMBER = {dtype: enum for enum, dtype in _DTYPE.items()}
 

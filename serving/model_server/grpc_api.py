@@ -14,23 +14,13 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
                                      model_service_pb2, predict_pb2, prediction_service_pb2)
 
-from recs.contract.protos import array_proto, proto_array
+from recs.contract.protos import VALUE_FIELD, array_proto, proto_array
 from recs.contract.signatures import SERVING_DEFAULT
 from serving.model_server.errors import MAX_BODY_BYTES, ServingError, invalid_argument
 from serving.model_server.registry import ModelRegistry
 from serving.model_server.servable import LoadedModel
 from serving.model_server.signatures import predict
 from serving.model_server.specs import check_input_names, shape_fits, shape_text
-
-# The repeated field of a TensorProto that holds each dtype's values (tensor.proto).
-_VALUE_FIELD = {
-    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val",
-    types_pb2.DT_INT8: "int_val", types_pb2.DT_INT16: "int_val", types_pb2.DT_INT32: "int_val",
-    types_pb2.DT_UINT8: "int_val", types_pb2.DT_UINT16: "int_val",
-    types_pb2.DT_INT64: "int64_val", types_pb2.DT_UINT32: "uint32_val",
-    types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val",
-    types_pb2.DT_STRING: "string_val", types_pb2.DT_HALF: "half_val",
-}
 
 
 def _dtype_name(number: int) -> str:
@@ -55,7 +45,7 @@ def tensor_from_proto(key: str, proto: Any, spec: tf.TensorSpec) -> np.ndarray:
     if proto.dtype != expected:
         raise invalid_argument(f"input {key!r}: expects {types_pb2.DataType.Name(expected)} but "
                                f"{_dtype_name(proto.dtype)} is provided")
-    if expected not in _VALUE_FIELD:
+    if expected not in VALUE_FIELD:
         raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
                            f"input {key!r}: decoding {spec.dtype.name} tensors")
     if proto.tensor_shape.unknown_rank:
@@ -70,7 +60,7 @@ def tensor_from_proto(key: str, proto: Any, spec: tf.TensorSpec) -> np.ndarray:
         raise invalid_argument(f"input {key!r} must have shape {shape_text(spec.shape)}; "
                                f"received {dims}")
     count = math.prod(dims)
-    field = _VALUE_FIELD[expected]
+    field = VALUE_FIELD[expected]
     if proto.tensor_content:
         if field == "string_val" or len(proto.tensor_content) != count * itemsize:
             raise invalid_argument(
