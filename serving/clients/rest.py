@@ -56,29 +56,37 @@ class _Connections:
             OSError, http.client.HTTPException: the server could not be reached or answered
                 no HTTP (a timeout is a `TimeoutError`).
         """
-        for attempt in (0, 1):
-            connection = self._connection()
-            kept_alive = connection.sock is not None
-            connection.timeout = timeout
-            if kept_alive:
-                connection.sock.settimeout(timeout)
-            try:
-                connection.request(method, self.prefix + path, body=body,
-                                   headers={"Content-Type": "application/json"})
-                response = connection.getresponse()
-                data = response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                connection.close()
-                if attempt == 0 and kept_alive:
-                    continue  # The server had closed the idle connection: a new one, once.
+        connection, path = self._connection(), self.prefix + path
+        kept_alive = connection.sock is not None
+        try:
+            return _exchange(connection, method, path, body, timeout)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            if not kept_alive:
                 raise
-            except BaseException:
-                connection.close()  # Half a response would poison the next call.
-                raise
-            if response.will_close:
-                connection.close()
-            return response.status, data
-        raise AssertionError("unreachable")  # pragma: no cover
+        # The server had closed the idle connection: a new one (the closed one reconnects),
+        # once.
+        return _exchange(connection, method, path, body, timeout)
+
+
+def _exchange(connection: http.client.HTTPConnection, method: str, path: str,
+              body: bytes | None, timeout: float) -> tuple[int, bytes]:
+    """One request and its whole answer on `connection`, each socket operation bounded by
+    `timeout`; the connection is closed on any failure (half an answer would poison the next
+    call) and when the server says it will close."""
+    connection.timeout = timeout
+    if connection.sock is not None:
+        connection.sock.settimeout(timeout)
+    try:
+        connection.request(method, path, body=body,
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        data = response.read()
+    except BaseException:
+        connection.close()
+        raise
+    if response.will_close:
+        connection.close()
+    return response.status, data
 
 
 class RestClient(ClientBase):
