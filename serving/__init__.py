@@ -3,7 +3,10 @@
     types.py       the interfaces, declared once: PredictClient, ProfileStore,
                    CandidateSource, the model roles
     config.py      ServiceConfig: the service, its experiments and its limits
-    http.py        the guarded HTTP stack both servers run on (limits, timeouts)
+    http.py        the guarded HTTP stack both servers run on (limits, timeouts, TLS, the
+                   bearer-token gate)
+    security.py    tokens and TLS settings of both servers and their clients (off by
+                   default)
     model_server/  a TF Serving-protocol model server: its config (shared with the
                    deployment), errors, registry, signatures, batching, the REST JSON codec
                    and router, gRPC, the server

@@ -10,12 +10,16 @@ from recs.contract.layout import DEMO_ROOT, RunLayout
 from recs.contract.models import (RANKER, RECOMMENDER, RETRIEVAL)
 from serving.http import HttpLimits
 from serving.online.experiments import Assigner, Experiment, ModelTarget
+from serving.security import ClientTls, ServerTls, TokenSource
 from serving.types import MODEL_ROLES, RANKER_ROLE, RECOMMENDER_ROLE, RETRIEVAL_ROLE
 
 MAX_K = 100
 """The longest list the recommender builds; `ServiceConfig.max_k` may lower it."""
 
 PROTOCOLS = ("rest", "grpc")
+ACCESS = ("open", "token", "closed")
+"""How `/metrics` and the API docs are reached: by anyone, with a bearer token, or not at all
+(404)."""
 ARM_SETTINGS = ("diversity", "exploration", "tail_share")
 """What an experiment arm may change in the service (`serving.online.list_policy.ListSettings`):
 the genre re-rank, the exploration slots, and a share of slots given to the catalogue's least
@@ -86,6 +90,21 @@ class ServiceConfig(Config):
             users) may not route one role to different targets, nor pair a popularity arm
             with an arm that routes a model: a user in both could get only one of them.
         holdout: share of users kept out of every experiment.
+        tokens: where the bearer tokens the service accepts are read from (a file, or an
+            environment variable; several tokens let one be replaced without downtime).
+            Set, every request needs `Authorization: Bearer <token>` except `/healthz` and
+            `/readyz` (the kubelet's probes) and what `metrics_access` and `docs_access`
+            leave open; others get 401. Empty (the default) lets anyone in.
+        tls: the service's certificate and key (and a client CA for mutual TLS); empty
+            serves plain HTTP.
+        metrics_access: "open", "token" (needs `tokens`) or "closed" (404): who may read
+            `/metrics`.
+        docs_access: the same for `/openapi.json`, `/docs` and `/redoc`.
+        model_server_tls: the CA (and client certificate) used on `https://` model-server
+            addresses; a gRPC address is reached over TLS when written `https://host:port`.
+        model_server_token: the token (the source's first) sent to `model_server`, and to
+            `retrieval_server` when that is empty. Stock TF Serving ignores it.
+        retrieval_server_token: the token sent to `retrieval_server`, when that is set.
     """
 
     model_server: str = "http://127.0.0.1:8501"
@@ -114,6 +133,13 @@ class ServiceConfig(Config):
     exploration: float = 0.0
     experiments: tuple[Experiment, ...] = ()
     holdout: float = 0.0
+    tokens: TokenSource = TokenSource()
+    tls: ServerTls = ServerTls()
+    metrics_access: str = "open"
+    docs_access: str = "open"
+    model_server_tls: ClientTls = ClientTls()
+    model_server_token: TokenSource = TokenSource()
+    retrieval_server_token: TokenSource = TokenSource()
 
     def __post_init__(self) -> None:
         require(self.protocol in PROTOCOLS, "protocol", f"one of {PROTOCOLS}", self.protocol)
@@ -152,6 +178,28 @@ class ServiceConfig(Config):
         require(_is_number(self.profile_cache_s) and self.profile_cache_s >= 0,
                 "profile_cache_s", ">= 0 seconds", self.profile_cache_s)
         require(self.status_refresh_s > 0, "status_refresh_s", "> 0", self.status_refresh_s)
+        self._check_security()
+
+    def _check_security(self) -> None:
+        for name, kind in (("tokens", TokenSource), ("tls", ServerTls),
+                           ("model_server_tls", ClientTls), ("model_server_token", TokenSource),
+                           ("retrieval_server_token", TokenSource)):
+            require(isinstance(getattr(self, name), kind), name, f"a {kind.__name__}",
+                    getattr(self, name))
+        for name in ("metrics_access", "docs_access"):
+            require(getattr(self, name) in ACCESS, name, f"one of {ACCESS}", getattr(self, name))
+            require(getattr(self, name) != "token" or self.tokens.enabled, name,
+                    "'open' or 'closed' while `tokens` is empty (no token to check)",
+                    getattr(self, name))
+        require(not self.retrieval_server_token.enabled or bool(self.retrieval_server),
+                "retrieval_server_token", "empty while retrieval_server is (model_server_token "
+                "is sent to the one server)", self.retrieval_server_token)
+        servers = [self.model_server] + ([self.retrieval_server] if self.retrieval_server
+                                          else [])
+        require(not self.model_server_tls.configured
+                or any(server.startswith("https://") for server in servers),
+                "model_server_tls", "empty unless a model server is reached over TLS: write "
+                "its address https://host:port", self.model_server_tls)
 
     def role_models(self) -> dict[str, str]:
         """{role: the served model name this service calls for it}."""

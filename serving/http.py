@@ -15,6 +15,10 @@ slow), 413 (body too large) or 431 (head too large), and the connection is close
 requests (a non-numeric or negative Content-Length, a broken request line) get 400 in the same
 envelope instead of uvicorn's plain-text answer. asyncio and uvloop set TCP_NODELAY on every
 accepted socket, so a response written in two parts is never held back by Nagle's algorithm.
+
+Both servers may also run over TLS (`serving.security.ServerTls`, given to `uvicorn_config`
+or `BackgroundServer`) and behind `BearerGate`, which answers a request without an accepted
+bearer token 401 in the same envelope before the application sees it.
 """
 
 import asyncio
@@ -24,9 +28,10 @@ import logging
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from recs.config import Config, require
+from serving.security import BearerTokens, ServerTls
 
 try:
     import uvicorn
@@ -190,6 +195,46 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
 
+class BearerGate:
+    """ASGI middleware: an HTTP request that `is_open` does not let through needs a bearer
+    token that `tokens` accepts; otherwise it is answered 401 with `WWW-Authenticate: Bearer`
+    and `{"error": "..."}`, before the application reads its body.
+
+    Args:
+        app: the ASGI application behind the gate.
+        tokens: the accepted tokens.
+        is_open: (method, path) -> True for a request that needs no token (health probes).
+        on_refused: called once per refused request (a metric).
+    """
+
+    def __init__(self, app: Any, tokens: BearerTokens, is_open: Callable[[str, str], bool],
+                 on_refused: Callable[[], None] | None = None) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.is_open = is_open
+        self.on_refused = on_refused
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        # Lifespan events pass; neither server routes websockets.
+        if scope["type"] != "http" or self.is_open(scope["method"], scope["path"]):
+            return await self.app(scope, receive, send)
+        authorization = next((value for name, value in scope["headers"]
+                              if name == b"authorization"), None)
+        reason = self.tokens.refusal(authorization)
+        if reason is None:
+            return await self.app(scope, receive, send)
+        if self.on_refused is not None:
+            self.on_refused()
+        challenge = b'Bearer realm="recs"' + (b', error="invalid_token"' if authorization
+                                              else b"")
+        body = error_body(reason)
+        await send({"type": "http.response.start", "status": 401, "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", challenge)]})
+        await send({"type": "http.response.body", "body": body})
+
+
 class _MalformedRequests(logging.Filter):
     """Drops uvicorn's warning for each malformed request: the client already got its 400 in
     the envelope, and hostile traffic would otherwise fill the log a line per request."""
@@ -207,10 +252,20 @@ def protocol_class(limits: HttpLimits) -> type[GuardedHttpToolsProtocol]:
 
 
 def uvicorn_config(app: Any, limits: HttpLimits, host: str = "127.0.0.1", port: int = 0,
-                   log_level: str = "warning", **options: Any) -> uvicorn.Config:
-    """uvicorn's config for `app` on the guarded protocol and uvloop; `options` go to
-    `uvicorn.Config` unchanged (e.g. `workers`)."""
+                   log_level: str = "warning", tls: ServerTls = ServerTls(),
+                   **options: Any) -> uvicorn.Config:
+    """uvicorn's config for `app` on the guarded protocol and uvloop, over TLS when `tls` is
+    enabled; `options` go to `uvicorn.Config` unchanged (e.g. `workers`).
+
+    Raises:
+        ValueError: `tls` names files that are not a certificate and its key.
+    """
     logging.getLogger("uvicorn.error").addFilter(_QUIET)  # Idempotent: a set of filters.
+    if tls.enabled:
+        # Built here, so that a bad file fails in the caller rather than in the server's
+        # thread.
+        context = tls.context()
+        options["ssl_context_factory"] = lambda _config, _default: context
     return uvicorn.Config(app, host=host, port=port, http=protocol_class(limits), loop="uvloop",
                           timeout_keep_alive=max(1, round(limits.keep_alive_s)),
                           log_level=log_level, access_log=False, lifespan="off", **options)
@@ -225,24 +280,31 @@ class BackgroundServer:
         limits: read timeouts and size limits of every connection.
         host: interface to bind.
         port: 0 picks a free port (see `port` and `url`).
+        tls: the server's certificate and key (and client CA); disabled serves plain HTTP.
+
+    Raises:
+        ValueError: `tls` names files that are not a certificate and its key.
 
     Example:
         with BackgroundServer(app, HttpLimits()) as server:
             urllib.request.urlopen(server.url + "/healthz")
     """
 
-    def __init__(self, app: Any, limits: HttpLimits, host: str = "127.0.0.1", port: int = 0
-                 ) -> None:
+    def __init__(self, app: Any, limits: HttpLimits, host: str = "127.0.0.1", port: int = 0,
+                 tls: ServerTls = ServerTls()) -> None:
+        config = uvicorn_config(app, limits, host, port, tls=tls)  # Checks the TLS files.
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
-        self._server = uvicorn.Server(uvicorn_config(app, limits, host, self.port))
+        config.port = self.port
+        self._scheme = "https" if tls.enabled else "http"
+        self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self._scheme}://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> "BackgroundServer":
         """Starts serving; returns once the socket accepts connections.

@@ -24,6 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", action="append", default=[], metavar="MODEL:LABEL=VERSION",
                         help="a version label (TF Serving's version_labels), e.g. "
                              "ranker:canary=2; repeat for more")
+    security = parser.add_argument_group(
+        "authentication and TLS of both ports (off by default; this server's own: stock TF "
+        "Serving has no tokens)")
+    security.add_argument("--tls-cert", default="", help="PEM certificate")
+    security.add_argument("--tls-key", default="", help="its PEM key")
+    security.add_argument("--tls-client-ca", default="",
+                          help="require client certificates signed by this CA")
+    security.add_argument("--token-file", default="",
+                          help="bearer tokens required, one a line (REST model status, the "
+                               "readiness probe's, stays open)")
+    security.add_argument("--token-env", default="",
+                          help="or: an environment variable holding them, comma-separated")
 
 
 def parse_labels(texts: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -50,26 +62,34 @@ def parse_labels(texts: Sequence[str]) -> dict[str, dict[str, int]]:
 
 
 def run(base: pathlib.Path, host: str, rest_port: int, grpc_port: int, poll_seconds: float,
-        num_versions: int, batching: bool, label: Sequence[str]) -> int:
+        num_versions: int, batching: bool, label: Sequence[str], tls_cert: str = "",
+        tls_key: str = "", tls_client_ca: str = "", token_file: str = "",
+        token_env: str = "") -> int:
     """Serves the models under `base` until interrupted.
 
     Args:
         label: `--label` values (`parse_labels`), checked before any model loads.
+        tls_cert, tls_key, tls_client_ca: `ModelServingConfig.tls`.
+        token_file, token_env: `ModelServingConfig.tokens`.
 
     Returns:
         0, once interrupted (Ctrl-C).
 
     Raises:
         ValueError: a label is malformed, or names a model that is not served; a port or
-            poll period out of range.
+            poll period out of range; a TLS or token file the server cannot use (all
+            found before any model loads).
     """
     from serving.model_server import serve_models
     from serving.model_server.config import ModelServingConfig
+    from serving.security import ServerTls, TokenSource
 
-    config = ModelServingConfig.local(str(base), host=host, rest_port=rest_port,
-                                      grpc_port=grpc_port, poll_seconds=poll_seconds,
-                                      num_versions=num_versions, enable_batching=batching,
-                                      labels=parse_labels(label))
+    config = ModelServingConfig.local(
+        str(base), host=host, rest_port=rest_port, grpc_port=grpc_port,
+        poll_seconds=poll_seconds, num_versions=num_versions, enable_batching=batching,
+        labels=parse_labels(label),
+        tls=ServerTls(cert_file=tls_cert, key_file=tls_key, client_ca_file=tls_client_ca),
+        tokens=TokenSource(file=token_file, env=token_env))
     server = serve_models(config)
     print(f"serving {server.registry.model_names} from {base}: REST {server.rest_url}, "
           f"gRPC {server.grpc_target}", flush=True)

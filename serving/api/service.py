@@ -8,7 +8,13 @@
     GET  /readyz    readiness: the model server serves both models and the profile store
                     answers (503 otherwise)
     GET  /metrics   Prometheus: latency per stage, requests by outcome, fallbacks, candidates
-    GET  /openapi.json  the API's OpenAPI spec (also checked into serving/openapi.json)
+    GET  /openapi.json  the API's OpenAPI spec (also checked into serving/openapi.json), and
+                    its pages /docs and /redoc
+
+With `ServiceConfig.tokens` set, every request but the probes (/healthz, /readyz) needs
+`Authorization: Bearer <token>` or is answered 401 with `WWW-Authenticate: Bearer`;
+`metrics_access` and `docs_access` leave /metrics and the docs open, put them behind the token,
+or close them (404). `ServiceConfig.tls` serves HTTPS (`ServiceServer`, `recs serve`).
 
 When the model server is slow or down, the profile store cannot answer, or nothing is known of
 the user (no profile in the store or the request), the answer is the popularity list, flagged
@@ -31,8 +37,9 @@ from recs.contract import events
 from recs.contract import features as F
 from recs.contract import rows
 from serving.config import MAX_K, ServiceConfig
-from serving.http import BackgroundServer, error_body
+from serving.http import BackgroundServer, BearerGate, error_body
 from serving.online.policy import Ask, OnlinePolicy
+from serving.security import BearerTokens
 
 try:
     import fastapi
@@ -48,6 +55,8 @@ except ImportError as error:  # pragma: no cover - the lock file installs them
 
 API_VERSION = "1.0.0"
 RECOMMENDATIONS_PATH = "/v1/recommendations"
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+"""Open whatever `ServiceConfig.tokens` says: the kubelet's probes send no token."""
 # Strict: JSON's true is not 1 and "5" is not 5.
 _STRICT = pydantic.ConfigDict(extra="forbid", strict=True)
 
@@ -311,21 +320,51 @@ _ERRORS = {status: {"model": ErrorResponse, "description": description}
                (431, "The request's head is over ServiceConfig.max_header_bytes."))}
 
 
+def _document_bearer(app: fastapi.FastAPI, open_paths: frozenset[str]) -> None:
+    """States in the app's OpenAPI spec that its operations outside `open_paths` need a
+    bearer token and may answer 401 (the gate is middleware, which FastAPI cannot see)."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        spec = plain()  # FastAPI caches it: the additions below are made once.
+        schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
+        if "bearer" not in schemes:
+            schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+            for path, operations in spec["paths"].items():
+                if path in open_paths:
+                    continue
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}]
+                    operation["responses"]["401"] = {
+                        "description": "No bearer token, or one the service does not accept.",
+                        "content": {"application/json": {"schema": {
+                            "$ref": "#/components/schemas/ErrorResponse"}}}}
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(policy: OnlinePolicy) -> fastapi.FastAPI:
     """Builds the service's ASGI app: HTTP only, the policy decides what is served.
 
     The sizes and read timeouts of `policy.config` are enforced at the connection, by
     `serving.http`: run the app with `ServiceServer`, or with
-    `serving.http.uvicorn_config(app, config.http_limits())` as `recs serve` does.
+    `serving.http.uvicorn_config(app, config.http_limits(), tls=config.tls)` as `recs serve`
+    does. With `config.tokens` set, requests need a bearer token (see the module docstring).
 
     Args:
         policy: arms, fallbacks and the served-list log around a recommender
             (`serving.online.policy.OnlinePolicy(recommender, config)`).
 
     Returns:
-        A FastAPI app; `app.state.http_limits` holds the connection limits to serve it with.
+        A FastAPI app; `app.state.http_limits` and `app.state.tls` hold the connection limits
+        and TLS to serve it with.
+
+    Raises:
+        ValueError: `config.tokens` cannot be read or holds a malformed token.
     """
     config = policy.config
+    tokens = BearerTokens(config.tokens.read()) if config.tokens.enabled else None
     metrics = _Metrics()
     request_type = request_model(config)
     @contextlib.asynccontextmanager
@@ -336,10 +375,17 @@ def create_app(policy: OnlinePolicy) -> fastapi.FastAPI:
     app = fastapi.FastAPI(
         title="recs recommendation service", version=API_VERSION,
         description="Two-tower retrieval (ScaNN) and a deep ranker behind one call.",
-        responses=_ERRORS, lifespan=lifespan)
+        responses=_ERRORS, lifespan=lifespan,
+        # No spec, no docs pages: FastAPI adds /docs and /redoc only with a spec URL.
+        **({"openapi_url": None} if config.docs_access == "closed" else {}))
     app.router.route_class = _StrictJsonRoute
     app.state.http_limits = config.http_limits()
+    app.state.tls = config.tls
     app.state.policy = policy
+    docs_paths = frozenset(path for path in (app.openapi_url, app.docs_url, app.redoc_url,
+                                             app.swagger_ui_oauth2_redirect_url) if path)
+    open_paths = (PROBE_PATHS | (docs_paths if config.docs_access == "open" else frozenset())
+                  | ({"/metrics"} if config.metrics_access == "open" else frozenset()))
 
     @app.exception_handler(fastapi.exceptions.RequestValidationError)
     async def invalid(_, error: fastapi.exceptions.RequestValidationError):
@@ -351,8 +397,8 @@ def create_app(policy: OnlinePolicy) -> fastapi.FastAPI:
     async def http_error(request: fastapi.Request, error: StarletteHTTPException):
         message = str(error.detail)
         if error.status_code == 404:
-            message = (f"no route {request.method} {request.url.path}; the API is described "
-                       "at /openapi.json")
+            message = f"no route {request.method} {request.url.path}" + (
+                f"; the API is described at {app.openapi_url}" if app.openapi_url else "")
         elif error.status_code == 405:
             message = (f"{request.method} is not allowed on {request.url.path}; allowed: "
                        f"{(error.headers or {}).get('Allow', '')}")
@@ -421,15 +467,22 @@ def create_app(policy: OnlinePolicy) -> fastapi.FastAPI:
                     "store": policy.store_health() or "ok"}
         return _error(503, reason)
 
-    @app.get("/metrics", response_class=responses.PlainTextResponse)
-    async def prometheus_metrics():
-        return responses.Response(prometheus_client.generate_latest(metrics.registry),
-                                  media_type=prometheus_client.CONTENT_TYPE_LATEST)
+    if config.metrics_access != "closed":
+        @app.get("/metrics", response_class=responses.PlainTextResponse)
+        async def prometheus_metrics():
+            return responses.Response(prometheus_client.generate_latest(metrics.registry),
+                                      media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     if config.max_in_flight is not None:
         app.add_middleware(_InFlightLimit, path=RECOMMENDATIONS_PATH,
                            limit=config.max_in_flight, retry_after_s=config.retry_after_s,
                            on_shed=metrics.requests.labels("shed").inc)
+    if tokens is not None:
+        # Added last, so outermost: a refused request never reads its body nor holds a slot.
+        app.add_middleware(BearerGate, tokens=tokens,
+                           is_open=lambda _method, path: path in open_paths,
+                           on_refused=metrics.requests.labels("unauthorized").inc)
+        _document_bearer(app, open_paths)
     return app
 
 
@@ -440,8 +493,8 @@ def openapi_spec(app: fastapi.FastAPI) -> str:
 
 class ServiceServer(BackgroundServer):
     """Runs an app from `create_app` on a background thread (tests, the demo, benchmarks),
-    with the connection limits of the config the app was created with (`serving.http`:
-    header, body and keep-alive timeouts, header and body sizes).
+    with the connection limits and TLS of the config the app was created with
+    (`serving.http`: header, body and keep-alive timeouts, header and body sizes).
 
     Args:
         app: the ASGI app from `create_app`.
@@ -454,7 +507,7 @@ class ServiceServer(BackgroundServer):
     """
 
     def __init__(self, app: fastapi.FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(app, app.state.http_limits, host, port)
+        super().__init__(app, app.state.http_limits, host, port, tls=app.state.tls)
         self._policy = app.state.policy
 
     def stop(self) -> None:

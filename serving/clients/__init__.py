@@ -1,8 +1,9 @@
 """Clients of TF Serving's REST and gRPC APIs (the same code talks to the local model server and
 to a real `tensorflow/serving`), and an in-process client of a model registry.
 
-Names are imported on first use: the REST client needs only NumPy and urllib3; the gRPC and
-local clients load TensorFlow.
+Names are imported on first use: the REST client needs only NumPy and the standard library;
+the gRPC and local clients load TensorFlow. Both protocol clients speak TLS to an `https://`
+address (`serving.security.ClientTls`) and can send a bearer token.
 """
 
 from recs._lazy import lazy_exports

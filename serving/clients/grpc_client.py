@@ -15,19 +15,41 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from recs.contract.protos import proto_array, tensor_proto
 from recs.contract.signatures import SERVING_DEFAULT
 from serving.clients.base import ClientBase, ModelServerError, check_version_choice
+from serving.security import ClientTls, check_token
 from serving.types import Inputs
+
+TLS_PREFIX = "https://"
+"""A target written `https://host:port` is reached over TLS (as OTLP's gRPC exporters
+read an endpoint); `host:port` over plain text."""
 
 
 class GrpcClient(ClientBase):
     """TF Serving's gRPC `PredictionService` and `ModelService`.
 
     Args:
-        target: `host:port`, e.g. `localhost:8500`.
+        target: `host:port`, e.g. `localhost:8500`; `https://host:port` for TLS.
         timeout: seconds per call.
+        tls: over TLS, the CA the server's certificate must chain to (the system's when
+            empty) and the client certificate for mutual TLS.
+        token: a bearer token sent as `authorization` metadata with every call, for a
+            `recs serve-models` that requires one; "" sends none.
+
+    Raises:
+        ValueError: `token` is malformed, or a TLS file cannot be read.
     """
 
-    def __init__(self, target: str, timeout: float = 5.0) -> None:
-        self._channel = grpc.insecure_channel(target)
+    def __init__(self, target: str, timeout: float = 5.0, tls: ClientTls = ClientTls(),
+                 token: str = "") -> None:
+        if token:
+            check_token(token, "token")
+        if target.startswith(TLS_PREFIX):
+            root, key, chain = tls.pems()
+            self._channel = grpc.secure_channel(
+                target.removeprefix(TLS_PREFIX),
+                grpc.ssl_channel_credentials(root, key, chain))
+        else:
+            self._channel = grpc.insecure_channel(target)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self.timeout = timeout
@@ -43,7 +65,8 @@ class GrpcClient(ClientBase):
                 metadata_field=["signature_def"])
             _spec(request.model_spec, model, version, label)
             try:
-                response = self._predictions.GetModelMetadata(request, timeout=self.timeout)
+                response = self._predictions.GetModelMetadata(request, timeout=self.timeout,
+                                                               metadata=self._metadata)
             except grpc.RpcError as error:
                 raise ModelServerError(error.code().name, error.details()) from error
             signatures = get_model_metadata_pb2.SignatureDefMap()
@@ -69,7 +92,8 @@ class GrpcClient(ClientBase):
                 # value of the wrong kind alike.
                 raise ModelServerError("INVALID_ARGUMENT", f"input {key!r}: {error}") from error
         try:
-            response = self._predictions.Predict(request, timeout=timeout or self.timeout)
+            response = self._predictions.Predict(request, timeout=timeout or self.timeout,
+                                                 metadata=self._metadata)
         except grpc.RpcError as error:
             raise ModelServerError(error.code().name, error.details()) from error
         outputs = {key: proto_array(value) for key, value in response.outputs.items()}
@@ -80,7 +104,8 @@ class GrpcClient(ClientBase):
         request = get_model_status_pb2.GetModelStatusRequest()
         _spec(request.model_spec, model, None, label)
         try:
-            return self._models.GetModelStatus(request, timeout=timeout or self.timeout)
+            return self._models.GetModelStatus(request, timeout=timeout or self.timeout,
+                                               metadata=self._metadata)
         except grpc.RpcError as error:
             raise ModelServerError(error.code().name, error.details()) from error
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from recs.contract.signatures import SERVING_DEFAULT
 from serving.clients.base import ClientBase, ModelServerError, check_version_choice
+from serving.security import ClientTls, check_token
 from serving.types import Inputs
 
 
@@ -32,20 +33,23 @@ class _Connections:
     library's `http.client`: a call costs about half of urllib3's pool, whose URL parsing and
     pool bookkeeping ran on every request of the service)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, tls: ClientTls, headers: dict[str, str]) -> None:
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"base_url must be http(s)://host[:port]; received {base_url!r}.")
-        self.https = parts.scheme == "https"
+        # One context for every thread's connection: building one reads the CA files.
+        self._context = tls.context() if parts.scheme == "https" else None
         self.host, self.port = parts.hostname, parts.port
         self.prefix = parts.path.rstrip("/")
+        self.headers = headers
         self._local = threading.local()
 
     def _connection(self) -> http.client.HTTPConnection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-            connection = self._local.connection = kind(self.host, self.port)
+            connection = self._local.connection = (
+                http.client.HTTPConnection(self.host, self.port) if self._context is None
+                else http.client.HTTPSConnection(self.host, self.port, context=self._context))
         return connection
 
     def request(self, method: str, path: str, body: bytes | None, timeout: float
@@ -59,17 +63,18 @@ class _Connections:
         connection, path = self._connection(), self.prefix + path
         kept_alive = connection.sock is not None
         try:
-            return _exchange(connection, method, path, body, timeout)
+            return _exchange(connection, method, path, body, self.headers, timeout)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
             if not kept_alive:
                 raise
         # The server had closed the idle connection: a new one (the closed one reconnects),
         # once.
-        return _exchange(connection, method, path, body, timeout)
+        return _exchange(connection, method, path, body, self.headers, timeout)
 
 
 def _exchange(connection: http.client.HTTPConnection, method: str, path: str,
-              body: bytes | None, timeout: float) -> tuple[int, bytes]:
+              body: bytes | None, headers: dict[str, str], timeout: float
+              ) -> tuple[int, bytes]:
     """One request and its whole answer on `connection`, each socket operation bounded by
     `timeout`; the connection is closed on any failure (half an answer would poison the next
     call) and when the server says it will close."""
@@ -77,8 +82,7 @@ def _exchange(connection: http.client.HTTPConnection, method: str, path: str,
     if connection.sock is not None:
         connection.sock.settimeout(timeout)
     try:
-        connection.request(method, path, body=body,
-                           headers={"Content-Type": "application/json"})
+        connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
         data = response.read()
     except BaseException:
@@ -93,17 +97,30 @@ class RestClient(ClientBase):
     """TF Serving's RESTful API, columnar ("inputs") format.
 
     Args:
-        base_url: e.g. `http://localhost:8501`.
+        base_url: e.g. `http://localhost:8501`, or `https://...` for TLS.
         timeout: seconds per request (each socket operation).
+        tls: the CA that an `https://` server's certificate must chain to (the system's
+            when empty) and the client certificate for mutual TLS; not used over `http://`.
+        token: a bearer token sent with every request (`Authorization: Bearer ...`), for
+            a `recs serve-models` that requires one; "" sends none.
+
+    Raises:
+        ValueError: `base_url` is not http(s)://host[:port], `token` is malformed, or a TLS
+            file cannot be read.
     """
 
-    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 5.0, tls: ClientTls = ClientTls(),
+                 token: str = "") -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._output_names: dict[tuple[str, int | None, str, str], str] = {}
+        headers = {"Content-Type": "application/json"}
+        if token:
+            check_token(token, "token")
+            headers["Authorization"] = f"Bearer {token}"
         # Kept-alive connections: a new TCP connection (and a new server thread) per call
         # would cost more than a small model call.
-        self._connections = _Connections(self.base_url)
+        self._connections = _Connections(self.base_url, tls, headers)
 
     def _model_url(self, model: str, version: int | None, label: str = "") -> str:
         """The model's path on the server (the base URL's host is the connection's)."""

@@ -46,6 +46,11 @@ gRPC (the same worker pool runs the handlers):
 
 Every refusal is a `ServingError` carrying TF Serving's gRPC code; REST answers it as
 `{"error": "..."}` with the HTTP status TF Serving uses for that code.
+
+Both ports may serve TLS and require a bearer token (`ModelServingConfig.tls`, `.tokens`; off
+by default). The token is this server's own: stock TF Serving has none, and takes gRPC TLS
+from its `--ssl_config_file`. A request without an accepted token is 401 on REST (REST model
+status stays open for the readiness probe) and UNAUTHENTICATED on gRPC.
 """
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from recs.config import Config, require
 from recs.contract.models import (SERVED_MODELS, STOCK_SERVABLE, BatchingParams,
                                   is_version_label)
+from serving.security import ServerTls, TokenSource
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +41,14 @@ class ModelServingConfig(Config):
             0 leaves TensorFlow's default, a pool as large as the machine's cores each, whose
             idle workers spin for work: beside a service on the same cores that spinning is
             CPU taken from requests. Set them to the cores the server's pod requests.
+        tls: the local server's certificate and key, for its REST and gRPC ports alike (and
+            a client CA for mutual TLS); empty serves plain text.
+        tokens: the bearer tokens the local server requires on both ports (REST's
+            `Authorization` header, gRPC's `authorization` metadata), except REST model
+            status, which the readiness probe reads; empty requires none. `tls` and `tokens`
+            are this package's server only: `server_args` and the files never carry them, as
+            stock TF Serving has no bearer tokens and takes gRPC TLS from its
+            `--ssl_config_file` (leave REST to a mesh or an ingress).
 
     Example:
         server = serve_models(ModelServingConfig.local("pipeline_output/serving"))
@@ -58,6 +67,8 @@ class ModelServingConfig(Config):
     monitoring_path: str = "/monitoring/prometheus/metrics"
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    tls: ServerTls = ServerTls()
+    tokens: TokenSource = TokenSource()
 
     @classmethod
     def local(cls, base_dir: str, **overrides: Any) -> "ModelServingConfig":
@@ -91,6 +102,8 @@ class ModelServingConfig(Config):
         for name in ("intra_op_threads", "inter_op_threads"):
             require(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, name,
                     "an int >= 0 (0: TensorFlow's default)", getattr(self, name))
+        require(isinstance(self.tls, ServerTls), "tls", "a ServerTls", self.tls)
+        require(isinstance(self.tokens, TokenSource), "tokens", "a TokenSource", self.tokens)
 
     @property
     def needs_scann(self) -> bool:

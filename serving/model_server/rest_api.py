@@ -70,6 +70,17 @@ def parse_route(method: str, path: str) -> RestRoute:
     return RestRoute(match["name"], version, match["label"] or "", (match["tail"] or "").lower())
 
 
+def is_status_request(method: str, path: str) -> bool:
+    """True for `GET /v1/models/{name}[/versions/{v}|/labels/{l}]`, model status: open to
+    the readiness probe when the server requires tokens, as the service's probes are."""
+    if method != "GET":
+        return False
+    try:
+        return parse_route(method, path).tail == ""
+    except ServingError:
+        return False
+
+
 def _status_json(statuses: list[VersionStatus]) -> dict[str, Any]:
     return {"model_version_status": [
         {"version": str(status.version), "state": status.state,

@@ -1,5 +1,5 @@
 """The model server's life cycle: REST and gRPC front ends over one registry, sharing one
-worker pool, started and stopped together."""
+worker pool, started and stopped together, both over TLS and behind bearer tokens when asked."""
 
 import concurrent.futures
 import logging
@@ -8,12 +8,13 @@ import os
 import grpc
 
 from recs.config import require
-from serving.http import BackgroundServer, HttpLimits
+from serving.http import BackgroundServer, BearerGate, HttpLimits
 from serving.model_server.config import ModelServingConfig
 from serving.model_server.errors import MAX_BODY_BYTES
-from serving.model_server.grpc_api import grpc_handlers
+from serving.model_server.grpc_api import TokenInterceptor, grpc_handlers
 from serving.model_server.registry import ModelRegistry
-from serving.model_server.rest_api import RestApp
+from serving.model_server.rest_api import RestApp, is_status_request
+from serving.security import BearerTokens, ServerTls
 
 _LOG = logging.getLogger("recs.model_server")
 
@@ -61,6 +62,14 @@ class ModelServer:
             for the cores this process may use.
         http_limits: read timeouts and size caps of every REST connection; the body cap is
             also the largest gRPC message.
+        tls: certificate and key of both ports (and a client CA for mutual TLS); disabled
+            serves plain text.
+        tokens: bearer tokens required on both ports (REST model status, the readiness
+            probe's, stays open); None requires none. TF Serving has no such check: see
+            `grpc_api.TokenInterceptor`.
+
+    Raises:
+        ValueError: `tls` names files that are not a certificate and its key.
 
     Example:
         server = ModelServer(ModelRegistry(base, ("ranker",)), rest_port=8501, grpc_port=8500)
@@ -71,28 +80,43 @@ class ModelServer:
 
     def __init__(self, registry: ModelRegistry, host: str = "127.0.0.1", rest_port: int = 0,
                  grpc_port: int = 0, workers: int | None = None,
-                 http_limits: HttpLimits = HttpLimits(max_body_bytes=MAX_BODY_BYTES)) -> None:
+                 http_limits: HttpLimits = HttpLimits(max_body_bytes=MAX_BODY_BYTES),
+                 tls: ServerTls = ServerTls(), tokens: BearerTokens | None = None) -> None:
         require(workers is None or workers >= 1, "workers", ">= 1 or None", workers)
         self.registry = registry
         self.host = host
+        self._scheme = "https" if tls.enabled else "http"
+        grpc_credentials = None
+        if tls.enabled:  # Read before anything starts: a bad file leaves nothing running.
+            cert, key, client_ca = tls.pems()
+            grpc_credentials = grpc.ssl_server_credentials(
+                [(key, cert)], root_certificates=client_ca,
+                require_client_auth=client_ca is not None)
         self._workers = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers or _default_workers(), thread_name_prefix="model-server")
-        self._rest = BackgroundServer(RestApp(registry, self._workers), http_limits, host,
-                                      rest_port)
+        rest_app = RestApp(registry, self._workers)
+        self._rest = BackgroundServer(
+            rest_app if tokens is None else BearerGate(rest_app, tokens, is_status_request),
+            http_limits, host, rest_port, tls=tls)
         self._grpc = grpc.server(
             self._workers, handlers=grpc_handlers(registry),
+            interceptors=[TokenInterceptor(tokens)] if tokens is not None else None,
             options=[("grpc.max_receive_message_length", http_limits.max_body_bytes),
                      ("grpc.so_reuseport", 0)])  # A taken port is an error, not shared.
-        self.grpc_port = self._grpc.add_insecure_port(f"{host}:{grpc_port}")
+        address = f"{host}:{grpc_port}"
+        self.grpc_port = (self._grpc.add_insecure_port(address) if grpc_credentials is None
+                          else self._grpc.add_secure_port(address, grpc_credentials))
         self.rest_port = self._rest.port
 
     @property
     def rest_url(self) -> str:
-        return f"http://{self.host}:{self.rest_port}"
+        return f"{self._scheme}://{self.host}:{self.rest_port}"
 
     @property
     def grpc_target(self) -> str:
-        return f"{self.host}:{self.grpc_port}"
+        """`host:port`, or `https://host:port` over TLS (as `GrpcClient` reads a target)."""
+        prefix = "https://" if self._scheme == "https" else ""
+        return f"{prefix}{self.host}:{self.grpc_port}"
 
     def start(self) -> "ModelServer":
         self._grpc.start()
@@ -121,12 +145,19 @@ def serve_models(config: ModelServingConfig) -> ModelServer:
     requests (`serving.model_server.batching`); `labels` ({model: {label: version}}, e.g.
     {"ranker": {"stable": 3, "canary": 4}}) serves those versions under those labels too.
 
+    `tls` and `tokens` secure both ports (`ModelServer`).
+
     Example:
         server = serve_models(ModelServingConfig.local(base_dir))
 
     Raises:
         FileNotFoundError: a model has no servable version.
+        ValueError: a TLS or token file cannot be read or holds no valid certificate or
+            token (found before any model loads).
     """
+    tokens = BearerTokens(config.tokens.read()) if config.tokens.enabled else None
+    if config.tls.enabled:
+        config.tls.context()  # Refuses a missing file or a mismatched key now, not later.
     set_thread_pools(config.intra_op_threads, config.inter_op_threads)
     registry = ModelRegistry(config.base_dir, config.models, num_versions=config.num_versions,
                              labels=config.labels, batching=config.enable_batching)
@@ -134,4 +165,4 @@ def serve_models(config: ModelServingConfig) -> ModelServer:
     if config.poll_seconds > 0:
         registry.start_polling(config.poll_seconds)
     return ModelServer(registry, host=config.host, rest_port=config.rest_port,
-                       grpc_port=config.grpc_port).start()
+                       grpc_port=config.grpc_port, tls=config.tls, tokens=tokens).start()

@@ -1,11 +1,12 @@
 """A toy servable for the model server's protocol tests: a real SavedModel written in a
-second, no trained world needed."""
+second, no trained world needed; and a test CA with the certificates it signed, for TLS."""
 
 import pathlib
 
 import pytest
 
 import recs  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from tests.serving._tls import TOKENS, Pki, make_pki
 
 
 def write_toy_model(base: pathlib.Path, name: str = "toy", version: int = 1) -> pathlib.Path:
@@ -48,3 +49,18 @@ def toy_server(toy_base):
     registry.load()
     with ModelServer(registry) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> Pki:
+    """A test CA, a server certificate it signed for localhost and 127.0.0.1, a client
+    certificate it signed, and an unrelated CA."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def token_file(tmp_path) -> str:
+    """A file of `TOKENS`, with a comment and a blank line as an operator writes it."""
+    path = tmp_path / "tokens"
+    path.write_text(f"# rotating: old first\n{TOKENS[0]}\n\n{TOKENS[1]}\n")
+    return str(path)

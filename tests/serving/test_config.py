@@ -105,3 +105,37 @@ def test_limits_round_trip_through_json():
     assert config.http_limits() == guarded_http.HttpLimits(
         header_timeout_s=2.5, body_timeout_s=10.0, keep_alive_s=5.0,
         max_header_bytes=16 * 1024, max_body_bytes=4096)
+
+
+def test_authentication_and_tls_are_off_by_default_and_round_trip_when_on():
+    from serving.security import ClientTls, ServerTls, TokenSource
+
+    default = ServiceConfig()
+    assert not (default.tokens.enabled or default.tls.enabled
+                or default.model_server_tls.configured or default.model_server_token.enabled)
+    assert (default.metrics_access, default.docs_access) == ("open", "open")
+    secured = ServiceConfig(
+        model_server="https://tf-serving:8501", retrieval_server="https://scann:8501",
+        tokens=TokenSource(file="/etc/recs/tokens/service"),
+        tls=ServerTls("/etc/recs/tls/tls.crt", "/etc/recs/tls/tls.key"),
+        metrics_access="token", docs_access="closed",
+        model_server_tls=ClientTls(ca_file="/etc/recs/tls/ca.crt"),
+        retrieval_server_token=TokenSource(file="/etc/recs/tokens/model-server"))
+    again = ServiceConfig.from_json(secured.to_json())
+    assert again == secured and isinstance(again.tls, ServerTls)
+    assert "/etc/recs/tokens/service" in secured.to_json()  # The place, never a token.
+
+
+def test_model_server_credentials_that_would_go_nowhere_are_refused():
+    from serving.security import ClientTls, TokenSource
+
+    with pytest.raises(ValueError, match="model_server_tls must be empty unless a model "
+                                         "server is reached over TLS: write its address "
+                                         "https://host:port"):
+        ServiceConfig(model_server="http://tf-serving:8501",
+                      model_server_tls=ClientTls(ca_file="ca.crt"))
+    ServiceConfig(model_server="http://tf-serving:8501", retrieval_server="https://scann:8501",
+                  model_server_tls=ClientTls(ca_file="ca.crt"))  # One https server will do.
+    with pytest.raises(ValueError, match="retrieval_server_token must be empty while "
+                                         "retrieval_server is"):
+        ServiceConfig(retrieval_server_token=TokenSource(env="RECS_MODEL_TOKEN"))

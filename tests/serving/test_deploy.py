@@ -13,11 +13,13 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from recs.contract.models import STOCK_SERVABLE
 from serving.config import ServiceConfig
-from serving.deploy import CONFIG_MOUNT, manifests, render, write_deployment
+from serving.deploy import CONFIG_MOUNT, DeploySecrets, manifests, render, write_deployment
 from serving.model_server.config import ModelServingConfig
+from serving.security import TokenSource
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 IMAGE = "registry.example/recs:0.1.0"
+SECRETS = DeploySecrets(tls="recs-tls", tokens="recs-tokens")
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +115,85 @@ def test_the_dockerfile_copies_every_package_and_runs_the_service():
     assert all((ROOT / package / "__init__.py").exists() for package in packages)
     assert "TF_USE_LEGACY_KERAS=1" in dockerfile
     assert 'ENTRYPOINT ["recs"]' in dockerfile and '"--port", "8080"' in dockerfile
+
+
+def _container(documents: list[dict], name: str) -> dict:
+    (container,) = _by_kind(documents, "Deployment")[name]["spec"]["template"]["spec"][
+        "containers"]
+    return container
+
+
+def _secret_file(documents: list[dict], name: str, path: str) -> tuple[str, str]:
+    """(Secret, key) that the file at `path` of deployment `name` is mounted from."""
+    spec = _by_kind(documents, "Deployment")[name]["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    (mount,) = [mount for mount in spec["containers"][0]["volumeMounts"]
+                if path.startswith(mount["mountPath"] + "/")]
+    secret = volumes[mount["name"]]["secret"]
+    key = path.removeprefix(mount["mountPath"] + "/")
+    assert key in {item["path"] for item in secret["items"]}, (name, path)
+    return secret["secretName"], key
+
+
+def _service_config(documents: list[dict]) -> ServiceConfig:
+    return ServiceConfig.from_json(
+        _by_kind(documents, "ConfigMap")["recs-service-config"]["data"]["service.json"])
+
+
+def test_by_default_no_secret_is_mounted_and_nothing_asks_for_tls_or_tokens(documents):
+    for deployment in _by_kind(documents, "Deployment").values():
+        assert not any("secret" in volume
+                       for volume in deployment["spec"]["template"]["spec"]["volumes"])
+    config = _service_config(documents)
+    assert not (config.tokens.enabled or config.tls.enabled
+                or config.retrieval_server_token.enabled or config.model_server_tls.configured)
+    assert config.retrieval_server.startswith("http://scann-model-server:")
+    assert not any(arg.startswith(("--tls", "--token"))
+                   for arg in _container(documents, "scann-model-server")["command"])
+    assert "scheme" not in _container(documents, "recs-service")["readinessProbe"]["httpGet"]
+
+
+def test_secrets_are_mounted_where_the_service_and_the_scann_server_read_them(documents):
+    from recs_cli.main import build_parser
+
+    secured = [doc for docs in manifests(IMAGE, secrets=SECRETS).values() for doc in docs]
+    config = _service_config(secured)
+    assert _secret_file(secured, "recs-service", config.tls.cert_file) == ("recs-tls",
+                                                                           "tls.crt")
+    assert _secret_file(secured, "recs-service", config.tls.key_file) == ("recs-tls", "tls.key")
+    assert _secret_file(secured, "recs-service", config.model_server_tls.ca_file) == (
+        "recs-tls", "ca.crt")
+    assert _secret_file(secured, "recs-service", config.tokens.file) == ("recs-tokens",
+                                                                         "service")
+    # The token the service sends is one the ScaNN server accepts: the same key.
+    sent = _secret_file(secured, "recs-service", config.retrieval_server_token.file)
+    args = build_parser().parse_args(_container(secured, "scann-model-server")["command"][1:])
+    assert sent == _secret_file(secured, "scann-model-server", args.token_file) == (
+        "recs-tokens", "model-server")
+    assert _secret_file(secured, "scann-model-server", args.tls_cert) == ("recs-tls", "tls.crt")
+    assert _secret_file(secured, "scann-model-server", args.tls_key) == ("recs-tls", "tls.key")
+    # TLS to the ScaNN server; stock TF Serving, which has neither, is left as it was.
+    assert config.retrieval_server.startswith("https://scann-model-server:")
+    assert config.model_server.startswith("http://tf-serving:")
+    assert not config.model_server_token.enabled
+    assert _by_kind(secured, "Deployment")["tf-serving"] == _by_kind(documents,
+                                                                     "Deployment")["tf-serving"]
+    for name, probes in (("recs-service", ("readinessProbe", "livenessProbe")),
+                         ("scann-model-server", ("readinessProbe",))):
+        for probe in probes:
+            assert _container(secured, name)[probe]["httpGet"]["scheme"] == "HTTPS"
+    annotations = _by_kind(secured, "Deployment")["recs-service"]["spec"]["template"][
+        "metadata"]["annotations"]
+    assert annotations["prometheus.io/scheme"] == "https"
+    assert list(yaml.safe_load_all(render(secured))) == secured
+
+
+def test_deploy_refuses_what_it_cannot_mount_or_stock_tf_serving_cannot_do():
+    with pytest.raises(ValueError, match="tls must be a Secret's name"):
+        DeploySecrets(tls="Recs_TLS")
+    with pytest.raises(ValueError, match="service.tokens must be empty: the files are mounted "
+                                         "from `secrets`"):
+        manifests(IMAGE, service=ServiceConfig(tokens=TokenSource(file="/etc/tokens")))
+    with pytest.raises(ValueError, match="models.tls and models.tokens must be empty: stock "
+                                         "TF Serving has no bearer tokens"):
+        manifests(IMAGE, models=ModelServingConfig(tokens=TokenSource(env="RECS_TOKENS")))

@@ -25,6 +25,11 @@ def test_labels_are_grouped_by_model():
     (["--label", "rankr:canary=2"], "labels must be keyed by served models"),
     (["--rest-port", "8500"], "grpc_port must be different from rest_port"),
     (["--poll-seconds", "-1"], "poll_seconds must be >= 0"),
+    (["--tls-cert", "tls.crt"], "ServerTls.key_file must be set exactly when cert_file is"),
+    (["--tls-cert", "missing.crt", "--tls-key", "missing.key"],
+     "ServerTls.cert_file and key_file must be a PEM certificate and its private key"),
+    (["--token-env", "RECS_TEST_UNSET_TOKENS"], "TokenSource.env must name a variable that "
+                                                "is set"),
 ])
 def test_a_config_the_server_cannot_run_is_refused_before_any_model_loads(args, message,
                                                                           tmp_path, capsys):

@@ -64,3 +64,8 @@ def test_a_server_that_is_not_there_is_unavailable(make):
     with pytest.raises(ModelServerError) as raised:
         make(port).available_versions("toy")
     assert raised.value.status == "UNAVAILABLE"
+
+
+def test_the_grpc_client_refuses_a_token_that_could_break_its_metadata():
+    with pytest.raises(ValueError, match="token must be a token of at least 16 characters"):
+        GrpcClient("127.0.0.1:8500", token="a-token-with\nnewline-0123456789")

@@ -62,3 +62,27 @@ def test_a_server_that_never_answers_is_deadline_exceeded():
 def test_a_base_url_must_be_http_with_a_host(url):
     with pytest.raises(ValueError, match="base_url must be http"):
         RestClient(url)
+
+
+def test_a_token_rides_in_the_authorization_header_of_every_request():
+    heads: list[bytes] = []
+
+    def answer(connection: socket.socket, seen: list[bytes]) -> None:
+        for _ in range(2):  # Two requests on the kept-alive connection.
+            heads.append(connection.recv(65536).split(b"\r\n\r\n")[0].lower())
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                               + f"Content-Length: {len(ANSWER)}\r\n\r\n{ANSWER}".encode())
+
+    port, _ = _serve(answer, connections=1)
+    client = RestClient(f"http://127.0.0.1:{port}", timeout=5,
+                        token="a-token-of-0123456789")
+    assert client.available_versions("toy") == [3]
+    assert client.available_versions("toy") == [3]
+    assert all(b"\r\nauthorization: bearer a-token-of-0123456789" in head for head in heads)
+    assert len(heads) == 2
+
+
+@pytest.mark.parametrize("token", ["short", "a-token-with\r\nx-injected: header"])
+def test_a_token_that_is_weak_or_could_break_the_header_is_refused(token):
+    with pytest.raises(ValueError, match="token must be a token of at least 16 characters"):
+        RestClient("http://127.0.0.1:8501", token=token)

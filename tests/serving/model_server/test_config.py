@@ -86,3 +86,16 @@ def test_models_config_is_a_valid_model_server_config_with_policy_and_labels():
 def test_bad_model_serving_configs_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
         ModelServingConfig(**overrides)
+
+
+def test_tls_and_tokens_never_reach_stock_tf_serving_s_flags_or_files(tmp_path):
+    from serving.security import ServerTls, TokenSource
+
+    plain = ModelServingConfig()
+    secured = ModelServingConfig(tls=ServerTls("tls.crt", "tls.key"),
+                                 tokens=TokenSource(env="RECS_MODEL_TOKENS"))
+    assert secured.server_args("/config") == plain.server_args("/config")
+    assert secured.models_config() == plain.models_config()
+    assert ModelServingConfig.from_dict(secured.to_dict()) == secured
+    with pytest.raises(ValueError, match="tokens must be a TokenSource"):
+        ModelServingConfig(tokens="a-token-in-a-config")
