@@ -68,12 +68,18 @@ Cleaning rules (each refusal is a dead letter with its reason):
 
 Memory: what crosses a shuffle is what a runner holding shuffles in memory (the local
 DirectRunner, which keeps each one in its controller until the next stage has read it) grows
-with, so nothing crosses one as an object per event. A reader packs the events of each user
+with, so nothing crosses one as an object per event, and dead letters never cross one: each
+stage writes the lines it refuses itself. A reader packs the events of each user
 bucket (a stable hash of the user id into `shuffle_buckets`) into one compressed JSON array per
 flush of `_FLUSH_BYTES`, and the (event id, file, line, user bucket) of each event-id bucket
 the same way: a few tens of bytes per event, and one element per bucket and flush. Duplicates
 are found in the id shuffle, which holds no event fields, and reach the user shuffle as
-positions, so one shuffle of the events both dedupes and sessionizes. Profile versions travel
+positions, so one shuffle of the events both dedupes and sessionizes. What a worker holds
+follows distinct keys, not copies: an event-id bucket keeps a few fields per distinct id, a
+user bucket eight bytes per refused copy, and it reads its packed events twice (first
+counting each user's events per hour) so that copies and bot hours are refused as they are
+met, never held: a day of one replayed event, one forged id or one bot stays within a clean
+day's memory (`benchmarks/ingestion_skew.py`). Profile versions travel
 with their users' events in that shuffle (bounded by the profile table); the catalogue is the
 only side input (bounded by the catalogue). A worker holds one bucket's events at a time.
 
@@ -84,6 +90,7 @@ and line, and its bytes (as text, or base64 when they are not UTF-8): the dead-l
 `recs.contract.dead_letters`, so it can be counted, read and replayed.
 """
 
+import array
 import base64
 import collections
 import dataclasses
@@ -100,6 +107,7 @@ import zlib
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 import apache_beam as beam
+import numpy as np
 import orjson
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -494,20 +502,20 @@ class _Packer:
     def add(self, key: int, item: bytes) -> None:
         # Copied into one array per bucket at once: each `orjson.dumps` result holds a
         # 4 KiB allocation whatever its length, so a list of them costs 20x the bytes.
-        array = self._arrays.get(key)
-        if array is None:
-            self._arrays[key] = array = bytearray(b"[")
+        buffer = self._arrays.get(key)
+        if buffer is None:
+            self._arrays[key] = buffer = bytearray(b"[")
         else:
-            array += b","
-        array += item
+            buffer += b","
+        buffer += item
         self.size += len(item) + 1
 
     def emit(self) -> Iterator[tuple[int, tuple[str, bytes]]]:
         """(bucket, (kind, compressed JSON array)) per bucket held; empties the buffer."""
         arrays, self._arrays, self.size = self._arrays, {}, 0
-        for key, array in arrays.items():
-            array += b"]"
-            yield key, (self._kind, zlib.compress(array, 1))
+        for key, buffer in arrays.items():
+            buffer += b"]"
+            yield key, (self._kind, zlib.compress(buffer, 1))
 
 
 def _unpack(blob: bytes) -> list[Any]:
@@ -576,30 +584,77 @@ def _digest(event: dict[str, Any]) -> str:
                             ).decode("ascii")
 
 
+_MAX_CONTENTS = 1000
+"""Distinct contents counted per event id before a conflict's detail says "more than": a
+flood of forged copies must not make one id's state grow with the flood."""
+
+
+class _Copies:
+    """What the first pass over an event-id bucket keeps of one id: how many copies, the
+    earliest delivered, and its distinct contents (at most `_MAX_CONTENTS` + 1)."""
+
+    __slots__ = ("count", "earliest", "digests")
+
+    def __init__(self, position: tuple[int, int], digest: str) -> None:
+        self.count = 1
+        self.earliest = position
+        self.digests: set[str] | str = digest
+
+    def add(self, position: tuple[int, int], digest: str) -> None:
+        self.count += 1
+        self.earliest = min(self.earliest, position)
+        if isinstance(self.digests, str):
+            if digest != self.digests:
+                self.digests = {self.digests, digest}
+        elif len(self.digests) <= _MAX_CONTENTS:
+            self.digests.add(digest)
+
+    @property
+    def contents(self) -> int | str:
+        if isinstance(self.digests, str):
+            return 1
+        count = len(self.digests)
+        return count if count <= _MAX_CONTENTS else f"more than {_MAX_CONTENTS}"
+
+
 def _later_copies(element: tuple[int, Iterable[tuple[str, bytes]]]
                   ) -> Iterator[tuple[int, tuple[str, bytes]]]:
     """Event-id bucket -> the positions of the copies of an id that are not used, packed per
     the user bucket that holds the copy (where it is dead-lettered): of identical copies every
     one but the earliest delivered (`_DUPLICATES`, as (file index, line)); of copies whose
-    contents differ every one (`_CONFLICTS`, as (file index, line, copies, contents))."""
+    contents differ every one (`_CONFLICTS`, as (file index, line, copies, contents)).
+
+    Two passes over the bucket's packed ids, so memory follows the bucket's distinct ids, not
+    its copies: one key delivered millions of times (a replayed log, a forgery flood) costs
+    what one id does, and the positions leave in packed flushes of `_FLUSH_BYTES`.
+    """
     _, values = element
-    copies: dict[str, list[tuple[int, int, int, str]]] = {}
+    copies: dict[str, _Copies] = {}
     for _, blob in values:
-        for event_id, index, number, user_bucket, digest in _unpack(blob):
-            copies.setdefault(event_id, []).append((index, number, user_bucket, digest))
+        for event_id, index, number, _, digest in _unpack(blob):
+            seen = copies.get(event_id)
+            if seen is None:
+                copies[event_id] = _Copies((index, number), digest)
+            else:
+                seen.add((index, number), digest)
+    copies = {event_id: seen for event_id, seen in copies.items() if seen.count > 1}
+    if not copies:
+        return
     later, conflicts = _Packer(_DUPLICATES), _Packer(_CONFLICTS)
-    for positions in copies.values():
-        if len(positions) < 2:
-            continue
-        contents = len({digest for *_, digest in positions})
-        if contents == 1:
-            positions.sort()
-            for index, number, user_bucket, _ in positions[1:]:
-                later.add(user_bucket, orjson.dumps((index, number)))
-        else:
-            for index, number, user_bucket, _ in positions:
-                conflicts.add(user_bucket, orjson.dumps((index, number, len(positions),
-                                                         contents)))
+    for _, blob in values:
+        for event_id, index, number, user_bucket, _ in _unpack(blob):
+            seen = copies.get(event_id)
+            if seen is None:
+                continue
+            if seen.contents == 1:
+                if (index, number) != seen.earliest:
+                    later.add(user_bucket, orjson.dumps((index, number)))
+            else:
+                conflicts.add(user_bucket, orjson.dumps((index, number, seen.count,
+                                                         seen.contents)))
+            if later.size + conflicts.size >= _FLUSH_BYTES:
+                yield from later.emit()
+                yield from conflicts.emit()
     yield from later.emit()
     yield from conflicts.emit()
 
@@ -629,13 +684,12 @@ def _activity_ends(events: list[dict[str, Any]], max_play_seconds: int) -> list[
 
 
 def _sessionize(element: tuple[str, Iterable[dict[str, Any]]], gap_seconds: int,
-                max_play_seconds: int, bot_events_per_hour: int) -> Iterator[Any]:
+                max_play_seconds: int) -> Iterator[Any]:
     """Splits one user's events into sessions at inactivity gaps longer than `gap_seconds`.
 
     A play is activity from its start to its stop: measuring the gap from the last event
     alone would cut every play longer than the gap in two (a start-only record with nothing
     watched, and a stop whose history already holds its own title: a label leak).
-    Clock hours with more than `bot_events_per_hour` events are dead-lettered first.
 
     Yields:
         (session events, history): the history is the titles played in earlier sessions,
@@ -644,22 +698,13 @@ def _sessionize(element: tuple[str, Iterable[dict[str, Any]]], gap_seconds: int,
     _, grouped = element
     events = list(grouped)
     try:
-        yield from _sessions(events, gap_seconds, max_play_seconds, bot_events_per_hour)
+        yield from _sessions(events, gap_seconds, max_play_seconds)
     except Exception as error:  # noqa: BLE001  (one user's events must not stop the job)
         yield from _dead_events(events, Reason.PROCESSING_ERROR, _failure(error))
 
 
-def _sessions(events: list[dict[str, Any]], gap_seconds: int, max_play_seconds: int,
-              bot_events_per_hour: int) -> Iterator[Any]:
-    per_hour: dict[int, int] = {}
-    for event in events:
-        per_hour[event["ts"] // 3600] = per_hour.get(event["ts"] // 3600, 0) + 1
-    busy = {hour for hour, count in per_hour.items() if count > bot_events_per_hour}
-    if busy:
-        bot = [e for e in events if e["ts"] // 3600 in busy]
-        yield from _dead_events(bot, Reason.BOT_TRAFFIC,
-                                f"more than {bot_events_per_hour} events in an hour")
-        events = [e for e in events if e["ts"] // 3600 not in busy]
+def _sessions(events: list[dict[str, Any]], gap_seconds: int, max_play_seconds: int
+              ) -> Iterator[Any]:
     history: list[str] = []
 
     def close(session: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
@@ -682,6 +727,59 @@ def _sessions(events: list[dict[str, Any]], gap_seconds: int, max_play_seconds: 
         session.append(event)
     if session:
         yield close(session)
+
+
+class _Unused:
+    """Positions of the copies of event ids a user bucket must not use, as sorted int64 keys
+    (file index << 32 | line) with a label each: `None` for a later identical copy, or the
+    conflict's (copies, contents). Eight bytes and a label index per copy, so a bucket
+    holding millions of copies of one id stays small."""
+
+    def __init__(self) -> None:
+        self._keys = array.array("q")
+        self._labels = array.array("q")
+        self._table: list[tuple[int, int | str]] = [(0, 0)]  # Label 0: a later copy.
+        self._index: dict[tuple[int, int | str], int] = {}
+        self._sorted_keys = np.zeros(0, dtype=np.int64)
+        self._sorted_labels = np.zeros(0, dtype=np.int64)
+
+    def add_later(self, positions: list[list[int]]) -> None:
+        for index, number in positions:
+            self._keys.append(index << 32 | number)
+            self._labels.append(0)
+
+    def add_conflicts(self, positions: list[list[Any]]) -> None:
+        for index, number, copies, contents in positions:
+            label = self._index.get((copies, contents))
+            if label is None:
+                label = self._index[copies, contents] = len(self._table)
+                self._table.append((copies, contents))
+            self._keys.append(index << 32 | number)
+            self._labels.append(label)
+
+    def seal(self) -> None:
+        keys = np.frombuffer(self._keys, dtype=np.int64) if self._keys else np.zeros(
+            0, dtype=np.int64)
+        order = np.argsort(keys, kind="stable")
+        self._sorted_keys = keys[order]
+        self._sorted_labels = np.frombuffer(self._labels, dtype=np.int64)[order] if len(
+            self._labels) else np.zeros(0, dtype=np.int64)
+        self._keys, self._labels = array.array("q"), array.array("q")
+
+    def of(self, events: list[dict[str, Any]]) -> list[int]:
+        """Per event: -1 when it is used, else its label (0: a later identical copy)."""
+        if not len(self._sorted_keys):
+            return [-1] * len(events)
+        keys = np.fromiter((index << 32 | number for index, number in
+                            (event[_POSITION] for event in events)),
+                           dtype=np.int64, count=len(events))
+        at = np.minimum(np.searchsorted(self._sorted_keys, keys), len(self._sorted_keys) - 1)
+        found = self._sorted_keys[at] == keys
+        return np.where(found, self._sorted_labels[at], -1).tolist()
+
+    def conflict(self, label: int) -> tuple[int, int | str]:
+        """(copies, contents) of a conflict's label (> 0)."""
+        return self._table[label]
 
 
 def _profile_as_of(versions: Iterable[dict[str, Any]], ts: int) -> dict[str, Any] | None:
@@ -716,45 +814,59 @@ class Sessionize(beam.DoFn):
 
     def process(self, element: tuple[int, Iterable[tuple[str, bytes]]],
                 catalogue: Mapping[str, dict[str, Any]]) -> Iterator[Any]:
+        # Two passes over the bucket's packed events, so what is held follows what is used:
+        # the first counts each user's events per clock hour, the second refuses copies and
+        # bot hours as it meets them and keeps only the rest. A key holding millions of
+        # events (a bot, a replayed log) costs its packed bytes, not a dict per event.
         _, values = element
         packed: list[bytes] = []
-        later: set[tuple[int, int]] = set()
-        conflicts: dict[tuple[int, int], tuple[int, int]] = {}
+        unused = _Unused()
         profiles: dict[str, list[dict[str, Any]]] = {}
         for kind, blob in values:
             if kind == _EVENTS:
                 packed.append(blob)
             elif kind == _DUPLICATES:
-                later.update((index, number) for index, number in _unpack(blob))
+                unused.add_later(_unpack(blob))
             elif kind == _CONFLICTS:
-                conflicts.update(((index, number), (copies, contents))
-                                 for index, number, copies, contents in _unpack(blob))
+                unused.add_conflicts(_unpack(blob))
             else:
                 row = orjson.loads(blob)
                 profiles.setdefault(row[F.USER_ID], []).append(row)
+        unused.seal()
+        per_hour: collections.Counter[tuple[str, int]] = collections.Counter()
+        for blob in packed:
+            events = _unpack(blob)
+            per_hour.update((event[F.USER_ID], event["ts"] // 3600)
+                            for event, label in zip(events, unused.of(events)) if label < 0)
+        busy = {key for key, count in per_hour.items() if count > self._bot}
+        del per_hour
         places = [(delivery_day(path), path) for path in self._files]
         users: dict[str, list[dict[str, Any]]] = {}
         for blob in packed:
-            for event in _unpack(blob):
+            events = _unpack(blob)
+            for event, label in zip(events, unused.of(events)):
                 index, number = event[_POSITION]
                 day, path = places[index]
                 event[_ARRIVAL] = day
                 event[_POSITION] = (day, path, number)
-                if (index, number) in later:
+                if label == 0:
                     yield from _dead_events([event], Reason.DUPLICATE_EVENT_ID,
                                             event["event_id"])
-                elif (index, number) in conflicts:
-                    copies, contents = conflicts[index, number]
+                elif label > 0:
+                    copies, contents = unused.conflict(label)
                     yield from _dead_events(
                         [event], CONFLICTING_DUPLICATE,
                         f"{event['event_id']}: {copies} copies with {contents} different "
                         "contents; none is used")
+                elif (event[F.USER_ID], event["ts"] // 3600) in busy:
+                    yield from _dead_events([event], Reason.BOT_TRAFFIC,
+                                            f"more than {self._bot} events in an hour")
                 else:
                     users.setdefault(event[F.USER_ID], []).append(event)
         counts: collections.Counter[str] = collections.Counter()
         pending: list[_Accepted] = []
         for user_id, events in users.items():
-            for item in _sessionize((user_id, events), self._gap, self._max_play, self._bot):
+            for item in _sessionize((user_id, events), self._gap, self._max_play):
                 if isinstance(item, beam.pvalue.TaggedOutput):
                     yield item
                     continue
@@ -1056,11 +1168,15 @@ def build_pipeline(pipeline: beam.Pipeline, config: IngestionConfig) -> None:
              | f"WriteExamples[{day}]" >> beam.io.WriteToTFRecord(
                  str(pathlib.Path(config.examples_dir) / f"day={day}" / "interactions"),
                  file_name_suffix=".tfrecord.gz", num_shards=config.num_shards))
-    _ = ((read[_DEAD_LETTER], sessions[_DEAD_LETTER], *dead)
-         | "MergeDeadLetters" >> beam.Flatten()
-         | "WriteDeadLetters" >> beam.io.WriteToText(
-             str(pathlib.Path(config.dead_letter_dir) / "dead_letter"),
-             file_name_suffix=".jsonl"))
+    # Each stage writes its own dead letters, in the stage that refuses them: a Flatten of
+    # the stages' outputs would make a runner that holds PCollections between stages in
+    # memory (the local DirectRunner) hold every refused line of a junk day.
+    dead_letters = pathlib.Path(config.dead_letter_dir)
+    tables = dead | "MergeTableDeadLetters" >> beam.Flatten()
+    for name, letters in (("read", read[_DEAD_LETTER]), ("sessions", sessions[_DEAD_LETTER]),
+                          ("tables", tables)):
+        _ = letters | f"WriteDeadLetters[{name}]" >> beam.io.WriteToText(
+            str(dead_letters / f"{DEAD_LETTERS}-{name}"), file_name_suffix=".jsonl")
 
 
 def run_ingestion(config: IngestionConfig, beam_args: list[str] | None = None

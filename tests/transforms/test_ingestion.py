@@ -179,7 +179,7 @@ def test_a_play_is_activity_from_its_start_to_its_stop():
         _event("a7", "play_start", "t1", ts=T0 + 40_000),        # stop 7 h later: over the
         _event("a8", "play_stop", "t1", ts=T0 + 65_200, watch_seconds=100.0),  # 6 h limit
     )]
-    sessions = list(_sessionize(("u1", reversed(events)), 1800, 6 * 3600, 300))
+    sessions = list(_sessionize(("u1", reversed(events)), 1800, 6 * 3600))
     ids = [[event["event_id"] for event in session] for session, _ in sessions]
     assert ids == [["a1", "a2", "a3", "a4"], ["a5"], ["a6"], ["a7"], ["a8"]]
     # The film's own title never shows up in the history of its stop (no label leak).
