@@ -17,6 +17,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from recs.contract.protos import VALUE_FIELD, array_proto, proto_array
 from recs.contract.signatures import SERVING_DEFAULT
 from serving.model_server.errors import MAX_BODY_BYTES, ServingError, invalid_argument
+from serving.model_server.memory import release_after
 from serving.model_server.registry import ModelRegistry
 from serving.model_server.servable import LoadedModel
 from serving.model_server.signatures import predict
@@ -166,6 +167,9 @@ def _grpc_method(registry: ModelRegistry, handler: Callable, request_type: type
             return handler(registry, request).SerializeToString()
         except ServingError as error:
             context.abort(error.code, error.message)
+        finally:
+            del request
+            release_after(len(data))
 
     return grpc.unary_unary_rpc_method_handler(call)
 

@@ -16,6 +16,7 @@ from serving.http import error_body
 from serving.model_server.errors import ServingError, invalid_argument
 from serving.model_server.json_codec import (json_text, parse_json, parse_predict_body,
                                              predict_response_bytes)
+from serving.model_server.memory import release_after
 from serving.model_server.registry import ModelRegistry
 from serving.model_server.servable import LoadedModel, VersionStatus
 from serving.model_server.signatures import predict
@@ -111,6 +112,15 @@ def _rest_predict(registry: ModelRegistry, route: RestRoute, data: bytes) -> byt
     return predict_response_bytes(outputs, row_format)
 
 
+def _answer_predict(registry: ModelRegistry, route: RestRoute, data: bytes) -> bytes:
+    """`_rest_predict`, then a large request's memory back to the system (its parsed body,
+    inputs and outputs are gone by then)."""
+    try:
+        return _rest_predict(registry, route, data)
+    finally:
+        release_after(len(data))
+
+
 async def _read_body(receive: Callable) -> bytes | None:
     """The request body; None when the client went away (serving.http caps its size)."""
     parts = []
@@ -147,7 +157,7 @@ class RestApp:
                 if data is None:
                     return
                 status, body = 200, await asyncio.get_running_loop().run_in_executor(
-                    self.workers, _rest_predict, self.registry, route, data)
+                    self.workers, _answer_predict, self.registry, route, data)
             elif route.tail == "/metadata":
                 model = self.registry.get(route.name, route.version, route.label)
                 status, body = 200, json.dumps(_metadata_json(model)).encode()
