@@ -20,7 +20,9 @@ project's real code paths: what `benchmarks/robustness.py` writes as `figures.fa
     model_server    `ModelRegistry` + `ModelServer` over a tiny SavedModel with version
                     folders that are not versions (beyond int64, `²`, negative) next to good
                     ones, asked over REST and gRPC while a new good version is pushed; a
-                    5,000-digit version in a REST path.
+                    5,000-digit version in a REST path; ten legal REST bodies of 30 MB one
+                    after another (the server in this process: its resident memory after
+                    each).
 
 Each function runs in a process of its own (`common.run_in_process`, which measures the peak
 resident memory of the process tree, redis-servers included) and writes its figures as JSON
@@ -693,6 +695,35 @@ def _tiny_saved_model(path: pathlib.Path) -> None:
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
 
 
+LARGE_BATCHES, LARGE_BATCH_BYTES, LARGE_BATCH_GROWTH_MB = 10, 30 * 2**20, 64
+"""Legal predict bodies near the model server's limit, one after another, and how much the
+process may keep beyond what the first one left."""
+
+
+def _large_batches(url: str) -> tuple[list[int], list[float]]:
+    """Sends `LARGE_BATCHES` REST bodies of about `LARGE_BATCH_BYTES` (floats for the tiny
+    model's `x`); returns each answer's status and this process's resident MB after it."""
+    import urllib.error
+    import urllib.request
+
+    import psutil
+
+    count = LARGE_BATCH_BYTES // len("1.25, ")
+    statuses, resident = [], []
+    for batch in range(LARGE_BATCHES):
+        body = ('{"instances": [' + ", ".join([f"{batch % 7}.25"] * count) + "]}").encode()
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, data=body),
+                                        timeout=300) as answer:
+                answer.read()
+                statuses.append(answer.status)
+        except urllib.error.HTTPError as error:
+            statuses.append(error.code)
+        del body
+        resident.append(round(psutil.Process().memory_info().rss / 2**20, 1))
+    return statuses, resident
+
+
 def model_server(out: str) -> None:
     """Odd version folders next to good ones (see the module docstring)."""
     _watchdog(300)
@@ -773,6 +804,7 @@ def model_server(out: str) -> None:
                        [0].get("version") == "3")
         failed_5xx = sum(1 for s in statuses if s is not None and s >= 500)
         long_version, _ = rest("/v1/models/ranker/versions/" + "9" * 5000)
+        resident = _large_batches(server.rest_url + "/v1/models/ranker:predict")
         channel.close()
         registry.stop_polling()
     ok = (load_error is None and status == 200 and versions == ["2"] and predicted == 200
@@ -796,6 +828,16 @@ def model_server(out: str) -> None:
                          int(long_version is not None and long_version >= 500),
                          status=long_version))
     print(f"  model_server 5000-digit version: {faults[-1]}", flush=True)
+    statuses_large, resident_mb = resident
+    growth = resident_mb[-1] - resident_mb[0]
+    faults.append(_fault(
+        "large_legal_batches", all(s == 200 for s in statuses_large)
+        and growth <= LARGE_BATCH_GROWTH_MB, None, sum(1 for s in statuses_large if s >= 500),
+        batches=len(statuses_large), body_mb=round(LARGE_BATCH_BYTES / 2**20, 1),
+        resident_mb_after_each=resident_mb, growth_after_first_mb=round(growth, 1),
+        note=f"recovered: every answer 200 and the resident memory after the last batch at "
+             f"most {LARGE_BATCH_GROWTH_MB} MB above the first's"))
+    print(f"  model_server large batches: {faults[-1]}", flush=True)
     shutil.rmtree(folder, ignore_errors=True)
     _write(out, {"faults": faults})
 
