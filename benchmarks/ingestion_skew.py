@@ -36,16 +36,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import recs  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 from common import (MemoryCapExceeded, cpu_flags, matmul_gflops,  # noqa: E402
                     run_in_process, write_result)
+from ingestion import EVENTS_PER_USER_DAY, run_generate  # noqa: E402
 
-EVENTS_PER_USER_DAY = 3.5
-"""The generator's events per user and day at its defaults (benchmarks/ingestion.py)."""
 SHAPES = ("clean", "junk", "replayed", "conflicts", "bot")
-
-
-def run_generate(raw: str, users: int, titles: int) -> None:
-    from recs.data.synthetic import GeneratorConfig, generate
-
-    generate(GeneratorConfig(num_users=users, num_titles=titles, days=1, seed=11), raw)
 
 
 def run_ingest(raw: str, out: str, result_path: str) -> None:
@@ -174,7 +167,7 @@ def main() -> None:
         clean = work / "generated"
         # A few more users than the lines need: the clean day is cut at exactly --lines.
         run_in_process(run_generate, str(clean), int(args.lines / EVENTS_PER_USER_DAY * 1.2),
-                       args.titles)
+                       args.titles, 1, str(work / "generated.json"))
         figures: dict[str, Any] = {}
         for shape in shapes:
             raw = work / shape

@@ -798,57 +798,30 @@ _PANELS = (("recs_vs_popularity", "all", "recs vs popularity"),
 def plot_results(path: pathlib.Path) -> list[pathlib.Path]:
     """The results file's Kaplan-Meier curves (with their bands) and sequential looks as PNGs
     beside it: `<name>_retention.png` and `<name>_sequential.png`."""
+    from monitoring.sequential import draw_sequential
+    from monitoring.survival import draw_retention
     from recs.plots import pyplot, save_figure
 
-    document = json.loads(path.read_text())
-    figures = document["figures"]
-    plt = pyplot()
-    figure, axes = plt.subplots(2, 2, figsize=(11, 7), sharey=True)
-    for axis, (experiment, cohort, title) in zip(axes.flat, _PANELS):
-        survival = (figures.get(experiment) or {}).get("survival", {}).get(cohort)
-        if not survival:
-            axis.set_title(f"{title}: no users")
-            continue
-        for curve, color in zip(survival["curves"], ("tab:gray", "tab:blue")):
-            axis.step(curve["days"], curve["retention"], where="post", color=color,
-                      label=f"{curve['arm']} ({curve['users']:,} users)")
-            axis.fill_between(curve["days"], curve["ci_low"], curve["ci_high"], step="post",
-                              color=color, alpha=0.2)
-        for day in RETENTION_DAYS:
-            axis.axvline(day, color="black", linewidth=0.5, linestyle=":")
-        axis.set_title(f"{title} (log-rank p = {survival['logrank']['p_value']:.3g})",
-                       fontsize=10)
-        axis.set_xlabel("days since first exposure")
-        axis.set_ylabel("still subscribed")
-        axis.legend(fontsize=8)
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    retention = path.with_name(f"{path.stem}_retention.png")
-    save_figure(figure, str(retention))
-
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    for axis, name in zip(axes, ("recs_vs_popularity", "planted", "aa")):
-        result = figures.get("sequential", {}).get(name)
-        looks = [look for look in (result or {}).get("looks", []) if look["z"] is not None]
-        if not looks:
-            axis.set_title(f"{name}: no looks")
-            continue
-        days = [look["day"] for look in looks]
-        bound = [min(look["boundary"], 8.0) for look in looks]
-        axis.plot(days, bound, color="tab:red", linestyle="--", label="boundary")
-        axis.plot(days, [-b for b in bound], color="tab:red", linestyle="--")
-        axis.plot(days, [look["z"] for look in looks], marker="o", color="tab:blue",
-                  label=f"z of {result['metric']}")
-        axis.axhline(0.0, color="black", linewidth=0.8)
-        axis.set_title(f"{name}: {result['verdict']['action']} (day {result['stop_day']})",
-                       fontsize=10)
-        axis.set_xlabel("day")
-        axis.legend(fontsize=8)
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    sequential = path.with_name(f"{path.stem}_sequential.png")
-    save_figure(figure, str(sequential))
-    return [retention, sequential]
+    figures = json.loads(path.read_text())["figures"]
+    panels = {
+        "retention": ([((figures.get(experiment) or {}).get("survival", {}).get(cohort),
+                        title) for experiment, cohort, title in _PANELS], (2, 2), (11, 7)),
+        "sequential": ([(figures.get("sequential", {}).get(name), name)
+                        for name in ("recs_vs_popularity", "planted", "aa")], (1, 3), (13, 3.5))}
+    written = []
+    for kind, (contents, grid, size) in panels.items():
+        figure, axes = pyplot().subplots(*grid, figsize=size)
+        for axis, (content, title) in zip(axes.flat, contents):
+            if not content:
+                axis.set_title(f"{title}: nothing to draw")
+            elif kind == "retention":
+                draw_retention(axis, content, title)
+            else:
+                draw_sequential(axis, content)
+        figure.tight_layout()
+        written.append(path.with_name(f"{path.stem}_{kind}.png"))
+        save_figure(figure, str(written[-1]))
+    return written
 
 
 def main() -> None:

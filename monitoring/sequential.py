@@ -642,25 +642,31 @@ def aa_stopping_rate(rows_by_day: Sequence[Sequence[Mapping[str, Any]]], rule: D
     return AAStoppingRate(splits, rule.alpha, stopped_on, actions, tuple(stop_days))
 
 
+def draw_sequential(axis: Any, result: dict[str, Any]) -> None:
+    """The z statistic of each look against its +-boundary on a matplotlib `axis`, from a
+    `SequentialResult.to_dict()` (as results files keep it)."""
+    looks = result["looks"]
+    tested = [look for look in looks if look["boundary"] is not None]
+    days = [look["day"] for look in tested]
+    bound = [min(look["boundary"], 8.0) for look in tested]
+    axis.plot(days, bound, color="tab:red", linestyle="--", label="boundary")
+    axis.plot(days, [-b for b in bound], color="tab:red", linestyle="--")
+    axis.plot([look["day"] for look in looks if look["z"] is not None],
+              [look["z"] for look in looks if look["z"] is not None], marker="o",
+              color="tab:blue", label="z")
+    axis.axhline(0.0, color="black", linewidth=0.8)
+    axis.set_xlabel("day")
+    axis.set_ylabel(f"z of {result['metric']}")
+    axis.set_title(f"{result['arms'][1]} vs {result['arms'][0]}: "
+                   f"{result['verdict']['action']} (day {result['stop_day']})")
+    axis.legend()
+    axis.grid(alpha=0.3)
+
+
 def plot_sequential(result: SequentialResult, path: str) -> None:
     """Writes the z statistic of each look against its +-boundary to a PNG."""
     from recs.plots import pyplot, save_figure
 
-    plt = pyplot()
-    tested = [look for look in result.looks if look.boundary is not None]
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    days = [look.day for look in tested]
-    bound = [min(look.boundary, 8.0) for look in tested]
-    axis.plot(days, bound, color="tab:red", linestyle="--", label="boundary")
-    axis.plot(days, [-b for b in bound], color="tab:red", linestyle="--")
-    axis.plot([look.day for look in result.looks if look.z is not None],
-              [look.z for look in result.looks if look.z is not None], marker="o",
-              color="tab:blue", label="z")
-    axis.axhline(0.0, color="black", linewidth=0.8)
-    axis.set_xlabel("day")
-    axis.set_ylabel(f"z of {result.metric}")
-    axis.set_title(f"{result.arms[1]} vs {result.arms[0]}: {result.verdict.action} "
-                   f"(day {result.stop_day})")
-    axis.legend()
-    axis.grid(alpha=0.3)
+    figure, axis = pyplot().subplots(figsize=(6, 3.5))
+    draw_sequential(axis, result.to_dict())
     save_figure(figure, path)

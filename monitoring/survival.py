@@ -329,22 +329,27 @@ def retention_survival(arm: Sequence[str], duration: Sequence[float],
                             float(test.test_statistic), float(test.p_value), alpha, cycle_days)
 
 
+def draw_retention(axis: Any, survival: dict[str, Any], title: str) -> None:
+    """Both arms' Kaplan-Meier curves with their bands on a matplotlib `axis`, from a
+    `SurvivalAnalysis.to_dict()` (as results files keep it)."""
+    for curve, color in zip(survival["curves"], ("tab:gray", "tab:blue")):
+        axis.step(curve["days"], curve["retention"], where="post", color=color,
+                  label=f"{curve['arm']} ({curve['users']:,} users)")
+        axis.fill_between(curve["days"], curve["ci_low"], curve["ci_high"], step="post",
+                          color=color, alpha=0.2)
+    for comparison in survival["retention"]:
+        axis.axvline(comparison["day"], color="black", linewidth=0.5, linestyle=":")
+    axis.set_xlabel("days")
+    axis.set_ylabel("still subscribed")
+    axis.set_title(f"{title} (log-rank p = {survival['logrank']['p_value']:.3g})")
+    axis.legend()
+    axis.grid(alpha=0.3)
+
+
 def plot_retention(analysis: SurvivalAnalysis, title: str, path: str) -> None:
     """Writes both arms' Kaplan-Meier curves with their bands to a PNG."""
     from recs.plots import pyplot, save_figure
 
-    plt = pyplot()
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    for curve, color in zip(analysis.curves, ("tab:gray", "tab:blue")):
-        axis.step(curve.days, curve.retention, where="post", color=color,
-                  label=f"{curve.arm} ({curve.users} users)")
-        axis.fill_between(curve.days, curve.ci_low, curve.ci_high, step="post", color=color,
-                          alpha=0.2)
-    for comparison in analysis.retention:
-        axis.axvline(comparison.day, color="black", linewidth=0.5, linestyle=":")
-    axis.set_xlabel("days")
-    axis.set_ylabel("still subscribed")
-    axis.set_title(f"{title} (log-rank p = {analysis.logrank_p_value:.3g})")
-    axis.legend()
-    axis.grid(alpha=0.3)
+    figure, axis = pyplot().subplots(figsize=(6, 3.5))
+    draw_retention(axis, analysis.to_dict(), title)
     save_figure(figure, path)
